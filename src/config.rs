@@ -1,0 +1,443 @@
+//! `agent.env`: the one settings file shared by the hooks, the agent and the
+//! installer.
+//!
+//! The format is the shell-style `KEY=value` file of the seed design, so the
+//! same file can be sourced by a shell: `KEY=value`, `KEY="value"`,
+//! `KEY='value'`, `# comments`, blank lines and an optional `export `.
+//! Parsing is split in two (as ripgrep does): [`parse`] turns text into raw
+//! `(line, key, value)` entries and knows nothing about meaning;
+//! [`Settings::from_entries`] checks every value and names file, line and key
+//! when one is wrong.
+//!
+//! Hooks run as `nobody` and must not read the agent's secrets, so the
+//! installer writes a *hook companion* next to the settings file
+//! ([`hook_companion`]) that holds only what a hook needs (`SPOOL_DIR`).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where the settings live unless `OPENVPN_TELEMETRY_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/openvpn-telemetry/agent.env";
+/// The seed's spool directory.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/openvpn-telemetry";
+/// Environment variable naming another settings file (tests, or several
+/// OpenVPN instances on one host through OpenVPN's `setenv`).
+pub const CONFIG_ENV: &str = "OPENVPN_TELEMETRY_CONFIG";
+
+/// The settings file in effect: `$OPENVPN_TELEMETRY_CONFIG` or the default.
+pub fn config_path() -> PathBuf {
+    match std::env::var_os(CONFIG_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_CONFIG),
+    }
+}
+
+/// The world-readable file beside `config` that carries only the settings a
+/// hook needs: `agent.env` → `agent.hook.env`, `site.env` → `site.hook.env`.
+pub fn hook_companion(config: &Path) -> PathBuf {
+    let name = config.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.strip_suffix(".env").unwrap_or(&name);
+    config.with_file_name(format!("{stem}.hook.env"))
+}
+
+/// One `KEY=value` line as written, before any meaning is given to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub line: usize,
+    pub key: String,
+    pub value: String,
+}
+
+/// What can be wrong with a settings file; every message names the file and,
+/// where there is one, the line and key, so a sysadmin can go and fix it.
+#[derive(Debug)]
+pub enum ConfigError {
+    Read { path: PathBuf, source: io::Error },
+    Syntax { path: PathBuf, line: usize, what: String },
+    Value { path: PathBuf, line: usize, key: String, what: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
+            ConfigError::Syntax { path, line, what } => write!(f, "{}:{line}: {what}", path.display()),
+            ConfigError::Value { path, line, key, what } => {
+                write!(f, "{}:{line}: {key}: {what}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses shell-style `KEY=value` text. Errors carry the line number; the
+/// caller adds the path.
+pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
+    let mut entries = Vec::new();
+    for (idx, raw) in text.lines().enumerate() {
+        let line = idx + 1;
+        let s = raw.trim();
+        if s.is_empty() || s.starts_with('#') {
+            continue;
+        }
+        let s = s.strip_prefix("export ").map(str::trim_start).unwrap_or(s);
+        let Some((key, rest)) = s.split_once('=') else {
+            return Err((line, format!("expected KEY=value, found {:?}", truncate(s, 60))));
+        };
+        let key = key.trim_end();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err((line, format!("invalid key {:?}", truncate(key, 60))));
+        }
+        let value = unquote(rest).map_err(|what| (line, format!("{key}: {what}")))?;
+        entries.push(Entry { line, key: key.to_string(), value });
+    }
+    Ok(entries)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The value part of a line: `"..."` (with `\"`, `\\`, `\$`, `` \` `` escapes),
+/// `'...'` (literal), or a bare word that ends at ` #`.
+fn unquote(rest: &str) -> Result<String, String> {
+    let rest = rest.trim();
+    let trailing_ok = |tail: &str| {
+        let t = tail.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            Ok(())
+        } else {
+            Err(format!("unexpected text after closing quote: {t:?}"))
+        }
+    };
+    if let Some(body) = rest.strip_prefix('\'') {
+        let end = body.find('\'').ok_or("missing closing single quote")?;
+        trailing_ok(&body[end + 1..])?;
+        return Ok(body[..end].to_string());
+    }
+    if let Some(body) = rest.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => {
+                    trailing_ok(&body[i + 1..])?;
+                    return Ok(out);
+                }
+                '\\' => match chars.next() {
+                    Some((_, e @ ('"' | '\\' | '$' | '`'))) => out.push(e),
+                    Some((_, e)) => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                    None => break,
+                },
+                _ => out.push(c),
+            }
+        }
+        return Err("missing closing double quote".into());
+    }
+    let bare = match rest.find(" #") {
+        Some(i) => rest[..i].trim_end(),
+        None => rest,
+    };
+    Ok(bare.to_string())
+}
+
+/// How request bodies are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    None,
+    Gzip,
+}
+
+/// Every setting, checked, with the defaults the README documents.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file these came from (for messages; may not exist).
+    pub path: PathBuf,
+    pub spool_dir: PathBuf,
+    pub telemetry_url: Option<String>,
+    pub server_id: Option<String>,
+    pub rotate_interval_seconds: u64,
+    pub rotate_max_bytes: u64,
+    pub retry_sleep_seconds: u64,
+    pub retry_max_seconds: u64,
+    pub connect_timeout_seconds: u64,
+    pub request_timeout_seconds: u64,
+    pub max_pending_files: u64,
+    pub max_spool_bytes: u64,
+    pub max_batch_events: u64,
+    pub max_batch_bytes: u64,
+    pub compress: Compress,
+    pub auth_header: Option<String>,
+    pub mtls_enabled: bool,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub status_log: Option<PathBuf>,
+    pub session_update_interval_seconds: u64,
+    pub snapshot_interval_seconds: u64,
+    pub easyrsa_index: Option<PathBuf>,
+    pub openvpn_server_conf: Vec<PathBuf>,
+    pub openvpn_script_user: String,
+    pub openvpn_script_group: Option<String>,
+    /// Keys the file set that this version does not know (warned about).
+    pub unknown_keys: Vec<(usize, String)>,
+}
+
+impl Settings {
+    pub fn defaults(path: &Path) -> Settings {
+        Settings {
+            path: path.to_path_buf(),
+            spool_dir: PathBuf::from(DEFAULT_SPOOL_DIR),
+            telemetry_url: None,
+            server_id: None,
+            rotate_interval_seconds: 5,
+            rotate_max_bytes: 131_072,
+            retry_sleep_seconds: 2,
+            retry_max_seconds: 300,
+            connect_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_pending_files: 10_000,
+            max_spool_bytes: 512 * 1024 * 1024,
+            max_batch_events: 1000,
+            max_batch_bytes: 1024 * 1024,
+            compress: Compress::None,
+            auth_header: None,
+            mtls_enabled: false,
+            client_cert: None,
+            client_key: None,
+            ca_cert: None,
+            log_level: None,
+            status_log: None,
+            session_update_interval_seconds: 60,
+            snapshot_interval_seconds: 300,
+            easyrsa_index: None,
+            openvpn_server_conf: Vec::new(),
+            openvpn_script_user: "nobody".into(),
+            openvpn_script_group: None,
+            unknown_keys: Vec::new(),
+        }
+    }
+
+    /// Reads the settings file; a missing file means defaults.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count(),
+                    what: "not valid UTF-8".into(),
+                })?;
+                Self::from_text(path, &text)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Settings::defaults(path)),
+            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+
+    pub fn from_text(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+        let entries =
+            parse(text).map_err(|(line, what)| ConfigError::Syntax { path: path.to_path_buf(), line, what })?;
+        Self::from_entries(path, &entries)
+    }
+
+    /// Gives meaning to raw entries; the last occurrence of a key wins, as
+    /// in a shell.
+    pub fn from_entries(path: &Path, entries: &[Entry]) -> Result<Settings, ConfigError> {
+        let mut s = Settings::defaults(path);
+        for e in entries {
+            let bad =
+                |what: String| ConfigError::Value { path: path.to_path_buf(), line: e.line, key: e.key.clone(), what };
+            let v = e.value.as_str();
+            let opt = |v: &str| if v.is_empty() { None } else { Some(v.to_string()) };
+            let opt_path = |v: &str| if v.is_empty() { None } else { Some(PathBuf::from(v)) };
+            match e.key.as_str() {
+                "SPOOL_DIR" => s.spool_dir = spool_dir_value(v).map_err(bad)?,
+                "TELEMETRY_URL" => s.telemetry_url = url_value(v).map_err(bad)?,
+                "SERVER_ID" => s.server_id = opt(v),
+                "ROTATE_INTERVAL_SECONDS" => s.rotate_interval_seconds = number(v).map_err(bad)?,
+                "ROTATE_MAX_BYTES" => s.rotate_max_bytes = positive(v).map_err(bad)?,
+                "RETRY_SLEEP_SECONDS" => s.retry_sleep_seconds = number(v).map_err(bad)?,
+                "RETRY_MAX_SECONDS" => s.retry_max_seconds = positive(v).map_err(bad)?,
+                "CONNECT_TIMEOUT_SECONDS" => s.connect_timeout_seconds = positive(v).map_err(bad)?,
+                "REQUEST_TIMEOUT_SECONDS" => s.request_timeout_seconds = positive(v).map_err(bad)?,
+                "MAX_PENDING_FILES" => s.max_pending_files = positive(v).map_err(bad)?,
+                "MAX_SPOOL_BYTES" => s.max_spool_bytes = positive(v).map_err(bad)?,
+                "MAX_BATCH_EVENTS" => s.max_batch_events = positive(v).map_err(bad)?,
+                "MAX_BATCH_BYTES" => s.max_batch_bytes = positive(v).map_err(bad)?,
+                "COMPRESS" => {
+                    s.compress = match v {
+                        "" | "none" | "0" => Compress::None,
+                        "gzip" => Compress::Gzip,
+                        _ => return Err(bad(format!("expected gzip or none, found {v:?}"))),
+                    }
+                }
+                "AUTH_HEADER" => s.auth_header = auth_header_value(v).map_err(bad)?,
+                "MTLS_ENABLED" => s.mtls_enabled = boolean(v).map_err(bad)?,
+                "CLIENT_CERT" => s.client_cert = opt_path(v),
+                "CLIENT_KEY" => s.client_key = opt_path(v),
+                "CA_CERT" => s.ca_cert = opt_path(v),
+                "LOG_LEVEL" => s.log_level = opt(v),
+                "STATUS_LOG" => s.status_log = opt_path(v),
+                "SESSION_UPDATE_INTERVAL_SECONDS" => s.session_update_interval_seconds = number(v).map_err(bad)?,
+                "SNAPSHOT_INTERVAL_SECONDS" => s.snapshot_interval_seconds = number(v).map_err(bad)?,
+                "EASYRSA_INDEX" => s.easyrsa_index = opt_path(v),
+                "OPENVPN_SERVER_CONF" => s.openvpn_server_conf = v.split_whitespace().map(PathBuf::from).collect(),
+                "OPENVPN_SCRIPT_USER" => s.openvpn_script_user = if v.is_empty() { "nobody".into() } else { v.into() },
+                "OPENVPN_SCRIPT_GROUP" => s.openvpn_script_group = opt(v),
+                // Installer-only switches that may sit in the same file.
+                "FORCE" => {}
+                _ => s.unknown_keys.push((e.line, e.key.clone())),
+            }
+        }
+        if s.mtls_enabled && (s.client_cert.is_none() || s.client_key.is_none()) {
+            let line = entries.iter().rev().find(|e| e.key == "MTLS_ENABLED").map_or(0, |e| e.line);
+            return Err(ConfigError::Value {
+                path: path.to_path_buf(),
+                line,
+                key: "MTLS_ENABLED".into(),
+                what: "mTLS needs both CLIENT_CERT and CLIENT_KEY".into(),
+            });
+        }
+        Ok(s)
+    }
+}
+
+/// `SPOOL_DIR` must be absolute: a relative spool would depend on the
+/// directory OpenVPN happens to run the hook from.
+pub fn spool_dir_value(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Ok(PathBuf::from(DEFAULT_SPOOL_DIR));
+    }
+    let p = PathBuf::from(v);
+    if !p.is_absolute() {
+        return Err(format!("must be an absolute path, found {v:?}"));
+    }
+    Ok(p)
+}
+
+fn url_value(v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let lower = v.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        Ok(Some(v.to_string()))
+    } else if let Some(path) = v.strip_prefix("file://") {
+        if path.starts_with('/') {
+            Ok(Some(v.to_string()))
+        } else {
+            Err(format!("file:// URL needs an absolute path (file:///path), found {v:?}"))
+        }
+    } else {
+        Err(format!("expected an https://, http:// or file:/// URL, found {v:?}"))
+    }
+}
+
+fn auth_header_value(v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    match v.split_once(':') {
+        Some((name, value))
+            if !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !value.trim().is_empty()
+                && !v.bytes().any(|b| b == b'\r' || b == b'\n') =>
+        {
+            Ok(Some(v.to_string()))
+        }
+        _ => Err("expected \"Header-Name: value\", e.g. \"Authorization: Bearer TOKEN\"".into()),
+    }
+}
+
+fn number(v: &str) -> Result<u64, String> {
+    v.parse::<u64>().map_err(|_| format!("expected a whole number, found {v:?}"))
+}
+
+fn positive(v: &str) -> Result<u64, String> {
+    match number(v)? {
+        0 => Err("must be greater than 0".into()),
+        n => Ok(n),
+    }
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected 1 or 0, found {v:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_forms() {
+        let text = "# c\n\nA=1\nexport B=\"two words\" # c\nC='lit $x \\n'\nD=bare # comment\nE=\"q\\\"x\"\nF=\n";
+        let e = parse(text).unwrap();
+        let kv: Vec<_> = e.iter().map(|e| (e.key.as_str(), e.value.as_str(), e.line)).collect();
+        assert_eq!(
+            kv,
+            vec![
+                ("A", "1", 3),
+                ("B", "two words", 4),
+                ("C", "lit $x \\n", 5),
+                ("D", "bare", 6),
+                ("E", "q\"x", 7),
+                ("F", "", 8)
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        assert_eq!(parse("A=1\nnot a line\n").unwrap_err().0, 2);
+        assert_eq!(parse("A=\"open\n").unwrap_err().0, 1);
+        assert_eq!(parse("A='x' y\n").unwrap_err().0, 1);
+        assert_eq!(parse("BAD-KEY=1\n").unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn values_are_checked_with_file_line_key() {
+        let p = Path::new("/etc/x/agent.env");
+        let err = Settings::from_text(p, "A=1\nROTATE_MAX_BYTES=lots\n").unwrap_err().to_string();
+        assert_eq!(err, "/etc/x/agent.env:2: ROTATE_MAX_BYTES: expected a whole number, found \"lots\"");
+        let err = Settings::from_text(p, "SPOOL_DIR=spool\n").unwrap_err().to_string();
+        assert!(err.contains(":1: SPOOL_DIR: must be an absolute path"), "{err}");
+        assert!(Settings::from_text(p, "TELEMETRY_URL=ftp://x\n").is_err());
+        assert!(Settings::from_text(p, "AUTH_HEADER=Bearer abc\n").is_err());
+        assert!(Settings::from_text(p, "MTLS_ENABLED=1\n").is_err());
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = Settings::from_text(
+            Path::new("/x"),
+            "SPOOL_DIR=/srv/spool\nTELEMETRY_URL=\"https://t.example/api\"\nCOMPRESS=gzip\nOPENVPN_SERVER_CONF=\"/a.conf /b.conf\"\nWHAT=1\n",
+        )
+        .unwrap();
+        assert_eq!(s.spool_dir, PathBuf::from("/srv/spool"));
+        assert_eq!(s.telemetry_url.as_deref(), Some("https://t.example/api"));
+        assert_eq!(s.compress, Compress::Gzip);
+        assert_eq!(s.openvpn_server_conf.len(), 2);
+        assert_eq!(s.rotate_max_bytes, 131_072);
+        assert_eq!(s.unknown_keys, vec![(5, "WHAT".to_string())]);
+    }
+
+    #[test]
+    fn companion_names() {
+        assert_eq!(hook_companion(Path::new("/etc/o/agent.env")), PathBuf::from("/etc/o/agent.hook.env"));
+        assert_eq!(hook_companion(Path::new("/t/site")), PathBuf::from("/t/site.hook.env"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Delivery to the telemetry server (issue 3): not built yet.

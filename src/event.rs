@@ -1,0 +1,295 @@
+//! Telemetry events: what one NDJSON line in the spool says.
+//!
+//! Every event has `event_id` (a UUID the server dedups on), `seq` (given by
+//! the spool under its lock), `type` and `event_time_vpn` (RFC 3339 UTC).
+//! Session events add the seed's `common_name`, `real_ip`, `real_port` and
+//! `virtual_ip` (always present, empty when OpenVPN gave nothing, as in the
+//! seed) and, only when OpenVPN set them, the extra fields the README lists.
+//!
+//! Everything a VPN client controls (`common_name`, `username`, `IV_*`) is
+//! untrusted: invalid UTF-8 is written as `\xNN`, JSON escaping is done by
+//! serde_json, and every string is capped at [`FIELD_CAP`] bytes so a client
+//! cannot bloat the spool.
+
+use std::ffi::{OsStr, OsString};
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+/// Longest string a field may hold, in bytes.
+pub const FIELD_CAP: usize = 1024;
+
+/// Namespace of the UUIDv5 `session_id`; documented in the README so a
+/// server can compute the same id from OpenVPN's status file.
+pub const SESSION_NAMESPACE: Uuid = Uuid::from_u128(0x6f70656e_7670_4e74_a56c_656d65747279);
+
+/// An event waiting for its `seq`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub event_id: Uuid,
+    pub kind: String,
+    pub time: OffsetDateTime,
+    /// Fields after `type`, in the order they are written.
+    pub fields: Vec<(&'static str, Value)>,
+}
+
+impl Event {
+    pub fn new(kind: &str) -> Event {
+        Event { event_id: Uuid::new_v4(), kind: kind.to_string(), time: now(), fields: Vec::new() }
+    }
+
+    pub fn push(&mut self, key: &'static str, value: impl Into<Value>) {
+        self.fields.push((key, value.into()));
+    }
+
+    /// The NDJSON line (with its `\n`) for this event numbered `seq`.
+    pub fn to_line(&self, seq: u64) -> Vec<u8> {
+        let mut map = serde_json::Map::new();
+        map.insert("event_id".into(), Value::String(self.event_id.to_string()));
+        map.insert("seq".into(), Value::from(seq));
+        map.insert("type".into(), Value::String(self.kind.clone()));
+        for (k, v) in &self.fields {
+            map.insert((*k).to_string(), v.clone());
+        }
+        map.insert("event_time_vpn".into(), Value::String(rfc3339(self.time)));
+        let mut line = serde_json::to_vec(&Value::Object(map)).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
+/// The current time; tests may pin it with `OPENVPN_TELEMETRY_NOW` (unix
+/// seconds) so that time-dependent behaviour is checked without sleeping.
+pub fn now() -> OffsetDateTime {
+    if let Some(t) = std::env::var_os("OPENVPN_TELEMETRY_NOW")
+        .and_then(|v| v.to_str().and_then(|s| s.parse::<i64>().ok()))
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+    {
+        return t;
+    }
+    OffsetDateTime::now_utc()
+}
+
+/// RFC 3339 in UTC with a `Z` and whole seconds, as the seed writes it.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// `time_t` as RFC 3339 UTC, or `None` when it is not a sane timestamp.
+pub fn unix_to_rfc3339(secs: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(secs).ok().map(rfc3339)
+}
+
+/// An untrusted OS string as valid, capped UTF-8: invalid bytes become the
+/// four characters `\xNN`; the result is at most [`FIELD_CAP`] bytes.
+pub fn clean(raw: &OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(bytes.len().min(FIELD_CAP));
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if out.len() + c.len_utf8() > FIELD_CAP {
+                return out;
+            }
+            out.push(c);
+        }
+        for b in chunk.invalid() {
+            if out.len() + 4 > FIELD_CAP {
+                return out;
+            }
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The stable id of one OpenVPN session, equal for its connect, disconnect
+/// and status-file entries: UUIDv5 over `common_name`, real address, real
+/// port and connect time (`time_unix`), joined by `\n`.
+pub fn session_id(common_name: &str, real_ip: &str, real_port: &str, time_unix: i64) -> String {
+    let name = format!("{common_name}\n{real_ip}\n{real_port}\n{time_unix}");
+    Uuid::new_v5(&SESSION_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// Reads the OpenVPN script environment. Abstracted so unit tests need not
+/// touch the process environment.
+pub trait Env {
+    fn get(&self, key: &str) -> Option<OsString>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<OsString> {
+        std::env::var_os(key)
+    }
+}
+
+/// A session event (`SESSION_CONNECTED`, `SESSION_DISCONNECTED`, or any
+/// `write-event TYPE`) built from OpenVPN's script variables.
+pub fn from_openvpn_env(kind: &str, env: &dyn Env) -> Event {
+    let text = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(|v| clean(&v));
+    let int = |k: &str| text(k).and_then(|v| v.trim().parse::<i64>().ok());
+    let mut ev = Event::new(kind);
+
+    let common_name = text("common_name").unwrap_or_default();
+    let real_ip = text("trusted_ip").or_else(|| text("trusted_ip6")).unwrap_or_default();
+    let real_port = text("trusted_port").unwrap_or_default();
+    let time_unix = int("time_unix");
+    ev.push("common_name", common_name.clone());
+    ev.push("real_ip", real_ip.clone());
+    ev.push("real_port", real_port.clone());
+    ev.push("virtual_ip", text("ifconfig_pool_remote_ip").unwrap_or_default());
+
+    if let Some(t) = time_unix {
+        ev.push("session_id", session_id(&common_name, &real_ip, &real_port, t));
+    }
+    if let Some(v) = text("ifconfig_pool_remote_ip6") {
+        ev.push("virtual_ipv6", v);
+    }
+    if let Some(v) = text("username") {
+        ev.push("username", v);
+    }
+    for (field, var) in
+        [("bytes_received", "bytes_received"), ("bytes_sent", "bytes_sent"), ("duration_seconds", "time_duration")]
+    {
+        if let Some(n) = int(var).filter(|n| *n >= 0) {
+            ev.push(field, n);
+        }
+    }
+    if let Some(s) = time_unix.and_then(unix_to_rfc3339) {
+        ev.push("connected_since", s);
+    }
+    for (field, var) in [
+        ("client_version", "IV_VER"),
+        ("client_platform", "IV_PLAT"),
+        ("cert_serial", "tls_serial_hex_0"),
+        ("cert_sha256", "tls_digest_sha256_0"),
+    ] {
+        if let Some(v) = text(var) {
+            ev.push(field, v);
+        }
+    }
+    if let Some(v) = instance(env) {
+        ev.push("instance", v);
+    }
+    ev
+}
+
+/// Which OpenVPN server on this host ran the hook: the name of its config
+/// file without directory and extension (`server` for
+/// `/etc/openvpn/server/server.conf`), else its tun/tap device.
+fn instance(env: &dyn Env) -> Option<String> {
+    if let Some(cfg) = env.get("config").filter(|v| !v.is_empty()) {
+        let p = std::path::Path::new(&cfg);
+        let name = p.file_stem().unwrap_or(p.as_os_str());
+        if !name.is_empty() {
+            return Some(clean(name));
+        }
+    }
+    env.get("dev").filter(|v| !v.is_empty()).map(|v| clean(&v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::os::unix::ffi::OsStrExt;
+
+    struct MapEnv(HashMap<&'static str, OsString>);
+    impl Env for MapEnv {
+        fn get(&self, key: &str) -> Option<OsString> {
+            self.0.get(key).cloned()
+        }
+    }
+    fn env(pairs: &[(&'static str, &[u8])]) -> MapEnv {
+        MapEnv(pairs.iter().map(|(k, v)| (*k, OsStr::from_bytes(v).to_os_string())).collect())
+    }
+    fn parse(ev: &Event, seq: u64) -> serde_json::Map<String, Value> {
+        let line = ev.to_line(seq);
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        serde_json::from_slice::<Value>(&line).unwrap().as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn seed_fields_and_types() {
+        let e = env(&[
+            ("common_name", b"alice"),
+            ("trusted_ip", b"1.2.3.4"),
+            ("trusted_port", b"5555"),
+            ("ifconfig_pool_remote_ip", b"10.8.0.6"),
+        ]);
+        let m = parse(&from_openvpn_env("SESSION_CONNECTED", &e), 123);
+        assert!(Uuid::parse_str(m["event_id"].as_str().unwrap()).is_ok());
+        assert_eq!(m["seq"], 123);
+        assert_eq!(m["type"], "SESSION_CONNECTED");
+        assert_eq!(m["common_name"], "alice");
+        assert_eq!(m["real_ip"], "1.2.3.4");
+        assert_eq!(m["real_port"], "5555");
+        assert_eq!(m["virtual_ip"], "10.8.0.6");
+        let t = m["event_time_vpn"].as_str().unwrap();
+        assert!(OffsetDateTime::parse(t, &Rfc3339).is_ok() && t.ends_with('Z'), "{t}");
+        for absent in ["session_id", "bytes_sent", "username", "instance", "virtual_ipv6"] {
+            assert!(!m.contains_key(absent), "{absent}");
+        }
+    }
+
+    #[test]
+    fn disconnect_extras() {
+        let e = env(&[
+            ("common_name", b"bob"),
+            ("trusted_ip6", b"2001:db8::1"),
+            ("trusted_port", b"40000"),
+            ("time_unix", b"1700000000"),
+            ("time_duration", b"61"),
+            ("bytes_received", b"1000"),
+            ("bytes_sent", b"2000"),
+            ("IV_VER", b"2.6.3"),
+            ("IV_PLAT", b"linux"),
+            ("tls_serial_hex_0", b"0a:bc"),
+            ("config", b"/etc/openvpn/server/office.conf"),
+            ("dev", b"tun0"),
+        ]);
+        let m = parse(&from_openvpn_env("SESSION_DISCONNECTED", &e), 1);
+        assert_eq!(m["real_ip"], "2001:db8::1");
+        assert_eq!(m["bytes_received"], 1000);
+        assert_eq!(m["bytes_sent"], 2000);
+        assert_eq!(m["duration_seconds"], 61);
+        assert_eq!(m["connected_since"], "2023-11-14T22:13:20Z");
+        assert_eq!(m["client_version"], "2.6.3");
+        assert_eq!(m["cert_serial"], "0a:bc");
+        assert_eq!(m["instance"], "office");
+        assert_eq!(m["session_id"], session_id("bob", "2001:db8::1", "40000", 1_700_000_000));
+    }
+
+    #[test]
+    fn session_id_pairs_and_separates() {
+        let a = session_id("alice", "1.2.3.4", "5555", 100);
+        assert_eq!(a, session_id("alice", "1.2.3.4", "5555", 100));
+        assert_ne!(a, session_id("alice", "1.2.3.4", "5555", 101));
+        assert_ne!(a, session_id("alice", "1.2.3.4", "5556", 100));
+    }
+
+    #[test]
+    fn hostile_input_is_escaped_and_capped() {
+        let mut nasty = b"a\"b\\c\nd\re\x00f\x1b\xff\xfeg".to_vec();
+        let e = env(&[("common_name", &nasty), ("IV_PLAT", &vec![b'x'; 100_000])]);
+        let m = parse(&from_openvpn_env("SESSION_CONNECTED", &e), 1);
+        assert_eq!(m["common_name"], "a\"b\\c\nd\re\u{0}f\u{1b}\\xFF\\xFEg");
+        assert_eq!(m["client_platform"].as_str().unwrap().len(), FIELD_CAP);
+        nasty = "é".repeat(1000).into_bytes();
+        let capped = clean(OsStr::from_bytes(&nasty));
+        assert!(capped.len() <= FIELD_CAP && capped.len() > FIELD_CAP - 2);
+    }
+
+    #[test]
+    fn non_numeric_counters_are_left_out() {
+        let e = env(&[("bytes_sent", b"12x"), ("time_unix", b"-")]);
+        let m = parse(&from_openvpn_env("SESSION_DISCONNECTED", &e), 1);
+        assert!(!m.contains_key("bytes_sent") && !m.contains_key("session_id"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The OpenVPN hooks: `client-connect`, `client-disconnect` and
+//! `write-event TYPE`.
+//!
+//! OpenVPN waits for these synchronously and rejects a client when one
+//! exits non-zero, so this module promises:
+//! - exit status 0, always: every error and every panic ends here as one
+//!   line on stderr (OpenVPN's log) — [`run`] is the one place that decides;
+//! - nothing on stdout, no network, no fork, no `PATH`, no `/tmp`;
+//! - bounded time: lock waits are capped (see [`LOCK_WAIT`]); when the
+//!   spool's lock is stuck the event goes to its own chunk in `pending/`;
+//! - when an event cannot be stored at all, the event itself is printed in
+//!   that stderr line, so it survives in OpenVPN's log.
+
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{self, Settings};
+use crate::event::{self, ProcessEnv};
+use crate::spool::{Spool, Written};
+
+/// How long a hook waits for each spool lock before taking the bypass.
+/// Both together stay far below the 50 ms a hook may take at worst.
+pub const LOCK_WAIT: Duration = Duration::from_millis(15);
+
+/// Which hook is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    Connect,
+    Disconnect,
+    /// `write-event TYPE`; `None` when no TYPE was given.
+    WriteEvent(Option<String>),
+}
+
+/// Runs a hook and returns the process exit status, which is always 0.
+pub fn run(hook: Hook) -> i32 {
+    panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        say(&format!("internal error{at}: {msg}"));
+    }));
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| write_event(&hook)));
+    0
+}
+
+/// One line on stderr, prefixed so it is findable in OpenVPN's log. Errors
+/// writing it (stderr closed) are ignored: a hook never fails for logging.
+pub fn say(msg: &str) {
+    let line = format!("openvpn-telemetry: {}\n", msg.replace('\n', " "));
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+fn write_event(hook: &Hook) {
+    if std::env::var_os("OPENVPN_TELEMETRY_TEST_PANIC").is_some() {
+        panic!("panic requested by OPENVPN_TELEMETRY_TEST_PANIC");
+    }
+    let kind = match hook {
+        Hook::Connect => "SESSION_CONNECTED".to_string(),
+        Hook::Disconnect => "SESSION_DISCONNECTED".to_string(),
+        Hook::WriteEvent(Some(t)) if valid_type(t) => t.clone(),
+        Hook::WriteEvent(Some(t)) => {
+            return say(&format!(
+                "write-event: invalid event type {:?} (use A-Z, 0-9 and _, at most 64); nothing written",
+                event::clean(std::ffi::OsStr::new(t))
+            ));
+        }
+        Hook::WriteEvent(None) => {
+            return say("write-event: missing event TYPE (e.g. SESSION_CONNECTED); nothing written");
+        }
+    };
+    let settings = hook_settings(&config::config_path());
+    let ev = event::from_openvpn_env(&kind, &ProcessEnv);
+    let spool = Spool::new(&settings.spool_dir);
+    match spool.append(&ev, LOCK_WAIT, settings.max_spool_bytes) {
+        Ok(Written::Queue { .. }) => {}
+        Ok(Written::Bypass { chunk, .. }) => {
+            say(&format!("spool lock busy; event written to {} instead", chunk.display()))
+        }
+        Ok(Written::Dropped { seq }) => say(&format!(
+            "spool full (queue.log at MAX_SPOOL_BYTES={}); event seq {seq} dropped and counted: {}",
+            settings.max_spool_bytes,
+            String::from_utf8_lossy(&ev.to_line(seq)).trim_end()
+        )),
+        Err(e) => say(&format!("event not stored ({e}): {}", String::from_utf8_lossy(&ev.to_line(0)).trim_end())),
+    }
+}
+
+/// Event types are identifiers: `SESSION_CONNECTED`, `VPN_NOTE_1`, ...
+fn valid_type(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The settings a hook needs, read the hook's way: from the settings file
+/// if this user may read it, else from its world-readable companion (the
+/// installer writes both; hooks as `nobody` cannot read the secrets). A bad
+/// value never stops a hook: it warns and uses the default. An unreadable
+/// file with no companion is warned about, never silently replaced.
+pub fn hook_settings(path: &Path) -> Settings {
+    let companion = config::hook_companion(path);
+    let text = match std::fs::read(path) {
+        Ok(bytes) => Some((path.to_path_buf(), bytes)),
+        Err(e) => match std::fs::read(&companion) {
+            Ok(bytes) => Some((companion.clone(), bytes)),
+            Err(_) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(_) => {
+                say(&format!(
+                    "cannot read {} ({e}) and no readable {}; using defaults (spool {})",
+                    path.display(),
+                    companion.display(),
+                    config::DEFAULT_SPOOL_DIR
+                ));
+                None
+            }
+        },
+    };
+    let Some((source, bytes)) = text else { return Settings::defaults(path) };
+    lenient(&source, &String::from_utf8_lossy(&bytes))
+}
+
+/// Parses settings line by line, keeping every good line: one bad value
+/// costs that value (warned about), not the whole file.
+fn lenient(path: &Path, text: &str) -> Settings {
+    let mut good = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        match config::parse(line) {
+            Ok(mut entries) => {
+                for e in &mut entries {
+                    e.line = idx + 1;
+                }
+                good.extend(entries);
+            }
+            Err((_, what)) => say(&format!("{}:{}: {what}; line ignored", path.display(), idx + 1)),
+        }
+    }
+    loop {
+        match Settings::from_entries(path, &good) {
+            Ok(s) => return s,
+            Err(config::ConfigError::Value { line, key, what, .. }) => {
+                say(&format!("{}:{line}: {key}: {what}; using the default", path.display()));
+                let before = good.len();
+                good.retain(|e| e.line != line);
+                if good.len() == before {
+                    return Settings::defaults(path);
+                }
+            }
+            Err(e) => {
+                say(&format!("{e}; using defaults"));
+                return Settings::defaults(path);
+            }
+        }
+    }
+}
+
+/// The spool a hook would use, for `check` and tests.
+pub fn spool_dir_for_hooks(path: &Path) -> PathBuf {
+    hook_settings(path).spool_dir
+}
