@@ -1,0 +1,206 @@
+# tests/e2e/lib.sh: building blocks for the end-to-end proof with a real
+# OpenVPN 2.6 in network namespaces (sourced by run.sh and fixtures.sh).
+#
+# Guarantees: every network object it makes is named ovt-* and lives only in
+# the namespaces ovt-srv / ovt-cli (TEST-NET 192.0.2.0/24 on a veth pair,
+# tunnels in 10.99.x.0/24); the host's interfaces and routes are never
+# touched. Every process it starts is tracked by PID (ovt_track) so that
+# ovt_cleanup can end exactly those, and it removes its own leftovers from
+# an earlier run before starting.
+
+OVT_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OVT_SRV_NS=ovt-srv
+OVT_CLI_NS=ovt-cli
+OVT_SRV_ADDR=192.0.2.1
+OVT_CLI_ADDR=192.0.2.2
+OVT_PIDS=()
+
+say() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { say "FAIL: $*"; exit 1; }
+
+# Remembers a PID for cleanup.
+ovt_track() { OVT_PIDS+=("$1"); }
+
+# Why the e2e cannot run here, or nothing when it can.
+ovt_gate() {
+    [ "$(id -u)" = 0 ] || { echo "not root"; return; }
+    [ -c /dev/net/tun ] || { echo "no /dev/net/tun"; return; }
+    command -v ip >/dev/null || { echo "no ip(8)"; return; }
+    ip netns list >/dev/null 2>&1 || { echo "ip netns not usable"; return; }
+    if ! ip netns add ovt-gate-probe 2>/dev/null; then echo "cannot create network namespaces"; return; fi
+    ip netns del ovt-gate-probe 2>/dev/null
+    command -v openssl >/dev/null || { echo "no openssl"; return; }
+    command -v python3 >/dev/null || { echo "no python3"; return; }
+}
+
+# Debian's openvpn, installed when missing.
+ovt_need_openvpn() {
+    command -v openvpn >/dev/null && return 0
+    say "installing Debian's openvpn"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q openvpn >/dev/null \
+        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openvpn >/dev/null; } \
+        || die "cannot install openvpn with apt-get"
+}
+
+# Removes namespaces and veths of an earlier (crashed) run.
+ovt_net_down() {
+    ip netns del "$OVT_SRV_NS" 2>/dev/null || true
+    ip netns del "$OVT_CLI_NS" 2>/dev/null || true
+    ip link del ovt-veth-s 2>/dev/null || true
+}
+
+# Two namespaces joined by a veth pair; addresses only inside them.
+ovt_net_up() {
+    ovt_net_down
+    ip netns add "$OVT_SRV_NS" && ip netns add "$OVT_CLI_NS" || die "ip netns add failed"
+    ip link add ovt-veth-s netns "$OVT_SRV_NS" type veth peer name ovt-veth-c netns "$OVT_CLI_NS" \
+        || die "cannot create the veth pair"
+    ip -n "$OVT_SRV_NS" addr add "$OVT_SRV_ADDR/24" dev ovt-veth-s
+    ip -n "$OVT_CLI_NS" addr add "$OVT_CLI_ADDR/24" dev ovt-veth-c
+    local ns
+    for ns in "$OVT_SRV_NS" "$OVT_CLI_NS"; do
+        ip -n "$ns" link set lo up
+        ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    done
+    ip -n "$OVT_SRV_NS" link set ovt-veth-s up
+    ip -n "$OVT_CLI_NS" link set ovt-veth-c up
+}
+
+# A throwaway PKI in $1: ca, server, ovt-client-01..N, plus a TLS server
+# cert for the receiver on 127.0.0.1 and an mTLS client cert for the agent.
+# EC P-256 keys, one openssl call per certificate.
+ovt_pki() {
+    local dir=$1 n=$2 i
+    mkdir -p "$dir"
+    cat >"$dir/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyAgreement
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyAgreement
+extendedKeyUsage = clientAuth
+EOF
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -config "$dir/openssl.cnf")
+    openssl req -x509 "${ec[@]}" -keyout "$dir/ca.key" -out "$dir/ca.crt" -subj "/CN=ovt-e2e-ca" \
+        -extensions ca 2>/dev/null || die "openssl: CA"
+    _ovt_cert() { # name subj ext
+        openssl req -x509 "${ec[@]}" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -keyout "$dir/$1.key" \
+            -out "$dir/$1.crt" -subj "/CN=$2" -extensions "$3" 2>/dev/null || die "openssl: cert $1"
+    }
+    _ovt_cert server ovt-server server
+    _ovt_cert receiver 127.0.0.1 server
+    _ovt_cert agent ovt-agent client
+    for i in $(seq -f %02g 1 "$n"); do
+        _ovt_cert "client$i" "ovt-client-$i" client &
+        (( 10#$i % 8 == 0 )) && wait
+    done
+    wait
+    for i in $(seq -f %02g 1 "$n"); do [ -s "$dir/client$i.crt" ] || die "openssl: client$i missing"; done
+}
+
+# Writes an OpenVPN server config to $1. Args: conf pki port subnet(10.99.N) dev status version [extra lines]
+ovt_server_conf() {
+    local conf=$1 pki=$2 port=$3 net=$4 dev=$5 status=$6 version=$7
+    shift 7
+    cat >"$conf" <<EOF
+# ovt e2e test server (throwaway)
+proto udp
+local $OVT_SRV_ADDR
+port $port
+dev $dev
+dev-type tun
+topology subnet
+server $net.0 255.255.255.0
+ca $pki/ca.crt
+cert $pki/server.crt
+key $pki/server.key
+dh none
+user nobody
+group nogroup
+persist-key
+persist-tun
+keepalive 10 60
+max-clients 200
+status $status 1
+status-version $version
+script-security 2
+verb 3
+EOF
+    local line
+    for line in "$@"; do echo "$line" >>"$conf"; done
+}
+
+# Starts openvpn in a namespace in the foreground (tracked by PID).
+# Args: ns conf log pidvar
+ovt_openvpn() {
+    local ns=$1 conf=$2 log=$3
+    ip netns exec "$ns" openvpn --config "$conf" --log "$log" >/dev/null 2>&1 &
+    local pid=$!
+    ovt_track "$pid"
+    echo "$pid"
+}
+
+# Waits until $1 contains $2 (grep -F) or $3 seconds pass.
+ovt_wait_log() {
+    local file=$1 text=$2 secs=${3:-20} t=0
+    while ! grep -qF -- "$text" "$file" 2>/dev/null; do
+        sleep 0.05
+        t=$((t + 1))
+        [ "$t" -ge $((secs * 20)) ] && return 1
+    done
+    return 0
+}
+
+# Starts client $i (01..) against port $2 in the client namespace; prints its PID.
+# Args: dir pki i port
+ovt_client() {
+    local dir=$1 pki=$2 i=$3 port=$4
+    ip netns exec "$OVT_CLI_NS" openvpn --client --dev "ovtc$i-$port" --dev-type tun --proto udp \
+        --remote "$OVT_SRV_ADDR" "$port" --nobind --remote-cert-tls server \
+        --ca "$pki/ca.crt" --cert "$pki/client$i.crt" --key "$pki/client$i.key" \
+        --explicit-exit-notify 1 --connect-retry 1 --connect-retry-max 30 --resolv-retry 0 \
+        --verb 3 --log "$dir/client$i-$port.log" >/dev/null 2>&1 &
+    local pid=$!
+    ovt_track "$pid"
+    echo "$pid"
+}
+
+# The tunnel address a client got (from its log), e.g. 10.99.0.2.
+ovt_client_vip() {
+    sed -n 's/.*net_addr_v4_add: \([0-9.]*\)\/.*/\1/p' "$1" | tail -n1
+}
+
+# Pings the server's tunnel address through client $i's tun device.
+ovt_ping() { # dev server_vip count
+    ip netns exec "$OVT_CLI_NS" python3 "$OVT_LIB_DIR/tping.py" "$1" "$2" "${3:-2}" "${4:-56}"
+}
+
+# Ends a tracked process with SIGTERM and waits (up to 5 s) for it.
+ovt_stop() {
+    local pid=$1 t=0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null && [ "$t" -lt 100 ]; do sleep 0.05; t=$((t + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Ends every tracked process (KILL after a grace period) and the network.
+ovt_cleanup_procs() {
+    local pid
+    for pid in "${OVT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.3
+    for pid in "${OVT_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${OVT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    OVT_PIDS=()
+}
