@@ -20,3 +20,10 @@ test: lint
 
 install: build
 	$(BIN) install
+
+# Speed as ratios against baselines in the same run (see benches/bench.rs):
+# hook latency vs /bin/true and the seed's shell hook, agent drain and idle
+# CPU vs the seed's shell agent. Measures the static binary that `build` made.
+bench: build
+	@command -v curl >/dev/null || echo "bench: curl not installed; the seed agent baseline is skipped (apt-get install -y curl)"
+	OVT_BENCH_BIN=$(CURDIR)/$(BIN) OVT_BENCH_OUT=$(CURDIR)/target/bench.md $(CARGO) bench --locked --bench bench
