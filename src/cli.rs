@@ -111,6 +111,9 @@ pub struct CheckArgs {
     /// check the installation below this directory instead of /
     #[argh(option)]
     pub root: Option<PathBuf>,
+    /// internal: only probe the spool as ROLE:UID:GID:GROUPS (hook or agent); check runs it itself
+    #[argh(option)]
+    pub probe: Option<String>,
 }
 
 /// Parses the arguments of a non-hook invocation and runs it.

@@ -1,0 +1,163 @@
+//! Users and groups as the installed system will see them.
+//!
+//! Names are looked up in `<root>/etc/passwd` and `<root>/etc/group`, so a
+//! staging root (`--root`) that carries its own account files is resolved
+//! against those, never against the build host. Without such files (a bare
+//! staging root) the host's accounts are used, as `install` says. The
+//! files are parsed directly rather than through NSS, because the release
+//! binary is static and `useradd` only manages these files anyway.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The agent's dedicated system user and its own group.
+pub const AGENT_USER: &str = "openvpn-telemetry";
+
+/// Where account names are resolved.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// The root whose `etc/passwd` and `etc/group` are read.
+    etc: PathBuf,
+    /// Whether that root is `/` (accounts may also come from NSS).
+    host: bool,
+}
+
+impl Accounts {
+    /// Accounts of `root`: its own files when it has an `etc/passwd`, else
+    /// the host's.
+    pub fn for_root(root: &Path) -> Accounts {
+        let host = root == Path::new("/");
+        if !host && root.join("etc/passwd").is_file() {
+            Accounts { etc: root.join("etc"), host: false }
+        } else {
+            Accounts { etc: PathBuf::from("/etc"), host: true }
+        }
+    }
+
+    /// Whether `useradd`/`usermod`/`userdel` may be pointed at these
+    /// accounts: always for the host when installing to `/`, and for a
+    /// staging root only when it has its own account files.
+    pub fn manageable(&self, root: &Path) -> bool {
+        root == Path::new("/") || !self.host
+    }
+
+    /// The `--root DIR` arguments for the shadow tools, if any.
+    pub fn tool_prefix(&self) -> Vec<String> {
+        if self.host {
+            Vec::new()
+        } else {
+            let root = self.etc.parent().unwrap_or(Path::new("/"));
+            vec!["--root".into(), root.display().to_string()]
+        }
+    }
+
+    fn records(&self, file: &str) -> Vec<Vec<String>> {
+        let text = std::fs::read_to_string(self.etc.join(file)).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.split(':').map(str::to_string).collect())
+            .collect()
+    }
+
+    pub fn uid(&self, user: &str) -> Option<u32> {
+        let found = self.records("passwd").into_iter().find(|r| r.first().map(String::as_str) == Some(user));
+        match found.and_then(|r| r.get(2).and_then(|v| v.parse().ok())) {
+            Some(uid) => Some(uid),
+            None if self.host => nix::unistd::User::from_name(user).ok().flatten().map(|u| u.uid.as_raw()),
+            None => None,
+        }
+    }
+
+    pub fn gid(&self, group: &str) -> Option<u32> {
+        let found = self.records("group").into_iter().find(|r| r.first().map(String::as_str) == Some(group));
+        match found.and_then(|r| r.get(2).and_then(|v| v.parse().ok())) {
+            Some(gid) => Some(gid),
+            None if self.host => nix::unistd::Group::from_name(group).ok().flatten().map(|g| g.gid.as_raw()),
+            None => None,
+        }
+    }
+
+    /// The user's primary group id.
+    pub fn primary_gid(&self, user: &str) -> Option<u32> {
+        let found = self.records("passwd").into_iter().find(|r| r.first().map(String::as_str) == Some(user));
+        match found.and_then(|r| r.get(3).and_then(|v| v.parse().ok())) {
+            Some(gid) => Some(gid),
+            None if self.host => nix::unistd::User::from_name(user).ok().flatten().map(|u| u.gid.as_raw()),
+            None => None,
+        }
+    }
+
+    /// Whether `user` is a member of `group` (primary or supplementary).
+    pub fn is_member(&self, user: &str, group: &str) -> bool {
+        let Some(gid) = self.gid(group) else { return false };
+        if self.primary_gid(user) == Some(gid) {
+            return true;
+        }
+        let rec = self.records("group").into_iter().find(|r| r.first().map(String::as_str) == Some(group));
+        match rec {
+            Some(r) => r.get(3).is_some_and(|m| m.split(',').any(|m| m.trim() == user)),
+            None if self.host => {
+                nix::unistd::Group::from_name(group).ok().flatten().is_some_and(|g| g.mem.iter().any(|m| m == user))
+            }
+            None => false,
+        }
+    }
+
+    /// OpenVPN's script group when none is configured: `nogroup` (Debian,
+    /// Ubuntu), else `nobody` (RHEL and friends).
+    pub fn default_script_group(&self) -> String {
+        if self.gid("nogroup").is_some() { "nogroup".into() } else { "nobody".into() }
+    }
+
+    /// `useradd` for the agent's system user: no home, no shell, its own
+    /// group, and a member of the hooks' group so it can read and remove
+    /// what they write.
+    pub fn useradd(&self, script_group: &str) -> Vec<String> {
+        let mut argv = vec!["useradd".to_string()];
+        argv.extend(self.tool_prefix());
+        argv.extend(
+            [
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                "--comment",
+                "openvpn-telemetry agent",
+                "--groups",
+                script_group,
+                AGENT_USER,
+            ]
+            .map(String::from),
+        );
+        argv
+    }
+
+    pub fn usermod_append(&self, group: &str) -> Vec<String> {
+        let mut argv = vec!["usermod".to_string()];
+        argv.extend(self.tool_prefix());
+        argv.extend(["--append", "--groups", group, AGENT_USER].map(String::from));
+        argv
+    }
+
+    pub fn userdel(&self) -> Vec<String> {
+        let mut argv = vec!["userdel".to_string()];
+        argv.extend(self.tool_prefix());
+        argv.push(AGENT_USER.into());
+        argv
+    }
+}
+
+/// Runs an account or service tool, turning failure into a message that
+/// names the command.
+pub fn run_tool(argv: &[String]) -> Result<(), String> {
+    let (prog, args) = argv.split_first().ok_or("empty command")?;
+    let out = Command::new(prog).args(args).output().map_err(|e| format!("cannot run {prog}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({}): {}", argv.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}

@@ -1,0 +1,474 @@
+//! `install` and `uninstall`: put the binary, its links, the spool, the
+//! settings, the systemd unit and the OpenVPN conf lines in place, or take
+//! them away again.
+//!
+//! Both first make a complete plan (see [`plan`]) by comparing the disk with
+//! what should be there, refuse before touching anything when something is
+//! wrong (a bad setting, a conflicting `client-connect`), and only then apply
+//! it. So a second install plans nothing and says so, `--dry-run` prints the
+//! plan, and a refusal changes nothing. `--root DIR` does all of it below a
+//! staging directory and never touches the host's accounts or services.
+
+pub mod accounts;
+pub mod conf;
+pub mod envfile;
+pub mod plan;
+pub mod unit;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{InstallArgs, UninstallArgs};
+use crate::config::Settings;
+use accounts::{AGENT_USER, Accounts};
+use plan::{Action, Change, Owner, Who};
+
+pub const ETC_DIR: &str = "/etc/openvpn-telemetry";
+pub const ENV_OVERRIDES: &str = "/etc/openvpn-telemetry/.env";
+pub const AGENT_ENV: &str = "/etc/openvpn-telemetry/agent.env";
+pub const SCRIPTS_DIR: &str = "/etc/openvpn/scripts";
+/// Every name the binary is reached by, besides [`unit::BIN`].
+pub const LINKS: [&str; 4] = [
+    "/usr/local/sbin/openvpn-telemetry-agent",
+    "/usr/local/sbin/openvpn-telemetry-write-event",
+    conf::CONNECT,
+    conf::DISCONNECT,
+];
+
+/// Where things go: `/` or a staging root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: Option<&Path>) -> Layout {
+        Layout { root: root.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/")) }
+    }
+    /// An absolute path of the installed system, below the root.
+    pub fn at(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let abs = abs.as_ref();
+        self.root.join(abs.strip_prefix("/").unwrap_or(abs))
+    }
+    pub fn staged(&self) -> bool {
+        self.root != Path::new("/")
+    }
+    /// Whether systemd manages this system right now.
+    pub fn systemd_running(&self) -> bool {
+        !self.staged() && Path::new("/run/systemd/system").is_dir()
+    }
+}
+
+/// The settings `install` would write, checked, and where they came from.
+pub struct Desired {
+    pub text: String,
+    pub settings: Settings,
+    pub force: bool,
+    pub warnings: Vec<String>,
+}
+
+/// `agent.env` from the template, the current file and `.env`.
+pub fn desired_settings(layout: &Layout) -> Result<Desired, String> {
+    let overrides = envfile::read_entries(&layout.at(ENV_OVERRIDES)).map_err(|e| e.to_string())?;
+    let existing = envfile::read_entries(&layout.at(AGENT_ENV)).map_err(|e| e.to_string())?;
+    let text = envfile::render(&existing, &overrides);
+    let settings = Settings::from_text(Path::new(AGENT_ENV), &text).map_err(|e| e.to_string())?;
+    let truthy = |v: &str| matches!(v, "1" | "yes" | "true" | "on");
+    let force =
+        envfile::lookup(&overrides, "FORCE").is_some_and(truthy) || std::env::var("FORCE").is_ok_and(|v| truthy(&v));
+    let warnings = settings
+        .unknown_keys
+        .iter()
+        .map(|(line, key)| format!("{AGENT_ENV}:{line}: {key} is not a setting this version knows (kept as is)"))
+        .collect();
+    Ok(Desired { text, settings, force, warnings })
+}
+
+/// OpenVPN's script user and group, checked to exist.
+pub fn script_account(settings: &Settings, accounts: &Accounts) -> Result<(String, String), String> {
+    let user = settings.openvpn_script_user.clone();
+    let group = settings.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
+    if accounts.uid(&user).is_none() {
+        return Err(format!(
+            "OPENVPN_SCRIPT_USER={user}: no such user; set it in {ENV_OVERRIDES} to the user OpenVPN runs hooks as"
+        ));
+    }
+    if accounts.gid(&group).is_none() {
+        return Err(format!(
+            "OPENVPN_SCRIPT_GROUP={group}: no such group; set it in {ENV_OVERRIDES} to OpenVPN's `group`"
+        ));
+    }
+    Ok((user, group))
+}
+
+/// The plan and what to tell the operator around it.
+#[derive(Default)]
+struct Plan {
+    changes: Vec<Change>,
+    notes: Vec<String>,
+    /// Said only when something changes (or would).
+    hints: Vec<String>,
+}
+
+impl Plan {
+    fn add(&mut self, c: Option<Change>) {
+        self.changes.extend(c);
+    }
+}
+
+fn require_root(layout: &Layout, dry_run: bool, verb: &str) -> Result<bool, String> {
+    let root = nix::unistd::geteuid().is_root();
+    if !root && !layout.staged() && !dry_run {
+        return Err(format!("{verb} must run as root: sudo openvpn-telemetry {verb}"));
+    }
+    Ok(root)
+}
+
+fn timestamp() -> String {
+    let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    time::OffsetDateTime::now_utc().format(&fmt).unwrap_or_else(|_| "0".into())
+}
+
+/// A conf file change that keeps the file's mode and owner and backs it up.
+fn conf_change(path: &Path, text: String, chown: bool, why: &str) -> Result<Change, String> {
+    let m = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let owner = chown.then(|| Owner { user: Who::Id(m.uid()), group: Who::Id(m.gid()) });
+    let backup = PathBuf::from(format!("{}.bak-{}", path.display(), timestamp()));
+    let what = format!("patch {} ({why}; backup {})", path.display(), backup.display());
+    let action = Action::File {
+        path: path.into(),
+        data: text.into_bytes(),
+        mode: m.mode() & 0o7777,
+        owner,
+        backup: Some(backup),
+    };
+    Ok(Change { action, what })
+}
+
+fn plan_install(layout: &Layout, chown: bool) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    let accounts = Accounts::for_root(&layout.root);
+    let desired = desired_settings(layout)?;
+    let s = &desired.settings;
+    plan.notes.extend(desired.warnings.iter().cloned());
+    let (script_user, script_group) = script_account(s, &accounts)?;
+    let root_owner = chown.then(Owner::root);
+
+    // The OpenVPN confs first: a conflict refuses the whole install.
+    let mut conf_changes = Vec::new();
+    let mut conflicts = String::new();
+    for conf in &s.openvpn_server_conf {
+        if !conf.is_absolute() {
+            return Err(format!("OPENVPN_SERVER_CONF: {} is not an absolute path", conf.display()));
+        }
+        let path = layout.at(conf);
+        let text =
+            fs::read_to_string(&path).map_err(|e| format!("OPENVPN_SERVER_CONF names {}: {e}", path.display()))?;
+        match conf::patch(&text, desired.force) {
+            conf::Patch::Unchanged => {}
+            conf::Patch::Changed { text, notes } => {
+                plan.notes.extend(notes.into_iter().map(|n| format!("{}: {n}", path.display())));
+                conf_changes.push(conf_change(&path, text, chown, "telemetry hooks")?);
+            }
+            conf::Patch::Conflict(lines) => {
+                for l in lines {
+                    let _ = writeln!(conflicts, "  {}: {l}", path.display());
+                }
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(format!("refusing to install, nothing was changed:\n{}", conflicts.trim_end()));
+    }
+
+    // The agent's user, member of the hooks' group.
+    let manage = chown && accounts.manageable(&layout.root);
+    let agent_exists = accounts.uid(AGENT_USER).is_some();
+    let agent_group = if agent_exists || manage { AGENT_USER } else { "root" };
+    if !agent_exists && manage {
+        let what = format!("create system user {AGENT_USER} (own group, member of {script_group})");
+        plan.changes.push(Change { action: Action::Run(accounts.useradd(&script_group)), what });
+    } else if !agent_exists {
+        plan.notes.push(format!(
+            "user {AGENT_USER} not created (no account files below {}); on the target run: {}",
+            layout.root.display(),
+            Accounts::for_root(Path::new("/")).useradd(&script_group).join(" ")
+        ));
+    } else if !accounts.is_member(AGENT_USER, &script_group) {
+        let argv = accounts.usermod_append(&script_group);
+        if manage {
+            let what = format!("add user {AGENT_USER} to group {script_group}");
+            plan.changes.push(Change { action: Action::Run(argv), what });
+        } else {
+            plan.notes.push(format!("user {AGENT_USER} is not in group {script_group}: run {}", argv.join(" ")));
+        }
+    }
+
+    // Settings: agent.env for the agent, agent.hook.env for the hooks.
+    plan.add(plan::dir(&layout.at(ETC_DIR), 0o755, root_owner.clone(), &accounts));
+    let env = layout.at(ENV_OVERRIDES);
+    if let Ok(m) = fs::symlink_metadata(&env)
+        && m.is_file()
+        && m.mode() & 0o077 != 0
+    {
+        let what = format!("fix  {} ({:04o} -> 0600: it may hold AUTH_HEADER)", env.display(), m.mode() & 0o7777);
+        plan.changes.push(Change { action: Action::Meta { path: env, mode: 0o600, owner: None }, what });
+    }
+    let agent_owner = chown.then(|| Owner { user: Who::Id(0), group: Who::Name(agent_group.into()) });
+    let why = "defaults + .env";
+    plan.add(plan::file(&layout.at(AGENT_ENV), desired.text.into_bytes(), 0o640, agent_owner, &accounts, why));
+    let hook_env = crate::config::hook_companion(&layout.at(AGENT_ENV));
+    let hook_text = envfile::hook_env(s).into_bytes();
+    plan.add(plan::file(&hook_env, hook_text, 0o644, root_owner.clone(), &accounts, "hooks' settings"));
+
+    // The spool: setgid so everything in it belongs to the hooks' group.
+    let spool_owner = chown.then(|| Owner::names(&script_user, &script_group));
+    let spool = layout.at(&s.spool_dir);
+    for dir in [spool.clone(), spool.join(crate::spool::PENDING), spool.join(crate::spool::FAILED)] {
+        plan.add(plan::dir(&dir, 0o2770, spool_owner.clone(), &accounts));
+        if chown {
+            plan.changes.extend(spool_file_fixes(&dir, &script_group, &accounts));
+        }
+    }
+
+    // The binary and its names.
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's file: {e}"))?;
+    let bytes = fs::read(&exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
+    for d in ["/usr/local/sbin", "/etc/openvpn", SCRIPTS_DIR, "/etc/systemd/system"] {
+        plan.add(traversable_dir(&layout.at(d), root_owner.clone(), &accounts));
+    }
+    let bin_change = plan::file(&layout.at(unit::BIN), bytes, 0o755, root_owner.clone(), &accounts, "this binary");
+    let restart = bin_change.is_some();
+    plan.add(bin_change);
+    for l in LINKS {
+        plan.add(plan::link(&layout.at(l), Path::new(unit::BIN)));
+    }
+
+    // The unit, and the conf lines last (hooks exist by then).
+    let unit_text = unit::render(s, &script_group).into_bytes();
+    let unit_change = plan::file(&layout.at(unit::UNIT_PATH), unit_text, 0o644, root_owner, &accounts, "systemd unit");
+    let reload = unit_change.is_some();
+    plan.add(unit_change);
+    let confs_changed = !conf_changes.is_empty();
+    plan.changes.extend(conf_changes);
+
+    let settings_changed =
+        plan.changes.iter().any(|c| matches!(&c.action, Action::File { path, .. } if path.ends_with("agent.env")));
+    plan_service_start(layout, &mut plan, reload, restart || reload || settings_changed);
+    if s.openvpn_server_conf.is_empty() {
+        let mut h =
+            "OPENVPN_SERVER_CONF is not set: add these lines to your OpenVPN server conf, then restart OpenVPN:"
+                .to_string();
+        for l in conf::wanted_lines() {
+            let _ = write!(h, "\n    {l}");
+        }
+        plan.hints.push(h);
+    } else if confs_changed {
+        plan.hints
+            .push("restart OpenVPN to run the hooks: systemctl restart openvpn-server@NAME (or openvpn@NAME)".into());
+    }
+    Ok(plan)
+}
+
+/// Existing files in a spool directory that the agent (a member of the
+/// hooks' group) could not read or remove, e.g. left by an older installer.
+fn spool_file_fixes(dir: &Path, group: &str, accounts: &Accounts) -> Vec<Change> {
+    let Some(gid) = accounts.gid(group) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let Ok(m) = fs::symlink_metadata(e.path()) else { continue };
+        if !m.is_file() || (m.gid() == gid && m.mode() & 0o060 == 0o060) {
+            continue;
+        }
+        let mode = (m.mode() & 0o777) | 0o660;
+        let owner = Owner { user: Who::Id(m.uid()), group: Who::Name(group.into()) };
+        let what = format!("fix  {} (group {group}, {mode:04o}, for the agent)", e.path().display());
+        out.push(Change { action: Action::Meta { path: e.path(), mode, owner: Some(owner) }, what });
+    }
+    out
+}
+
+/// A directory the hooks' user must be able to pass through: created 0755,
+/// or given the missing search bits.
+fn traversable_dir(path: &Path, owner: Option<Owner>, accounts: &Accounts) -> Option<Change> {
+    match fs::metadata(path) {
+        Ok(m) if m.mode() & 0o011 == 0o011 => None,
+        Ok(m) => {
+            let mode = (m.mode() & 0o7777) | 0o011;
+            let what = format!(
+                "fix  {} ({:04o} -> {mode:04o}: the hooks' user must reach the scripts)",
+                path.display(),
+                m.mode() & 0o7777
+            );
+            Some(Change { action: Action::Meta { path: path.into(), mode, owner: None }, what })
+        }
+        Err(_) => plan::dir(path, 0o755, owner, accounts),
+    }
+}
+
+fn systemctl(args: &[&str]) -> Vec<String> {
+    std::iter::once("systemctl").chain(args.iter().copied()).map(String::from).collect()
+}
+
+fn systemctl_ok(args: &[&str]) -> bool {
+    std::process::Command::new("systemctl").args(args).output().is_ok_and(|o| o.status.success())
+}
+
+fn plan_service_start(layout: &Layout, plan: &mut Plan, reload: bool, restart: bool) {
+    let name = unit::UNIT_NAME;
+    if !layout.systemd_running() {
+        let why = if layout.staged() { "this is a staging root" } else { "systemd is not running here" };
+        plan.hints.push(format!(
+            "{why}; to start the agent on the target run: systemctl daemon-reload && systemctl enable --now {name}"
+        ));
+        return;
+    }
+    if reload {
+        plan.changes.push(Change {
+            action: Action::Run(systemctl(&["daemon-reload"])),
+            what: "systemctl daemon-reload".into(),
+        });
+    }
+    if !systemctl_ok(&["is-enabled", "--quiet", name]) {
+        plan.changes.push(Change {
+            action: Action::Run(systemctl(&["enable", "--now", name])),
+            what: format!("systemctl enable --now {name}"),
+        });
+    } else if restart || !systemctl_ok(&["is-active", "--quiet", name]) {
+        plan.changes.push(Change {
+            action: Action::Run(systemctl(&["restart", name])),
+            what: format!("systemctl restart {name}"),
+        });
+    }
+}
+
+fn plan_uninstall(layout: &Layout, purge: bool, chown: bool) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    let accounts = Accounts::for_root(&layout.root);
+    let config = layout.at(AGENT_ENV);
+    let s = Settings::load(&config).or_else(|e| {
+        plan.notes.push(format!("{e}; reading what can be read"));
+        Ok::<_, String>(crate::hook::hook_settings(&config))
+    })?;
+    let unit_path = layout.at(unit::UNIT_PATH);
+    let running = layout.systemd_running();
+    if running && unit_path.exists() {
+        let argv = systemctl(&["disable", "--now", unit::UNIT_NAME]);
+        plan.changes
+            .push(Change { action: Action::Run(argv), what: format!("systemctl disable --now {}", unit::UNIT_NAME) });
+    }
+    if fs::symlink_metadata(&unit_path).is_ok() {
+        plan.changes.push(Change {
+            action: Action::Remove(unit_path.clone()),
+            what: format!("remove {}", unit_path.display()),
+        });
+        if running {
+            plan.changes.push(Change {
+                action: Action::Run(systemctl(&["daemon-reload"])),
+                what: "systemctl daemon-reload".into(),
+            });
+        }
+    }
+    for conf in &s.openvpn_server_conf {
+        let path = layout.at(conf);
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        if let Some(orig) = conf::unpatch(&text) {
+            plan.changes.push(conf_change(&path, orig, chown, "remove the telemetry lines")?);
+        }
+    }
+    for l in LINKS {
+        let path = layout.at(l);
+        match fs::read_link(&path) {
+            Ok(t) if t == Path::new(unit::BIN) => plan
+                .changes
+                .push(Change { action: Action::Remove(path.clone()), what: format!("remove {}", path.display()) }),
+            Ok(_) | Err(_) if fs::symlink_metadata(&path).is_ok() => {
+                plan.notes.push(format!("{} is not a link to {}; left alone", path.display(), unit::BIN))
+            }
+            _ => {}
+        }
+    }
+    let bin = layout.at(unit::BIN);
+    if fs::symlink_metadata(&bin).is_ok() {
+        plan.changes.push(Change { action: Action::Remove(bin.clone()), what: format!("remove {}", bin.display()) });
+    }
+    let spool = layout.at(&s.spool_dir);
+    let etc = layout.at(ETC_DIR);
+    if purge {
+        for dir in [&spool, &etc] {
+            if dir.exists() {
+                plan.changes.push(Change {
+                    action: Action::RemoveTree(dir.clone()),
+                    what: format!("remove {} and everything in it", dir.display()),
+                });
+            }
+        }
+        if chown && accounts.manageable(&layout.root) && accounts.uid(AGENT_USER).is_some() {
+            plan.changes.push(Change {
+                action: Action::Run(accounts.userdel()),
+                what: format!("delete system user {AGENT_USER}"),
+            });
+        }
+    } else {
+        let chunks = fs::read_dir(spool.join(crate::spool::PENDING)).map(|d| d.count()).unwrap_or(0);
+        plan.notes.push(format!(
+            "kept {} ({chunks} pending chunks) and {}; `uninstall --purge` removes them and user {AGENT_USER}",
+            spool.display(),
+            etc.display()
+        ));
+    }
+    Ok(plan)
+}
+
+/// Prints the plan, applies it unless `dry_run`, and says what happened.
+fn carry_out(verb: &str, layout: &Layout, plan: Plan, dry_run: bool) -> Result<i32, String> {
+    let accounts = Accounts::for_root(&layout.root);
+    let where_ = if layout.staged() { format!(" below {}", layout.root.display()) } else { String::new() };
+    let version = env!("CARGO_PKG_VERSION");
+    if plan.changes.is_empty() {
+        println!("openvpn-telemetry {version}: {verb}{where_}: nothing to change");
+    } else {
+        let head = if dry_run { "would" } else { "doing" };
+        println!("openvpn-telemetry {version}: {verb}{where_} ({head}):");
+    }
+    for c in &plan.changes {
+        println!("  {}", c.what);
+        if !dry_run {
+            c.apply(&accounts).map_err(|e| {
+                format!("{verb} stopped: {e} (the steps above were done; fix this and run {verb} again)")
+            })?;
+        }
+    }
+    for n in &plan.notes {
+        println!("note: {n}");
+    }
+    if !plan.changes.is_empty() {
+        for h in &plan.hints {
+            println!("next: {h}");
+        }
+        let n = plan.changes.len();
+        if dry_run {
+            println!("dry run: {n} change(s) planned; nothing was changed");
+        } else {
+            println!("done: {n} change(s)");
+        }
+    }
+    Ok(0)
+}
+
+pub fn install(args: &InstallArgs) -> Result<i32, String> {
+    let layout = Layout::new(args.root.as_deref());
+    let chown = require_root(&layout, args.dry_run, "install")?;
+    let plan = plan_install(&layout, chown)?;
+    carry_out("install", &layout, plan, args.dry_run)
+}
+
+pub fn uninstall(args: &UninstallArgs) -> Result<i32, String> {
+    let layout = Layout::new(args.root.as_deref());
+    let chown = require_root(&layout, args.dry_run, "uninstall")?;
+    let plan = plan_uninstall(&layout, args.purge, chown)?;
+    carry_out("uninstall", &layout, plan, args.dry_run)
+}
