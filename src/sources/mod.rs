@@ -1,11 +1,354 @@
 //! Event sources the agent reads besides the hooks (issue 6): OpenVPN's
-//! status file (SESSION_UPDATE, SESSION_SNAPSHOT) and Easy-RSA's index.txt
-//! (CERT_*). Not built yet.
+//! status file (`SESSION_UPDATE`, `SESSION_SNAPSHOT`) and Easy-RSA's
+//! `index.txt` (`CERT_*`).
+//!
+//! Guarantees:
+//! - events go through [`Spool::append`], the hooks' code path, so they get
+//!   `seq` and the same delivery, bounds and drop accounting;
+//! - a file that is missing, huge (over [`READ_CAP`]), mid-rewrite or
+//!   garbage costs one log line and a skipped round, never a panic or a
+//!   wrong event; a round is retried after [`RETRY`];
+//! - state (`sessions.state`, `certs.state` in the spool) is written with
+//!   tmp + fsync + rename, and only after the events it covers were stored;
+//! - [`run`] runs on a thread of its own and notices `stop` within 250 ms.
 
-use std::sync::atomic::AtomicBool;
+mod certs;
+mod conf;
+mod sessions;
+mod status_file;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::Settings;
+use crate::event::{self, Event};
+use crate::spool::{self, Spool, Written};
 
-/// Runs the sources until `stop` is set; called by the agent on a thread of
-/// its own so a slow or huge status file never delays delivery.
-pub fn run(_settings: &Settings, _stop: &AtomicBool) {}
+/// Largest status file or index read; beyond it the round is skipped so a
+/// runaway file cannot exhaust the agent's memory.
+pub const READ_CAP: u64 = 64 * 1024 * 1024;
+/// How soon a skipped or failed round is tried again.
+pub const RETRY: Duration = Duration::from_secs(10);
+/// How often `index.txt` is looked at (a `stat` unless it changed or a
+/// certificate expires).
+pub const CERT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long an append may wait for the spool lock before it takes the
+/// spool's bypass into `pending/`.
+const APPEND_WAIT: Duration = Duration::from_secs(1);
+pub const SESSIONS_STATE: &str = "sessions.state";
+pub const CERTS_STATE: &str = "certs.state";
+
+/// Where source events go: the spool, like every hook event.
+pub struct Sink {
+    spool: Spool,
+    max_bytes: u64,
+}
+
+/// Whether the spool kept an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Yes,
+    /// Refused for space and counted in `dropped`.
+    Dropped,
+}
+
+impl Sink {
+    pub fn new(settings: &Settings) -> Sink {
+        Sink { spool: Spool::new(&settings.spool_dir), max_bytes: settings.max_spool_bytes }
+    }
+
+    pub fn append(&self, ev: &Event) -> Result<Stored, String> {
+        match self.spool.append(ev, APPEND_WAIT, self.max_bytes) {
+            Ok(Written::Queue { .. } | Written::Bypass { .. }) => Ok(Stored::Yes),
+            Ok(Written::Dropped { .. }) => Ok(Stored::Dropped),
+            Err(e) => Err(format!("spool: {e}")),
+        }
+    }
+}
+
+/// Runs the sources until `stop` is set: a snapshot at start and every
+/// `SNAPSHOT_INTERVAL_SECONDS`, updates every
+/// `SESSION_UPDATE_INTERVAL_SECONDS`, certificates every [`CERT_INTERVAL`]
+/// (an interval of 0 turns that source off).
+pub fn run(settings: &Settings, stop: &AtomicBool) {
+    let mut sources = Sources::new(settings);
+    let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+    let snapshot_every = every(settings.snapshot_interval_seconds);
+    let update_every = every(settings.session_update_interval_seconds);
+    let certs_every = settings.easyrsa_index.as_ref().map(|_| CERT_INTERVAL);
+    let start = Instant::now();
+    let (mut next_snapshot, mut next_update, mut next_certs) =
+        (snapshot_every.map(|_| start), update_every.map(|_| start), certs_every.map(|_| start));
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let (snap, upd) = (due(next_snapshot), due(next_update));
+        if snap || upd {
+            let ok = sources.status_round(snap, upd, unix_now()).unwrap_or_else(|e| {
+                log::error!("sessions: {e}");
+                false
+            });
+            let after = |every: Option<Duration>| every.map(|d| Instant::now() + if ok { d } else { RETRY.min(d) });
+            if snap {
+                next_snapshot = after(snapshot_every);
+            }
+            if upd {
+                next_update = after(update_every);
+            }
+        }
+        if due(next_certs) {
+            if let Err(e) = sources.certs_round(unix_now()) {
+                log::error!("certificates: {e}");
+            }
+            next_certs = certs_every.map(|d| Instant::now() + d);
+        }
+        let wake = [next_snapshot, next_update, next_certs].into_iter().flatten().min();
+        sleep_until(wake, stop);
+    }
+}
+
+/// Sleeps until `wake` (or forever) in steps of at most 250 ms, returning
+/// early when `stop` is set.
+fn sleep_until(wake: Option<Instant>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let left = wake.map_or(Duration::from_millis(250), |w| w.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(250)));
+    }
+}
+
+/// One round of every enabled source (snapshot + update + certificates),
+/// for `agent --once` and tests. Skipped rounds (file missing or being
+/// rewritten) are logged, not errors; errors are what an operator must fix
+/// (unreadable file, spool or state not writable).
+pub fn run_once(settings: &Settings) -> Result<(), String> {
+    let mut sources = Sources::new(settings);
+    let snap = settings.snapshot_interval_seconds > 0;
+    let upd = settings.session_update_interval_seconds > 0;
+    let mut errors = Vec::new();
+    if (snap || upd)
+        && let Err(e) = sources.status_round(snap, upd, unix_now())
+    {
+        errors.push(format!("sessions: {e}"));
+    }
+    if settings.easyrsa_index.is_some()
+        && let Err(e) = sources.certs_round(unix_now())
+    {
+        errors.push(format!("certificates: {e}"));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
+
+/// Wall-clock now (or `OPENVPN_TELEMETRY_NOW`), unix seconds.
+fn unix_now() -> i64 {
+    event::now().unix_timestamp()
+}
+
+/// The sources' memory between rounds.
+struct Sources<'a> {
+    settings: &'a Settings,
+    sink: Sink,
+    sessions: sessions::SessionBook,
+    certs: Option<certs::CertBook>,
+    /// `index.txt` identity (inode, size, mtime) at the last full read.
+    index_seen: Option<(u64, u64, i64, i64)>,
+}
+
+impl<'a> Sources<'a> {
+    fn new(settings: &'a Settings) -> Sources<'a> {
+        let sessions = load_state(&settings.spool_dir.join(SESSIONS_STATE)).unwrap_or_default();
+        let certs = load_state(&settings.spool_dir.join(CERTS_STATE));
+        Sources { settings, sink: Sink::new(settings), sessions, certs, index_seen: None }
+    }
+
+    /// Reads every status file once and writes the updates and/or the
+    /// snapshot. `Ok(false)`: some file was skipped (logged).
+    fn status_round(&mut self, snapshot: bool, update: bool, now: i64) -> Result<bool, String> {
+        let (found, problems) = conf::status_sources(self.settings);
+        for p in &problems {
+            if found.is_empty() {
+                log::warn!("sessions: {p}");
+            } else {
+                log::debug!("sessions: {p}");
+            }
+        }
+        if found.is_empty() {
+            return Ok(self.settings.status_log.is_none() && self.settings.openvpn_server_conf.is_empty());
+        }
+        let mut complete = true;
+        let mut errors = Vec::new();
+        for src in &found {
+            let path = src.path.display();
+            let status = match read_stable(&src.path) {
+                Ok(Some((bytes, mtime))) => match status_file::parse(&bytes, Some(mtime)) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("{path}: {e}; session round skipped");
+                        complete = false;
+                        continue;
+                    }
+                },
+                Ok(None) => {
+                    complete = false;
+                    continue;
+                }
+                Err(e) => {
+                    errors.push(format!("{path}: {e}"));
+                    continue;
+                }
+            };
+            if update {
+                let result = self.sessions.update(&status, src, &self.sink, now);
+                let saved = save_state(&self.settings.spool_dir.join(SESSIONS_STATE), &self.sessions);
+                match result {
+                    Ok(sessions::Updated::Written(n)) => log::debug!("{path}: {n} SESSION_UPDATE written"),
+                    Ok(sessions::Updated::Unchanged) => log::debug!("{path}: not rewritten since the last update"),
+                    Ok(sessions::Updated::SpoolFull(n)) => {
+                        log::warn!("{path}: spool full after {n} SESSION_UPDATE; the rest carry over");
+                        complete = false;
+                    }
+                    Err(e) => errors.push(format!("{path}: {e}")),
+                }
+                if let Err(e) = saved {
+                    errors.push(e);
+                }
+            }
+            if snapshot {
+                for ev in sessions::snapshot_events(&status, src) {
+                    match self.sink.append(&ev) {
+                        Ok(Stored::Yes) => {}
+                        Ok(Stored::Dropped) => {
+                            log::warn!("{path}: spool full; SESSION_SNAPSHOT left incomplete");
+                            complete = false;
+                            break;
+                        }
+                        Err(e) => {
+                            errors.push(format!("{path}: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if errors.is_empty() { Ok(complete) } else { Err(errors.join("; ")) }
+    }
+
+    /// Looks at `index.txt` and writes what changed; a cheap `stat` when
+    /// the file is as last read and no known certificate has expired.
+    fn certs_round(&mut self, now: i64) -> Result<(), String> {
+        let Some(index) = &self.settings.easyrsa_index else { return Ok(()) };
+        let meta = match fs::metadata(index) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                log::warn!("{}: not found; certificate round skipped", index.display());
+                return Ok(());
+            }
+            Err(e) => return Err(format!("{}: {e}", index.display())),
+        };
+        let seen = Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()));
+        let expiry_due = self.certs.as_ref().and_then(certs::CertBook::next_expiry).is_some_and(|t| t <= now);
+        if self.certs.is_some() && seen == self.index_seen && !expiry_due {
+            return Ok(());
+        }
+        let Some((bytes, _)) = read_stable(index)? else { return Ok(()) };
+        let (entries, bad) = certs::parse_index(&bytes);
+        if !bad.is_empty() {
+            log::warn!("{}: unreadable lines {bad:?} skipped", index.display());
+        }
+        let inventory = self.certs.is_none();
+        let book = self.certs.get_or_insert_with(certs::CertBook::default);
+        let result = book.check(&entries, &self.sink, now, inventory);
+        save_state(&self.settings.spool_dir.join(CERTS_STATE), book)?;
+        let done = result?;
+        if done.spool_full {
+            log::warn!("{}: spool full; remaining certificate events wait for the next round", index.display());
+        } else {
+            self.index_seen = seen;
+        }
+        if done.written > 0 {
+            log::info!("{}: {} certificate events written", index.display(), done.written);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a file OpenVPN or Easy-RSA may be rewriting: `Ok(None)` (logged)
+/// when it is missing, over [`READ_CAP`] or changed while being read (after
+/// one retry); `Err` when it cannot be read at all. Returns the bytes and
+/// the mtime (unix seconds).
+fn read_stable(path: &Path) -> Result<Option<(Vec<u8>, i64)>, String> {
+    for attempt in 0..2 {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                log::warn!("{}: not found; round skipped", path.display());
+                return Ok(None);
+            }
+            Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
+        };
+        let err = |e: io::Error| format!("{}: {e}", path.display());
+        let before = file.metadata().map_err(err)?;
+        if before.len() > READ_CAP {
+            log::warn!("{}: {} bytes, over the {READ_CAP}-byte cap; round skipped", path.display(), before.len());
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(before.len() as usize);
+        Read::by_ref(&mut file).take(READ_CAP + 1).read_to_end(&mut bytes).map_err(err)?;
+        let after = fs::metadata(path).map_err(err)?;
+        let stamp = |m: &fs::Metadata| (m.ino(), m.len(), m.mtime(), m.mtime_nsec());
+        if stamp(&before) == stamp(&after) && bytes.len() as u64 == after.len() {
+            return Ok(Some((bytes, after.mtime())));
+        }
+        if attempt == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    log::warn!("{}: changed while being read; round skipped", path.display());
+    Ok(None)
+}
+
+/// Reads a state file; `None` when there is none (first run). A damaged
+/// one is logged and treated as absent: at worst events are repeated,
+/// which the server's dedup absorbs.
+fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            log::warn!("{}: cannot read ({e}); starting afresh", path.display());
+            return None;
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| log::warn!("{}: damaged ({e}); starting afresh", path.display())).ok()
+}
+
+/// Writes a state file atomically: temp file, fsync, rename, fsync dir.
+fn save_state<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let body = serde_json::to_vec(value).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    file.write_all(&body).and_then(|_| file.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    spool::sync_dir(&dir).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests;

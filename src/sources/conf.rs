@@ -1,0 +1,176 @@
+//! Which status files to read: `STATUS_LOG`, or the `status FILE [n]`
+//! directive of each OpenVPN config in `OPENVPN_SERVER_CONF`.
+//!
+//! Rule for relative paths (OpenVPN opens the status file relative to its
+//! working directory): the last `cd DIR` in the config if there is one
+//! (itself relative to the config's directory), else the config file's own
+//! directory, which is what both Debian/Ubuntu units do
+//! (`openvpn-server@` runs with `--cd /etc/openvpn/server`, `openvpn@` with
+//! `--cd /etc/openvpn`). The last `status` line wins, as in OpenVPN.
+//!
+//! The `instance` of a status file is its config's name without directory
+//! and extension, the same value the hooks put in `instance`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+
+/// One status file to read and the OpenVPN instance it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSource {
+    pub path: PathBuf,
+    pub instance: Option<String>,
+}
+
+/// The status files to read this round, and one line per config that could
+/// not be used (for the log).
+pub fn status_sources(settings: &Settings) -> (Vec<StatusSource>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut found = Vec::new();
+    for conf in &settings.openvpn_server_conf {
+        match std::fs::read(conf) {
+            Ok(bytes) => match status_directive(conf, &String::from_utf8_lossy(&bytes)) {
+                Some(path) => found.push(StatusSource { path, instance: instance_name(conf) }),
+                None => problems.push(format!("{}: no `status FILE` directive", conf.display())),
+            },
+            Err(e) => problems.push(format!("{}: cannot read ({e}); set STATUS_LOG instead", conf.display())),
+        }
+    }
+    if let Some(path) = &settings.status_log {
+        let instance = found.iter().find(|s| &s.path == path).map(|s| s.instance.clone()).unwrap_or_else(|| {
+            match settings.openvpn_server_conf.as_slice() {
+                [only] => instance_name(only),
+                _ => None,
+            }
+        });
+        return (vec![StatusSource { path: path.clone(), instance }], Vec::new());
+    }
+    found.dedup_by(|a, b| a.path == b.path);
+    (found, problems)
+}
+
+/// `server` for `/etc/openvpn/server/server.conf`.
+pub fn instance_name(conf: &Path) -> Option<String> {
+    conf.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+}
+
+/// The status file named by `text` (the contents of `conf`), resolved.
+pub fn status_directive(conf: &Path, text: &str) -> Option<PathBuf> {
+    let conf_dir = conf.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cd: Option<PathBuf> = None;
+    let mut status: Option<String> = None;
+    let mut inline: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(tag) = &inline {
+            if line == format!("</{tag}>") {
+                inline = None;
+            }
+            continue;
+        }
+        if let Some(tag) = line.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
+            if !tag.starts_with('/') {
+                inline = Some(tag.to_string());
+            }
+            continue;
+        }
+        let words = words(line);
+        match words.first().map(|w| w.trim_start_matches("--")) {
+            Some("cd") if words.len() >= 2 => cd = Some(conf_dir.join(&words[1])),
+            Some("status") if words.len() >= 2 => status = Some(words[1].clone()),
+            _ => {}
+        }
+    }
+    let file = PathBuf::from(status?);
+    Some(if file.is_absolute() { file } else { cd.unwrap_or(conf_dir).join(file) })
+}
+
+/// Splits a config line as OpenVPN does: whitespace-separated words,
+/// `"..."` (with `\` escapes) and `'...'`; `#` or `;` start a comment.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' | ';' if !in_word => break,
+            '"' => {
+                in_word = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => word.extend(chars.next()),
+                        _ => word.push(c),
+                    }
+                }
+            }
+            '\'' => {
+                in_word = true;
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    word.push(c);
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.extend(chars.next());
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(word);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_directive_forms() {
+        let conf = Path::new("/etc/openvpn/server/office.conf");
+        let d = |t: &str| status_directive(conf, t);
+        assert_eq!(d("status /var/log/openvpn/status.log 10\n"), Some("/var/log/openvpn/status.log".into()));
+        assert_eq!(d("# status /nope\n;status /nope\nport 1194\n"), None);
+        assert_eq!(d("status openvpn-status.log\n"), Some("/etc/openvpn/server/openvpn-status.log".into()));
+        assert_eq!(d("cd /srv/vpn\nstatus \"my status.log\" # c\n"), Some("/srv/vpn/my status.log".into()));
+        assert_eq!(d("cd run\nstatus s.log\n"), Some("/etc/openvpn/server/run/s.log".into()));
+        assert_eq!(d("status /a\n<ca>\nstatus /inline\n</ca>\nstatus-version 2\n"), Some("/a".into()));
+        assert_eq!(d("status /a\nstatus /b 5\n"), Some("/b".into()));
+        assert_eq!(instance_name(conf).as_deref(), Some("office"));
+    }
+
+    #[test]
+    fn sources_from_settings() {
+        let dir = std::env::temp_dir().join(format!("ovt-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a.conf");
+        std::fs::write(&a, "status a-status.log\n").unwrap();
+        let b = dir.join("b.conf");
+        std::fs::write(&b, "port 1\n").unwrap();
+        let mut s = Settings::defaults(Path::new("/x"));
+        s.openvpn_server_conf = vec![a.clone(), b.clone(), dir.join("missing.conf")];
+        let (found, problems) = status_sources(&s);
+        assert_eq!(found, vec![StatusSource { path: dir.join("a-status.log"), instance: Some("a".into()) }]);
+        assert_eq!(problems.len(), 2);
+        s.status_log = Some(dir.join("a-status.log"));
+        assert_eq!(status_sources(&s).0, found);
+        s.status_log = Some("/elsewhere".into());
+        assert_eq!(status_sources(&s).0[0].instance, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

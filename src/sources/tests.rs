@@ -1,0 +1,196 @@
+//! Rounds of the sources against real files in a temporary spool: status
+//! files written the way OpenVPN writes them, and an Easy-RSA PKI made by
+//! Debian's `easyrsa` when it is installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::*;
+
+struct Site {
+    root: PathBuf,
+}
+
+impl Site {
+    fn new(name: &str) -> Site {
+        let root = std::env::temp_dir().join(format!("ovt-sources-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("spool/pending")).unwrap();
+        Site { root }
+    }
+    fn settings(&self, extra: &str) -> Settings {
+        let text = format!("SPOOL_DIR={}\n{extra}", self.root.join("spool").display());
+        Settings::from_text(&self.root.join("agent.env"), &text).unwrap()
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    /// Events written so far, drained from the queue.
+    fn take(&self) -> Vec<Value> {
+        let q = self.root.join("spool/queue.log");
+        let text = fs::read_to_string(&q).unwrap_or_default();
+        let _ = fs::remove_file(&q);
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn status_v2(time: i64, rows: &[(&str, &str, u64, u64)]) -> String {
+    let mut s = format!(
+        "TITLE,OpenVPN 2.6.14\nTIME,x,{time}\nHEADER,CLIENT_LIST,Common Name,Real Address,Virtual Address,\
+Virtual IPv6 Address,Bytes Received,Bytes Sent,Connected Since,Connected Since (time_t),Username,Client ID,Peer ID,\
+Data Channel Cipher\n"
+    );
+    for (cn, real, rx, tx) in rows {
+        s.push_str(&format!("CLIENT_LIST,{cn},{real},10.8.0.6,,{rx},{tx},x,1795762800,UNDEF,0,0,AES-256-GCM\n"));
+    }
+    s.push_str("HEADER,ROUTING_TABLE,Virtual Address,Common Name,Real Address,Last Ref,Last Ref (time_t)\n");
+    s.push_str("GLOBAL_STATS,dco_enabled,0\nEND\n");
+    s
+}
+
+#[test]
+fn updates_snapshots_and_deltas_across_restarts() {
+    let site = Site::new("status");
+    let conf = site.path("server.conf");
+    fs::write(&conf, "port 1194\nstatus status.log 10\n").unwrap();
+    let settings = site.settings(&format!("OPENVPN_SERVER_CONF={}\n", conf.display()));
+    let status = site.path("status.log");
+    fs::write(&status, status_v2(100, &[("alice", "198.51.100.7:5555", 1000, 2000), ("bob", "2001:db8::7", 5, 6)]))
+        .unwrap();
+
+    assert!(Sources::new(&settings).status_round(true, true, 200).unwrap());
+    let evs = site.take();
+    let ups = of_type(&evs, "SESSION_UPDATE");
+    assert_eq!(ups.len(), 2);
+    let alice = ups.iter().find(|e| e["common_name"] == "alice").unwrap();
+    assert_eq!(alice["session_id"], event::session_id("alice", "198.51.100.7", "5555", 1_795_762_800));
+    assert_eq!((alice["bytes_received"].as_u64(), alice["bytes_received_delta"].as_u64()), (Some(1000), Some(1000)));
+    assert_eq!(alice["instance"], "server");
+    assert_eq!(alice["connected_since"], "2026-11-27T07:00:00Z");
+    assert!(alice["seq"].as_u64().unwrap() > 0 && alice.get("username").is_none());
+    let snap = of_type(&evs, "SESSION_SNAPSHOT");
+    assert_eq!((snap.len(), snap[0]["session_count"].as_u64()), (1, Some(2)));
+
+    // A new agent (restart) continues from sessions.state: deltas, and a
+    // counter going backwards (DCO) gives 0, not a negative number.
+    fs::write(&status, status_v2(160, &[("alice", "198.51.100.7:5555", 1500, 100)])).unwrap();
+    assert!(Sources::new(&settings).status_round(false, true, 260).unwrap());
+    let evs = site.take();
+    assert_eq!(evs.len(), 1);
+    assert_eq!((evs[0]["bytes_received_delta"].as_u64(), evs[0]["bytes_sent_delta"].as_u64()), (Some(500), Some(0)));
+    fs::write(&status, status_v2(220, &[("alice", "198.51.100.7:5555", 1600, 2300)])).unwrap();
+    let mut sources = Sources::new(&settings);
+    assert!(sources.status_round(false, true, 320).unwrap());
+    let evs = site.take();
+    assert_eq!((evs[0]["bytes_received_delta"].as_u64(), evs[0]["bytes_sent_delta"].as_u64()), (Some(100), Some(300)));
+    // bob left: his baseline is gone. Not rewritten since: no update.
+    let book: sessions::SessionBook = load_state(&site.path("spool").join(SESSIONS_STATE)).unwrap();
+    assert_eq!(book.sessions.len(), 1);
+    assert!(sources.status_round(false, true, 380).unwrap());
+    assert!(site.take().is_empty());
+
+    // Mid-rewrite: skipped, nothing written, baselines untouched.
+    let full = status_v2(280, &[("alice", "198.51.100.7:5555", 9999, 9999)]);
+    fs::write(&status, &full[..full.len() - 4]).unwrap();
+    assert!(!sources.status_round(true, true, 440).unwrap());
+    assert!(site.take().is_empty());
+    fs::remove_file(&status).unwrap();
+    assert!(!sources.status_round(true, true, 440).unwrap());
+}
+
+/// Runs Debian's easyrsa in `pki`'s parent with `env`.
+fn easyrsa(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> bool {
+    let out = Command::new("/usr/share/easy-rsa/easyrsa")
+        .args(args)
+        .current_dir(dir)
+        .env("EASYRSA_BATCH", "1")
+        .env("EASYRSA_PKI", dir.join("pki"))
+        .env("EASYRSA_ALGO", "ec")
+        .env("EASYRSA_CURVE", "prime256v1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "easyrsa {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    true
+}
+
+#[test]
+fn easyrsa_issue_revoke_expire_and_restart() {
+    if !Path::new("/usr/share/easy-rsa/easyrsa").exists() {
+        eprintln!("skipped: Debian package easy-rsa is not installed");
+        return;
+    }
+    let site = Site::new("certs");
+    let dir = &site.root;
+    easyrsa(dir, &["init-pki"], &[]);
+    easyrsa(dir, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "test-ca")]);
+    easyrsa(dir, &["build-client-full", "alice", "nopass"], &[]);
+    easyrsa(dir, &["build-client-full", "bob", "nopass"], &[("EASYRSA_CERT_EXPIRE", "1")]);
+    let index = dir.join("pki/index.txt");
+    let settings = site.settings(&format!("EASYRSA_INDEX={}\n", index.display()));
+    let now = unix_now();
+
+    // First run: an inventory of both certificates.
+    Sources::new(&settings).certs_round(now).unwrap();
+    let evs = site.take();
+    let issued = of_type(&evs, "CERT_ISSUED");
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    let mut names: Vec<_> = issued.iter().map(|e| e["common_name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(issued.iter().all(|e| e["inventory"] == true && e["status"] == "valid"));
+    let bob = issued.iter().find(|e| e["common_name"] == "bob").unwrap();
+    let bob_expiry = rfc3339_secs(bob["expires_at"].as_str().unwrap());
+    assert!(bob_expiry > now && bob_expiry <= now + 2 * 86_400);
+
+    // Restart: nothing repeated. Changes made while "down" are seen once.
+    let mut sources = Sources::new(&settings);
+    sources.certs_round(now).unwrap();
+    assert!(site.take().is_empty());
+    easyrsa(dir, &["revoke", "alice", "keyCompromise"], &[]);
+    easyrsa(dir, &["build-client-full", "carol", "nopass"], &[]);
+    let mut sources = Sources::new(&settings);
+    sources.certs_round(now).unwrap();
+    let evs = site.take();
+    let kinds: Vec<_> = evs.iter().map(|e| (e["type"].as_str().unwrap(), e["common_name"].as_str().unwrap())).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds.contains(&("CERT_REVOKED", "alice")) && kinds.contains(&("CERT_ISSUED", "carol")));
+    let revoked = of_type(&evs, "CERT_REVOKED")[0];
+    assert_eq!(revoked["reason"], "keyCompromise");
+    assert_eq!(revoked["status"], "revoked");
+    assert!(rfc3339_secs(revoked["revoked_at"].as_str().unwrap()) >= now - 5);
+    assert!(of_type(&evs, "CERT_ISSUED")[0].get("inventory").is_none());
+    sources.certs_round(now).unwrap();
+    assert!(site.take().is_empty());
+
+    // Time passes bob's expiry: CERT_EXPIRED although the file is as it
+    // was; once, also across a restart.
+    sources.certs_round(bob_expiry + 1).unwrap();
+    let evs = site.take();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!((evs[0]["type"].as_str(), evs[0]["common_name"].as_str()), (Some("CERT_EXPIRED"), Some("bob")));
+    sources.certs_round(bob_expiry + 20).unwrap();
+    Sources::new(&settings).certs_round(bob_expiry + 30).unwrap();
+    assert!(site.take().is_empty());
+    // The revoked alice never "expires" as far as events go.
+    Sources::new(&settings).certs_round(now + 20 * 365 * 86_400).unwrap();
+    let evs = site.take();
+    assert_eq!(of_type(&evs, "CERT_EXPIRED").len(), 1);
+    assert_eq!(evs[0]["common_name"], "carol");
+}
+
+fn rfc3339_secs(s: &str) -> i64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp()
+}
