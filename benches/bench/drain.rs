@@ -1,0 +1,171 @@
+//! Agent drain: 100,000 seed-format events in 100 chunks, delivered to the
+//! loopback sink by `agent --once` and by the seed's shell agent in
+//! interleaved runs; every event id is checked at the sink.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::measure::{Usage, measured};
+use crate::sink::{self, SinkState};
+use crate::{Ctx, Res, SCRIPT_PATH, knob};
+
+const EVENTS: usize = 100_000;
+const CHUNKS: usize = 100;
+
+/// 100 chunks of 1,000 events as the seed's writer formats them.
+fn make_backlog(dir: &Path) -> Res<Vec<String>> {
+    fs::create_dir_all(dir).ctx(dir.display())?;
+    let fmt = time::format_description::well_known::Rfc3339;
+    let t0 = 1_795_000_000i64;
+    let mut ids = Vec::with_capacity(EVENTS);
+    for c in 0..CHUNKS {
+        let mut text = String::new();
+        for k in 0..EVENTS / CHUNKS {
+            let seq = c * (EVENTS / CHUNKS) + k + 1;
+            let id = uuid::Uuid::new_v4().to_string();
+            let kind = if seq % 2 == 1 { "SESSION_CONNECTED" } else { "SESSION_DISCONNECTED" };
+            let at =
+                time::OffsetDateTime::from_unix_timestamp(t0 + seq as i64).ctx("time")?.format(&fmt).ctx("time")?;
+            let _ = writeln!(
+                text,
+                r#"{{"event_id":"{id}","seq":{seq},"type":"{kind}","common_name":"client-{:04}","real_ip":"203.0.113.{}","real_port":"{}","virtual_ip":"10.8.{}.{}","event_time_vpn":"{at}"}}"#,
+                seq / 2 % 5000,
+                seq % 250 + 1,
+                40000 + seq % 20000,
+                seq / 250 % 250,
+                seq % 250 + 2
+            );
+            ids.push(id);
+        }
+        let f = dir.join(format!("{:020}-q{c}.ndjson", 1_795_000_000_000_000_000u64 + c as u64));
+        fs::write(&f, text).ctx(f.display())?;
+    }
+    Ok(ids)
+}
+
+/// Why an agent has no (more) runs; no outcome means it ran fine.
+enum Outcome {
+    NotBuilt,
+    Skipped(String),
+    Failed(String),
+}
+
+struct DrainAgent {
+    name: &'static str,
+    runs: Vec<Usage>,
+    outcome: Option<Outcome>,
+}
+
+pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bool> {
+    let runs = knob("OVT_BENCH_DRAIN_RUNS", 3);
+    let ids = make_backlog(&work.join("backlog"))?;
+    let (port, sink) = sink::start()?;
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut agents = [
+        DrainAgent { name: "ours (`agent --once`)", runs: Vec::new(), outcome: None },
+        DrainAgent { name: "seed shell agent (`ONCE=1`)", runs: Vec::new(), outcome: None },
+    ];
+    if !Path::new("/usr/bin/curl").exists() && !Path::new("/bin/curl").exists() {
+        agents[1].outcome = Some(Outcome::Skipped("curl not installed (apt-get install -y curl)".into()));
+    }
+    for r in 0..runs {
+        for k in 0..2 {
+            let which = (r + k) % 2;
+            let a = &mut agents[which];
+            if a.outcome.is_some() {
+                continue;
+            }
+            let dir = work.join(format!("run{r}-{which}"));
+            let spool = dir.join("spool");
+            fs::create_dir_all(spool.join("pending")).ctx(spool.display())?;
+            for e in fs::read_dir(work.join("backlog")).ctx("backlog")?.flatten() {
+                fs::copy(e.path(), spool.join("pending").join(e.file_name())).ctx(e.path().display())?;
+            }
+            let mut cmd;
+            if which == 0 {
+                let conf = dir.join("agent.env");
+                let text = format!("SPOOL_DIR={}\nTELEMETRY_URL={url}\nSERVER_ID=bench\n", spool.display());
+                fs::write(&conf, text).ctx(conf.display())?;
+                cmd = Command::new(ours);
+                cmd.args(["agent", "--once"]).env_clear().env("OPENVPN_TELEMETRY_CONFIG", &conf);
+            } else {
+                cmd = Command::new(seed.join("agent"));
+                cmd.env_clear().env("PATH", SCRIPT_PATH).env("SPOOL_DIR", &spool).env("TELEMETRY_URL", &url);
+                cmd.env("SERVER_ID", "bench").env("ONCE", "1").env("ROTATE_INTERVAL_SECONDS", "0");
+            }
+            *sink.lock().map_err(|_| "sink poisoned")? = SinkState::default();
+            let log = dir.join("stderr.log");
+            let (usage, code) = measured(&mut cmd, &log)?;
+            let err = fs::read_to_string(&log).unwrap_or_default();
+            let left = fs::read_dir(spool.join("pending")).map(|d| d.flatten().count()).unwrap_or(0);
+            let s = sink.lock().map_err(|_| "sink poisoned")?;
+            let got = ids.iter().filter(|id| s.ids.contains(*id)).count();
+            a.outcome = if code != 0 && err.contains("not implemented") {
+                Some(Outcome::NotBuilt)
+            } else if code != 0 || got != EVENTS || left != 0 {
+                let first = err.lines().last().unwrap_or("").chars().take(200).collect::<String>();
+                Some(Outcome::Failed(format!(
+                    "exit {code}, {got}/{EVENTS} events arrived, {left} chunks left, {} requests; {first}",
+                    s.requests
+                )))
+            } else {
+                a.runs.push(usage);
+                None
+            };
+            drop(s);
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "## Agent drain\n\n{EVENTS} seed-format events in {CHUNKS} chunks of {} in `pending/`, delivered to a loopback HTTP/1.1 sink answering 200 (in the bench process; every event id checked); {runs} interleaved runs each, median run shown; CPU and peak RSS of the whole process tree (`getrusage(RUSAGE_CHILDREN)`, peak = largest single process).\n",
+        EVENTS / CHUNKS
+    );
+    let _ = writeln!(md, "| agent | wall s | events/s | CPU s (user+sys) | peak RSS MiB |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let mut ok = true;
+    let mut med = [None, None];
+    for (i, a) in agents.iter_mut().enumerate() {
+        match a.outcome.take() {
+            None if !a.runs.is_empty() => {
+                a.runs.sort_by(|x, y| x.wall.total_cmp(&y.wall));
+                let m = a.runs[a.runs.len() / 2];
+                let rss = a.runs.iter().map(|u| u.rss_kib).max().unwrap_or(0);
+                med[i] = Some((m, rss));
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.3} | {:.0} | {:.3} | {:.1} |",
+                    a.name,
+                    m.wall,
+                    EVENTS as f64 / m.wall,
+                    m.cpu,
+                    rss as f64 / 1024.0
+                );
+            }
+            None => {}
+            Some(Outcome::NotBuilt) => {
+                let _ = writeln!(md, "| {} | agent: not built yet | | | |", a.name);
+            }
+            Some(Outcome::Skipped(why)) => {
+                let _ = writeln!(md, "| {} | skipped: {why} | | | |", a.name);
+            }
+            Some(Outcome::Failed(why)) => {
+                ok = false;
+                let _ = writeln!(md, "| {} | **FAILED**: {} | | | |", a.name, why.replace('|', "/"));
+            }
+        }
+    }
+    md.push('\n');
+    if let [Some((o, rss)), Some((s, _))] = med {
+        let _ = writeln!(
+            md,
+            "- throughput ours / seed: **{:.1}×** (target ≥ 10×); CPU seed / ours: {:.1}×\n- our peak RSS: **{:.1} MiB** (target ≤ 8 MiB)\n",
+            s.wall / o.wall,
+            s.cpu / o.cpu,
+            rss as f64 / 1024.0
+        );
+    }
+    Ok(ok)
+}
