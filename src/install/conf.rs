@@ -39,6 +39,7 @@ pub enum Patch {
 /// One directive line: 1-based line number, directive, first argument.
 struct Directive {
     line: usize,
+    raw: String,
     name: String,
     arg: String,
 }
@@ -60,7 +61,7 @@ fn directives(text: &str) -> Vec<Directive> {
         } else {
             rest.split_whitespace().next().unwrap_or("")
         };
-        out.push(Directive { line: idx + 1, name: name.to_string(), arg: arg.to_string() });
+        out.push(Directive { line: idx + 1, raw: raw.to_string(), name: name.to_string(), arg: arg.to_string() });
     }
     out
 }
@@ -69,6 +70,8 @@ fn directives(text: &str) -> Vec<Directive> {
 /// [`Patch::Unchanged`]; an earlier block is recomputed, not duplicated.
 pub fn patch(current: &str, force: bool) -> Patch {
     let base = unpatch(current).unwrap_or_else(|| current.to_string());
+    // Lines an earlier `FORCE=1` install disabled stay disabled without it.
+    let forced_before: Vec<&str> = current.lines().filter_map(|l| l.strip_prefix(DISABLED)).collect();
     let dirs = directives(&base);
     let mut block = Vec::new();
     let mut notes = Vec::new();
@@ -90,7 +93,7 @@ pub fn patch(current: &str, force: bool) -> Patch {
         let found: Vec<&Directive> = dirs.iter().filter(|d| d.name == name).collect();
         let others: Vec<&&Directive> = found.iter().filter(|d| d.arg != ours).collect();
         for d in &others {
-            if force {
+            if force || forced_before.contains(&d.raw.as_str()) {
                 disable.push(d.line);
                 notes.push(format!("line {}: `{name} {}` commented out (FORCE=1)", d.line, d.arg));
             } else {
@@ -219,6 +222,7 @@ mod tests {
         let Patch::Changed { text, notes } = patch(conf, true) else { panic!() };
         assert!(text.starts_with(DISABLED) && notes.len() == 1);
         assert_eq!(patch(&text, true), Patch::Unchanged);
+        assert_eq!(patch(&text, false), Patch::Unchanged, "FORCE is remembered by the marker");
         assert_eq!(missing(&text), Vec::<String>::new());
         assert_eq!(unpatch(&text).as_deref(), Some(conf));
     }

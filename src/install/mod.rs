@@ -391,6 +391,12 @@ fn plan_uninstall(layout: &Layout, purge: bool, chown: bool) -> Result<Plan, Str
             _ => {}
         }
     }
+    let scripts = layout.at(SCRIPTS_DIR);
+    let ours = |name: &std::ffi::OsStr| LINKS.iter().any(|l| Path::new(l) == scripts_entry(name));
+    if fs::read_dir(&scripts).is_ok_and(|mut d| d.all(|e| e.is_ok_and(|e| ours(&e.file_name())))) {
+        let what = format!("remove {} (empty)", scripts.display());
+        plan.changes.push(Change { action: Action::RemoveEmptyDir(scripts), what });
+    }
     let bin = layout.at(unit::BIN);
     if fs::symlink_metadata(&bin).is_ok() {
         plan.changes.push(Change { action: Action::Remove(bin.clone()), what: format!("remove {}", bin.display()) });
@@ -421,6 +427,10 @@ fn plan_uninstall(layout: &Layout, purge: bool, chown: bool) -> Result<Plan, Str
         ));
     }
     Ok(plan)
+}
+
+fn scripts_entry(name: &std::ffi::OsStr) -> PathBuf {
+    Path::new(SCRIPTS_DIR).join(name)
 }
 
 /// Prints the plan, applies it unless `dry_run`, and says what happened.

@@ -97,6 +97,8 @@ pub enum Action {
     },
     Remove(PathBuf),
     RemoveTree(PathBuf),
+    /// Remove a directory if it is empty by then (else leave it).
+    RemoveEmptyDir(PathBuf),
 }
 
 /// A planned action and how it is shown to the operator.
@@ -275,6 +277,10 @@ impl Change {
             }
             Action::Remove(path) => fs::remove_file(path).map_err(io_at("remove", path)),
             Action::RemoveTree(path) => fs::remove_dir_all(path).map_err(io_at("remove", path)),
+            Action::RemoveEmptyDir(path) => match fs::remove_dir(path) {
+                Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(()),
+                other => other.map_err(io_at("remove", path)),
+            },
         }
     }
 }
