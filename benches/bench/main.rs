@@ -19,8 +19,8 @@
 //! worthless. Missed targets are reported, not failed.
 //!
 //! Knobs (environment): `OVT_BENCH_BIN` (static binary), `OVT_BENCH_OUT`
-//! (Markdown copy), `OVT_BENCH_ROUNDS`, `OVT_BENCH_SPAWNS`,
-//! `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`.
+//! (Markdown copy), `OVT_BENCH_SEED` (peer-seed dir), `OVT_BENCH_ROUNDS`,
+//! `OVT_BENCH_SPAWNS`, `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`.
 
 mod drain;
 mod hooks;
@@ -83,7 +83,11 @@ fn run() -> Res<bool> {
         return Err(format!("{}: no static binary; run `make build` (or `make bench`)", ours.display()));
     }
     let dynamic = PathBuf::from(env!("CARGO_BIN_EXE_openvpn-telemetry"));
-    let seed = root.join("../shared/bench/peer-seed");
+    let seed =
+        std::env::var_os("OVT_BENCH_SEED").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/bench/peer-seed"));
+    if !seed.join("connect.sh").is_file() || !seed.join("agent").is_file() {
+        return Err(format!("{}: the seed's shell baseline is not there; set OVT_BENCH_SEED", seed.display()));
+    }
     let out = std::env::var_os("OVT_BENCH_OUT").map(PathBuf::from).unwrap_or_else(|| root.join("target/bench.md"));
     let work = std::env::temp_dir().join(format!("ovt-bench-{}", std::process::id()));
     fs::create_dir_all(&work).ctx(work.display())?;
