@@ -63,7 +63,7 @@ pub fn measured(cmd: &mut Command, log: &Path) -> Res<(Usage, i64)> {
     let me = std::env::current_exe().ctx("current_exe")?;
     let prog = cmd.get_program().to_owned();
     let mut wrapped = Command::new(me);
-    wrapped.args(["--measure", "120", "--"]).arg(prog).args(cmd.get_args());
+    wrapped.args(["--measure", "60", "--"]).arg(prog).args(cmd.get_args());
     wrapped.env_clear().envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
     let logf = fs::File::create(log).ctx(log.display())?;
     let out = wrapped.stderr(logf).output().ctx("bench --measure")?;
