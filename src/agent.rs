@@ -1,7 +1,379 @@
-//! The delivery agent (issue 3): not built yet.
+//! `openvpn-telemetry agent`: the foreground delivery daemon (and
+//! `agent --once`, the operator's "flush now").
+//!
+//! Threads: the main thread only waits, with `poll`, for a signal (SIGTERM
+//! and SIGINT are blocked and read through a `signalfd`), for the worker to
+//! end (a pipe it holds closes), or for the systemd watchdog period. The
+//! worker rotates `queue.log` and delivers; it sleeps on a channel with a
+//! timeout, so a stop wakes it at once and no thread ever busy-polls. The
+//! event sources (issue 6) run on a third thread.
+//!
+//! Guarantees:
+//! - on SIGTERM/SIGINT the worker is told to stop and given up to
+//!   [`STOP_GRACE`] to finish its step; then the process exits 0 within 2 s.
+//!   A request still in flight is abandoned: its batch was never deleted
+//!   (deletion happens only after a 2xx), so it is sent again next start;
+//! - rotation every `ROTATE_INTERVAL_SECONDS`, or within [`TICK`] of
+//!   `queue.log` reaching `ROTATE_MAX_BYTES`; a stuck `queue.lock` is
+//!   logged and delivery of `pending/` goes on;
+//! - idle, the agent wakes [`TICK`]-often for one `stat`; nothing spins.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cli::AgentArgs;
+use crate::config::{self, Settings};
+use crate::deliver::{Delivery, LOCK_WAIT, Step};
+use crate::http::Sink;
+use crate::notify::Notifier;
+use crate::spool::SpoolError;
 
-pub fn main(_args: &AgentArgs) -> Result<i32, String> {
-    Err("agent: not implemented yet".into())
+/// How often the worker looks at `queue.log`'s size when otherwise idle.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a stopping worker may take to finish its step.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
+/// `--once` gives up after this many failed attempts in a row.
+const ONCE_ATTEMPTS: u32 = 3;
+/// How often `pending/` is listed again even without a rotation (for
+/// chunks the hooks wrote themselves while `queue.lock` was stuck).
+const RELIST: Duration = Duration::from_secs(30);
+
+pub fn main(args: &AgentArgs) -> Result<i32, String> {
+    let path = config::config_path();
+    let settings = Settings::load(&path).map_err(|e| e.to_string())?;
+    init_logging(&settings);
+    for (line, key) in &settings.unknown_keys {
+        log::warn!("{}:{line}: unknown setting {key}; ignored", path.display());
+    }
+    prepare_spool(&settings)?;
+    let sink = Sink::from_settings(&settings).map_err(|e| format!("{}: {e}", path.display()))?;
+    let server_id = settings.server_id.clone().unwrap_or_else(hostname);
+
+    // Block the stop signals in every thread (threads inherit the mask),
+    // so they arrive only through the signalfd read here.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| format!("signalfd: {e}"))?;
+    let (done_rx, done_tx) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (wake_tx, wake_rx) = mpsc::channel::<()>();
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+
+    let delivery = Delivery::new(&settings, sink, server_id);
+    log::info!(
+        "openvpn-telemetry {} agent{}: spool {}, delivering to {}",
+        env!("CARGO_PKG_VERSION"),
+        if args.once { " --once" } else { "" },
+        settings.spool_dir.display(),
+        delivery.state.sink
+    );
+    if delivery.holding() {
+        log::warn!("no TELEMETRY_URL in {}: holding events in the spool (bounds still apply)", path.display());
+    }
+    if args.once {
+        if let Err(e) = crate::sources::run_once(&settings) {
+            log::warn!("event sources: {e}");
+        }
+    } else {
+        let (s, stop) = (settings.clone(), Arc::clone(&stop));
+        thread::Builder::new()
+            .name("sources".into())
+            .spawn(move || crate::sources::run(&s, &stop))
+            .map_err(|e| format!("cannot start the sources thread: {e}"))?;
+    }
+
+    let mut worker = Worker {
+        settings: settings.clone(),
+        delivery,
+        stop: Arc::clone(&stop),
+        wake: wake_rx,
+        heartbeat: Arc::clone(&heartbeat),
+        started,
+        lock_warned: None,
+    };
+    let once = args.once;
+    let handle = thread::Builder::new()
+        .name("deliver".into())
+        .spawn(move || {
+            let _done = done_tx; // closes when the worker ends, even by panic
+            if once { worker.run_once() } else { worker.run() }
+        })
+        .map_err(|e| format!("cannot start the delivery thread: {e}"))?;
+
+    let notifier = Notifier::from_env();
+    notifier.send("READY=1");
+    let tolerance = Duration::from_secs(settings.request_timeout_seconds + settings.connect_timeout_seconds + 10);
+    loop {
+        let timeout = notifier.watchdog.map_or(PollTimeout::NONE, |d| {
+            PollTimeout::try_from(d.max(Duration::from_millis(10))).unwrap_or(PollTimeout::MAX)
+        });
+        let mut fds =
+            [PollFd::new(signals.as_fd(), PollFlags::POLLIN), PollFd::new(done_rx.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        if fds[1].any().unwrap_or(false) {
+            return join(handle);
+        }
+        if fds[0].any().unwrap_or(false) {
+            let name = match signals.read_signal() {
+                Ok(Some(info)) => Signal::try_from(info.ssi_signo as i32).map_or("signal", |s| s.as_str()),
+                _ => continue,
+            };
+            log::info!("{name}: stopping");
+            notifier.send("STOPPING=1");
+            stop.store(true, Ordering::SeqCst);
+            let _ = wake_tx.send(());
+            let mut fds = [PollFd::new(done_rx.as_fd(), PollFlags::POLLIN)];
+            let grace = PollTimeout::try_from(STOP_GRACE).unwrap_or(PollTimeout::ZERO);
+            if matches!(nix::poll::poll(&mut fds, grace), Ok(n) if n > 0) {
+                let result = join(handle);
+                return if once {
+                    result.and(Err(format!("stopped by {name} before the spool was empty")))
+                } else {
+                    Ok(0)
+                };
+            }
+            log::warn!("a request was still in flight; its events stay in the spool and are sent again next start");
+            return if once { Err(format!("stopped by {name}")) } else { Ok(0) };
+        }
+        // Watchdog: ping only while the worker shows signs of life.
+        let beat = Duration::from_millis(heartbeat.load(Ordering::Relaxed));
+        if started.elapsed().saturating_sub(beat) < tolerance {
+            notifier.send("WATCHDOG=1");
+        }
+    }
+}
+
+fn join(handle: thread::JoinHandle<Result<i32, String>>) -> Result<i32, String> {
+    handle.join().unwrap_or_else(|_| Err("internal error: the delivery thread panicked".into()))
+}
+
+struct Worker {
+    settings: Settings,
+    delivery: Delivery,
+    stop: Arc<AtomicBool>,
+    wake: Receiver<()>,
+    heartbeat: Arc<AtomicU64>,
+    started: Instant,
+    /// When a stuck `queue.lock` was last logged.
+    lock_warned: Option<Instant>,
+}
+
+impl Worker {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until `until` or a stop, whichever comes first.
+    fn sleep_until(&self, until: Instant) {
+        let d = until.saturating_duration_since(Instant::now());
+        if !d.is_zero() {
+            match self.wake.recv_timeout(d) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+    }
+
+    fn beat(&self) {
+        self.heartbeat.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Rotates `queue.log`; returns false when `queue.lock` is stuck.
+    fn rotate(&mut self) -> bool {
+        let ok = match self.delivery.spool.rotate(LOCK_WAIT) {
+            Ok(Some(chunk)) => {
+                log::debug!("rotated queue.log to {}", chunk.display());
+                self.delivery.refresh();
+                true
+            }
+            Ok(None) => true,
+            Err(SpoolError::LockTimeout { path }) => {
+                if self.lock_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    let msg = format!(
+                        "{} held by another process for over {} ms; queue.log not rotated, delivering pending/ meanwhile",
+                        path.display(),
+                        LOCK_WAIT.as_millis()
+                    );
+                    log::warn!("{msg}");
+                    self.delivery.note_error(msg);
+                    self.lock_warned = Some(Instant::now());
+                }
+                self.delivery.refresh();
+                false
+            }
+            Err(e) => {
+                log::error!("cannot rotate: {e}");
+                self.delivery.note_error(format!("cannot rotate: {e}"));
+                true
+            }
+        };
+        self.delivery.collect_hook_drops();
+        ok
+    }
+
+    fn queue_bytes(&self) -> u64 {
+        std::fs::symlink_metadata(self.delivery.spool.queue()).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn run(&mut self) -> Result<i32, String> {
+        let every = Duration::from_secs(self.settings.rotate_interval_seconds).max(TICK);
+        let mut next_rotate = Instant::now();
+        let mut next_tick = Instant::now() + TICK;
+        let mut next_list = Instant::now() + RELIST;
+        self.delivery.refresh();
+        while !self.stopping() {
+            self.beat();
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                if self.queue_bytes() >= self.settings.rotate_max_bytes {
+                    next_rotate = now;
+                }
+            }
+            if now >= next_rotate {
+                self.rotate();
+                next_rotate = Instant::now() + every;
+            }
+            if now >= next_list {
+                self.delivery.refresh();
+                next_list = now + RELIST;
+            }
+            let wait_until = match self.delivery.step() {
+                Step::Progress => continue,
+                Step::Idle | Step::Hold => next_tick.min(next_rotate),
+                Step::Wait { until, .. } => until.min(next_tick).min(next_rotate),
+            };
+            self.sleep_until(wait_until);
+        }
+        self.delivery.flush();
+        Ok(0)
+    }
+
+    fn run_once(&mut self) -> Result<i32, String> {
+        loop {
+            let rotated = self.rotate();
+            self.delivery.refresh();
+            loop {
+                if self.stopping() {
+                    self.delivery.flush();
+                    return Err("stopped before the spool was empty".into());
+                }
+                self.beat();
+                match self.delivery.step() {
+                    Step::Progress => {}
+                    Step::Idle => break,
+                    Step::Hold => {
+                        return Err(format!(
+                            "no TELEMETRY_URL in {}: {} chunk(s) held in {}",
+                            self.settings.path.display(),
+                            self.delivery.pending_chunks(),
+                            self.delivery.spool.pending().display()
+                        ));
+                    }
+                    Step::Wait { until, refused, reason } => {
+                        if refused || self.delivery.fails >= ONCE_ATTEMPTS {
+                            self.delivery.flush();
+                            return Err(format!(
+                                "cannot deliver after {} attempt(s): {reason}; events kept in {}",
+                                self.delivery.fails,
+                                self.delivery.spool.dir.display()
+                            ));
+                        }
+                        self.sleep_until(until);
+                    }
+                }
+            }
+            self.delivery.flush();
+            if !rotated {
+                return Err(format!(
+                    "{} is held by another process: queue.log was not rotated (pending/ was delivered)",
+                    self.delivery.spool.dir.join(crate::spool::QUEUE_LOCK).display()
+                ));
+            }
+            if self.queue_bytes() == 0 {
+                self.delivery.refresh();
+                if self.delivery.pending_chunks() == 0 {
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// Makes sure the spool has its directories (the installer creates them
+/// with the right owners; this covers hand-made and test spools).
+fn prepare_spool(s: &Settings) -> Result<(), String> {
+    if !s.spool_dir.is_dir() {
+        return Err(format!(
+            "{}: SPOOL_DIR {} does not exist (run 'openvpn-telemetry install')",
+            s.path.display(),
+            s.spool_dir.display()
+        ));
+    }
+    for sub in [crate::spool::PENDING, crate::spool::FAILED] {
+        let dir = s.spool_dir.join(sub);
+        if !dir.is_dir() {
+            std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// env_logger to stderr. `RUST_LOG` (if set) wins; else `LOG_LEVEL` from
+/// agent.env sets this program's level (default info) while libraries stay
+/// at warn (their debug output is not ours to vouch for). Under systemd
+/// (`JOURNAL_STREAM`) lines carry `<N>` priorities instead of timestamps.
+fn init_logging(s: &Settings) {
+    let mut b = env_logger::Builder::new();
+    let mut bad_level = None;
+    b.target(env_logger::Target::Stderr);
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => {
+            b.parse_filters(&spec);
+        }
+        _ => {
+            let level = s.log_level.as_deref().unwrap_or("info");
+            let parsed = level.parse().unwrap_or(log::LevelFilter::Info);
+            b.filter_level(log::LevelFilter::Warn).filter_module("openvpn_telemetry", parsed);
+            if level.parse::<log::LevelFilter>().is_err() {
+                bad_level = Some(level.to_string());
+            }
+        }
+    }
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        use std::io::Write;
+        b.format(|buf, rec| {
+            let prio = match rec.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                _ => 7,
+            };
+            writeln!(buf, "<{prio}>{}", rec.args())
+        });
+    }
+    let _ = b.try_init();
+    if let Some(level) = bad_level {
+        log::warn!("{}: LOG_LEVEL={level:?} is not error/warn/info/debug/trace; using info", s.path.display());
+    }
 }

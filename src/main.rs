@@ -7,15 +7,19 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod backlog;
 mod check;
 mod cli;
 mod config;
 mod deliver;
 mod event;
 mod hook;
+mod http;
 mod install;
+mod notify;
 mod sources;
 mod spool;
+mod state;
 mod status;
 
 use std::ffi::OsString;

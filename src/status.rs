@@ -1,7 +1,255 @@
-//! `status` (issue 3): not built yet.
+//! `openvpn-telemetry status [--json]`: what the spool holds and how
+//! delivery is going, for an operator or a monitoring check.
+//!
+//! Guarantees: read-only (it never rotates, adopts or deletes anything, so
+//! it is safe next to a running agent); secrets are masked (`AUTH_HEADER`
+//! shows only its header name, URLs lose user info and query string; key
+//! files are shown by path, never by content).
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::cli::StatusArgs;
+use crate::config::{self, Compress, Settings};
+use crate::spool::{self, Dropped};
+use crate::state::{AgentState, DropCount};
 
-pub fn main(_args: &StatusArgs) -> Result<i32, String> {
-    Err("status: not implemented yet".into())
+pub fn main(args: &StatusArgs) -> Result<i32, String> {
+    let path = config::config_path();
+    let settings = Settings::load(&path).map_err(|e| e.to_string())?;
+    let report = gather(&settings);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", text(&report));
+    }
+    Ok(0)
+}
+
+/// Everything `status` reports, as JSON (the text form is made from it).
+pub fn gather(s: &Settings) -> Value {
+    let (agent_state, state_error) = match AgentState::load(&s.spool_dir) {
+        Ok(st) => (st, None),
+        Err(e) => (AgentState::default(), Some(e.to_string())),
+    };
+    let queue_bytes = fs::symlink_metadata(s.spool_dir.join(spool::QUEUE)).map(|m| m.len()).unwrap_or(0);
+    let chunks = list_chunks(&s.spool_dir.join(spool::PENDING));
+    let progress = agent_state.progress.clone();
+    let offset_of = |name: &str| progress.as_ref().filter(|p| p.chunk == name).map_or(0, |p| p.offset);
+    let mut events = 0u64;
+    let mut bytes = 0u64;
+    for (name, size) in &chunks {
+        bytes += size;
+        events += count_lines(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)).unwrap_or(0);
+    }
+    let oldest = chunks
+        .first()
+        .and_then(|(name, _)| first_event_time(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)));
+    let now = crate::event::now();
+    let (failed_files, failed_lines) = failed_counts(&s.spool_dir.join(spool::FAILED));
+    // Drops the hooks recorded that the agent has not collected yet.
+    let hook_drops =
+        fs::read_to_string(s.spool_dir.join(spool::DROPPED)).ok().and_then(|t| Dropped::parse(&t)).unwrap_or_default();
+    let mut dropped = agent_state.dropped;
+    let mut unreported = agent_state.dropped_unreported;
+    let extra = DropCount { count: hook_drops.count, first_seq: hook_drops.first_seq, last_seq: hook_drops.last_seq };
+    dropped.add(extra);
+    unreported.add(extra);
+    let running = agent_state.pid != 0
+        && !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent_state.pid as i32), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+    json!({
+        "config": s.path,
+        "spool_dir": s.spool_dir,
+        "delivery": delivery(s),
+        "agent": {
+            "pid": (agent_state.pid != 0).then_some(agent_state.pid),
+            "running": running,
+            "started": non_empty(&agent_state.started),
+            "state_updated": non_empty(&agent_state.updated),
+            "state_error": state_error,
+        },
+        "queue": { "bytes": queue_bytes },
+        "pending": {
+            "chunks": chunks.len(),
+            "events": events,
+            "bytes": bytes,
+            "oldest_event_time": oldest.map(crate::event::rfc3339),
+            "oldest_event_age_seconds": oldest.map(|t| (now - t).whole_seconds().max(0)),
+        },
+        "failed": { "files": failed_files, "lines": failed_lines },
+        "last_success": agent_state.last_success,
+        "last_error": agent_state.last_error,
+        "delivered_events": agent_state.delivered_events,
+        "failed_events": agent_state.failed_events,
+        "dropped": {
+            "count": dropped.count,
+            "first_seq": dropped.first_seq,
+            "last_seq": dropped.last_seq,
+            "unreported": unreported.count,
+        },
+        "settings": settings_masked(s),
+    })
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn delivery(s: &Settings) -> String {
+    match s.telemetry_url.as_deref() {
+        None => "no TELEMETRY_URL: holding events".into(),
+        Some(url) => crate::http::mask_url(url),
+    }
+}
+
+/// The settings in effect, secrets masked.
+pub fn settings_masked(s: &Settings) -> Value {
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    json!({
+        "SPOOL_DIR": s.spool_dir,
+        "TELEMETRY_URL": s.telemetry_url.as_deref().map(crate::http::mask_url),
+        "SERVER_ID": s.server_id.clone().unwrap_or_else(|| format!("{} (host name)",
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default())),
+        "ROTATE_INTERVAL_SECONDS": s.rotate_interval_seconds,
+        "ROTATE_MAX_BYTES": s.rotate_max_bytes,
+        "RETRY_SLEEP_SECONDS": s.retry_sleep_seconds,
+        "RETRY_MAX_SECONDS": s.retry_max_seconds,
+        "CONNECT_TIMEOUT_SECONDS": s.connect_timeout_seconds,
+        "REQUEST_TIMEOUT_SECONDS": s.request_timeout_seconds,
+        "MAX_PENDING_FILES": s.max_pending_files,
+        "MAX_SPOOL_BYTES": s.max_spool_bytes,
+        "MAX_BATCH_EVENTS": s.max_batch_events,
+        "MAX_BATCH_BYTES": s.max_batch_bytes,
+        "COMPRESS": if s.compress == Compress::Gzip { "gzip" } else { "none" },
+        "AUTH_HEADER": s.auth_header.as_deref().map(|h| format!("{}: ***", h.split(':').next().unwrap_or("").trim())),
+        "MTLS_ENABLED": s.mtls_enabled,
+        "CLIENT_CERT": path(&s.client_cert),
+        "CLIENT_KEY": path(&s.client_key),
+        "CA_CERT": path(&s.ca_cert),
+        "LOG_LEVEL": s.log_level.clone().unwrap_or_else(|| "info".into()),
+    })
+}
+
+/// Chunk names (sorted, oldest first) and sizes; read-only.
+fn list_chunks(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(m) = e.path().symlink_metadata()
+                && m.is_file()
+            {
+                out.push((name, m.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Lines from `offset` on (a last line without `\n` counts).
+fn count_lines(path: &Path, offset: u64) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(lines + u64::from(last != b'\n'));
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = buf[n - 1];
+    }
+}
+
+fn first_event_time(path: &Path, offset: u64) -> Option<OffsetDateTime> {
+    let mut f = File::open(path).ok()?;
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut line = Vec::new();
+    BufReader::new(f.take(1 << 20)).read_until(b'\n', &mut line).ok()?;
+    let v: Value = serde_json::from_slice(crate::backlog::trim_newline(&line)).ok()?;
+    OffsetDateTime::parse(v.get("event_time_vpn")?.as_str()?, &Rfc3339).ok()
+}
+
+fn failed_counts(dir: &Path) -> (u64, u64) {
+    let (mut files, mut lines) = (0, 0);
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().symlink_metadata().is_ok_and(|m| m.is_file()) {
+                files += 1;
+                lines += count_lines(&e.path(), 0).unwrap_or(0);
+            }
+        }
+    }
+    (files, lines)
+}
+
+fn text(r: &Value) -> String {
+    let s = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22} {v}\n"));
+    line("config", s(&r["config"]));
+    line("spool", s(&r["spool_dir"]));
+    line("delivery", s(&r["delivery"]));
+    let agent = &r["agent"];
+    let running = if agent["running"] == true { "running" } else { "not running" };
+    line("agent", format!("{running} (pid {}, state updated {})", s(&agent["pid"]), s(&agent["state_updated"])));
+    if !agent["state_error"].is_null() {
+        line("agent state", s(&agent["state_error"]));
+    }
+    line("queue.log", format!("{} bytes", r["queue"]["bytes"]));
+    let p = &r["pending"];
+    line("pending", format!("{} chunks, {} events, {} bytes", p["chunks"], p["events"], p["bytes"]));
+    if !p["oldest_event_time"].is_null() {
+        line(
+            "oldest pending event",
+            format!("{} ({} s ago)", s(&p["oldest_event_time"]), p["oldest_event_age_seconds"]),
+        );
+    }
+    line("failed/", format!("{} files, {} lines", r["failed"]["files"], r["failed"]["lines"]));
+    let ls = &r["last_success"];
+    line(
+        "last success",
+        if ls.is_null() { "-".into() } else { format!("{} ({} events)", s(&ls["time"]), ls["events"]) },
+    );
+    let le = &r["last_error"];
+    line(
+        "last error",
+        if le.is_null() {
+            "-".into()
+        } else {
+            let next =
+                if le["next_retry"].is_null() { String::new() } else { format!("; next try {}", s(&le["next_retry"])) };
+            format!("{}: {}{next}", s(&le["time"]), s(&le["message"]))
+        },
+    );
+    line("delivered events", s(&r["delivered_events"]));
+    let d = &r["dropped"];
+    line(
+        "dropped events",
+        format!("{} (seq {}..{}; {} not yet reported)", d["count"], d["first_seq"], d["last_seq"], d["unreported"]),
+    );
+    out.push_str("settings:\n");
+    if let Some(map) = r["settings"].as_object() {
+        for (k, v) in map {
+            out.push_str(&format!("  {k}={}\n", s(v)));
+        }
+    }
+    out
 }

@@ -1,0 +1,261 @@
+//! The chunks waiting in `pending/`, oldest first, and the spool bounds.
+//!
+//! Guarantees:
+//! - only regular files whose names do not start with `.` are chunks;
+//!   symlinks, FIFOs and the like are never opened (a hook user could
+//!   otherwise make the agent send any file it can read);
+//! - a hook's temporary bypass file (`.NAME.tmp`) older than an hour was
+//!   left by a killed hook: it is adopted as chunk `NAME`, never deleted
+//!   (its line may be complete; a torn one goes to `failed/` like any);
+//! - when `pending/` holds more than `MAX_PENDING_FILES` chunks or the spool
+//!   (`pending/` + `queue.log`) more than `MAX_SPOOL_BYTES`, the oldest
+//!   chunks are dropped; every dropped event is counted with its `seq`
+//!   range, and the count is made durable *before* the chunk is unlinked,
+//!   so a crash can over-count a loss but never hide one.
+//! - reading is streamed with a bounded line buffer: a giant line costs at
+//!   most [`LineReader`]'s cap in memory, whatever the file holds.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::spool::Spool;
+use crate::state::DropCount;
+
+/// A hook's temporary file older than this belongs to a dead hook.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub name: String,
+    pub size: u64,
+}
+
+/// The sorted list of chunks; refreshed from the directory when needed.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    pub chunks: VecDeque<Chunk>,
+}
+
+impl Backlog {
+    /// Lists `pending/` again. `first` (the chunk delivery is inside of)
+    /// is kept at the front even if an older name appeared meanwhile, so a
+    /// recorded offset always belongs to the chunk read first.
+    pub fn refresh(&mut self, spool: &Spool, first: Option<&str>) -> io::Result<()> {
+        let dir = spool.pending();
+        let mut chunks = Vec::new();
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            if name.starts_with('.') {
+                adopt_stale_tmp(&dir, &name, &meta);
+                continue;
+            }
+            if !meta.is_file() {
+                log::warn!("{}: not a regular file; ignored", dir.join(&name).display());
+                continue;
+            }
+            chunks.push(Chunk { name, size: meta.len() });
+        }
+        chunks.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(first) = first
+            && let Some(i) = chunks.iter().position(|c| c.name == first)
+        {
+            let c = chunks.remove(i);
+            chunks.insert(0, c);
+        }
+        self.chunks = chunks.into();
+        Ok(())
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.size).sum()
+    }
+
+    /// Whether the bounds are exceeded with `queue_bytes` in `queue.log`.
+    pub fn over(&self, max_files: u64, max_bytes: u64, queue_bytes: u64) -> bool {
+        !self.chunks.is_empty() && (self.chunks.len() as u64 > max_files || self.bytes() + queue_bytes > max_bytes)
+    }
+}
+
+/// Renames `.NAME.tmp` to `NAME` when a hook died before doing it.
+fn adopt_stale_tmp(dir: &Path, name: &str, meta: &fs::Metadata) {
+    let Some(target) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { return };
+    let old =
+        meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|a| a > STALE_TMP);
+    if !old || !meta.is_file() || !target.ends_with(".ndjson") || target.starts_with('.') {
+        return;
+    }
+    match fs::rename(dir.join(name), dir.join(target)) {
+        Ok(()) => log::warn!("{}: left by a killed hook; delivered as chunk {target}", dir.join(name).display()),
+        Err(e) => log::warn!("{}: cannot adopt stale temporary file: {e}", dir.join(name).display()),
+    }
+}
+
+/// Opens a chunk for reading without following links or blocking on a FIFO.
+pub fn open_chunk(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            nix::fcntl::OFlag::O_NOFOLLOW.bits()
+                | nix::fcntl::OFlag::O_CLOEXEC.bits()
+                | nix::fcntl::OFlag::O_NONBLOCK.bits(),
+        )
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// One line as read: complete (or a final line without `\n`), or longer
+/// than the cap (its bytes beyond the cap were handed to `spill`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Eof,
+    /// `n` bytes consumed; the line (with its `\n`, if any) is in the buffer.
+    Fits(usize),
+    /// `n` bytes consumed; the buffer holds only the first `cap + 1`.
+    TooLong(usize),
+}
+
+/// Streams lines from a chunk with a bounded buffer.
+pub struct LineReader {
+    inner: BufReader<File>,
+    cap: usize,
+}
+
+impl LineReader {
+    pub fn open(path: &Path, offset: u64, cap: usize) -> io::Result<LineReader> {
+        let mut file = open_chunk(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(LineReader { inner: BufReader::with_capacity(64 * 1024, file), cap })
+    }
+
+    /// Appends the next line to `out`. For a line over the cap, the rest is
+    /// passed to `spill` piece by piece (so it can be kept in `failed/`)
+    /// and skipped.
+    pub fn next_into(&mut self, out: &mut Vec<u8>, mut spill: impl FnMut(&[u8])) -> io::Result<Line> {
+        let start = out.len();
+        let n = Read::take(&mut self.inner, self.cap as u64 + 1).read_until(b'\n', out)?;
+        if n == 0 {
+            return Ok(Line::Eof);
+        }
+        if out.last() == Some(&b'\n') || n <= self.cap {
+            return Ok(Line::Fits(n));
+        }
+        spill(&out[start..]);
+        let mut total = n;
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(Line::TooLong(total));
+            }
+            let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            spill(&buf[..take]);
+            self.inner.consume(take);
+            total += take;
+            if done {
+                return Ok(Line::TooLong(total));
+            }
+        }
+    }
+}
+
+/// The line without its `\n` (and a `\r` before it).
+pub fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Counts the events in a chunk from `offset` on and their `seq` range
+/// (lines without a readable `seq` still count).
+pub fn count_events(path: &Path, offset: u64) -> io::Result<DropCount> {
+    #[derive(Deserialize)]
+    struct Seq {
+        seq: Option<u64>,
+    }
+    let mut reader = LineReader::open(path, offset, 1 << 20)?;
+    let mut count = DropCount::default();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.next_into(&mut buf, |_| {})? {
+            Line::Eof => return Ok(count),
+            Line::TooLong(_) => count.count += 1,
+            Line::Fits(_) => {
+                let line = trim_newline(&buf);
+                if line.trim_ascii().is_empty() {
+                    continue;
+                }
+                match serde_json::from_slice::<Seq>(line).ok().and_then(|s| s.seq) {
+                    Some(seq) => count.add(DropCount { count: 1, first_seq: seq, last_seq: seq }),
+                    None => count.count += 1,
+                }
+            }
+        }
+    }
+}
+
+/// Appends bytes to a file in `failed/` (created 0640 if missing).
+pub fn open_failed(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
+        .open(path)
+}
+
+/// Writes a whole set of refused lines to a new file in `failed/`, durably.
+pub fn write_failed(dir: &Path, name: &str, lines: &[&[u8]]) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let mut file = open_failed(&dir.join(name))?;
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l);
+        buf.push(b'\n');
+    }
+    file.write_all(&buf)?;
+    file.sync_all()?;
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_spilled_not_held() {
+        let dir = std::env::temp_dir().join(format!("ovt-backlog-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.ndjson");
+        let long = "x".repeat(1000);
+        fs::write(&path, format!("{{\"seq\":1}}\n{long}\n{{\"seq\":3}}\ntail")).unwrap();
+        let mut r = LineReader::open(&path, 0, 100).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(r.next_into(&mut buf, |_| panic!()).unwrap(), Line::Fits(10));
+        let mut spilled = 0;
+        buf.clear();
+        assert_eq!(r.next_into(&mut buf, |b| spilled += b.len()).unwrap(), Line::TooLong(1001));
+        assert_eq!(spilled, 1001);
+        buf.clear();
+        assert_eq!(r.next_into(&mut buf, |_| panic!()).unwrap(), Line::Fits(10));
+        buf.clear();
+        assert_eq!(r.next_into(&mut buf, |_| panic!()).unwrap(), Line::Fits(4));
+        assert_eq!(r.next_into(&mut buf, |_| panic!()).unwrap(), Line::Eof);
+        let c = count_events(&path, 0).unwrap();
+        assert_eq!((c.count, c.first_seq, c.last_seq), (4, 1, 3));
+        assert_eq!(count_events(&path, 10).unwrap().count, 3);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

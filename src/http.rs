@@ -1,0 +1,392 @@
+//! Where batches go: the telemetry server over HTTP(S), a local file
+//! (`TELEMETRY_URL=file:///path`), or nowhere yet (no `TELEMETRY_URL`).
+//!
+//! Guarantees:
+//! - one ureq `Agent` for the whole run, so one kept-alive connection;
+//!   connect and whole-request timeouts are always set;
+//! - TLS always verifies the server: the roots are the system bundle
+//!   (`/etc/ssl/certs`, as curl uses) plus `CA_CERT`; there is no switch to
+//!   turn verification off; mTLS presents `CLIENT_CERT`/`CLIENT_KEY`;
+//! - the answer is classified here into an [`Outcome`] and nowhere else;
+//!   4xx/5xx are answers, never errors (`http_status_as_error(false)`);
+//! - redirects are not followed (a POST must not wander off with the
+//!   auth header); a 3xx is reported as a configuration problem;
+//! - nothing secret is ever put in a log line or an error: not the auth
+//!   header, not key material (errors name the setting and the path only).
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
+
+use crate::config::{Compress, Settings};
+
+/// The system trust store, as Debian/Ubuntu ship it (curl's default).
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+const SYSTEM_DIR: &str = "/etc/ssl/certs";
+/// How much of a refusal's body goes into the log.
+const BODY_HEAD: usize = 200;
+
+/// A setting whose file could not be used; names the key and the path.
+#[derive(Debug)]
+pub enum SinkError {
+    Read { key: &'static str, path: PathBuf, source: io::Error },
+    Pem { key: &'static str, path: PathBuf, what: String },
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkError::Read { key, path, source } => write!(f, "{key}={}: cannot read: {source}", path.display()),
+            SinkError::Pem { key, path, what } => write!(f, "{key}={}: {what}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for SinkError {}
+
+/// What the other side made of one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx (or written and fsynced to the file sink): delete it.
+    Delivered,
+    /// Connection error, timeout, 408, 429, 5xx: keep it, back off.
+    Retry { reason: String, retry_after: Option<Duration> },
+    /// 401/403 (or a redirect): keep it, complain loudly, retry slowly.
+    Refused { reason: String },
+    /// 413: the batch must be split.
+    TooLarge,
+    /// Any other 4xx: this batch will never be accepted; move it aside.
+    Rejected { status: u16, body_head: String },
+}
+
+pub enum Sink {
+    Http(Http),
+    File(PathBuf),
+    /// No `TELEMETRY_URL`: events stay in the spool.
+    Hold,
+}
+
+pub struct Http {
+    agent: ureq::Agent,
+    url: String,
+    auth: Option<(String, String)>,
+    gzip: bool,
+}
+
+impl Sink {
+    pub fn from_settings(s: &Settings) -> Result<Sink, SinkError> {
+        match s.telemetry_url.as_deref() {
+            None => Ok(Sink::Hold),
+            Some(url) => match url.strip_prefix("file://") {
+                Some(path) => Ok(Sink::File(PathBuf::from(path))),
+                None => Ok(Sink::Http(Http::new(s, url)?)),
+            },
+        }
+    }
+
+    /// Sends the events (raw JSON objects, as the hooks wrote them).
+    pub fn send(&self, server_id: &str, events: &[&[u8]]) -> Outcome {
+        match self {
+            Sink::Http(h) => h.post(&envelope(server_id, events)),
+            Sink::File(path) => match append_lines(path, events) {
+                Ok(()) => Outcome::Delivered,
+                Err(e) => Outcome::Retry { reason: format!("{}: {e}", path.display()), retry_after: None },
+            },
+            Sink::Hold => Outcome::Retry { reason: "no TELEMETRY_URL".into(), retry_after: None },
+        }
+    }
+
+    /// Where events go, fit for logs and `status` (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Http(h) => mask_url(&h.url),
+            Sink::File(p) => format!("file://{}", p.display()),
+            Sink::Hold => "none (no TELEMETRY_URL: holding events)".into(),
+        }
+    }
+}
+
+/// The seed's envelope, written as bytes so the events go out exactly as
+/// the hooks wrote them (no parse, no re-serialisation).
+pub fn envelope(server_id: &str, events: &[&[u8]]) -> Vec<u8> {
+    let size: usize = events.iter().map(|e| e.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + 128);
+    body.extend_from_slice(b"{\"server_id\":");
+    body.extend_from_slice(serde_json::to_string(server_id).unwrap_or_else(|_| "\"\"".into()).as_bytes());
+    body.extend_from_slice(b",\"sent_at\":\"");
+    body.extend_from_slice(crate::event::rfc3339(crate::event::now()).as_bytes());
+    body.extend_from_slice(b"\",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+/// Bytes the envelope adds around the events, for batch sizing (a
+/// generous upper bound: server_id is at most a host name or a setting).
+pub fn envelope_overhead(server_id: &str) -> usize {
+    64 + 2 * server_id.len()
+}
+
+impl Http {
+    fn new(s: &Settings, url: &str) -> Result<Http, SinkError> {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(s.connect_timeout_seconds)))
+            .timeout_global(Some(Duration::from_secs(s.request_timeout_seconds)))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(format!("openvpn-telemetry/{}", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            .tls_config(tls_config(s)?)
+            .build();
+        let auth =
+            s.auth_header.as_deref().and_then(|h| h.split_once(':')).map(|(n, v)| (n.trim().into(), v.trim().into()));
+        if url.to_ascii_lowercase().starts_with("http://") && !is_loopback(url) {
+            log::warn!(
+                "TELEMETRY_URL {} is plain http:// to a non-loopback host: events travel unencrypted",
+                mask_url(url)
+            );
+        }
+        Ok(Http {
+            agent: ureq::Agent::new_with_config(config),
+            url: url.to_string(),
+            auth,
+            gzip: s.compress == Compress::Gzip,
+        })
+    }
+
+    fn post(&self, body: &[u8]) -> Outcome {
+        let mut req = self.agent.post(&self.url).header("Content-Type", "application/json");
+        if let Some((name, value)) = &self.auth {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let sent = if self.gzip {
+            match gzip(body) {
+                Ok(gz) => req.header("Content-Encoding", "gzip").send(&gz[..]),
+                Err(e) => return Outcome::Retry { reason: format!("gzip: {e}"), retry_after: None },
+            }
+        } else {
+            req.send(body)
+        };
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Outcome::Retry { reason: e.to_string(), retry_after: None },
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Reading the (small) answer to the end lets ureq reuse the connection.
+        let answer = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
+        let head = || {
+            let cut = &answer[..answer.len().min(BODY_HEAD)];
+            String::from_utf8_lossy(cut).replace(['\n', '\r'], " ")
+        };
+        match status {
+            200..=299 => Outcome::Delivered,
+            401 | 403 => Outcome::Refused {
+                reason: format!("HTTP {status} (check AUTH_HEADER / client certificate): {}", head()),
+            },
+            300..=399 => {
+                let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("?");
+                Outcome::Refused {
+                    reason: format!("HTTP {status} redirect to {} not followed; fix TELEMETRY_URL", mask_url(to)),
+                }
+            }
+            413 => Outcome::TooLarge,
+            408 | 429 | 500.. | 100..=199 => {
+                Outcome::Retry { reason: format!("HTTP {status}: {}", head()), retry_after }
+            }
+            _ => Outcome::Rejected { status, body_head: head() },
+        }
+    }
+}
+
+fn gzip(body: &[u8]) -> io::Result<Vec<u8>> {
+    // Level 1: JSON still shrinks several times, and CPU on the VPN host
+    // matters more than a few more bytes on the wire.
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    enc.write_all(body)?;
+    enc.finish()
+}
+
+/// Appends lines to the file sink and fsyncs. A torn tail left by an
+/// earlier crash is closed with a newline first, so it stays one bad line
+/// instead of swallowing the next event.
+fn append_lines(path: &Path, events: &[&[u8]]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(nix::fcntl::OFlag::O_CLOEXEC.bits())
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let mut buf = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 1);
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, len - 1)?;
+        if last[0] != b'\n' {
+            buf.push(b'\n');
+        }
+    }
+    for e in events {
+        buf.extend_from_slice(e);
+        buf.push(b'\n');
+    }
+    file.write_all(&buf)?;
+    file.sync_data()
+}
+
+fn tls_config(s: &Settings) -> Result<TlsConfig, SinkError> {
+    let mut roots = system_roots();
+    if let Some(ca) = &s.ca_cert {
+        let found = certs_in(&read("CA_CERT", ca)?);
+        if found.is_empty() {
+            return Err(SinkError::Pem { key: "CA_CERT", path: ca.clone(), what: "no PEM certificate found".into() });
+        }
+        roots.extend(found);
+    }
+    if roots.is_empty() {
+        log::warn!("no trusted CA certificates found in {SYSTEM_DIR} and no CA_CERT: https:// will fail");
+    }
+    let mut tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&roots));
+    if s.mtls_enabled
+        && let (Some(cert), Some(key)) = (&s.client_cert, &s.client_key)
+    {
+        let chain = certs_in(&read("CLIENT_CERT", cert)?);
+        if chain.is_empty() {
+            return Err(SinkError::Pem {
+                key: "CLIENT_CERT",
+                path: cert.clone(),
+                what: "no PEM certificate found".into(),
+            });
+        }
+        let key_pem = read("CLIENT_KEY", key)?;
+        let private = ureq::tls::parse_pem(&key_pem).find_map(|item| match item {
+            Ok(PemItem::PrivateKey(k)) => Some(k),
+            _ => None,
+        });
+        let Some(private) = private else {
+            return Err(SinkError::Pem {
+                key: "CLIENT_KEY",
+                path: key.clone(),
+                what: "no PEM private key found".into(),
+            });
+        };
+        tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, private)));
+    }
+    Ok(tls.build())
+}
+
+fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, SinkError> {
+    std::fs::read(path).map_err(|source| SinkError::Read { key, path: path.to_path_buf(), source })
+}
+
+fn certs_in(pem: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The system bundle, else every `*.pem`/`*.crt` in `/etc/ssl/certs`.
+fn system_roots() -> Vec<Certificate<'static>> {
+    if let Ok(pem) = std::fs::read(SYSTEM_BUNDLE) {
+        return certs_in(&pem);
+    }
+    let mut roots = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(SYSTEM_DIR) {
+        for entry in dir.flatten() {
+            let p = entry.path();
+            if matches!(p.extension().and_then(|e| e.to_str()), Some("pem" | "crt")) {
+                let mut pem = Vec::new();
+                if File::open(&p).and_then(|mut f| f.read_to_end(&mut pem)).is_ok() {
+                    roots.extend(certs_in(&pem));
+                }
+            }
+        }
+    }
+    roots
+}
+
+/// The URL's host, for the loopback check.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    hostport.split(':').next().unwrap_or("")
+}
+
+pub fn is_loopback(url: &str) -> bool {
+    let host = host_of(url);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL fit for logs: user info and query string (where tokens hide) are
+/// replaced by `***`.
+pub fn mask_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    let path = match path.split_once('?') {
+        Some((p, _)) => format!("{p}?***"),
+        None => path.to_string(),
+    };
+    if scheme.is_empty() { format!("{authority}{path}") } else { format!("{scheme}://{authority}{path}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("http://127.0.0.1:8080/x"));
+        assert!(is_loopback("http://[::1]:80/"));
+        assert!(is_loopback("http://LOCALHOST/"));
+        assert!(is_loopback("http://u:p@127.0.0.2"));
+        assert!(!is_loopback("http://10.0.0.1/"));
+        assert!(!is_loopback("http://example.com/127.0.0.1"));
+    }
+
+    #[test]
+    fn urls_are_masked() {
+        assert_eq!(mask_url("https://u:pw@h.example/a?token=x"), "https://***@h.example/a?***");
+        assert_eq!(mask_url("https://h.example:443/api/v1"), "https://h.example:443/api/v1");
+    }
+
+    #[test]
+    fn envelope_keeps_events_verbatim() {
+        let body = envelope("vpn \"1\"", &[br#"{"a":1}"#, br#"{"b" : [2]}"#]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["server_id"], "vpn \"1\"");
+        assert_eq!(v["events"][1]["b"][0], 2);
+        assert!(body.windows(11).any(|w| w == br#"{"b" : [2]}"#));
+    }
+}

@@ -1,0 +1,162 @@
+//! The agent's own small state file, `SPOOL_DIR/agent-state.json`: what
+//! `status` shows (last success, last error, counters), the drop count
+//! (which must survive restarts until it has been reported), and delivery
+//! progress inside a chunk.
+//!
+//! Guarantees: the file is replaced atomically (temporary file, fsync,
+//! rename), so a reader or a crash sees the old or the new state, never a
+//! mix. Only the agent writes it; a damaged file is reported and replaced.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FILE: &str = "agent-state.json";
+
+/// Events lost to the spool bounds: how many and their `seq` range.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCount {
+    pub count: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+impl DropCount {
+    pub fn add(&mut self, other: DropCount) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = other;
+            return;
+        }
+        self.count += other.count;
+        self.first_seq = self.first_seq.min(other.first_seq);
+        self.last_seq = self.last_seq.max(other.last_seq);
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Success {
+    pub time: String,
+    /// Events in the batch that succeeded.
+    pub events: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub time: String,
+    pub message: String,
+    /// When the agent tries again (RFC 3339), if it will.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry: Option<String>,
+}
+
+/// How far the oldest chunk has been delivered: its name and the byte
+/// offset of the first line not yet acknowledged.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub chunk: String,
+    pub offset: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentState {
+    pub pid: u32,
+    pub started: String,
+    pub updated: String,
+    /// Where events go (URL without secrets, file, or none).
+    pub sink: String,
+    pub last_success: Option<Success>,
+    pub last_error: Option<Failure>,
+    /// Events acknowledged (or written to the file sink) since this file
+    /// was created.
+    pub delivered_events: u64,
+    /// Lines moved to `failed/` (malformed, or refused by the server).
+    pub failed_events: u64,
+    /// Every event ever lost to the bounds (hooks' and agent's drops).
+    pub dropped: DropCount,
+    /// The part of `dropped` not yet reported as TELEMETRY_EVENTS_DROPPED.
+    pub dropped_unreported: DropCount,
+    pub progress: Option<Progress>,
+}
+
+#[derive(Debug)]
+pub enum StateError {
+    Io { path: PathBuf, source: io::Error },
+    Damaged { path: PathBuf, what: String },
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            StateError::Damaged { path, what } => write!(f, "{}: damaged ({what})", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+pub fn path(spool_dir: &Path) -> PathBuf {
+    spool_dir.join(STATE_FILE)
+}
+
+impl AgentState {
+    /// Reads the state; a missing file is the empty state.
+    pub fn load(spool_dir: &Path) -> Result<AgentState, StateError> {
+        let path = path(spool_dir);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged { path, what: e.to_string() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AgentState::default()),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Replaces the file atomically: temporary file, fsync, rename. The
+    /// directory is not fsynced: losing the rename in a power cut brings
+    /// back the previous state, which costs duplicates, never events.
+    pub fn save(&self, spool_dir: &Path) -> Result<(), StateError> {
+        let path = path(spool_dir);
+        let tmp = spool_dir.join(format!(".{STATE_FILE}.tmp"));
+        let err = |source| StateError::Io { path: tmp.clone(), source };
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| err(io::Error::other(e)))?;
+        text.push(b'\n');
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
+            .open(&tmp)
+            .map_err(err)?;
+        file.write_all(&text).and_then(|_| file.sync_all()).map_err(err)?;
+        fs::rename(&tmp, &path).map_err(|source| StateError::Io { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_drop_merge() {
+        let dir = std::env::temp_dir().join(format!("ovt-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert_eq!(AgentState::load(&dir).unwrap(), AgentState::default());
+        let mut s = AgentState { pid: 7, ..Default::default() };
+        s.dropped.add(DropCount { count: 2, first_seq: 5, last_seq: 6 });
+        s.dropped.add(DropCount { count: 1, first_seq: 3, last_seq: 3 });
+        assert_eq!(s.dropped, DropCount { count: 3, first_seq: 3, last_seq: 6 });
+        s.progress = Some(Progress { chunk: "c".into(), offset: 9 });
+        s.save(&dir).unwrap();
+        assert_eq!(AgentState::load(&dir).unwrap(), s);
+        fs::write(path(&dir), "{").unwrap();
+        assert!(matches!(AgentState::load(&dir), Err(StateError::Damaged { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""A small telemetry server for tests: real HTTP/1.1 (keep-alive) and real TLS
+(optionally requiring a client certificate), python3 standard library only.
+
+CLI (stable; the agent tests and the e2e helper both use it):
+  receiver.py --listen 127.0.0.1:0 --ready-file F [--cert C --key K]
+              [--client-ca CA] [--token TOKEN] [--db DIR] [--script SPEC]
+
+- writes the port it listens on to F (atomically) once it accepts;
+- POST (any path): with --token, requires `Authorization: Bearer TOKEN`
+  (else 401); gunzips `Content-Encoding: gzip`; parses the envelope
+  {"server_id","sent_at","events":[...]} (else 400); stores first-seen
+  events (by event_id) in DIR/events.ndjson and counts duplicates;
+- GET /stats: {"requests","batches","events","duplicates", ...} where
+  "log" lists every POST as {"t","status","events","bytes","gzip"};
+- --script: comma list of answers for successive POSTs before falling back
+  to 200: `503`, `400`, `401`, `hang` (read the request, never answer),
+  `429:2` (with Retry-After: 2). `413>N` is a standing rule instead: 413
+  whenever the (decoded) body is over N bytes.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class State:
+    def __init__(self, args):
+        self.lock = threading.Lock()
+        self.token = args.token
+        self.db = args.db
+        self.steps = []
+        self.max_body = None
+        for item in filter(None, (args.script or "").split(",")):
+            item = item.strip()
+            if item.startswith("413>"):
+                self.max_body = int(item[4:])
+            else:
+                self.steps.append(item)
+        self.requests = 0
+        self.batches = 0
+        self.events = 0
+        self.duplicates = 0
+        self.seen = set()
+        self.log = []
+        self.hang = threading.Event()
+        if self.db:
+            os.makedirs(self.db, exist_ok=True)
+            path = os.path.join(self.db, "events.ndjson")
+            # A restarted receiver keeps deduplicating against what it stored.
+            if os.path.exists(path):
+                with open(path) as f:
+                    for line in f:
+                        try:
+                            self.seen.add(json.loads(line)["event_id"])
+                        except (ValueError, KeyError, TypeError):
+                            pass
+                self.events = len(self.seen)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ovt-test-receiver"
+
+    def log_message(self, fmt, *args):
+        if os.environ.get("RECEIVER_VERBOSE"):
+            sys.stderr.write("receiver: " + (fmt % args) + "\n")
+
+    def answer(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        st = self.server.state
+        if self.path.rstrip("/") == "/stats":
+            with st.lock:
+                body = json.dumps(
+                    {
+                        "requests": st.requests,
+                        "batches": st.batches,
+                        "events": st.events,
+                        "duplicates": st.duplicates,
+                        "log": st.log,
+                    }
+                ).encode()
+            self.answer(200, body)
+        else:
+            self.answer(404, b'{"error":"not found"}')
+
+    def do_POST(self):
+        st = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        gz = (self.headers.get("Content-Encoding") or "").lower() == "gzip"
+        with st.lock:
+            st.requests += 1
+            step = st.steps.pop(0) if st.steps else None
+            entry = {"t": time.time(), "status": 0, "events": 0, "bytes": len(raw), "gzip": gz}
+            st.log.append(entry)
+        if step == "hang":
+            entry["status"] = -1
+            st.hang.wait()
+            return
+        if step is not None:
+            status, _, after = step.partition(":")
+            status = int(status)
+            entry["status"] = status
+            headers = [("Retry-After", after)] if after else []
+            return self.answer(status, b'{"error":"scripted %d"}' % status, headers)
+        if st.token is not None and self.headers.get("Authorization") != "Bearer " + st.token:
+            entry["status"] = 401
+            return self.answer(401, b'{"error":"bad token"}')
+        try:
+            body = gzip.decompress(raw) if gz else raw
+        except OSError:
+            entry["status"] = 400
+            return self.answer(400, b'{"error":"bad gzip"}')
+        if st.max_body is not None and len(body) > st.max_body:
+            entry["status"] = 413
+            return self.answer(413, b'{"error":"too large"}')
+        try:
+            env = json.loads(body)
+            events = env["events"]
+            assert isinstance(env["server_id"], str) and isinstance(env["sent_at"], str)
+            assert isinstance(events, list) and all(isinstance(e, dict) for e in events)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            entry["status"] = 400
+            return self.answer(400, b'{"error":"bad envelope"}')
+        with st.lock:
+            new = []
+            for ev in events:
+                eid = ev.get("event_id")
+                if eid in st.seen:
+                    st.duplicates += 1
+                else:
+                    st.seen.add(eid)
+                    new.append(ev)
+            if st.db and new:
+                with open(os.path.join(st.db, "events.ndjson"), "a") as f:
+                    for ev in new:
+                        f.write(json.dumps(ev, separators=(",", ":")) + "\n")
+            st.events += len(new)
+            st.batches += 1
+            entry["status"] = 200
+            entry["events"] = len(events)
+        self.answer(200, b'{"ok":true}')
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--listen", required=True)
+    p.add_argument("--ready-file", required=True)
+    p.add_argument("--cert")
+    p.add_argument("--key")
+    p.add_argument("--client-ca")
+    p.add_argument("--token")
+    p.add_argument("--db")
+    p.add_argument("--script")
+    args = p.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    host = host.strip("[]")
+    if ":" in host:
+        Server.address_family = __import__("socket").AF_INET6
+    srv = Server((host, int(port)), Handler)
+    srv.state = State(args)
+    if args.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
+        # Handshake in the handler thread, so one stuck client cannot block accept().
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+    tmp = args.ready_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.replace(tmp, args.ready_file)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
