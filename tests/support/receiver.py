@@ -12,7 +12,9 @@ CLI (stable; the agent tests and the e2e helper both use it):
   {"server_id","sent_at","events":[...]} (else 400); stores first-seen
   events (by event_id) in DIR/events.ndjson and counts duplicates;
 - GET /stats: {"requests","batches","events","duplicates", ...} where
-  "log" lists every POST as {"t","status","events","bytes","gzip"};
+  "log" lists every POST as {"t","status","events","bytes","gzip"}; with
+  --db the same JSON is kept in DIR/stats.json (replaced atomically after
+  every POST), so tests of TLS servers need no HTTPS client;
 - --script: comma list of answers for successive POSTs before falling back
   to 200: `503`, `400`, `401`, `hang` (read the request, never answer),
   `429:2` (with Retry-After: 2). `413>N` is a standing rule instead: 413
@@ -64,6 +66,26 @@ class State:
                 self.events = len(self.seen)
 
 
+    def stats_json(self):
+        return json.dumps(
+            {
+                "requests": self.requests,
+                "batches": self.batches,
+                "events": self.events,
+                "duplicates": self.duplicates,
+                "log": self.log,
+            }
+        ).encode()
+
+    def save_stats(self):
+        """Called with the lock held."""
+        if self.db:
+            path = os.path.join(self.db, "stats.json")
+            with open(path + ".tmp", "wb") as f:
+                f.write(self.stats_json())
+            os.replace(path + ".tmp", path)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ovt-test-receiver"
@@ -73,6 +95,9 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write("receiver: " + (fmt % args) + "\n")
 
     def answer(self, status, body=b"", headers=()):
+        st = self.server.state
+        with st.lock:
+            st.save_stats()
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
@@ -85,15 +110,7 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         if self.path.rstrip("/") == "/stats":
             with st.lock:
-                body = json.dumps(
-                    {
-                        "requests": st.requests,
-                        "batches": st.batches,
-                        "events": st.events,
-                        "duplicates": st.duplicates,
-                        "log": st.log,
-                    }
-                ).encode()
+                body = st.stats_json()
             self.answer(200, body)
         else:
             self.answer(404, b'{"error":"not found"}')
@@ -108,8 +125,11 @@ class Handler(BaseHTTPRequestHandler):
             step = st.steps.pop(0) if st.steps else None
             entry = {"t": time.time(), "status": 0, "events": 0, "bytes": len(raw), "gzip": gz}
             st.log.append(entry)
+            st.save_stats()
         if step == "hang":
-            entry["status"] = -1
+            with st.lock:
+                entry["status"] = -1
+                st.save_stats()
             st.hang.wait()
             return
         if step is not None:

@@ -1,0 +1,405 @@
+//! The delivery agent (issue 3) against real servers on loopback: the test
+//! receiver (Python's HTTP server, with real TLS and client certificates)
+//! driven through every answer the agent must survive. Each test runs the
+//! real binary on its own temporary spool; events come from the real hook
+//! or are written as seed-format chunks.
+
+#[path = "support/agent_site.rs"]
+mod site;
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use site::{Pki, Receiver, Site, event_lines, wait_for};
+
+fn ok(out: &Output) {
+    assert!(out.status.success(), "agent --once failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn failed_with(out: &Output, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "agent --once should have failed: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    err
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn once_delivers_hook_events_in_the_seed_envelope() {
+    let site = Site::new("basic");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\nSERVER_ID=vpn-test-01\n", rx.url("http")));
+    site.hook_events(5);
+    let written = site.spooled_ids();
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(written));
+    let events = rx.events();
+    assert_eq!(events[0]["type"], "SESSION_CONNECTED");
+    assert_eq!(events[0]["common_name"], "user0");
+    assert!(site.spooled_ids().is_empty());
+    let st = site.status_json();
+    assert_eq!(st["pending"]["chunks"], 0);
+    assert_eq!(st["queue"]["bytes"], 0);
+    assert_eq!(st["delivered_events"], 5);
+    assert!(st["last_success"]["time"].is_string());
+}
+
+#[test]
+fn retries_503_then_recovers() {
+    let site = Site::new("503");
+    let rx = Receiver::start(&site, &["--script", "503,503"]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 20);
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    let s = rx.stats();
+    assert_eq!(s["requests"], 3);
+    assert_eq!(s["duplicates"], 0);
+    assert!(site.status_json()["last_error"]["message"].as_str().unwrap().contains("503"));
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_and_is_retried() {
+    let site = Site::new("hang");
+    let rx = Receiver::start(&site, &["--script", "hang"]);
+    site.config(&format!("TELEMETRY_URL={}\nREQUEST_TIMEOUT_SECONDS=1\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 10);
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    assert_eq!(rx.stats()["requests"], 2);
+}
+
+#[test]
+fn connection_refused_keeps_everything_then_delivers() {
+    let site = Site::new("refused");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    site.config(&format!("TELEMETRY_URL=http://127.0.0.1:{port}/x\n"));
+    site.hook_events(3);
+    let written = sorted(site.spooled_ids());
+    failed_with(&site.once(), "cannot deliver after 3 attempt(s)");
+    assert_eq!(sorted(site.spooled_ids()), written);
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), written);
+}
+
+#[test]
+fn honours_retry_after() {
+    let site = Site::new("429");
+    let rx = Receiver::start(&site, &["--script", "429:2"]);
+    site.config(&format!("TELEMETRY_URL={}\nRETRY_MAX_SECONDS=5\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 4);
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    let log = rx.stats()["log"].as_array().unwrap().clone();
+    assert_eq!(log.len(), 2);
+    let gap = log[1]["t"].as_f64().unwrap() - log[0]["t"].as_f64().unwrap();
+    // A lower bound only: the agent must not come back before Retry-After.
+    assert!(gap >= 1.9, "retried after {gap:.2}s despite Retry-After: 2");
+}
+
+#[test]
+fn bad_request_moves_that_batch_to_failed_and_goes_on() {
+    let site = Site::new("400");
+    let rx = Receiver::start(&site, &["--script", "400"]);
+    site.config(&format!("TELEMETRY_URL={}\nMAX_BATCH_EVENTS=5\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 12);
+    site.chunk("q0", &lines);
+    let out = site.once();
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HTTP 400") && err.contains("scripted 400"), "{err}");
+    let failed = site.failed_lines();
+    assert_eq!(failed, lines[..5].to_vec());
+    assert_eq!(sorted(rx.ids()), sorted(ids[5..].to_vec()));
+    assert_eq!(site.status_json()["failed"]["lines"], 5);
+}
+
+#[test]
+fn unauthorized_keeps_everything_and_never_logs_the_token() {
+    let site = Site::new("401");
+    let rx = Receiver::start(&site, &["--token", "right-token"]);
+    site.config(&format!("TELEMETRY_URL={}\nAUTH_HEADER=\"Authorization: Bearer wrong-token\"\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 6);
+    site.chunk("q0", &lines);
+    let err = failed_with(&site.once(), "HTTP 401");
+    assert!(!err.contains("wrong-token"), "{err}");
+    assert_eq!(sorted(site.spooled_ids()), sorted(ids.clone()));
+    assert!(site.failed_lines().is_empty());
+    let st = site.status_json();
+    assert_eq!(st["settings"]["AUTH_HEADER"], "Authorization: ***");
+    assert!(!st.to_string().contains("wrong-token"));
+    assert!(st["last_error"]["message"].as_str().unwrap().contains("401"));
+    assert_eq!(st["pending"]["events"], 6);
+
+    site.config(&format!("TELEMETRY_URL={}\nAUTH_HEADER=\"Authorization: Bearer right-token\"\n", rx.url("http")));
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+}
+
+#[test]
+fn too_large_splits_and_a_single_oversized_event_goes_to_failed() {
+    let site = Site::new("413");
+    let rx = Receiver::start(&site, &["--script", "413>3000"]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    let (mut ids, mut lines) = event_lines(1, 40);
+    let big = format!(r#"{{"event_id":"big","seq":41,"type":"X","pad":"{}"}}"#, "p".repeat(4000));
+    lines.insert(20, big.clone());
+    ids.push("big".into());
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    let got = sorted(rx.ids());
+    ids.retain(|i| i != "big");
+    assert_eq!(got, sorted(ids));
+    assert_eq!(rx.stats()["duplicates"], 0);
+    assert_eq!(site.failed_lines(), vec![big]);
+    assert!(site.spooled_ids().is_empty());
+}
+
+#[test]
+fn mtls_accepted_and_refused() {
+    let site = Site::new("mtls");
+    let pki = Pki::new(&site);
+    let p = |n: &str| pki.path(n).display().to_string();
+    let rx =
+        Receiver::start(&site, &["--cert", &p("server.crt"), "--key", &p("server.key"), "--client-ca", &p("ca.crt")]);
+    let (ids, lines) = event_lines(1, 8);
+    site.chunk("q0", &lines);
+
+    // A client certificate from a CA the server does not trust.
+    site.config(&format!(
+        "TELEMETRY_URL={}\nCA_CERT={}\nMTLS_ENABLED=1\nCLIENT_CERT={}\nCLIENT_KEY={}\n",
+        rx.url("https"),
+        p("ca.crt"),
+        p("stranger.crt"),
+        p("stranger.key")
+    ));
+    failed_with(&site.once(), "cannot deliver");
+    // A server certificate the agent does not trust.
+    site.config(&format!(
+        "TELEMETRY_URL={}\nCA_CERT={}\nMTLS_ENABLED=1\nCLIENT_CERT={}\nCLIENT_KEY={}\n",
+        rx.url("https"),
+        p("other.crt"),
+        p("client.crt"),
+        p("client.key")
+    ));
+    failed_with(&site.once(), "cannot deliver");
+    assert_eq!(rx.stats()["events"], 0);
+    assert_eq!(sorted(site.spooled_ids()), sorted(ids.clone()));
+
+    site.config(&format!(
+        "TELEMETRY_URL={}\nCA_CERT={}\nMTLS_ENABLED=1\nCLIENT_CERT={}\nCLIENT_KEY={}\n",
+        rx.url("https"),
+        p("ca.crt"),
+        p("client.crt"),
+        p("client.key")
+    ));
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    assert!(site.status_json()["settings"]["CLIENT_KEY"].as_str().unwrap().ends_with("client.key"));
+}
+
+#[test]
+fn gzip_bodies() {
+    let site = Site::new("gzip");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\nCOMPRESS=gzip\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 50);
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    let log = &rx.stats()["log"][0];
+    assert_eq!(log["gzip"], true);
+    assert!(log["bytes"].as_u64().unwrap() < 50 * 100, "gzip body of {} bytes", log["bytes"]);
+}
+
+#[test]
+fn torn_last_line_goes_to_failed_and_the_rest_is_delivered() {
+    let site = Site::new("torn");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 3);
+    let chunk = site.chunk("q0", &lines);
+    let mut f = fs::OpenOptions::new().append(true).open(&chunk).unwrap();
+    std::io::Write::write_all(&mut f, br#"{"event_id":"torn","seq":4,"ty"#).unwrap();
+    drop(f);
+    let (ids2, lines2) = event_lines(5, 2);
+    site.chunk("q1", &[lines2[0].clone(), "garbage \u{1} not json".into(), lines2[1].clone()]);
+    let out = site.once();
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("malformed line"));
+    assert_eq!(sorted(rx.ids()), sorted([ids, ids2].concat()));
+    let failed = sorted(site.failed_lines());
+    assert_eq!(failed, sorted(vec![r#"{"event_id":"torn","seq":4,"ty"#.to_string(), "garbage \u{1} not json".into()]));
+}
+
+#[test]
+fn drop_bound_is_counted_and_reported() {
+    let site = Site::new("drop");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\nMAX_PENDING_FILES=2\n", rx.url("http")));
+    let mut kept = Vec::new();
+    for c in 0..5u64 {
+        let (ids, lines) = event_lines(1 + c * 3, 3);
+        site.chunk(&format!("q{c}"), &lines);
+        if c >= 3 {
+            kept.extend(ids);
+        }
+    }
+    let out = site.once();
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dropped chunk"));
+    let events = rx.events();
+    let drops: Vec<&Value> = events.iter().filter(|e| e["type"] == "TELEMETRY_EVENTS_DROPPED").collect();
+    assert_eq!(drops.len(), 1, "{events:?}");
+    assert_eq!(
+        (drops[0]["count"].as_u64(), drops[0]["first_seq"].as_u64(), drops[0]["last_seq"].as_u64()),
+        (Some(9), Some(1), Some(9))
+    );
+    let mut delivered: Vec<String> = rx.ids();
+    delivered.retain(|i| Some(i.as_str()) != drops[0]["event_id"].as_str());
+    assert_eq!(sorted(delivered), sorted(kept));
+    let st = site.status_json();
+    assert_eq!(st["dropped"]["count"], 9);
+    assert_eq!(st["dropped"]["unreported"], 0);
+}
+
+#[test]
+fn sigterm_stops_quickly_with_everything_still_on_disk() {
+    let site = Site::new("sigterm");
+    let rx = Receiver::start(&site, &["--script", "hang"]);
+    site.config(&format!("TELEMETRY_URL={}\nREQUEST_TIMEOUT_SECONDS=60\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 10);
+    site.chunk("q0", &lines);
+    let mut agent = site.daemon();
+    wait_for("the request to be in flight", || (rx.stats()["requests"] == 1).then_some(()));
+    let t = Instant::now();
+    kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).unwrap();
+    let status = agent.wait().unwrap();
+    let took = t.elapsed();
+    assert!(status.success(), "{status:?}: {}", site.log());
+    // Generous: the promise is 2 s; a loaded test machine gets slack.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(sorted(site.spooled_ids()), sorted(ids));
+    assert!(site.log().contains("SIGTERM: stopping"), "{}", site.log());
+}
+
+#[test]
+fn daemon_rotates_delivers_and_tells_systemd() {
+    let site = Site::new("daemon");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\nROTATE_INTERVAL_SECONDS=1\n", rx.url("http")));
+    let sock_path = site.root.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(site::PATIENCE)).unwrap();
+    let log = fs::File::create(site.root.join("agent.log")).unwrap();
+    let mut agent =
+        site.agent().env("NOTIFY_SOCKET", &sock_path).env("WATCHDOG_USEC", "200000").stderr(log).spawn().unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"WATCHDOG=1");
+    site.hook_events(4);
+    let written = sorted(site.spooled_ids());
+    wait_for("events to arrive", || (rx.ids().len() == 4).then_some(()));
+    assert_eq!(sorted(rx.ids()), written);
+    kill(Pid::from_raw(agent.id() as i32), Signal::SIGINT).unwrap();
+    assert!(agent.wait().unwrap().success());
+    let st = site.status_json();
+    assert_eq!(st["agent"]["running"], false);
+    assert_eq!(st["pending"]["events"], 0);
+}
+
+/// `kill -9` at random moments while batches are in flight: after every
+/// restart each event still arrives, and the only duplicates are from
+/// batches that were in flight when the agent died.
+#[test]
+fn kill_9_at_random_moments_loses_nothing() {
+    const ROUNDS: usize = 24;
+    const BATCH: usize = 7;
+    let site = Site::new("kill9");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\nMAX_BATCH_EVENTS={BATCH}\nROTATE_INTERVAL_SECONDS=0\n", rx.url("http")));
+    let mut written = HashSet::new();
+    let mut seq = 1;
+    for round in 0..ROUNDS {
+        let (ids, lines) = event_lines(seq, 30);
+        seq += 30;
+        site.chunk(&format!("r{round}"), &lines);
+        written.extend(ids);
+        if round % 6 == 0 {
+            site.hook_events(2);
+        }
+        written.extend(site.spooled_ids());
+        let mut agent = site.daemon();
+        let delay = (uuid::Uuid::new_v4().as_u128() % 400) as u64;
+        std::thread::sleep(Duration::from_millis(delay));
+        agent.kill().unwrap();
+        let status = agent.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "agent ended on its own: {}", site.log());
+    }
+    ok(&site.once());
+    let got: HashSet<String> = rx.ids().into_iter().collect();
+    let missing: Vec<_> = written.difference(&got).collect();
+    assert!(missing.is_empty(), "{} events lost, e.g. {:?}", missing.len(), missing.first());
+    let dups = rx.stats()["duplicates"].as_u64().unwrap() as usize;
+    eprintln!("kill -9: {} events, {dups} duplicates, {} requests", written.len(), rx.stats()["requests"]);
+    assert!(dups <= ROUNDS * BATCH, "{dups} duplicates from {ROUNDS} kills of {BATCH}-event batches");
+    assert!(site.spooled_ids().is_empty());
+}
+
+#[test]
+fn file_sink_appends_fsynced_lines() {
+    let site = Site::new("file");
+    let sink = site.root.join("out/events.ndjson");
+    fs::create_dir_all(sink.parent().unwrap()).unwrap();
+    fs::write(&sink, "torn-by-an-earlier-crash").unwrap();
+    site.config(&format!("TELEMETRY_URL=file://{}\nMAX_BATCH_EVENTS=4\n", sink.display()));
+    let (_, lines) = event_lines(1, 10);
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    let text = fs::read_to_string(&sink).unwrap();
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(got[0], "torn-by-an-earlier-crash");
+    assert_eq!(got[1..].to_vec(), lines.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(site.spooled_ids().is_empty());
+}
+
+#[test]
+fn no_url_holds_events_and_says_so() {
+    let site = Site::new("nourl");
+    site.hook_events(3);
+    let written = sorted(site.spooled_ids());
+    failed_with(&site.once(), "no TELEMETRY_URL");
+    assert_eq!(sorted(site.spooled_ids()), written);
+    let st = site.status_json();
+    assert_eq!(st["delivery"], "no TELEMETRY_URL: holding events");
+    assert_eq!(st["pending"]["events"], 3);
+    assert_eq!(st["pending"]["chunks"], 1);
+    assert!(st["pending"]["oldest_event_age_seconds"].as_i64().unwrap() >= 0);
+    assert!(st["pending"]["oldest_event_time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn bad_config_names_file_line_and_key() {
+    let site = Site::new("badcfg");
+    site.config("MAX_BATCH_EVENTS=lots\n");
+    let out = site.once();
+    let err = failed_with(&out, "MAX_BATCH_EVENTS");
+    assert!(err.contains(&format!("{}:7:", site.config_path().display())), "{err}");
+}

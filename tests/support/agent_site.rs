@@ -1,0 +1,351 @@
+//! Test helpers for the agent: a temporary site (spool + agent.env + the
+//! binary linked under OpenVPN's names), the loopback receiver
+//! (`receiver.py`, a real HTTP/TLS server) and throwaway certificates made
+//! with the `openssl` CLI.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
+const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/receiver.py");
+
+/// Generous bound for things that should happen in well under a second.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after PATIENCE.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Site {
+    pub root: PathBuf,
+}
+
+impl Site {
+    pub fn new(name: &str) -> Site {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("ovt-agent-{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("spool/pending")).unwrap();
+        fs::create_dir_all(root.join("bin")).unwrap();
+        for l in ["telemetry-connect.sh", "telemetry-disconnect.sh", "openvpn-telemetry"] {
+            symlink(BIN, root.join("bin").join(l)).unwrap();
+        }
+        let site = Site { root };
+        site.config("");
+        site
+    }
+    pub fn spool(&self) -> PathBuf {
+        self.root.join("spool")
+    }
+    pub fn pending(&self) -> PathBuf {
+        self.spool().join("pending")
+    }
+    pub fn failed(&self) -> PathBuf {
+        self.spool().join("failed")
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("agent.env")
+    }
+    /// Writes agent.env: the spool, fast retry settings, then `extra`.
+    pub fn config(&self, extra: &str) {
+        let text = format!(
+            "SPOOL_DIR={}\nRETRY_SLEEP_SECONDS=0\nRETRY_MAX_SECONDS=1\nCONNECT_TIMEOUT_SECONDS=2\nREQUEST_TIMEOUT_SECONDS=2\nROTATE_INTERVAL_SECONDS=1\n{extra}",
+            self.spool().display()
+        );
+        fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Runs the real connect hook `n` times (as OpenVPN would).
+    pub fn hook_events(&self, n: usize) {
+        for i in 0..n {
+            let out = Command::new(self.root.join("bin/telemetry-connect.sh"))
+                .env_clear()
+                .env("OPENVPN_TELEMETRY_CONFIG", self.config_path())
+                .env("common_name", format!("user{i}"))
+                .env("trusted_ip", "198.51.100.7")
+                .env("trusted_port", format!("{}", 40000 + i))
+                .env("ifconfig_pool_remote_ip", "10.8.0.6")
+                .output()
+                .unwrap();
+            assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+        }
+    }
+
+    /// Writes a chunk straight into pending/ (temp name, then rename, as
+    /// the spool does) and returns the event lines it holds.
+    pub fn chunk(&self, tag: &str, lines: &[String]) -> PathBuf {
+        let name = format!("{:020}-{tag}.ndjson", nanos());
+        let tmp = self.pending().join(format!(".{name}.tmp"));
+        let mut text = String::new();
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        fs::write(&tmp, text).unwrap();
+        let path = self.pending().join(name);
+        fs::rename(&tmp, &path).unwrap();
+        path
+    }
+
+    pub fn agent(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("agent")
+            .env("OPENVPN_TELEMETRY_CONFIG", self.config_path())
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn once(&self) -> Output {
+        self.agent().arg("--once").output().unwrap()
+    }
+
+    /// The daemon, with its log going to `agent.log` in the site.
+    pub fn daemon(&self) -> Child {
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.root.join("agent.log")).unwrap();
+        self.agent().stdout(Stdio::null()).stderr(log).spawn().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.root.join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn status_json(&self) -> Value {
+        let out = Command::new(BIN)
+            .args(["status", "--json"])
+            .env("OPENVPN_TELEMETRY_CONFIG", self.config_path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Every event line still in the spool (queue.log and pending/).
+    pub fn spooled_ids(&self) -> Vec<String> {
+        let mut files = vec![self.spool().join("queue.log")];
+        for e in fs::read_dir(self.pending()).unwrap() {
+            let e = e.unwrap();
+            if !e.file_name().to_string_lossy().starts_with('.') {
+                files.push(e.path());
+            }
+        }
+        let mut ids = Vec::new();
+        for f in files {
+            for line in fs::read_to_string(f).unwrap_or_default().lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    ids.push(v["event_id"].as_str().unwrap_or("").to_string());
+                }
+            }
+        }
+        ids
+    }
+
+    pub fn failed_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.failed()) {
+            for e in rd {
+                let text = fs::read_to_string(e.unwrap().path()).unwrap();
+                lines.extend(text.lines().map(str::to_string));
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// A seed-format event line with a fresh event_id.
+pub fn event_line(seq: u64) -> (String, String) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let line = format!(
+        r#"{{"event_id":"{id}","seq":{seq},"type":"SESSION_CONNECTED","common_name":"user{seq}","real_ip":"198.51.100.7","real_port":"5555","virtual_ip":"10.8.0.6","event_time_vpn":"2026-02-13T12:10:05Z"}}"#
+    );
+    (id, line)
+}
+
+pub fn event_lines(first_seq: u64, n: usize) -> (Vec<String>, Vec<String>) {
+    (0..n).map(|i| event_line(first_seq + i as u64)).unzip()
+}
+
+/// The loopback telemetry server (tests/support/receiver.py).
+pub struct Receiver {
+    child: Child,
+    pub port: u16,
+    pub db: PathBuf,
+}
+
+impl Receiver {
+    /// `args`: extra receiver flags (`--script`, `--token`, TLS files...).
+    pub fn start(site: &Site, args: &[&str]) -> Receiver {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let db = site.root.join(format!("receiver-{n}"));
+        let ready = site.root.join(format!("receiver-{n}.port"));
+        let child = Command::new("python3")
+            .arg(RECEIVER)
+            .args(["--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let port = wait_for("receiver to listen", || fs::read_to_string(&ready).ok()?.trim().parse().ok());
+        Receiver { child, port, db }
+    }
+
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}/api/v1/events", self.port)
+    }
+
+    pub fn stats(&self) -> Value {
+        match fs::read(self.db.join("stats.json")) {
+            Ok(b) => serde_json::from_slice(&b).unwrap(),
+            Err(_) => serde_json::json!({"requests":0,"batches":0,"events":0,"duplicates":0,"log":[]}),
+        }
+    }
+
+    /// Event ids stored (first-seen), in arrival order.
+    pub fn ids(&self) -> Vec<String> {
+        self.events().iter().map(|v| v["event_id"].as_str().unwrap_or("").to_string()).collect()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        fs::read_to_string(self.db.join("events.ndjson"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Throwaway PKI: `ca` signs the server (127.0.0.1) and `client`; `other`
+/// is an unrelated CA that signs `stranger`.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(site: &Site) -> Pki {
+        let dir = site.root.join("pki");
+        fs::create_dir_all(&dir).unwrap();
+        let pki = Pki { dir };
+        pki.ca("ca");
+        pki.ca("other");
+        pki.leaf("server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+        pki.leaf("client", "ca", "extendedKeyUsage=clientAuth\n");
+        pki.leaf("stranger", "other", "extendedKeyUsage=clientAuth\n");
+        pki
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl").args(args).current_dir(&self.dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    fn ca(&self, name: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=test {name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+    fn leaf(&self, name: &str, ca: &str, ext: &str) {
+        let ext_file = self.dir.join(format!("{name}.ext"));
+        let mut f = fs::File::create(&ext_file).unwrap();
+        write!(f, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}").unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            ext_file.to_str().unwrap(),
+        ]);
+    }
+}
+
+/// Whether a path exists as a file with `lines` lines.
+pub fn line_count(path: &Path) -> usize {
+    fs::read_to_string(path).map(|t| t.lines().count()).unwrap_or(0)
+}
