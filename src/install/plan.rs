@@ -206,6 +206,13 @@ fn temp_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.ovt-tmp-{}", std::process::id()))
 }
 
+fn create_dir(path: &Path) -> Result<(), ApplyError> {
+    match fs::create_dir(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_at("create", path)(e)),
+        _ => Ok(()),
+    }
+}
+
 fn sync_parent(path: &Path) -> Result<(), ApplyError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_at("fsync", dir))
@@ -226,15 +233,15 @@ impl Change {
         match &self.action {
             Action::Run(argv) => run_tool(argv).map_err(ApplyError::Tool),
             Action::Dir { path, mode, owner } => {
-                if !path.is_dir() {
-                    if let Some(parent) = path.parent() {
-                        fs::create_dir_all(parent).map_err(io_at("create", parent))?;
-                    }
-                    match fs::create_dir(path) {
-                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_at("create", path)(e)),
-                        _ => {}
-                    }
+                // Missing parents are made 0755 whatever the umask: the
+                // hooks' user must be able to pass through them.
+                let mut missing: Vec<&Path> = path.ancestors().skip(1).take_while(|p| !p.is_dir()).collect();
+                missing.reverse();
+                for p in missing {
+                    create_dir(p)?;
+                    fs::set_permissions(p, Permissions::from_mode(0o755)).map_err(io_at("chmod", p))?;
                 }
+                create_dir(path)?;
                 set_meta(path, *mode, owner.as_ref(), accounts)
             }
             Action::Meta { path, mode, owner } => set_meta(path, *mode, owner.as_ref(), accounts),
