@@ -27,3 +27,55 @@ install: build
 bench: build
 	@command -v curl >/dev/null || echo "bench: curl not installed; the seed agent baseline is skipped (apt-get install -y curl)"
 	OVT_BENCH_BIN=$(CURDIR)/$(BIN) OVT_BENCH_OUT=$(CURDIR)/target/bench.md $(CARGO) bench --locked --bench bench
+
+# --- dist: the one file that goes onto servers -------------------------------
+# The static-pie glibc build from `build` (not cargo-zigbuild): nothing extra
+# to fetch, no glibc floor at all (Ubuntu 16.04 .. 24.04, RHEL 7+), and the
+# fastest hook exec. Fails when the file is over 3 MB or links dynamically.
+DIST_SRC  := $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release/openvpn-telemetry
+DIST_MAX  := 3145728
+DIST_ROOT ?= $(or $(CARGO_TARGET_DIR),target)/dist-check/bullseye
+
+dist: build
+	@mkdir -p dist
+	cp $(DIST_SRC) dist/openvpn-telemetry
+	@f=dist/openvpn-telemetry; size=$$(stat -c %s $$f); \
+	echo "$$f: $$size bytes ($$((size / 1024)) KiB; limit $(DIST_MAX))"; \
+	file -b $$f; \
+	if readelf -d $$f | grep -q '(NEEDED)'; then \
+		echo "dist: FAIL: dynamically linked:"; readelf -d $$f | grep '(NEEDED)'; exit 1; fi; \
+	if readelf -l $$f | grep -q INTERP; then echo "dist: FAIL: needs a program interpreter"; exit 1; fi; \
+	echo "links: static (no NEEDED libraries, no interpreter): no glibc version floor"; \
+	if [ $$size -gt $(DIST_MAX) ]; then echo "dist: FAIL: over 3 MB"; exit 1; fi
+
+# Proves dist/openvpn-telemetry runs on an older distro: debootstraps Debian
+# bullseye (glibc 2.31) once into $(DIST_ROOT), then in a chroot runs
+# --version and a connect hook as nobody, and shows the queued line. The
+# mirror is the one apt already uses here (read from the apt sources).
+# Needs root and debootstrap; not part of `make test`.
+dist-check: dist
+	@set -e; root=$(DIST_ROOT); \
+	if [ ! -x $$root/bin/sh ]; then \
+		mirror=$$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+			| awk '/^URIs:/ {print $$2} /^deb / {for (i = 2; i <= NF; i++) if ($$i ~ /^https?:/) {print $$i; break}}' \
+			| grep -E '/debian/?$$' | head -1); \
+		[ -n "$$mirror" ] || { echo "dist-check: no Debian mirror in the apt sources"; exit 1; }; \
+		echo "debootstrap bullseye from $$mirror into $$root (once)"; \
+		rm -rf $$root; mkdir -p $$root; \
+		debootstrap --variant=minbase bullseye $$root $$mirror > $$root.log 2>&1 \
+			|| { tail -20 $$root.log; exit 1; }; \
+	fi; \
+	echo "chroot: $$(chroot $$root sh -c '. /etc/os-release; echo $$PRETTY_NAME'), $$(chroot $$root ldd --version | head -1)"; \
+	install -m 0755 dist/openvpn-telemetry $$root/usr/local/sbin/openvpn-telemetry; \
+	ln -sf openvpn-telemetry $$root/usr/local/sbin/telemetry-connect.sh; \
+	chroot $$root /usr/local/sbin/openvpn-telemetry --version; \
+	rm -rf $$root/var/spool/ovt-dist-check; mkdir -p $$root/var/spool/ovt-dist-check/pending; \
+	chown -R 65534:65534 $$root/var/spool/ovt-dist-check; chmod 2770 $$root/var/spool/ovt-dist-check; \
+	printf 'SPOOL_DIR=/var/spool/ovt-dist-check\n' > $$root/etc/ovt-dist-check.env; \
+	chroot --userspec=65534:65534 $$root /usr/bin/env -i OPENVPN_TELEMETRY_CONFIG=/etc/ovt-dist-check.env \
+		common_name=dist-check trusted_ip=192.0.2.1 trusted_port=1194 ifconfig_pool_remote_ip=10.8.0.9 \
+		/usr/local/sbin/telemetry-connect.sh; \
+	echo "hook exit status: $$?; queued line:"; \
+	cat $$root/var/spool/ovt-dist-check/queue.log; \
+	grep -q '"common_name":"dist-check"' $$root/var/spool/ovt-dist-check/queue.log \
+		&& echo "dist-check: OK on bullseye" || { echo "dist-check: FAIL: no event queued"; exit 1; }
