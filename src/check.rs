@@ -1,7 +1,353 @@
-//! `check`, the doctor (issue 4): not built yet.
+//! `check`, the doctor: is everything in place, can the hooks write, can
+//! the agent deliver? One line per check, `OK`, `WARN` or `FAIL ... — fix:`,
+//! and exit status 1 when anything failed.
+//!
+//! Guarantees:
+//! - nothing is sent but an empty batch (`"events":[]`), so no event is
+//!   delivered or lost by checking;
+//! - write access is tested for real, as the hooks' user and as the agent's
+//!   user: `check` runs itself again with `--probe`, and that child drops to
+//!   the user's ids (setgroups/setgid/setuid) before touching the spool, so
+//!   the answer is the kernel's, not a guess from mode bits;
+//! - the only trace left in the spool is an empty `queue.log` if there was
+//!   none (the probe's test file is removed).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use crate::cli::CheckArgs;
+use crate::config::{self, Settings};
+use crate::install::accounts::{AGENT_USER, Accounts};
+use crate::install::{self, Layout, conf, envfile, unit};
+use crate::spool::{self, Spool};
 
-pub fn main(_args: &CheckArgs) -> Result<i32, String> {
-    Err("check: not implemented yet".into())
+/// Collects the lines and remembers whether one failed.
+#[derive(Default)]
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn ok(&mut self, what: impl AsRef<str>) {
+        println!("OK   {}", what.as_ref());
+    }
+    fn warn(&mut self, what: impl AsRef<str>) {
+        println!("WARN {}", what.as_ref());
+    }
+    fn fail(&mut self, what: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.failed = true;
+        println!("FAIL {} — fix: {}", what.as_ref(), fix.as_ref());
+    }
+}
+
+const REINSTALL: &str = "run `openvpn-telemetry install` again";
+
+pub fn main(args: &CheckArgs) -> Result<i32, String> {
+    let layout = Layout::new(args.root.as_deref());
+    if let Some(spec) = &args.probe {
+        return probe(&layout, spec);
+    }
+    let mut r = Report::default();
+    let path = if layout.staged() { layout.at(install::AGENT_ENV) } else { config::config_path() };
+    let settings = match Settings::load(&path) {
+        Ok(s) if path.exists() => {
+            r.ok(format!("settings {} are valid", path.display()));
+            for (line, key) in &s.unknown_keys {
+                r.warn(format!("{}:{line}: {key} is not a known setting (ignored)", path.display()));
+            }
+            s
+        }
+        Ok(s) => {
+            r.fail(format!("{} does not exist", path.display()), REINSTALL);
+            s
+        }
+        Err(e) => {
+            r.fail(e.to_string(), format!("correct that line in {} and {REINSTALL}", install::ENV_OVERRIDES));
+            Settings::defaults(&path)
+        }
+    };
+    let accounts = Accounts::for_root(&layout.root);
+    check_files(&mut r, &layout, &path, &settings, &accounts);
+    check_probes(&mut r, &layout, &settings, &accounts);
+    check_install(&mut r, &layout, &settings, &accounts);
+    check_server(&mut r, &layout, &settings);
+    Ok(if r.failed { 1 } else { 0 })
+}
+
+/// agent.env's mode and the hooks' companion.
+fn check_files(r: &mut Report, layout: &Layout, path: &Path, s: &Settings, accounts: &Accounts) {
+    if let Ok(m) = fs::metadata(path) {
+        let group_ok = accounts.gid(AGENT_USER).is_none_or(|gid| gid == m.gid());
+        if m.mode() & 0o007 != 0 {
+            r.fail(
+                format!(
+                    "{} is readable by everyone (mode {:04o}) and may hold a token",
+                    path.display(),
+                    m.mode() & 0o7777
+                ),
+                format!("chmod 0640 {}", path.display()),
+            );
+        } else if !group_ok {
+            r.fail(format!("{} is not in group {AGENT_USER}: the agent cannot read it", path.display()), REINSTALL);
+        } else {
+            r.ok(format!("{} is not world-readable ({:04o})", path.display(), m.mode() & 0o7777));
+        }
+    }
+    let companion = config::hook_companion(path);
+    match fs::read_to_string(&companion) {
+        Ok(text) if text == envfile::hook_env(s) => r.ok(format!("{} matches the settings", companion.display())),
+        Ok(_) => {
+            r.fail(format!("{} is out of date (the hooks would use other settings)", companion.display()), REINSTALL)
+        }
+        Err(e) => r.fail(format!("{}: {e} (hooks running as nobody need it)", companion.display()), REINSTALL),
+    }
+    let spool = Spool::new(layout.at(&s.spool_dir));
+    for dir in [spool.dir.clone(), spool.pending(), spool.failed()] {
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() && m.mode() & 0o2070 == 0o2070 && m.mode() & 0o007 == 0 => {
+                r.ok(format!("{} is setgid, group-writable, private ({:04o})", dir.display(), m.mode() & 0o7777))
+            }
+            Ok(m) => r.fail(format!("{} has mode {:04o}, expected 2770", dir.display(), m.mode() & 0o7777), REINSTALL),
+            Err(e) => r.fail(format!("{}: {e}", dir.display()), REINSTALL),
+        }
+    }
+}
+
+/// Runs the probe as the hooks' user and as the agent's user.
+fn check_probes(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
+    if !nix::unistd::geteuid().is_root() {
+        r.warn("not root: cannot test the spool as the hooks' and the agent's users (run check with sudo)");
+        return;
+    }
+    let Ok((user, group)) = install::script_account(s, accounts) else {
+        r.fail(format!("OPENVPN_SCRIPT_USER/GROUP ({}) do not exist", s.openvpn_script_user), "set them in .env");
+        return;
+    };
+    let mut roles = Vec::new();
+    if let (Some(uid), Some(gid)) = (accounts.uid(&user), accounts.gid(&group)) {
+        roles.push((format!("hook:{uid}:{gid}:{gid}"), format!("hooks' user {user}:{group}")));
+    }
+    match (accounts.uid(AGENT_USER), accounts.primary_gid(AGENT_USER), accounts.gid(&group)) {
+        (Some(uid), Some(gid), Some(sgid)) => {
+            roles.push((format!("agent:{uid}:{gid}:{gid},{sgid}"), format!("agent's user {AGENT_USER}")))
+        }
+        _ => r.fail(format!("user {AGENT_USER} does not exist"), REINSTALL),
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return r.fail(format!("cannot find this program to run the probe: {e}"), "run check by its path"),
+    };
+    for (spec, who) in roles {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["check", "--probe", &spec]);
+        if layout.staged() {
+            cmd.arg("--root").arg(&layout.root);
+        }
+        match cmd.output() {
+            Ok(out) if out.status.success() => r.ok(format!("{who}: {}", String::from_utf8_lossy(&out.stdout).trim())),
+            Ok(out) => r.fail(
+                format!("{who}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                format!("{REINSTALL} (it fixes modes and owners), or set OPENVPN_SCRIPT_USER/GROUP to OpenVPN's `user`/`group`"),
+            ),
+            Err(e) => r.fail(format!("{who}: cannot run the probe: {e}"), "run check by its path"),
+        }
+    }
+}
+
+/// The child side of [`check_probes`]: drop to ROLE:UID:GID:GROUPS, then
+/// do what that user must be able to do. Prints one line; errors exit 1.
+fn probe(layout: &Layout, spec: &str) -> Result<i32, String> {
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    let bad = || format!("--probe: expected ROLE:UID:GID:GROUPS, found {spec:?}");
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [role, uid, gid, groups] = parts[..] else { return Err(bad()) };
+    let uid: u32 = uid.parse().map_err(|_| bad())?;
+    let gid: u32 = gid.parse().map_err(|_| bad())?;
+    let groups: Vec<Gid> =
+        groups.split(',').map(|g| g.parse().map(Gid::from_raw)).collect::<Result<_, _>>().map_err(|_| bad())?;
+    setgroups(&groups)
+        .and_then(|_| setgid(Gid::from_raw(gid)))
+        .and_then(|_| setuid(Uid::from_raw(uid)))
+        .map_err(|e| format!("cannot become {uid}:{gid}: {e}"))?;
+    let config = layout.at(install::AGENT_ENV);
+    let (spool_dir, dir) = match role {
+        "hook" => {
+            // The hook's own way of finding its settings (companion file).
+            let spool_dir = crate::hook::spool_dir_for_hooks(&config);
+            let spool = layout.at(&spool_dir);
+            (spool_dir, spool)
+        }
+        "agent" => {
+            let s = Settings::load(&config).map_err(|e| format!("the agent cannot read its settings: {e}"))?;
+            let pending = layout.at(&s.spool_dir).join(spool::PENDING);
+            (s.spool_dir, pending)
+        }
+        _ => return Err(bad()),
+    };
+    let test = dir.join(format!(".check-{}", std::process::id()));
+    let mut f = spool::open_create(&test, true).map_err(|e| format!("cannot create {}: {e}", test.display()))?;
+    f.write_all(b"openvpn-telemetry check\n").map_err(|e| format!("cannot write {}: {e}", test.display()))?;
+    fs::remove_file(&test).map_err(|e| format!("cannot remove {}: {e}", test.display()))?;
+    if role == "hook" {
+        let queue = Spool::new(&dir).queue();
+        spool::open_create(&queue, true).map_err(|e| format!("cannot append to {}: {e}", queue.display()))?;
+    }
+    println!("can write and remove files in {} (SPOOL_DIR={})", dir.display(), spool_dir.display());
+    Ok(0)
+}
+
+/// Binary, links, unit, OpenVPN conf lines.
+fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
+    let bin = layout.at(unit::BIN);
+    match fs::metadata(&bin) {
+        Ok(m) if m.is_file() && m.mode() & 0o755 == 0o755 => r.ok(format!("{} is installed", bin.display())),
+        Ok(m) => r.fail(format!("{} has mode {:04o}", bin.display(), m.mode() & 0o7777), REINSTALL),
+        Err(e) => r.fail(format!("{}: {e}", bin.display()), REINSTALL),
+    }
+    let mut broken = Vec::new();
+    for l in install::LINKS {
+        if fs::read_link(layout.at(l)).ok().as_deref() != Some(Path::new(unit::BIN)) {
+            broken.push(l);
+        }
+    }
+    if broken.is_empty() {
+        r.ok(format!("hooks and helpers link to {}", unit::BIN));
+    } else {
+        r.fail(format!("not links to {}: {}", unit::BIN, broken.join(", ")), REINSTALL);
+    }
+    let group = s.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
+    let unit_path = layout.at(unit::UNIT_PATH);
+    match fs::read_to_string(&unit_path) {
+        Ok(text) if text == unit::render(s, &group) => r.ok(format!("{} is up to date", unit_path.display())),
+        Ok(_) => r.fail(format!("{} differs from what the settings need", unit_path.display()), REINSTALL),
+        Err(e) => r.fail(format!("{}: {e}", unit_path.display()), REINSTALL),
+    }
+    if layout.systemd_running() {
+        let active = Command::new("systemctl").args(["is-active", "--quiet", unit::UNIT_NAME]).status();
+        if active.is_ok_and(|s| s.success()) {
+            r.ok(format!("{} is running", unit::UNIT_NAME));
+        } else {
+            r.fail(format!("{} is not running", unit::UNIT_NAME), format!("journalctl -u {} -n 50", unit::UNIT_NAME));
+        }
+    }
+    if s.openvpn_server_conf.is_empty() {
+        let mut lines = String::new();
+        for l in conf::wanted_lines() {
+            let _ = write!(lines, "`{l}` ");
+        }
+        r.warn(format!("OPENVPN_SERVER_CONF not set, not checked: the server conf needs {}", lines.trim_end()));
+    }
+    for c in &s.openvpn_server_conf {
+        let path = layout.at(c);
+        match fs::read_to_string(&path) {
+            Ok(text) => match conf::missing(&text) {
+                m if m.is_empty() => r.ok(format!("{} runs the telemetry hooks", path.display())),
+                m => r.fail(format!("{} lacks: {}", path.display(), m.join("; ")), REINSTALL),
+            },
+            Err(e) => r.fail(format!("{}: {e}", path.display()), "correct OPENVPN_SERVER_CONF in .env"),
+        }
+    }
+}
+
+/// `scheme://host:port` of a URL, for the DNS and TCP steps.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = after.strip_prefix(':').map_or(Some(default), |p| p.parse().ok())?;
+        return Some((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((authority.to_string(), default)),
+    }
+}
+
+/// DNS, TCP, then TLS and auth with an empty batch through the agent's own
+/// HTTP client (same roots, client cert and header as deliveries).
+fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
+    let Some(url) = s.telemetry_url.as_deref() else {
+        return r.fail(
+            "TELEMETRY_URL is not set: events stay in the spool",
+            format!("set it in {} and {REINSTALL}", install::ENV_OVERRIDES),
+        );
+    };
+    let shown = crate::http::mask_url(url);
+    if let Some(path) = url.strip_prefix("file://") {
+        let dir = layout.at(Path::new(path).parent().unwrap_or(Path::new("/")));
+        return if dir.is_dir() {
+            r.ok(format!("file sink {path}: directory exists"))
+        } else {
+            r.fail(format!("file sink directory {} does not exist", dir.display()), "create it")
+        };
+    }
+    let Some((host, port)) = host_port(url) else {
+        return r.fail(format!("cannot find the host in TELEMETRY_URL {shown}"), "correct TELEMETRY_URL");
+    };
+    let addrs: Vec<_> = match (host.as_str(), port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => return r.fail(format!("DNS: {host}: {e}"), "check the host name and /etc/resolv.conf"),
+    };
+    r.ok(format!("DNS: {host} -> {}", addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ")));
+    let timeout = Duration::from_secs(s.connect_timeout_seconds);
+    let mut last = String::new();
+    let connected = addrs.iter().find(|a| match TcpStream::connect_timeout(a, timeout) {
+        Ok(_) => true,
+        Err(e) => {
+            last = format!("{a}: {e}");
+            false
+        }
+    });
+    match connected {
+        Some(a) => r.ok(format!("TCP: connected to {a}")),
+        None => return r.fail(format!("TCP: {last}"), "check the port, firewalls and that the server is up"),
+    }
+    let sink = match crate::http::Sink::from_settings(s) {
+        Ok(sink) => sink,
+        Err(e) => return r.fail(format!("TLS settings: {e}"), "correct CA_CERT / CLIENT_CERT / CLIENT_KEY"),
+    };
+    let server_id = s
+        .server_id
+        .clone()
+        .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
+    use crate::http::Outcome;
+    match sink.send(&server_id, &[]) {
+        Outcome::Delivered => r.ok(format!("{shown}: TLS and auth OK (an empty batch was accepted)")),
+        Outcome::Refused { reason } => {
+            r.fail(format!("{shown}: refused: {reason}"), "check AUTH_HEADER or the client certificate")
+        }
+        Outcome::Rejected { status: status @ (404 | 405), .. } => {
+            r.fail(format!("{shown}: HTTP {status}: no endpoint there"), "correct the path in TELEMETRY_URL")
+        }
+        Outcome::Rejected { status, body_head } => r.warn(format!(
+            "{shown}: reachable, TLS OK, but an empty batch got HTTP {status} ({body_head}); auth not confirmed"
+        )),
+        Outcome::TooLarge => r.warn(format!("{shown}: reachable, but even an empty batch was too large (HTTP 413)")),
+        Outcome::Retry { reason, .. } => r.fail(
+            format!("{shown}: {reason}"),
+            "check TLS (CA_CERT, the server's certificate and name) and the server's logs",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_port;
+
+    #[test]
+    fn hosts_and_ports() {
+        assert_eq!(host_port("https://t.example/api"), Some(("t.example".into(), 443)));
+        assert_eq!(host_port("http://u:p@10.0.0.1:8080/x?y"), Some(("10.0.0.1".into(), 8080)));
+        assert_eq!(host_port("https://[::1]:8443/"), Some(("::1".into(), 8443)));
+        assert_eq!(host_port("https://[::1]"), Some(("::1".into(), 443)));
+    }
 }

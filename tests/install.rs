@@ -1,0 +1,465 @@
+//! The installer (issue 4), run for real: `install --root` into a staging
+//! root that carries a copy of this host's account files (so `useradd
+//! --root` works there and ids resolve as on a target), then every file,
+//! mode, owner and link is looked at. One test installs on this machine's
+//! real paths and removes everything again. Tests that need root say so and
+//! skip when not root.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
+const SBIN: &str = "/usr/local/sbin/openvpn-telemetry";
+const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
+const LINKS: [&str; 4] = [
+    "usr/local/sbin/openvpn-telemetry-agent",
+    "usr/local/sbin/openvpn-telemetry-write-event",
+    "etc/openvpn/scripts/telemetry-connect.sh",
+    "etc/openvpn/scripts/telemetry-disconnect.sh",
+];
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("SKIPPED: this test installs with real owners and users; run it as root");
+            return;
+        }
+    };
+}
+
+/// A staging root with the host's account files.
+struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    fn new(name: &str) -> Root {
+        let dir = std::env::temp_dir().join(format!("ovt-install-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("etc/openvpn-telemetry")).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        // The host's accounts minus ours: the real-install test may be
+        // adding and deleting the agent's user on the host right now.
+        for f in ["passwd", "group", "shadow", "gshadow"] {
+            let Ok(text) = fs::read_to_string(Path::new("/etc").join(f)) else { continue };
+            let kept: String = text
+                .lines()
+                .filter(|l| !l.starts_with("openvpn-telemetry:"))
+                .map(|l| match l.rsplit_once(':') {
+                    Some((head, members)) if f.contains("group") => {
+                        let m: Vec<&str> = members.split(',').filter(|m| *m != "openvpn-telemetry").collect();
+                        format!("{head}:{}\n", m.join(","))
+                    }
+                    _ => format!("{l}\n"),
+                })
+                .collect();
+            let mode = if f.contains("shadow") { 0o600 } else { 0o644 };
+            let mut file =
+                OpenOptions::new().write(true).create_new(true).mode(mode).open(dir.join("etc").join(f)).unwrap();
+            file.write_all(kept.as_bytes()).unwrap();
+        }
+        Root { dir }
+    }
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel.trim_start_matches('/'))
+    }
+    fn env(&self, text: &str) {
+        fs::write(self.p("etc/openvpn-telemetry/.env"), text).unwrap();
+    }
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(BIN);
+        c.args(args).arg("--root").arg(&self.dir).env_remove("FORCE").env_remove("OPENVPN_TELEMETRY_CONFIG");
+        c.envs(env.iter().copied()).stdin(Stdio::null());
+        c.output().unwrap()
+    }
+    /// Runs and insists on success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, &[]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    }
+    /// An id from the staging root's account files.
+    fn id(&self, file: &str, name: &str) -> u32 {
+        let text = fs::read_to_string(self.p(&format!("etc/{file}"))).unwrap();
+        let rec =
+            text.lines().find(|l| l.split(':').next() == Some(name)).unwrap_or_else(|| panic!("{name} in {file}"));
+        rec.split(':').nth(2).unwrap().parse().unwrap()
+    }
+    /// Every path below the root with what a change would alter.
+    fn snapshot(&self) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        walk(&self.dir, &mut out);
+        out
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+    let m = fs::symlink_metadata(dir).unwrap();
+    let link = fs::read_link(dir).ok();
+    out.insert(
+        dir.to_path_buf(),
+        format!(
+            "ino={} mode={:o} {}:{} len={} mtime={}.{} {link:?}",
+            m.ino(),
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec()
+        ),
+    );
+    if m.is_dir() {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for e in entries {
+            walk(&e, out);
+        }
+    }
+}
+
+fn meta(p: &Path) -> (u32, u32, u32) {
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.mode() & 0o7777, m.uid(), m.gid())
+}
+
+#[test]
+fn fresh_install_puts_everything_in_place_and_a_second_changes_nothing() {
+    need_root!();
+    let r = Root::new("fresh");
+    r.env("TELEMETRY_URL=file:///var/lib/ovt-sink/batches.ndjson\n");
+    fs::create_dir_all(r.p("var/lib/ovt-sink")).unwrap();
+    let out = r.ok(&["install"]);
+    assert!(out.contains("create system user openvpn-telemetry"), "{out}");
+    let agent_gid = r.id("group", "openvpn-telemetry");
+    let nogroup = r.id("group", "nogroup");
+    let nobody = r.id("passwd", "nobody");
+    assert_eq!(meta(&r.p("etc/openvpn-telemetry")), (0o755, 0, 0));
+    assert_eq!(meta(&r.p("etc/openvpn-telemetry/.env")), (0o600, 0, 0));
+    assert_eq!(meta(&r.p("etc/openvpn-telemetry/agent.env")), (0o640, 0, agent_gid));
+    assert_eq!(meta(&r.p("etc/openvpn-telemetry/agent.hook.env")), (0o644, 0, 0));
+    for d in ["", "/pending", "/failed"] {
+        assert_eq!(meta(&r.p(&format!("var/spool/openvpn-telemetry{d}"))), (0o2770, nobody, nogroup), "{d}");
+    }
+    assert_eq!(meta(&r.p(SBIN)), (0o755, 0, 0));
+    assert_eq!(fs::read(r.p(SBIN)).unwrap(), fs::read(BIN).unwrap());
+    for l in LINKS {
+        assert_eq!(fs::read_link(r.p(l)).unwrap(), Path::new(SBIN), "{l}");
+    }
+    assert_eq!(meta(&r.p("etc/openvpn/scripts")), (0o755, 0, 0));
+    assert_eq!(meta(&r.p(UNIT)), (0o644, 0, 0));
+    let unit = fs::read_to_string(r.p(UNIT)).unwrap();
+    for line in [
+        "ExecStart=/usr/local/sbin/openvpn-telemetry agent",
+        "User=openvpn-telemetry",
+        "SupplementaryGroups=nogroup",
+        "ReadWritePaths=/var/spool/openvpn-telemetry -/var/lib/ovt-sink",
+        "Type=notify",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} missing in\n{unit}");
+    }
+    let passwd = fs::read_to_string(r.p("etc/passwd")).unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with("openvpn-telemetry:") && l.ends_with(":/nonexistent:/usr/sbin/nologin"))
+    );
+    let group = fs::read_to_string(r.p("etc/group")).unwrap();
+    let members = group.lines().find(|l| l.starts_with("nogroup:")).unwrap();
+    assert!(members.rsplit(':').next().unwrap().split(',').any(|m| m == "openvpn-telemetry"), "{members}");
+
+    let before = r.snapshot();
+    let out = r.ok(&["install"]);
+    assert!(out.contains("nothing to change"), "{out}");
+    assert_eq!(r.snapshot(), before, "a second install must not touch anything");
+    let out = r.ok(&["install", "--dry-run"]);
+    assert!(out.contains("nothing to change"), "{out}");
+
+    // The doctor agrees, including the write probes as nobody and as the agent.
+    let out = r.ok(&["check"]);
+    assert!(out.contains("OK   hooks' user nobody:nogroup: can write") && !out.contains("FAIL"), "{out}");
+    assert!(out.contains("OK   agent's user openvpn-telemetry: can write"), "{out}");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    need_root!();
+    let r = Root::new("dry");
+    fs::create_dir_all(r.p("etc/openvpn/server")).unwrap();
+    fs::write(r.p("etc/openvpn/server/server.conf"), "port 1194\n").unwrap();
+    r.env("AUTH_HEADER=\"Authorization: Bearer t\"\nOPENVPN_SERVER_CONF=/etc/openvpn/server/server.conf\n");
+    fs::set_permissions(r.p("etc/openvpn-telemetry/.env"), fs::Permissions::from_mode(0o644)).unwrap();
+    let before = r.snapshot();
+    let out = r.ok(&["install", "--dry-run"]);
+    assert!(out.contains("(would)") && out.contains("nothing was changed"), "{out}");
+    assert!(out.contains("patch ") && out.contains("create system user"), "{out}");
+    assert_eq!(r.snapshot(), before);
+    r.ok(&["install"]);
+    let before = r.snapshot();
+    let out = r.ok(&["uninstall", "--purge", "--dry-run"]);
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert_eq!(r.snapshot(), before);
+}
+
+#[test]
+fn conf_is_patched_once_and_uninstall_restores_it_byte_for_byte() {
+    need_root!();
+    let r = Root::new("conf");
+    fs::create_dir_all(r.p("etc/openvpn/server")).unwrap();
+    let a = r.p("etc/openvpn/server/a.conf");
+    let b = r.p("etc/openvpn/b.conf");
+    let a_text = "port 1194\r\n;client-connect /old.sh\n<ca>\nMIIB\n</ca>"; // no final newline
+    let b_text = "dev tun\nscript-security 3\n";
+    fs::write(&a, a_text).unwrap();
+    fs::write(&b, b_text).unwrap();
+    fs::set_permissions(&a, fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&a, Some(0), Some(65534)).unwrap();
+    r.env("OPENVPN_SERVER_CONF=\"/etc/openvpn/server/a.conf /etc/openvpn/b.conf\"\n");
+    r.ok(&["install"]);
+    let patched = fs::read_to_string(&a).unwrap();
+    assert!(patched.starts_with(a_text) && patched.contains("\nscript-security 2\n"), "{patched}");
+    assert!(patched.contains("\nclient-connect /etc/openvpn/scripts/telemetry-connect.sh\n"));
+    assert!(patched.contains("\nclient-disconnect /etc/openvpn/scripts/telemetry-disconnect.sh\n"));
+    assert_eq!(meta(&a), (0o640, 0, 65534), "mode and owner kept");
+    let b_patched = fs::read_to_string(&b).unwrap();
+    assert_eq!(b_patched.matches("script-security").count(), 1, "3 already allows hooks: {b_patched}");
+    let backups: Vec<_> = fs::read_dir(r.p("etc/openvpn/server"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("a.conf.bak-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(fs::read_to_string(&backups[0]).unwrap(), a_text);
+    assert_eq!(meta(&backups[0]), (0o640, 0, 65534));
+
+    let before = r.snapshot();
+    assert!(r.ok(&["install"]).contains("nothing to change"));
+    assert_eq!(r.snapshot(), before);
+
+    let out = r.ok(&["uninstall"]);
+    assert!(out.contains("kept"), "{out}");
+    assert_eq!(fs::read_to_string(&a).unwrap(), a_text, "byte for byte");
+    assert_eq!(fs::read_to_string(&b).unwrap(), b_text, "byte for byte");
+    assert_eq!(meta(&a), (0o640, 0, 65534));
+    for gone in [SBIN, UNIT, "etc/openvpn/scripts"].into_iter().chain(LINKS) {
+        assert!(fs::symlink_metadata(r.p(gone)).is_err(), "{gone} still there");
+    }
+    assert!(r.p("var/spool/openvpn-telemetry/pending").is_dir() && r.p("etc/openvpn-telemetry/agent.env").is_file());
+    let out = r.ok(&["uninstall", "--purge"]);
+    assert!(out.contains("delete system user"), "{out}");
+    assert!(!r.p("var/spool/openvpn-telemetry").exists() && !r.p("etc/openvpn-telemetry").exists());
+    assert!(!fs::read_to_string(r.p("etc/passwd")).unwrap().contains("openvpn-telemetry:"));
+}
+
+#[test]
+fn conflicting_client_connect_is_refused_unchanged_unless_forced() {
+    need_root!();
+    let r = Root::new("conflict");
+    let conf = r.p("etc/openvpn/server.conf");
+    fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    let text = "port 1194\nclient-connect /usr/local/bin/other-connect.sh\n";
+    fs::write(&conf, text).unwrap();
+    r.env("OPENVPN_SERVER_CONF=/etc/openvpn/server.conf\n");
+    let before = r.snapshot();
+    let out = r.run(&["install"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 2") && err.contains("other-connect.sh") && err.contains("FORCE=1"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(r.snapshot(), before, "a refused install changes nothing");
+
+    let out = r.run(&["install"], &[("FORCE", "1")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let patched = fs::read_to_string(&conf).unwrap();
+    assert!(patched.contains("#openvpn-telemetry-disabled# client-connect /usr/local/bin/other-connect.sh\n"));
+    assert!(r.ok(&["install"]).contains("nothing to change"), "once patched, FORCE is not needed again");
+    r.ok(&["uninstall"]);
+    assert_eq!(fs::read_to_string(&conf).unwrap(), text);
+}
+
+/// Copies the shared libraries of the test binary into the root, so the
+/// installed (dynamic, debug) copy runs there under chroot.
+fn libs_for_chroot(r: &Root) {
+    let out = Command::new("ldd").arg(BIN).output().unwrap();
+    for word in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if word.starts_with('/') {
+            let to = r.p(word);
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            fs::copy(word, &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn hooks_as_nobody_use_the_custom_spool_and_cannot_read_the_token() {
+    need_root!();
+    let r = Root::new("nobody");
+    r.env("SPOOL_DIR=/srv/ovt spool\nAUTH_HEADER=\"Authorization: Bearer s3cr3t-token\"\n");
+    r.ok(&["install"]);
+    libs_for_chroot(&r);
+    let hook = Command::new("/usr/sbin/chroot")
+        .arg("--userspec=65534:65534")
+        .arg(&r.dir)
+        .arg("/etc/openvpn/scripts/telemetry-connect.sh")
+        .env_clear()
+        .envs([("common_name", "alice"), ("trusted_ip", "198.51.100.7"), ("trusted_port", "5555")])
+        .output()
+        .unwrap();
+    assert!(hook.status.success());
+    assert_eq!(String::from_utf8_lossy(&hook.stderr), "", "the hook found its settings without complaint");
+    let queue = fs::read_to_string(r.p("srv/ovt spool/queue.log")).unwrap();
+    assert!(queue.contains("\"SESSION_CONNECTED\"") && queue.contains("\"alice\""), "{queue}");
+    assert!(!r.p("var/spool/openvpn-telemetry").exists(), "the default spool is not used");
+
+    let cat = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(r.p("etc/openvpn-telemetry/agent.env"))
+        .output()
+        .unwrap();
+    assert!(!cat.status.success() && !String::from_utf8_lossy(&cat.stdout).contains("s3cr3t"));
+    assert!(!fs::read_to_string(r.p("etc/openvpn-telemetry/agent.hook.env")).unwrap().contains("s3cr3t"));
+
+    // Upgrade: a new .env value, an operator's edit in agent.env, and the
+    // queued event all survive.
+    let agent_env = r.p("etc/openvpn-telemetry/agent.env");
+    let edited = fs::read_to_string(&agent_env).unwrap().replace("\nLOG_LEVEL=\n", "\nLOG_LEVEL=debug\n");
+    fs::write(&agent_env, edited).unwrap();
+    r.env("SPOOL_DIR=/srv/ovt spool\nAUTH_HEADER=\"Authorization: Bearer s3cr3t-token\"\nROTATE_MAX_BYTES=4096\n");
+    let out = r.ok(&["install"]);
+    assert!(out.contains("agent.env") && !out.contains("agent.hook.env"), "{out}");
+    let text = fs::read_to_string(&agent_env).unwrap();
+    for line in ["LOG_LEVEL=debug", "ROTATE_MAX_BYTES=4096", "AUTH_HEADER=\"Authorization: Bearer s3cr3t-token\""] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert_eq!(fs::read_to_string(r.p("srv/ovt spool/queue.log")).unwrap(), queue);
+}
+
+#[test]
+fn check_fails_on_a_spool_the_hooks_cannot_write_and_install_fixes_it() {
+    need_root!();
+    let r = Root::new("check");
+    r.env("TELEMETRY_URL=file:///var/tmp-sink/out\n");
+    fs::create_dir_all(r.p("var/tmp-sink")).unwrap();
+    r.ok(&["install"]);
+    let spool = r.p("var/spool/openvpn-telemetry");
+    // As if someone had recreated it by hand: root's, not the hooks'.
+    std::os::unix::fs::chown(&spool, Some(0), Some(0)).unwrap();
+    fs::set_permissions(&spool, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = r.run(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("FAIL hooks' user nobody:nogroup") && l.contains("— fix:")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains("expected 2770")), "{text}");
+    // A stale companion is caught too.
+    fs::write(r.p("etc/openvpn-telemetry/agent.hook.env"), "SPOOL_DIR=/elsewhere\n").unwrap();
+    let text = String::from_utf8_lossy(&r.run(&["check"], &[]).stdout).into_owned();
+    assert!(text.contains("agent.hook.env is out of date"), "{text}");
+    r.ok(&["install"]);
+    let text = r.ok(&["check"]);
+    assert!(!text.contains("FAIL"), "{text}");
+}
+
+#[test]
+fn unit_is_hardened_and_verifies() {
+    need_root!();
+    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no systemd-analyze here");
+        return;
+    }
+    let r = Root::new("unit");
+    r.ok(&["install"]);
+    let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(r.p(UNIT)).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for openvpn-telemetry-agent.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+    eprintln!("systemd-analyze security: exposure {score}");
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
+
+    // verify resolves units and ExecStart below --root: give it the
+    // system's own units so it can see sysinit.target and friends.
+    let units = ["/usr/lib/systemd/system", "/lib/systemd/system"].into_iter().find(|d| Path::new(d).is_dir()).unwrap();
+    let to = r.p("usr/lib/systemd");
+    fs::create_dir_all(&to).unwrap();
+    assert!(Command::new("cp").arg("-a").arg(units).arg(&to).status().unwrap().success());
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", r.dir.display()))
+        .arg(format!("/{UNIT}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify:\n{err}");
+}
+
+/// The real thing, on this machine's paths. Skipped when anything of an
+/// earlier installation is present, so it never clobbers a real one.
+#[test]
+fn real_install_and_purge_leave_this_machine_clean() {
+    need_root!();
+    let ours = ["/etc/openvpn-telemetry", SBIN, "/etc/systemd/system/openvpn-telemetry-agent.service"];
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    if ours.iter().any(|p| Path::new(p).exists()) || passwd.contains("\nopenvpn-telemetry:") {
+        eprintln!("SKIPPED: openvpn-telemetry is already installed on this machine; not touching it");
+        return;
+    }
+    let had = |p: &str| Path::new(p).exists();
+    let had_openvpn = had("/etc/openvpn");
+    let spool = format!("/var/spool/openvpn-telemetry-test-{}", std::process::id());
+    fs::create_dir_all("/etc/openvpn-telemetry").unwrap();
+    fs::write("/etc/openvpn-telemetry/.env", format!("SPOOL_DIR={spool}\nAUTH_HEADER=\"X-Token: s3cr3t\"\n")).unwrap();
+    let run = |args: &[&str]| {
+        let out =
+            Command::new(BIN).args(args).env_remove("FORCE").env_remove("OPENVPN_TELEMETRY_CONFIG").output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, out) = run(&["install"]);
+    let cleanup = || run(&["uninstall", "--purge"]);
+    if !ok {
+        cleanup();
+        panic!("install failed:\n{out}");
+    }
+    let hook = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/etc/openvpn/scripts/telemetry-disconnect.sh"])
+        .env_clear()
+        .env("common_name", "bob")
+        .output()
+        .unwrap();
+    let queue = fs::read_to_string(Path::new(&spool).join("queue.log")).unwrap_or_default();
+    let (_, check) = run(&["check"]);
+    let (ok2, again) = run(&["install"]);
+    let (purged, purge_out) = cleanup();
+    assert!(hook.status.success() && queue.contains("\"bob\""), "hook as nobody: {queue:?} {hook:?}");
+    assert!(check.contains("OK   hooks' user nobody:nogroup: can write"), "{check}");
+    assert!(ok2 && again.contains("nothing to change"), "{again}");
+    assert!(purged, "{purge_out}");
+    for p in
+        ours.iter().copied().chain([spool.as_str()]).chain(LINKS.map(|l| format!("/{l}")).iter().map(String::as_str))
+    {
+        assert!(fs::symlink_metadata(p).is_err(), "{p} left behind");
+    }
+    assert!(!fs::read_to_string("/etc/passwd").unwrap().contains("\nopenvpn-telemetry:"), "user left behind");
+    assert!(!fs::read_to_string("/etc/group").unwrap().contains("openvpn-telemetry"), "group left behind");
+    if !had_openvpn {
+        let _ = fs::remove_dir("/etc/openvpn");
+    }
+}
