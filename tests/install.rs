@@ -290,6 +290,44 @@ fn conflicting_client_connect_is_refused_unchanged_unless_forced() {
     assert_eq!(fs::read_to_string(&conf).unwrap(), text);
 }
 
+#[test]
+fn upgrade_over_the_seed_scripts_keeps_pending_events() {
+    need_root!();
+    let r = Root::new("seed");
+    // What the seed's shell installer left: scripts as regular files, its
+    // agent.env, and a spool with a queue and a chunk written as nobody.
+    for l in LINKS {
+        fs::create_dir_all(r.p(l).parent().unwrap()).unwrap();
+        fs::write(r.p(l), "#!/bin/bash\nexit 0\n").unwrap();
+        fs::set_permissions(r.p(l), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::write(r.p("etc/openvpn-telemetry/agent.env"), "TELEMETRY_URL=\"https://t.example/api\"\nSERVER_ID=\"vpn-1\"\nQUEUE_FILE=/var/spool/openvpn-telemetry/queue.log\n").unwrap();
+    let spool = r.p("var/spool/openvpn-telemetry");
+    fs::create_dir_all(spool.join("pending")).unwrap();
+    let chunk = spool.join("pending/chunk-1.ndjson");
+    fs::write(spool.join("queue.log"), "{\"seq\":2}\n").unwrap();
+    fs::write(&chunk, "{\"seq\":1}\n").unwrap();
+    for p in [spool.join("queue.log"), chunk.clone()] {
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out = r.ok(&["install"]);
+    assert!(out.contains("QUEUE_FILE is not a setting this version knows"), "{out}");
+    for l in LINKS {
+        assert_eq!(fs::read_link(r.p(l)).unwrap(), Path::new(SBIN), "{l} replaced by the link");
+    }
+    assert_eq!(fs::read_to_string(&chunk).unwrap(), "{\"seq\":1}\n");
+    let nogroup = r.id("group", "nogroup");
+    assert_eq!(meta(&chunk), (0o664, 65534, nogroup), "group-writable for the agent");
+    let env = fs::read_to_string(r.p("etc/openvpn-telemetry/agent.env")).unwrap();
+    for line in
+        ["TELEMETRY_URL=https://t.example/api", "SERVER_ID=vpn-1", "QUEUE_FILE=/var/spool/openvpn-telemetry/queue.log"]
+    {
+        assert!(env.lines().any(|l| l == line), "{line} kept in\n{env}");
+    }
+    assert!(r.ok(&["install"]).contains("nothing to change"));
+}
+
 /// Copies the shared libraries of the test binary into the root, so the
 /// installed (dynamic, debug) copy runs there under chroot.
 fn libs_for_chroot(r: &Root) {
