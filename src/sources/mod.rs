@@ -182,7 +182,8 @@ impl<'a> Sources<'a> {
             }
         }
         if found.is_empty() {
-            return Ok(self.settings.status_log.is_none() && self.settings.openvpn_server_conf.is_empty());
+            // Not configured (or no `status` directive): nothing to retry soon.
+            return Ok(true);
         }
         let mut complete = true;
         let mut errors = Vec::new();
@@ -292,6 +293,12 @@ fn read_stable(path: &Path) -> Result<Option<(Vec<u8>, i64)>, String> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 log::warn!("{}: not found; round skipped", path.display());
                 return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(format!(
+                    "{}: cannot open: {e} (the agent's user needs read access to it and its directories)",
+                    path.display()
+                ));
             }
             Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
         };

@@ -290,6 +290,8 @@ fn parse_v1(body: &[&[u8]], mtime: Option<i64>) -> Result<Status, StatusError> {
     }
     i += 2;
     let mut routes = Vec::new();
+    let by_address: std::collections::HashMap<(String, String), usize> =
+        status.clients.iter().enumerate().map(|(k, c)| ((c.common_name.clone(), c.real_address.clone()), k)).collect();
     while i < body.len() && body[i] != b"GLOBAL STATS" {
         let n = i + 1;
         let f: Vec<&[u8]> = body[i].split(|&b| b == b',').collect();
@@ -303,8 +305,9 @@ fn parse_v1(body: &[&[u8]], mtime: Option<i64>) -> Result<Status, StatusError> {
         if !v.contains('/')
             && !v.ends_with('C')
             && !v.contains('@')
-            && let Some(c) = status.clients.iter_mut().find(|c| c.common_name == cn && c.real_address == real)
+            && let Some(&k) = by_address.get(&(cn.clone(), real.clone()))
         {
+            let c = &mut status.clients[k];
             if v.contains(':') {
                 c.virtual_ipv6.get_or_insert(v);
             } else if c.virtual_ip.is_empty() {

@@ -1,0 +1,215 @@
+//! The event sources (issue 6) through the real binary: `agent --once`
+//! reads the status file and Easy-RSA's index.txt, writes through the spool
+//! and delivers to a `file://` sink, exactly as in production.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
+const EASYRSA: &str = "/usr/share/easy-rsa/easyrsa";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// A temporary spool, settings file and `file://` sink.
+struct Site {
+    root: PathBuf,
+    /// Lines of `out.ndjson` already handed out by [`Site::agent`].
+    seen: usize,
+}
+
+impl Site {
+    fn new(name: &str, extra: &str) -> Site {
+        let root = std::env::temp_dir().join(format!("ovt-sources-it-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("spool/pending")).unwrap();
+        let text = format!(
+            "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\n{extra}",
+            root.join("spool").display(),
+            root.join("out.ndjson").display()
+        );
+        fs::write(root.join("agent.env"), text).unwrap();
+        Site { root, seen: 0 }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    /// Runs `agent --once` (at unix time `now`, if given) and returns the
+    /// events it delivered.
+    fn agent(&mut self, now: Option<i64>) -> Vec<Value> {
+        let mut c = Command::new(BIN);
+        c.args(["agent", "--once"]).env("OPENVPN_TELEMETRY_CONFIG", self.path("agent.env"));
+        if let Some(t) = now {
+            c.env("OPENVPN_TELEMETRY_NOW", t.to_string());
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "agent --once: {}", String::from_utf8_lossy(&out.stderr));
+        let text = fs::read_to_string(self.path("out.ndjson")).unwrap_or_default();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let new = lines[self.seen..].to_vec();
+        self.seen = lines.len();
+        new
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn rfc3339_secs(s: &str) -> i64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp()
+}
+
+fn easyrsa(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
+    let out = Command::new(EASYRSA)
+        .args(args)
+        .current_dir(dir)
+        .env("EASYRSA_BATCH", "1")
+        .env("EASYRSA_PKI", dir.join("pki"))
+        .env("EASYRSA_ALGO", "ec")
+        .env("EASYRSA_CURVE", "prime256v1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "easyrsa {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn easyrsa_issue_revoke_expire_without_duplicates() {
+    if !Path::new(EASYRSA).exists() {
+        eprintln!("skipped: Debian package easy-rsa is not installed");
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("ovt-sources-it-pki-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    easyrsa(&root, &["init-pki"], &[]);
+    easyrsa(&root, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "it-ca")]);
+    easyrsa(&root, &["build-client-full", "alice", "nopass"], &[]);
+    easyrsa(&root, &["build-client-full", "bob", "nopass"], &[("EASYRSA_CERT_EXPIRE", "1")]);
+    let index = root.join("pki/index.txt");
+    let mut site = Site::new("certs", &format!("EASYRSA_INDEX={}\n", index.display()));
+    let mut all = Vec::new();
+
+    let evs = site.agent(None);
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert!(evs.iter().all(|e| e["type"] == "CERT_ISSUED" && e["inventory"] == true));
+    let bob = evs.iter().find(|e| e["common_name"] == "bob").unwrap().clone();
+    let bob_expiry = rfc3339_secs(bob["expires_at"].as_str().unwrap());
+    let serial = bob["cert_serial_hex"].as_str().unwrap();
+    assert!(fs::read_to_string(&index).unwrap().contains(serial));
+    all.extend(evs);
+
+    // Nothing new: a second run (a restart) repeats nothing.
+    assert!(site.agent(None).is_empty());
+    // Changes made while the agent is not running are seen once.
+    easyrsa(&root, &["revoke", "alice", "superseded"], &[]);
+    easyrsa(&root, &["build-client-full", "carol", "nopass"], &[]);
+    let evs = site.agent(None);
+    let mut kinds: Vec<(String, String)> =
+        evs.iter().map(|e| (e["type"].as_str().unwrap().into(), e["common_name"].as_str().unwrap().into())).collect();
+    kinds.sort();
+    assert_eq!(kinds, [("CERT_ISSUED".into(), "carol".into()), ("CERT_REVOKED".into(), "alice".into())]);
+    let revoked = of_type(&evs, "CERT_REVOKED")[0];
+    assert_eq!((revoked["reason"].as_str(), revoked["status"].as_str()), (Some("superseded"), Some("revoked")));
+    all.extend(evs);
+    assert!(site.agent(None).is_empty());
+
+    // bob's one-day certificate expires: seen by the clock, file unchanged.
+    let evs = site.agent(Some(bob_expiry + 1));
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!((evs[0]["type"].as_str(), evs[0]["common_name"].as_str()), (Some("CERT_EXPIRED"), Some("bob")));
+    all.extend(evs);
+    assert!(site.agent(Some(bob_expiry + 60)).is_empty());
+
+    let ids: HashSet<&str> = all.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), all.len());
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let _ = fs::remove_dir_all(&root);
+}
+
+/// A status file rewritten as OpenVPN would: new totals, new TIME.
+fn bump(text: &str, time: u64, extra: u64) -> String {
+    text.lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split(',').map(String::from).collect();
+            if f[0] == "TIME" {
+                f[2] = time.to_string();
+            }
+            if f[0] == "CLIENT_LIST" {
+                for i in [5, 6] {
+                    f[i] = (f[i].parse::<u64>().unwrap() + extra).to_string();
+                }
+            }
+            f.join(",") + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn status_file_updates_snapshots_and_the_hooks_session_id() {
+    let mut site = Site::new("status", "");
+    let conf = site.path("server.conf");
+    fs::write(&conf, "port 1194\nstatus openvpn-status.log 10\nstatus-version 2\n").unwrap();
+    let config = fs::read_to_string(site.path("agent.env")).unwrap();
+    fs::write(site.path("agent.env"), format!("{config}OPENVPN_SERVER_CONF={}\n", conf.display())).unwrap();
+    let status = site.path("openvpn-status.log");
+    let v2 = fs::read_to_string(Path::new(FIXTURES).join("status-v2.log")).unwrap();
+    fs::write(&status, &v2).unwrap();
+
+    // The real connect hook, with the environment OpenVPN gave it for
+    // ovt-client-01 in the same run the status file comes from.
+    let hook = site.path("telemetry-connect.sh");
+    symlink(BIN, &hook).unwrap();
+    let env_text = fs::read_to_string(Path::new(FIXTURES).join("openvpn-env-connect.txt")).unwrap();
+    let mut c = Command::new(&hook);
+    c.env_clear().env("OPENVPN_TELEMETRY_CONFIG", site.path("agent.env"));
+    for (k, v) in env_text.lines().filter_map(|l| l.split_once('=')) {
+        c.env(k, v);
+    }
+    assert!(c.status().unwrap().success());
+
+    let evs = site.agent(None);
+    let connect = of_type(&evs, "SESSION_CONNECTED");
+    assert_eq!(connect.len(), 1);
+    let updates = of_type(&evs, "SESSION_UPDATE");
+    assert_eq!(updates.len(), 3);
+    let same: Vec<_> = updates.iter().filter(|u| u["session_id"] == connect[0]["session_id"]).collect();
+    assert_eq!(same.len(), 1, "the status file's session_id must equal the connect hook's");
+    assert_eq!(same[0]["common_name"], "ovt-client-01");
+    assert_eq!(same[0]["instance"], "server");
+    assert_eq!(same[0]["connected_since"], connect[0]["connected_since"]);
+    let rx0 = same[0]["bytes_received"].as_u64().unwrap();
+    assert_eq!(same[0]["bytes_received_delta"].as_u64(), Some(rx0));
+    let snap = of_type(&evs, "SESSION_SNAPSHOT");
+    assert_eq!((snap.len(), snap[0]["session_count"].as_u64(), snap[0]["parts"].as_u64()), (1, Some(3), Some(1)));
+    let listed: HashSet<&str> =
+        snap[0]["sessions"].as_array().unwrap().iter().map(|s| s["session_id"].as_str().unwrap()).collect();
+    assert!(listed.contains(connect[0]["session_id"].as_str().unwrap()));
+
+    // Traffic: totals grow and the delta is the growth, across agent runs.
+    fs::write(&status, bump(&v2, 1_795_765_016, 700)).unwrap();
+    let evs = site.agent(None);
+    let ups = of_type(&evs, "SESSION_UPDATE");
+    assert_eq!(ups.len(), 3);
+    assert!(ups.iter().all(|u| u["bytes_received_delta"] == 700 && u["bytes_sent_delta"] == 700), "{ups:?}");
+
+    // Caught mid-rewrite: the round is skipped, nothing is emitted, the
+    // agent still succeeds, and the next complete file carries the deltas.
+    fs::copy(Path::new(FIXTURES).join("status-v2-midwrite.log"), &status).unwrap();
+    assert!(site.agent(None).is_empty());
+    fs::write(&status, bump(&v2, 1_795_765_076, 1000)).unwrap();
+    let evs = site.agent(None);
+    let ups = of_type(&evs, "SESSION_UPDATE");
+    assert!(ups.len() == 3 && ups.iter().all(|u| u["bytes_received_delta"] == 300), "{ups:?}");
+}
