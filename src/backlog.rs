@@ -138,6 +138,12 @@ impl LineReader {
         Ok(LineReader { inner: BufReader::with_capacity(64 * 1024, file), cap })
     }
 
+    /// Whether everything has been read (so a full batch that ends exactly
+    /// at the end of a chunk can finish the chunk without another pass).
+    pub fn at_eof(&mut self) -> io::Result<bool> {
+        Ok(self.inner.fill_buf()?.is_empty())
+    }
+
     /// Appends the next line to `out`. For a line over the cap, the rest is
     /// passed to `spill` piece by piece (so it can be kept in `failed/`)
     /// and skipped.

@@ -345,6 +345,7 @@ impl Delivery {
                         offset += n as u64;
                         batch.end_offset = offset;
                         if batch.items.len() >= max_events {
+                            batch.end_eof = reader.at_eof()?;
                             break true;
                         }
                         continue;

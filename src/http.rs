@@ -148,7 +148,11 @@ impl Http {
             .user_agent(format!("openvpn-telemetry/{}", env!("CARGO_PKG_VERSION")))
             .max_idle_connections(1)
             .max_idle_connections_per_host(1)
-            .tls_config(tls_config(s)?)
+            .tls_config(if url.to_ascii_lowercase().starts_with("https://") {
+                tls_config(s)?
+            } else {
+                TlsConfig::default()
+            })
             .build();
         let auth =
             s.auth_header.as_deref().and_then(|h| h.split_once(':')).map(|(n, v)| (n.trim().into(), v.trim().into()));

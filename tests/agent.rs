@@ -403,3 +403,38 @@ fn bad_config_names_file_line_and_key() {
     let err = failed_with(&out, "MAX_BATCH_EVENTS");
     assert!(err.contains(&format!("{}:7:", site.config_path().display())), "{err}");
 }
+
+#[test]
+fn a_restart_resumes_inside_a_chunk_without_resending() {
+    let site = Site::new("resume");
+    let rx = Receiver::start(&site, &["--script", "200,503,503,503"]);
+    site.config(&format!("TELEMETRY_URL={}\nMAX_BATCH_EVENTS=4\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 10);
+    site.chunk("q0", &lines);
+    failed_with(&site.once(), "HTTP 503");
+    let st = site.status_json();
+    assert_eq!(st["pending"]["events"], 6, "{st}");
+    assert_eq!(st["delivered_events"], 4);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    assert_eq!(rx.stats()["duplicates"], 0);
+}
+
+#[test]
+fn events_the_hooks_dropped_for_space_are_reported() {
+    let site = Site::new("hookdrop");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\nMAX_SPOOL_BYTES=500\n", rx.url("http")));
+    site.hook_events(5);
+    let kept = site.spooled_ids();
+    assert_eq!(kept.len(), 2, "the queue bound should have refused 3 events");
+    ok(&site.once());
+    let events = rx.events();
+    let drop = events.iter().find(|e| e["type"] == "TELEMETRY_EVENTS_DROPPED").expect("drop report");
+    assert_eq!(
+        (drop["count"].as_u64(), drop["first_seq"].as_u64(), drop["last_seq"].as_u64()),
+        (Some(3), Some(3), Some(5))
+    );
+    assert_eq!(events.len(), 3);
+    assert_eq!(site.status_json()["dropped"]["count"], 3);
+}

@@ -90,7 +90,7 @@ impl Site {
                 .env("ifconfig_pool_remote_ip", "10.8.0.6")
                 .output()
                 .unwrap();
-            assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+            assert!(out.status.success(), "{out:?}");
         }
     }
 
