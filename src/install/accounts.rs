@@ -4,8 +4,9 @@
 //! staging root (`--root`) that carries its own account files is resolved
 //! against those, never against the build host. Without such files (a bare
 //! staging root) the host's accounts are used, as `install` says. The
-//! files are parsed directly rather than through NSS, because the release
-//! binary is static and `useradd` only manages these files anyway.
+//! files are parsed directly, and names only NSS knows (LDAP, sssd) are
+//! asked of `getent` in a child process: glibc's NSS inside the static
+//! release binary would `dlopen` the distro's modules and can crash.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +19,8 @@ pub const AGENT_USER: &str = "openvpn-telemetry";
 pub struct Accounts {
     /// The root whose `etc/passwd` and `etc/group` are read.
     etc: PathBuf,
-    /// Whether that root is `/` (accounts may also come from NSS).
+    /// Whether these are the host's accounts (names may also come from NSS,
+    /// asked through `getent`).
     host: bool,
 }
 
@@ -59,32 +61,32 @@ impl Accounts {
             .collect()
     }
 
-    pub fn uid(&self, user: &str) -> Option<u32> {
-        let found = self.records("passwd").into_iter().find(|r| r.first().map(String::as_str) == Some(user));
-        match found.and_then(|r| r.get(2).and_then(|v| v.parse().ok())) {
-            Some(uid) => Some(uid),
-            None if self.host => nix::unistd::User::from_name(user).ok().flatten().map(|u| u.uid.as_raw()),
+    /// The record of `name` in `db` (passwd or group): the files first,
+    /// then, for the host only, NSS through `getent`.
+    fn record(&self, db: &str, name: &str) -> Option<Vec<String>> {
+        let found = self.records(db).into_iter().find(|r| r.first().map(String::as_str) == Some(name));
+        match found {
+            Some(r) => Some(r),
+            None if self.host => getent(db, name),
             None => None,
         }
     }
 
+    fn field(&self, db: &str, name: &str, idx: usize) -> Option<u32> {
+        self.record(db, name).and_then(|r| r.get(idx).and_then(|v| v.parse().ok()))
+    }
+
+    pub fn uid(&self, user: &str) -> Option<u32> {
+        self.field("passwd", user, 2)
+    }
+
     pub fn gid(&self, group: &str) -> Option<u32> {
-        let found = self.records("group").into_iter().find(|r| r.first().map(String::as_str) == Some(group));
-        match found.and_then(|r| r.get(2).and_then(|v| v.parse().ok())) {
-            Some(gid) => Some(gid),
-            None if self.host => nix::unistd::Group::from_name(group).ok().flatten().map(|g| g.gid.as_raw()),
-            None => None,
-        }
+        self.field("group", group, 2)
     }
 
     /// The user's primary group id.
     pub fn primary_gid(&self, user: &str) -> Option<u32> {
-        let found = self.records("passwd").into_iter().find(|r| r.first().map(String::as_str) == Some(user));
-        match found.and_then(|r| r.get(3).and_then(|v| v.parse().ok())) {
-            Some(gid) => Some(gid),
-            None if self.host => nix::unistd::User::from_name(user).ok().flatten().map(|u| u.gid.as_raw()),
-            None => None,
-        }
+        self.field("passwd", user, 3)
     }
 
     /// Whether `user` is a member of `group` (primary or supplementary).
@@ -93,14 +95,9 @@ impl Accounts {
         if self.primary_gid(user) == Some(gid) {
             return true;
         }
-        let rec = self.records("group").into_iter().find(|r| r.first().map(String::as_str) == Some(group));
-        match rec {
-            Some(r) => r.get(3).is_some_and(|m| m.split(',').any(|m| m.trim() == user)),
-            None if self.host => {
-                nix::unistd::Group::from_name(group).ok().flatten().is_some_and(|g| g.mem.iter().any(|m| m == user))
-            }
-            None => false,
-        }
+        self.record("group", group)
+            .and_then(|r| r.get(3).cloned())
+            .is_some_and(|m| m.split(',').any(|m| m.trim() == user))
     }
 
     /// OpenVPN's script group when none is configured: `nogroup` (Debian,
@@ -148,6 +145,17 @@ impl Accounts {
         argv.push(AGENT_USER.into());
         argv
     }
+}
+
+/// One NSS record (LDAP, sssd, ...) for a name the files do not have, from
+/// `getent DB NAME` in a child process: the release binary is static, and
+/// glibc's NSS inside a static binary dlopens the distro's libc and crashes
+/// (SIGSEGV, found by the e2e). `None` when getent is missing or says no.
+fn getent(db: &str, name: &str) -> Option<Vec<String>> {
+    let out = Command::new("getent").args([db, name]).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let line = text.lines().next().filter(|_| out.status.success())?;
+    Some(line.split(':').map(str::to_string).collect())
 }
 
 /// Runs an account or service tool, turning failure into a message that
