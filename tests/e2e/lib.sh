@@ -13,13 +13,15 @@ OVT_SRV_NS=ovt-srv
 OVT_CLI_NS=ovt-cli
 OVT_SRV_ADDR=192.0.2.1
 OVT_CLI_ADDR=192.0.2.2
-OVT_PIDS=()
+# Every PID this harness starts, one a line (survives subshells, and a
+# crashed run: the next run ends what is listed here before starting).
+OVT_PIDFILE=${OVT_PIDFILE:-/run/ovt-e2e.pids}
 
 say() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { say "FAIL: $*"; exit 1; }
 
 # Remembers a PID for cleanup.
-ovt_track() { OVT_PIDS+=("$1"); }
+ovt_track() { echo "$1" >>"$OVT_PIDFILE"; }
 
 # Why the e2e cannot run here, or nothing when it can.
 ovt_gate() {
@@ -195,12 +197,31 @@ ovt_stop() {
     wait "$pid" 2>/dev/null || true
 }
 
-# Ends every tracked process (KILL after a grace period) and the network.
+# True when PID still runs one of the programs this harness starts (so a
+# recycled PID of someone else's process is never signalled).
+_ovt_ours() {
+    local cmd
+    [ -e "/proc/$1/cmdline" ] || return 1
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
+    case $cmd in *openvpn*|*receiver.py*|*cost.py*|*check.py*) return 0 ;; *) return 1 ;; esac
+}
+
+# Ends every tracked process (KILL after a grace period).
 ovt_cleanup_procs() {
-    local pid
-    for pid in "${OVT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.3
-    for pid in "${OVT_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${OVT_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    OVT_PIDS=()
+    [ -f "$OVT_PIDFILE" ] || return 0
+    local pid pids=() t=0 alive
+    while read -r pid; do
+        [ -n "$pid" ] && _ovt_ours "$pid" && pids+=("$pid")
+    done <"$OVT_PIDFILE"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    while [ "$t" -lt 40 ]; do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.05
+        t=$((t + 1))
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -f "$OVT_PIDFILE"
 }

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# tests/e2e/run.sh: the end-to-end proof (issue 5). A real OpenVPN 2.6 server
+# runs the hooks that `openvpn-telemetry install` installed, as nobody:nogroup;
+# real clients connect from another network namespace; the agent runs as the
+# unit's user and delivers over mTLS + bearer token to a local HTTPS receiver.
+#
+# Phases: main (>= 20 clients, traffic, explicit-exit-notify disconnects),
+# outage (receiver down: tunnels still work, events arrive after it returns),
+# crash (kill -9 the agent mid-delivery: nothing lost), cost (time to set up
+# N tunnels with hooks vs the same config without, interleaved rounds).
+#
+# Guarantees: skips (exit 0, "e2e skipped: why") where it cannot run or where
+# a real installation would be touched; all traffic stays in its namespaces or
+# on 127.0.0.1; an EXIT trap always ends its processes, deletes its
+# namespaces, runs `uninstall --purge` and removes its temp dir, also when an
+# assertion fails. Exit 1 on any failed assertion. Summary table on stdout and
+# in target/e2e-summary.md (override with E2E_SUMMARY).
+#
+# Environment: OVT_BIN (binary to install; default the `make build` output),
+# E2E_CLIENTS (default 20), E2E_COST_CLIENTS / E2E_COST_ROUNDS (10 / 6),
+# KEEP=1 keeps the temp dir for debugging.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+. "$HERE/lib.sh"
+
+why=$(ovt_gate)
+if [ -n "$why" ]; then
+    echo "e2e skipped: $why"
+    exit 0
+fi
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+BIN=${OVT_BIN:-$TARGET_DIR/x86_64-unknown-linux-gnu/release/openvpn-telemetry}
+[ -x "$BIN" ] || die "no binary at $BIN (run 'make build' or set OVT_BIN)"
+N=${E2E_CLIENTS:-20}
+COST_N=${E2E_COST_CLIENTS:-10}
+COST_R=${E2E_COST_ROUNDS:-6}
+SUMMARY=${E2E_SUMMARY:-$REPO/target/e2e-summary.md}
+ETC=/etc/openvpn-telemetry
+SCRIPTS=/etc/openvpn/scripts
+SBIN=/usr/local/sbin/openvpn-telemetry
+SPOOL=/var/spool/openvpn-telemetry
+MARK=$ETC/.ovt-e2e   # says: this installation was made by the e2e, remove freely
+TOKEN=e2e-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+
+# Never overwrite a real installation; remove a leftover one of ours.
+if [ -e "$MARK" ]; then
+    say "removing leftovers of an earlier e2e run"
+    ovt_cleanup_procs
+    "$SBIN" uninstall --purge >/dev/null 2>&1 || "$BIN" uninstall --purge >/dev/null 2>&1 || true
+    rm -rf "$ETC"
+elif [ -e "$ETC" ] || [ -e "$SBIN" ] || [ -e "$SPOOL" ]; then
+    echo "e2e skipped: openvpn-telemetry is installed on this host ($ETC, $SBIN or $SPOOL exists); the e2e installs for real and would replace it"
+    exit 0
+fi
+ovt_cleanup_procs
+ovt_net_down
+ovt_need_openvpn
+[ -e "$SCRIPTS" ] && SCRIPTS_EXISTED=1 || SCRIPTS_EXISTED=0
+
+T0=$(date +%s.%N)
+WORK=$(mktemp -d /tmp/ovt-e2e.XXXXXX)
+chmod 755 "$WORK" # OpenVPN drops to nobody; its config dir must stay reachable
+LEDGER=$WORK/ledger
+: >"$LEDGER"
+RDB=$WORK/receiver-db
+DUPS=0 # duplicates counted by receiver instances that were since stopped
+FAILED=0
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    say "cleaning up"
+    ovt_cleanup_procs
+    ovt_net_down
+    if [ -e "$MARK" ]; then
+        "$SBIN" uninstall --purge >"$WORK/uninstall.log" 2>&1 \
+            || { say "uninstall --purge failed:"; cat "$WORK/uninstall.log" >&2; rc=1; }
+        rm -rf "$ETC" # the marker, and whatever purge left
+        [ "$SCRIPTS_EXISTED" = 1 ] || rmdir "$SCRIPTS" 2>/dev/null || true
+    fi
+    if [ -n "${KEEP:-}" ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- pieces ---------------------------------------------------------------
+
+receiver_start() { # [port]
+    rm -f "$WORK/receiver.port"
+    python3 "$REPO/tests/support/receiver.py" --listen "127.0.0.1:${1:-0}" --ready-file "$WORK/receiver.port" \
+        --cert "$WORK/pki/receiver.crt" --key "$WORK/pki/receiver.key" --client-ca "$WORK/pki/ca.crt" \
+        --token "$TOKEN" --db "$RDB" >>"$WORK/receiver.log" 2>&1 &
+    RECEIVER_PID=$!
+    ovt_track "$RECEIVER_PID"
+    local t=0
+    while [ ! -s "$WORK/receiver.port" ]; do
+        sleep 0.05
+        t=$((t + 1))
+        [ "$t" -lt 200 ] || die "receiver did not start: $(cat "$WORK/receiver.log")"
+    done
+    PORT=$(cat "$WORK/receiver.port")
+}
+
+stats() { python3 "$HERE/check.py" stats "https://127.0.0.1:$PORT" "$WORK/pki/agent.crt" "$WORK/pki/agent.key" "$WORK/pki/ca.crt"; }
+stat_field() { stats | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+receiver_stop() {
+    DUPS=$((DUPS + $(stat_field duplicates)))
+    ovt_stop "$RECEIVER_PID"
+}
+
+# The agent as the unit runs it: its User=, Group= and SupplementaryGroups=.
+agent_cmd() {
+    local unit=/etc/systemd/system/openvpn-telemetry-agent.service user group sgroups umask
+    user=$(sed -n 's/^User=//p' "$unit" 2>/dev/null | tail -n1)
+    group=$(sed -n 's/^Group=//p' "$unit" 2>/dev/null | tail -n1)
+    sgroups=$(sed -n 's/^SupplementaryGroups=//p' "$unit" 2>/dev/null | tail -n1)
+    user=${user:-openvpn-telemetry}
+    group=${group:-$user}
+    sgroups=${sgroups:-nogroup}
+    umask=$(sed -n 's/^UMask=//p' "$unit" 2>/dev/null | tail -n1)
+    local gids
+    gids=$(for g in $sgroups; do getent group "$g" | cut -d: -f3; done | paste -sd,)
+    AGENT_CMD=(sh -c 'umask "$0" && exec "$@"' "${umask:-0022}"
+        setpriv --reuid="$user" --regid="$group" --groups="$gids" --inh-caps=-all "$SBIN" agent)
+}
+
+agent_start() {
+    agent_cmd
+    "${AGENT_CMD[@]}" >>"$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    ovt_track "$AGENT_PID"
+}
+
+agent_stop() { ovt_stop "$AGENT_PID"; }
+
+# Starts clients (by number) on the hooks server, waits for every tunnel,
+# pings the server through each, and records the sessions in the ledger.
+# Args: phase first last
+clients_up() {
+    local phase=$1 i pid
+    CLIENT_PIDS=()
+    for i in $(seq -f %02g "$2" "$3"); do
+        rm -f "$WORK/client$i-1194.log"
+        CLIENT_PIDS+=("$(ovt_client "$WORK" "$WORK/pki" "$i" 1194)")
+    done
+    for i in $(seq -f %02g "$2" "$3"); do
+        ovt_wait_log "$WORK/client$i-1194.log" "Initialization Sequence Completed" 30 \
+            || die "$phase: client $i got no tunnel (see $WORK/client$i-1194.log)"
+    done
+    for i in $(seq -f %02g "$2" "$3"); do
+        ovt_ping "ovtc$i-1194" 10.99.0.1 4 1000 || die "$phase: client $i: no ping through its tunnel"
+        echo "$phase ovt-client-$i" >>"$LEDGER"
+    done
+}
+
+# SIGTERM every client started by clients_up (explicit-exit-notify) and wait.
+clients_down() {
+    local pid
+    for pid in "${CLIENT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${CLIENT_PIDS[@]}"; do ovt_stop "$pid"; done
+}
+
+verify() { # wait_seconds [extra args]
+    local w=$1
+    shift
+    python3 "$HERE/check.py" verify "$RDB" "$LEDGER" --wait "$w" "$@"
+}
+
+check() { # phase: fail the run (after all phases' evidence is printed) when verify fails
+    if ! verify "$2" "${@:3}" >"$WORK/verify-$1.json"; then
+        say "FAIL: $1: events missing or malformed (above)"
+        FAILED=1
+    fi
+    say "$1: $(cat "$WORK/verify-$1.json")"
+}
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
+
+# --- set-up ---------------------------------------------------------------
+
+say "PKI ($N clients), namespaces, receiver"
+ovt_pki "$WORK/pki" "$N"
+chmod -R a+rX "$WORK/pki"
+ovt_net_up
+receiver_start
+say "receiver on 127.0.0.1:$PORT (mTLS + bearer)"
+
+# The test server's config, before the installer patches it; a copy on
+# another port and subnet stays unpatched for the cost comparison.
+ovt_server_conf "$WORK/server-hooks.conf" "$WORK/pki" 1194 10.99.0 ovts-hooks "$WORK/status-hooks.log" 2
+ovt_server_conf "$WORK/server-plain.conf" "$WORK/pki" 1195 10.99.1 ovts-plain "$WORK/status-plain.log" 2
+# Yardstick for the cost: the cheapest possible script hook.
+ovt_server_conf "$WORK/server-true.conf" "$WORK/pki" 1196 10.99.2 ovts-true "$WORK/status-true.log" 2 \
+    "client-connect /bin/true" "client-disconnect /bin/true"
+
+mkdir -p "$ETC"
+touch "$MARK"
+install -m 0644 "$WORK/pki/agent.crt" "$ETC/client.crt"
+install -m 0600 "$WORK/pki/agent.key" "$ETC/client.key"
+install -m 0644 "$WORK/pki/ca.crt" "$ETC/ca.crt"
+cat >"$ETC/.env" <<EOF
+TELEMETRY_URL="https://127.0.0.1:$PORT/api/v1/events"
+SERVER_ID="ovt-e2e"
+OPENVPN_SERVER_CONF="$WORK/server-hooks.conf"
+OPENVPN_SCRIPT_USER="nobody"
+OPENVPN_SCRIPT_GROUP="nogroup"
+ROTATE_INTERVAL_SECONDS=1
+RETRY_SLEEP_SECONDS=1
+RETRY_MAX_SECONDS=2
+MAX_BATCH_EVENTS=50
+SESSION_UPDATE_INTERVAL_SECONDS=1
+AUTH_HEADER="Authorization: Bearer $TOKEN"
+MTLS_ENABLED=1
+CLIENT_CERT="$ETC/client.crt"
+CLIENT_KEY="$ETC/client.key"
+CA_CERT="$ETC/ca.crt"
+EOF
+
+say "openvpn-telemetry install (for real)"
+"$BIN" install >"$WORK/install.log" 2>&1 || {
+    cat "$WORK/install.log" >&2
+    die "openvpn-telemetry install failed"
+}
+grep -q "telemetry-connect" "$WORK/server-hooks.conf" || die "install did not patch $WORK/server-hooks.conf"
+AGENT_USER=$(sed -n 's/^User=//p' /etc/systemd/system/openvpn-telemetry-agent.service 2>/dev/null | tail -n1)
+chgrp "${AGENT_USER:-openvpn-telemetry}" "$ETC/client.key" && chmod 0640 "$ETC/client.key"
+
+ovt_openvpn "$OVT_SRV_NS" "$WORK/server-hooks.conf" "$WORK/server-hooks.log" >/dev/null
+ovt_openvpn "$OVT_SRV_NS" "$WORK/server-plain.conf" "$WORK/server-plain.log" >/dev/null
+ovt_openvpn "$OVT_SRV_NS" "$WORK/server-true.conf" "$WORK/server-true.log" >/dev/null
+for s in hooks plain true; do
+    ovt_wait_log "$WORK/server-$s.log" "Initialization Sequence Completed" 10 || die "$s server did not start"
+done
+agent_start
+
+# --- main: N clients, several at once ------------------------------------
+
+say "main: $N clients connect at once, ping, disconnect"
+clients_up main 1 "$N"
+sleep 1.5 # the status file is rewritten every second: let it see the traffic
+clients_down
+check main 30
+
+# --- outage: receiver down, tunnels must not care ----------------------------
+
+say "outage: receiver stopped; 8 clients connect, ping, disconnect"
+receiver_stop
+clients_up outage 1 8
+clients_down
+BACKLOG=$(python3 "$HERE/check.py" ids "$SPOOL" | wc -l)
+say "outage: $BACKLOG events waiting in the spool; receiver back"
+OUT_T=$(now)
+receiver_start "$PORT"
+check outage 60
+OUTAGE_RECOVERY=$(elapsed "$OUT_T")
+
+# --- crash: kill -9 the agent during delivery --------------------------------
+
+say "crash: agent stopped; backlog of real sessions + 1500 write-event runs"
+agent_stop
+clients_up crash 9 16
+clients_down
+python3 "$HERE/check.py" bulk "$SBIN" 1500 bulk
+sleep 0.2
+python3 "$HERE/check.py" ids "$SPOOL" >"$WORK/crash-ids"
+agent_cmd
+CRASH_IDS=$(wc -l <"$WORK/crash-ids")
+python3 "$HERE/check.py" crash "https://127.0.0.1:$PORT" "$WORK/pki/agent.crt" "$WORK/pki/agent.key" \
+    "$WORK/pki/ca.crt" "$OVT_PIDFILE" "$WORK/agent.log" 3 -- "${AGENT_CMD[@]}" >"$WORK/crash.json" \
+    || die "crash: the kill -9 helper failed"
+say "crash: $(cat "$WORK/crash.json") (of $CRASH_IDS spooled)"
+KILLS=$(python3 -c "import json; d=json.load(open('$WORK/crash.json')); print(d['kills'], 'at', d['events_at_kill'])")
+agent_start
+check crash 60 --ids "$WORK/crash-ids"
+
+# --- cost: tunnels with hooks vs without, interleaved ------------------------
+
+say "cost: $COST_R rounds x $COST_N clients on each of: hooks, plain, /bin/true hooks"
+python3 "$HERE/cost.py" --pki "$WORK/pki" --ns "$OVT_CLI_NS" --remote "$OVT_SRV_ADDR" \
+    --server hooks:1194 --server plain:1195 --server true:1196 \
+    --clients "$COST_N" --rounds "$COST_R" --pidfile "$OVT_PIDFILE" --ledger "$LEDGER" \
+    --out "$WORK/cost.json" >/dev/null || die "cost: tunnels failed"
+check final 30
+
+# --- summary ------------------------------------------------------------
+
+DUPS=$((DUPS + $(stat_field duplicates)))
+python3 - "$WORK" "$N" "$DUPS" "$OUTAGE_RECOVERY" "$CRASH_IDS" "$KILLS" "$(elapsed "$T0")" "$SUMMARY" <<'PY'
+import json, os, sys, datetime
+work, n, dups, rec, crash_ids, kills, total, out = sys.argv[1:]
+v = json.load(open(f"{work}/verify-final.json")) if os.path.exists(f"{work}/verify-final.json") else {}
+c = json.load(open(f"{work}/cost.json"))
+sessions = v.get("sessions", 0)
+by = v.get("by_type", {})
+expected = 2 * sessions
+received = by.get("SESSION_CONNECTED", 0) + by.get("SESSION_DISCONNECTED", 0)
+rows = [
+    ("Measured", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + f", OpenVPN {os.popen('openvpn --version').readline().split()[1]}"),
+    ("Clients (certs) / real sessions", f"{n} / {sessions}"),
+    ("Session events expected / received", f"{expected} / {received}"),
+    ("Other events received", ", ".join(f"{k} {v}" for k, v in sorted(by.items()) if k not in ("SESSION_CONNECTED", "SESSION_DISCONNECTED")) or "none"),
+    ("Duplicates (dropped by event_id at receiver)", dups),
+    ("connect/disconnect paired by session_id", f"{v.get('session_ids', 0) - v.get('unpaired', 0)} of {sessions} sessions"),
+    ("Outage: time until every event arrived after the receiver returned", f"{rec} s"),
+    ("Crash: agent kill -9 during delivery / spooled events lost", f"kill -9 x {kills} / 0 of {crash_ids} lost" if v.get("problems") == 0 else f"kill -9 x {kills} / see problems"),
+    ("Time to set up {} tunnels at once, median of {} rounds: hooks / no scripts / /bin/true scripts".format(c["clients"], c["rounds"]),
+     " / ".join(f"{c['median_s'][k] * 1000:.0f} ms" for k in ("hooks", "plain", "true"))),
+    ("Tunnel set-up ratio hooks vs no scripts (target <= 1.05)", f"{c['ratio']:.3f}"),
+    ("Tunnel set-up ratio hooks vs /bin/true scripts (our code's own share)", f"{c['ratio_vs_true']:.3f}"),
+    ("e2e wall time", f"{total} s"),
+]
+text = "| e2e (tests/e2e/run.sh) | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+os.makedirs(os.path.dirname(out), exist_ok=True)
+open(out, "w").write(text)
+print(text)
+PY
+[ "$FAILED" = 0 ] || die "some assertions failed (see above)"
+say "e2e passed"
