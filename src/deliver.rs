@@ -54,6 +54,14 @@ pub enum Step {
     Hold,
 }
 
+/// Why a batch could not be read.
+enum ReadError {
+    /// The front chunk cannot be read.
+    Chunk(io::Error),
+    /// A malformed line could not be written to `failed/`.
+    SetAside(io::Error),
+}
+
 /// A failed send that leaves the position where it is.
 enum Fail {
     Retry { reason: String, retry_after: Option<Duration> },
@@ -235,7 +243,13 @@ impl Delivery {
         }
         let batch = match self.read_batch() {
             Ok(b) => b,
-            Err(e) => return self.unreadable_front(e),
+            Err(ReadError::Chunk(e)) => return self.unreadable_front(e),
+            // failed/ cannot take the bad line now (disk full?): keep it
+            // all and try again later rather than lose or skip anything.
+            Err(ReadError::SetAside(e)) => {
+                let reason = format!("cannot set a malformed line aside in {}: {e}", self.spool.failed().display());
+                return self.failed(Fail::Retry { reason, retry_after: None });
+            }
         };
         self.done = 0;
         let result = self.send_range(&batch, 0, batch.items.len());
@@ -266,7 +280,7 @@ impl Delivery {
         Step::Progress
     }
 
-    fn read_batch(&mut self) -> io::Result<Batch> {
+    fn read_batch(&mut self) -> Result<Batch, ReadError> {
         let budget = self.byte_cap.saturating_sub(http::envelope_overhead(&self.server_id)).max(1024);
         let max_events = self.settings.max_batch_events.min(usize::MAX as u64) as usize;
         let failed_dir = self.spool.failed();
@@ -293,7 +307,7 @@ impl Delivery {
                     batch.end_eof = true;
                     return Ok(batch);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(ReadError::Chunk(e)),
             };
             // Bad lines already set aside by an earlier read of this batch
             // (before a failed attempt) are not written to failed/ again.
@@ -305,16 +319,18 @@ impl Delivery {
                 let mut spill_err = None;
                 let mut spill_nl = false;
                 let fresh = offset >= seen;
-                let read = reader.next_into(&mut batch.buf, |piece| {
-                    spill_nl = piece.last() == Some(&b'\n');
-                    if fresh && spill_err.is_none() {
-                        let w =
-                            open_quarantine(&mut quarantine, &failed_dir, &bad_path).and_then(|f| f.write_all(piece));
-                        spill_err = w.err();
-                    }
-                })?;
+                let read = reader
+                    .next_into(&mut batch.buf, |piece| {
+                        spill_nl = piece.last() == Some(&b'\n');
+                        if fresh && spill_err.is_none() {
+                            let w = open_quarantine(&mut quarantine, &failed_dir, &bad_path)
+                                .and_then(|f| f.write_all(piece));
+                            spill_err = w.err();
+                        }
+                    })
+                    .map_err(ReadError::Chunk)?;
                 if let Some(e) = spill_err {
-                    return Err(e);
+                    return Err(ReadError::SetAside(e));
                 }
                 let (n, too_long) = match read {
                     Line::Eof => {
@@ -345,21 +361,20 @@ impl Delivery {
                         offset += n as u64;
                         batch.end_offset = offset;
                         if batch.items.len() >= max_events {
-                            batch.end_eof = reader.at_eof()?;
+                            batch.end_eof = reader.at_eof().map_err(ReadError::Chunk)?;
                             break true;
                         }
                         continue;
                     }
                     Err(why) => {
                         if fresh {
-                            let f = open_quarantine(&mut quarantine, &failed_dir, &bad_path)?;
                             let ends_nl = if too_long { spill_nl } else { batch.buf.last() == Some(&b'\n') };
-                            if !too_long {
-                                f.write_all(&batch.buf[start..])?;
-                            }
-                            if !ends_nl {
-                                f.write_all(b"\n")?;
-                            }
+                            let line = if too_long { &[][..] } else { &batch.buf[start..] };
+                            open_quarantine(&mut quarantine, &failed_dir, &bad_path)
+                                .and_then(|f| {
+                                    f.write_all(line).and_then(|()| f.write_all(if ends_nl { b"" } else { b"\n" }))
+                                })
+                                .map_err(ReadError::SetAside)?;
                             self.state.failed_events += 1;
                             self.quarantined.insert(name.clone(), offset + n as u64);
                             bad.push((name.clone(), offset, why));
@@ -371,8 +386,8 @@ impl Delivery {
                 batch.end_offset = offset;
             };
             if let Some(f) = quarantine {
-                f.sync_all()?;
-                spool::sync_dir(&failed_dir).map_err(|e| io::Error::other(e.to_string()))?;
+                f.sync_all().map_err(ReadError::SetAside)?;
+                spool::sync_dir(&failed_dir).map_err(|e| ReadError::SetAside(io::Error::other(e.to_string())))?;
             }
             if full {
                 break;

@@ -47,9 +47,14 @@ pub fn gather(s: &Settings) -> Value {
         bytes += size;
         events += count_lines(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)).unwrap_or(0);
     }
-    let oldest = chunks
-        .first()
-        .and_then(|(name, _)| first_event_time(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)));
+    // The oldest undelivered event is at the head of the oldest chunk, or
+    // of queue.log when pending/ is empty.
+    let queue = s.spool_dir.join(spool::QUEUE);
+    let oldest = match chunks.first() {
+        Some((name, _)) => first_event_time(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)),
+        None => first_event_time(&queue, 0),
+    };
+    let queue_events = count_lines(&queue, 0).unwrap_or(0);
     let now = crate::event::now();
     let (failed_files, failed_lines) = failed_counts(&s.spool_dir.join(spool::FAILED));
     // Drops the hooks recorded that the agent has not collected yet.
@@ -76,7 +81,7 @@ pub fn gather(s: &Settings) -> Value {
             "state_updated": non_empty(&agent_state.updated),
             "state_error": state_error,
         },
-        "queue": { "bytes": queue_bytes },
+        "queue": { "bytes": queue_bytes, "events": queue_events },
         "pending": {
             "chunks": chunks.len(),
             "events": events,
@@ -213,14 +218,11 @@ fn text(r: &Value) -> String {
     if !agent["state_error"].is_null() {
         line("agent state", s(&agent["state_error"]));
     }
-    line("queue.log", format!("{} bytes", r["queue"]["bytes"]));
+    line("queue.log", format!("{} events, {} bytes", r["queue"]["events"], r["queue"]["bytes"]));
     let p = &r["pending"];
     line("pending", format!("{} chunks, {} events, {} bytes", p["chunks"], p["events"], p["bytes"]));
     if !p["oldest_event_time"].is_null() {
-        line(
-            "oldest pending event",
-            format!("{} ({} s ago)", s(&p["oldest_event_time"]), p["oldest_event_age_seconds"]),
-        );
+        line("oldest undelivered", format!("{} ({} s ago)", s(&p["oldest_event_time"]), p["oldest_event_age_seconds"]));
     }
     line("failed/", format!("{} files, {} lines", r["failed"]["files"], r["failed"]["lines"]));
     let ls = &r["last_success"];

@@ -438,3 +438,24 @@ fn events_the_hooks_dropped_for_space_are_reported() {
     assert_eq!(events.len(), 3);
     assert_eq!(site.status_json()["dropped"]["count"], 3);
 }
+
+#[test]
+fn a_stuck_queue_lock_still_delivers_pending_and_says_why_it_stopped() {
+    let site = Site::new("stucklock");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    site.hook_events(2);
+    let queued = sorted(site.spooled_ids());
+    let (ids, lines) = event_lines(100, 5);
+    site.chunk("h1", &lines);
+    let lock = fs::OpenOptions::new().create(true).write(true).open(site.spool().join("queue.lock")).unwrap();
+    lock.lock().unwrap();
+    failed_with(&site.once(), "queue.lock is held by another process");
+    assert_eq!(sorted(rx.ids()), sorted(ids.clone()));
+    let st = site.status_json();
+    assert_eq!(st["queue"]["events"], 2);
+    assert!(st["last_error"]["message"].as_str().unwrap().contains("queue.lock"));
+    lock.unlock().unwrap();
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted([ids, queued].concat()));
+}
