@@ -45,6 +45,8 @@ const ONCE_ATTEMPTS: u32 = 3;
 /// How often `pending/` is listed again even without a rotation (for
 /// chunks the hooks wrote themselves while `queue.lock` was stuck).
 const RELIST: Duration = Duration::from_secs(30);
+/// Held (flock) by the running agent.
+const AGENT_LOCK: &str = "agent.lock";
 
 pub fn main(args: &AgentArgs) -> Result<i32, String> {
     let path = config::config_path();
@@ -54,6 +56,7 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
         log::warn!("{}:{line}: unknown setting {key}; ignored", path.display());
     }
     prepare_spool(&settings)?;
+    let _only_agent = lock_spool(&settings)?;
     let sink = Sink::from_settings(&settings).map_err(|e| format!("{}: {e}", path.display()))?;
     let server_id = settings.server_id.clone().unwrap_or_else(hostname);
 
@@ -333,6 +336,25 @@ fn prepare_spool(s: &Settings) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// One agent per spool: two would send every chunk twice and fight over
+/// the state file. The lock lives as long as the process.
+fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
+    let path = s.spool_dir.join(AGENT_LOCK);
+    let mut file = crate::spool::open_create(&path, false).map_err(|e| format!("{}: {e}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut pid = String::new();
+        let _ = std::io::Read::read_to_string(&mut file, &mut pid);
+        return Err(format!(
+            "another agent (pid {}) is already delivering from {}; stop it first (systemctl stop openvpn-telemetry-agent)",
+            pid.trim(),
+            s.spool_dir.display()
+        ));
+    }
+    let _ = file.set_len(0);
+    let _ = std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes());
+    Ok(file)
 }
 
 fn hostname() -> String {

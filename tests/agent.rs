@@ -459,3 +459,16 @@ fn a_stuck_queue_lock_still_delivers_pending_and_says_why_it_stopped() {
     ok(&site.once());
     assert_eq!(sorted(rx.ids()), sorted([ids, queued].concat()));
 }
+
+#[test]
+fn only_one_agent_per_spool() {
+    let site = Site::new("twoagents");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    let mut daemon = site.daemon();
+    wait_for("the daemon to start", || site.log().contains("delivering to").then_some(()));
+    failed_with(&site.once(), "another agent");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    ok(&site.once());
+}
