@@ -448,7 +448,8 @@ fn a_stuck_queue_lock_still_delivers_pending_and_says_why_it_stopped() {
     let queued = sorted(site.spooled_ids());
     let (ids, lines) = event_lines(100, 5);
     site.chunk("h1", &lines);
-    let lock = fs::OpenOptions::new().create(true).write(true).open(site.spool().join("queue.lock")).unwrap();
+    let lock =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(site.spool().join("queue.lock")).unwrap();
     lock.lock().unwrap();
     failed_with(&site.once(), "queue.lock is held by another process");
     assert_eq!(sorted(rx.ids()), sorted(ids.clone()));
