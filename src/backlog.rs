@@ -12,6 +12,7 @@
 //!   chunks are dropped; every dropped event is counted with its `seq`
 //!   range, and the count is made durable *before* the chunk is unlinked,
 //!   so a crash can over-count a loss but never hide one.
+//! - chunks a hook wrote itself are fsynced when first listed;
 //! - reading is streamed with a bounded line buffer: a giant line costs at
 //!   most [`LineReader`]'s cap in memory, whatever the file holds.
 
@@ -64,6 +65,7 @@ impl Backlog {
             chunks.push(Chunk { name, size: meta.len() });
         }
         chunks.sort_by(|a, b| a.name.cmp(&b.name));
+        self.make_hook_chunks_durable(&dir, &chunks);
         if let Some(first) = first
             && let Some(i) = chunks.iter().position(|c| c.name == first)
         {
@@ -72,6 +74,24 @@ impl Backlog {
         }
         self.chunks = chunks.into();
         Ok(())
+    }
+
+    /// Hooks never fsync (they must stay fast); a chunk a hook wrote itself
+    /// (`-h` in its name, written when `queue.lock` was stuck) is fsynced
+    /// here the first time it is seen, as rotation does for `queue.log`.
+    fn make_hook_chunks_durable(&self, dir: &Path, chunks: &[Chunk]) {
+        let mut synced = false;
+        for c in chunks.iter().filter(|c| c.name.contains("-h")) {
+            if self.chunks.iter().any(|old| old.name == c.name) {
+                continue;
+            }
+            if let Ok(f) = open_chunk(&dir.join(&c.name)) {
+                synced |= f.sync_all().is_ok();
+            }
+        }
+        if synced && let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
 
     pub fn bytes(&self) -> u64 {
