@@ -8,6 +8,14 @@
 //! (`openvpn-server@` runs with `--cd /etc/openvpn/server`, `openvpn@` with
 //! `--cd /etc/openvpn`). The last `status` line wins, as in OpenVPN.
 //!
+//! A config without a `status` line may still have one from the command
+//! line of its systemd unit (the config's line would win, being read
+//! later): Debian/Ubuntu's `openvpn-server@NAME` runs `--status
+//! /run/openvpn-server/status-NAME.log --status-version 2` for
+//! `/etc/openvpn/server/NAME.conf`, `openvpn@NAME` runs `--status
+//! /run/openvpn/NAME.status 10` for `/etc/openvpn/NAME.conf`; those paths
+//! are used for exactly those config locations.
+//!
 //! The `instance` of a status file is its config's name without directory
 //! and extension, the same value the hooks put in `instance`.
 
@@ -29,10 +37,12 @@ pub fn status_sources(settings: &Settings) -> (Vec<StatusSource>, Vec<String>) {
     let mut found = Vec::new();
     for conf in &settings.openvpn_server_conf {
         match std::fs::read(conf) {
-            Ok(bytes) => match status_directive(conf, &String::from_utf8_lossy(&bytes)) {
-                Some(path) => found.push(StatusSource { path, instance: instance_name(conf) }),
-                None => problems.push(format!("{}: no `status FILE` directive", conf.display())),
-            },
+            Ok(bytes) => {
+                match status_directive(conf, &String::from_utf8_lossy(&bytes)).or_else(|| unit_default(conf)) {
+                    Some(path) => found.push(StatusSource { path, instance: instance_name(conf) }),
+                    None => problems.push(format!("{}: no `status FILE` directive", conf.display())),
+                }
+            }
             Err(e) => problems.push(format!("{}: cannot read ({e}); set STATUS_LOG instead", conf.display())),
         }
     }
@@ -47,6 +57,17 @@ pub fn status_sources(settings: &Settings) -> (Vec<StatusSource>, Vec<String>) {
     }
     found.dedup_by(|a, b| a.path == b.path);
     (found, problems)
+}
+
+/// The status file the stock systemd unit for `conf` passes on its
+/// command line, if `conf` is where such a unit reads its config.
+pub fn unit_default(conf: &Path) -> Option<PathBuf> {
+    let name = conf.file_name()?.to_str()?.strip_suffix(".conf")?;
+    match conf.parent()?.to_str()? {
+        "/etc/openvpn/server" => Some(PathBuf::from(format!("/run/openvpn-server/status-{name}.log"))),
+        "/etc/openvpn" => Some(PathBuf::from(format!("/run/openvpn/{name}.status"))),
+        _ => None,
+    }
 }
 
 /// `server` for `/etc/openvpn/server/server.conf`.
@@ -152,6 +173,9 @@ mod tests {
         assert_eq!(d("status /a\n<ca>\nstatus /inline\n</ca>\nstatus-version 2\n"), Some("/a".into()));
         assert_eq!(d("status /a\nstatus /b 5\n"), Some("/b".into()));
         assert_eq!(instance_name(conf).as_deref(), Some("office"));
+        assert_eq!(unit_default(conf), Some("/run/openvpn-server/status-office.log".into()));
+        assert_eq!(unit_default(Path::new("/etc/openvpn/hq.conf")), Some("/run/openvpn/hq.status".into()));
+        assert_eq!(unit_default(Path::new("/srv/hq.conf")), None);
     }
 
     #[test]

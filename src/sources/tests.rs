@@ -194,3 +194,29 @@ fn easyrsa_issue_revoke_expire_and_restart() {
 fn rfc3339_secs(s: &str) -> i64 {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp()
 }
+
+/// `run` does a snapshot and an update at start, then stops when told.
+#[test]
+fn run_loop_starts_with_a_round_and_stops() {
+    let site = Site::new("loop");
+    let status = site.path("status.log");
+    fs::write(&status, status_v2(100, &[("alice", "198.51.100.7:5555", 1, 2)])).unwrap();
+    let settings = site.settings(&format!("STATUS_LOG={}\n", status.display()));
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    std::thread::scope(|s| {
+        let runner = s.spawn(|| run(&settings, &stop));
+        let give_up = Instant::now() + Duration::from_secs(60);
+        // Read without draining: the runner may be appending right now.
+        while seen.len() < 2 && Instant::now() < give_up {
+            let text = fs::read_to_string(site.path("spool/queue.log")).unwrap_or_default();
+            seen = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        runner.join().unwrap();
+    });
+    let kinds: Vec<&str> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds.contains(&"SESSION_SNAPSHOT") && kinds.contains(&"SESSION_UPDATE"));
+}
