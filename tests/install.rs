@@ -12,6 +12,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+#[path = "support/agent_site.rs"]
+mod site;
+
 const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
 const SBIN: &str = "/usr/local/sbin/openvpn-telemetry";
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
@@ -500,4 +503,40 @@ fn real_install_and_purge_leave_this_machine_clean() {
     if !had_openvpn {
         let _ = fs::remove_dir("/etc/openvpn");
     }
+}
+
+/// check's network lines against the real loopback TLS receiver: a good
+/// token passes with an empty batch (nothing stored), a wrong token, a
+/// wrong CA and a closed port each FAIL with a fix. Needs no root.
+#[test]
+fn check_reaches_the_server_over_tls_and_reports_auth() {
+    let s = site::Site::new("install-check");
+    let pki = site::Pki::new(&s);
+    let p = |n: &str| pki.path(n).display().to_string();
+    let rx = site::Receiver::start(&s, &["--cert", &p("server.crt"), "--key", &p("server.key"), "--token", "t0k"]);
+    let check = |extra: &str| {
+        s.config(extra);
+        let out = Command::new(BIN).arg("check").env("OPENVPN_TELEMETRY_CONFIG", s.config_path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "the site is not installed, so check must fail somewhere");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = rx.url("https");
+    let ok =
+        check(&format!("TELEMETRY_URL={url}\nCA_CERT={}\nAUTH_HEADER=\"Authorization: Bearer t0k\"\n", p("ca.crt")));
+    for want in ["OK   DNS: 127.0.0.1 -> 127.0.0.1", "OK   TCP: connected to 127.0.0.1:", "TLS and auth OK"] {
+        assert!(ok.contains(want), "{want} in\n{ok}");
+    }
+    assert_eq!(rx.events().len(), 0, "check sends no events");
+    let bad_token =
+        check(&format!("TELEMETRY_URL={url}\nCA_CERT={}\nAUTH_HEADER=\"Authorization: Bearer nope\"\n", p("ca.crt")));
+    assert!(
+        bad_token.lines().any(|l| l.starts_with("FAIL") && l.contains("refused") && l.contains("AUTH_HEADER")),
+        "{bad_token}"
+    );
+    assert!(!bad_token.contains("nope"), "the token is never printed");
+    let bad_ca = check(&format!("TELEMETRY_URL={url}\nCA_CERT={}\n", p("other.crt")));
+    assert!(bad_ca.lines().any(|l| l.starts_with("FAIL") && l.contains("CA_CERT")), "{bad_ca}");
+    drop(rx);
+    let closed = check(&format!("TELEMETRY_URL={url}\n"));
+    assert!(closed.lines().any(|l| l.starts_with("FAIL TCP:") && l.contains("— fix:")), "{closed}");
 }
