@@ -6,8 +6,10 @@
 //! - events go through [`Spool::append`], the hooks' code path, so they get
 //!   `seq` and the same delivery, bounds and drop accounting;
 //! - a file that is missing, huge (over [`READ_CAP`]), mid-rewrite or
-//!   garbage costs one log line and a skipped round, never a panic or a
-//!   wrong event; a round is retried after [`RETRY`];
+//!   garbage costs a skipped round, never a panic or a wrong event; a round
+//!   is retried after [`RETRY`]. Each problem is logged once as a warning
+//!   when it starts (again at debug level while it lasts) and once when it
+//!   is over, so a permanent one does not flood the journal;
 //! - state (`sessions.state`, `certs.state` in the spool) is written with
 //!   tmp + fsync + rename, and only after the events it covers were stored;
 //! - [`run`] runs on a thread of its own and notices `stop` within 250 ms.
@@ -17,8 +19,9 @@ mod conf;
 mod sessions;
 mod status_file;
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read as _, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,10 +94,16 @@ pub fn run(settings: &Settings, stop: &AtomicBool) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
         let (snap, upd) = (due(next_snapshot), due(next_update));
         if snap || upd {
-            let ok = sources.status_round(snap, upd, unix_now()).unwrap_or_else(|e| {
-                log::error!("sessions: {e}");
-                false
-            });
+            let ok = match sources.status_round(snap, upd, unix_now()) {
+                Ok(ok) => {
+                    sources.noise.over("sessions");
+                    ok
+                }
+                Err(e) => {
+                    sources.noise.warn("sessions", format!("sessions: {e}"));
+                    false
+                }
+            };
             let after = |every: Option<Duration>| every.map(|d| Instant::now() + if ok { d } else { RETRY.min(d) });
             if snap {
                 next_snapshot = after(snapshot_every);
@@ -104,8 +113,9 @@ pub fn run(settings: &Settings, stop: &AtomicBool) {
             }
         }
         if due(next_certs) {
-            if let Err(e) = sources.certs_round(unix_now()) {
-                log::error!("certificates: {e}");
+            match sources.certs_round(unix_now()) {
+                Ok(()) => sources.noise.over("certificates"),
+                Err(e) => sources.noise.warn("certificates", format!("certificates: {e}")),
             }
             next_certs = certs_every.map(|d| Instant::now() + d);
         }
@@ -153,10 +163,32 @@ fn unix_now() -> i64 {
     event::now().unix_timestamp()
 }
 
+/// Problems being reported, by what they are about: a warning when one
+/// starts or changes, debug while it lasts, info when it is over.
+#[derive(Default)]
+struct Noise(HashMap<String, String>);
+
+impl Noise {
+    fn warn(&mut self, key: &str, msg: String) {
+        if self.0.get(key) == Some(&msg) {
+            log::debug!("{msg} (still)");
+        } else {
+            log::warn!("{msg}");
+            self.0.insert(key.to_string(), msg);
+        }
+    }
+    fn over(&mut self, key: &str) {
+        if let Some(msg) = self.0.remove(key) {
+            log::info!("resolved: {msg}");
+        }
+    }
+}
+
 /// The sources' memory between rounds.
 struct Sources<'a> {
     settings: &'a Settings,
     sink: Sink,
+    noise: Noise,
     sessions: sessions::SessionBook,
     certs: Option<certs::CertBook>,
     /// `index.txt` identity (inode, size, mtime) at the last full read.
@@ -167,19 +199,20 @@ impl<'a> Sources<'a> {
     fn new(settings: &'a Settings) -> Sources<'a> {
         let sessions = load_state(&settings.spool_dir.join(SESSIONS_STATE)).unwrap_or_default();
         let certs = load_state(&settings.spool_dir.join(CERTS_STATE));
-        Sources { settings, sink: Sink::new(settings), sessions, certs, index_seen: None }
+        Sources { settings, sink: Sink::new(settings), noise: Noise::default(), sessions, certs, index_seen: None }
     }
 
     /// Reads every status file once and writes the updates and/or the
     /// snapshot. `Ok(false)`: some file was skipped (logged).
     fn status_round(&mut self, snapshot: bool, update: bool, now: i64) -> Result<bool, String> {
         let (found, problems) = conf::status_sources(self.settings);
-        for p in &problems {
-            if found.is_empty() {
-                log::warn!("sessions: {p}");
-            } else {
+        if found.is_empty() && !problems.is_empty() {
+            self.noise.warn("config", format!("sessions off: {}", problems.join("; ")));
+        } else {
+            for p in &problems {
                 log::debug!("sessions: {p}");
             }
+            self.noise.over("config");
         }
         if found.is_empty() {
             // Not configured (or no `status` directive): nothing to retry soon.
@@ -189,21 +222,23 @@ impl<'a> Sources<'a> {
         let mut errors = Vec::new();
         for src in &found {
             let path = src.path.display();
-            let status = match read_stable(&src.path) {
-                Ok(Some((bytes, mtime))) => match status_file::parse(&bytes, Some(mtime)) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::warn!("{path}: {e}; session round skipped");
-                        complete = false;
-                        continue;
-                    }
-                },
-                Ok(None) => {
-                    complete = false;
+            let key = path.to_string();
+            let parsed = match read_stable(&src.path) {
+                Ok(Got::Data(bytes, mtime)) => status_file::parse(&bytes, Some(mtime)).map_err(|e| e.to_string()),
+                Ok(Got::Skip(why)) => Err(why),
+                Err(e) => {
+                    errors.push(e);
                     continue;
                 }
-                Err(e) => {
-                    errors.push(format!("{path}: {e}"));
+            };
+            let status = match parsed {
+                Ok(s) => {
+                    self.noise.over(&key);
+                    s
+                }
+                Err(why) => {
+                    self.noise.warn(&key, format!("{path}: {why}; session round skipped"));
+                    complete = false;
                     continue;
                 }
             };
@@ -247,23 +282,32 @@ impl<'a> Sources<'a> {
     /// the file is as last read and no known certificate has expired.
     fn certs_round(&mut self, now: i64) -> Result<(), String> {
         let Some(index) = &self.settings.easyrsa_index else { return Ok(()) };
+        let key = index.display().to_string();
         let meta = match fs::metadata(index) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                log::warn!("{}: not found; certificate round skipped", index.display());
+                self.noise.warn(&key, format!("{key}: not found; certificate round skipped"));
                 return Ok(());
             }
-            Err(e) => return Err(format!("{}: {e}", index.display())),
+            Err(e) => return Err(format!("{key}: {e}")),
         };
         let seen = Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()));
         let expiry_due = self.certs.as_ref().and_then(certs::CertBook::next_expiry).is_some_and(|t| t <= now);
         if self.certs.is_some() && seen == self.index_seen && !expiry_due {
             return Ok(());
         }
-        let Some((bytes, _)) = read_stable(index)? else { return Ok(()) };
+        let bytes = match read_stable(index)? {
+            Got::Data(bytes, _) => bytes,
+            Got::Skip(why) => {
+                self.noise.warn(&key, format!("{key}: {why}; certificate round skipped"));
+                return Ok(());
+            }
+        };
         let (entries, bad) = certs::parse_index(&bytes);
-        if !bad.is_empty() {
-            log::warn!("{}: unreadable lines {bad:?} skipped", index.display());
+        if bad.is_empty() {
+            self.noise.over(&key);
+        } else {
+            self.noise.warn(&key, format!("{key}: unreadable lines {bad:?} skipped"));
         }
         let inventory = self.certs.is_none();
         let book = self.certs.get_or_insert_with(certs::CertBook::default);
@@ -282,18 +326,22 @@ impl<'a> Sources<'a> {
     }
 }
 
-/// Reads a file OpenVPN or Easy-RSA may be rewriting: `Ok(None)` (logged)
-/// when it is missing, over [`READ_CAP`] or changed while being read (after
-/// one retry); `Err` when it cannot be read at all. Returns the bytes and
-/// the mtime (unix seconds).
-fn read_stable(path: &Path) -> Result<Option<(Vec<u8>, i64)>, String> {
+/// What [`read_stable`] got.
+enum Got {
+    /// The bytes and the mtime (unix seconds).
+    Data(Vec<u8>, i64),
+    /// Nothing this round, and why.
+    Skip(String),
+}
+
+/// Reads a file OpenVPN or Easy-RSA may be rewriting: [`Got::Skip`] when
+/// it is missing, over [`READ_CAP`] or changed while being read (after one
+/// retry); `Err` when it cannot be read at all (permissions).
+fn read_stable(path: &Path) -> Result<Got, String> {
     for attempt in 0..2 {
         let mut file = match File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                log::warn!("{}: not found; round skipped", path.display());
-                return Ok(None);
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(format!(
                     "{}: cannot open: {e} (the agent's user needs read access to it and its directories)",
@@ -305,22 +353,20 @@ fn read_stable(path: &Path) -> Result<Option<(Vec<u8>, i64)>, String> {
         let err = |e: io::Error| format!("{}: {e}", path.display());
         let before = file.metadata().map_err(err)?;
         if before.len() > READ_CAP {
-            log::warn!("{}: {} bytes, over the {READ_CAP}-byte cap; round skipped", path.display(), before.len());
-            return Ok(None);
+            return Ok(Got::Skip(format!("{} bytes, over the {READ_CAP}-byte cap", before.len())));
         }
         let mut bytes = Vec::with_capacity(before.len() as usize);
-        Read::by_ref(&mut file).take(READ_CAP + 1).read_to_end(&mut bytes).map_err(err)?;
+        io::Read::by_ref(&mut file).take(READ_CAP + 1).read_to_end(&mut bytes).map_err(err)?;
         let after = fs::metadata(path).map_err(err)?;
         let stamp = |m: &fs::Metadata| (m.ino(), m.len(), m.mtime(), m.mtime_nsec());
         if stamp(&before) == stamp(&after) && bytes.len() as u64 == after.len() {
-            return Ok(Some((bytes, after.mtime())));
+            return Ok(Got::Data(bytes, after.mtime()));
         }
         if attempt == 0 {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    log::warn!("{}: changed while being read; round skipped", path.display());
-    Ok(None)
+    Ok(Got::Skip("changed while being read".into()))
 }
 
 /// Reads a state file; `None` when there is none (first run). A damaged
