@@ -473,3 +473,20 @@ fn only_one_agent_per_spool() {
     daemon.wait().unwrap();
     ok(&site.once());
 }
+
+#[test]
+fn a_symlink_in_pending_is_never_followed() {
+    let site = Site::new("symlink");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    let secret = site.root.join("secret.ndjson");
+    let (_, secret_lines) = event_lines(1, 1);
+    fs::write(&secret, format!("{}\n", secret_lines[0])).unwrap();
+    std::os::unix::fs::symlink(&secret, site.pending().join("00000000000000000001-h1-x.ndjson")).unwrap();
+    let (ids, lines) = event_lines(2, 2);
+    site.chunk("q0", &lines);
+    let out = site.once();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"), "{out:?}");
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    assert!(secret.exists());
+}

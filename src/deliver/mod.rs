@@ -1,0 +1,418 @@
+//! Delivery: chunks from `pending/` to the sink, in batches, at least once.
+//!
+//! A batch is read from the oldest chunk on (it may run into the next
+//! chunks) and bounded by `MAX_BATCH_EVENTS` and `MAX_BATCH_BYTES`; only
+//! one batch is in memory at a time. Each line must be a UTF-8 JSON object;
+//! anything else (a torn tail, garbage, a line larger than a batch) is
+//! appended to `failed/<chunk>.bad`, fsynced, logged, and skipped.
+//!
+//! Progress, and why nothing is lost or re-sent:
+//! - chunks are immutable once in `pending/`, so a position in the backlog
+//!   is simply (chunk name, byte offset);
+//! - after a 2xx the position moves past the acknowledged lines: chunks
+//!   read to the end are unlinked; if the position is inside a chunk, it is
+//!   recorded as `progress` in `agent-state.json` (fsynced) before anything
+//!   else is sent. After a crash or restart, reading resumes there, so only
+//!   the batch that was in flight can be sent twice (the server dedups by
+//!   `event_id`);
+//! - 413 splits the batch in halves, each acknowledged half advances the
+//!   position, a single event still refused goes to `failed/`; any other 4xx
+//!   sends the batch to `failed/` (fsynced) before the position moves on;
+//! - retryable failures leave the position where it was: the batch is read
+//!   again for the next attempt;
+//! - unlinks are made durable by an fsync of `pending/` at most once a
+//!   second (and when idle or stopping): a lost unlink only re-sends.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::time::{Duration, Instant};
+
+mod drops;
+mod read;
+
+use read::{Batch, ReadError};
+
+use crate::backlog::{self, Backlog};
+use crate::config::Settings;
+use crate::event;
+use crate::http::{Outcome, Sink};
+use crate::spool::{self, Spool};
+use crate::state::{AgentState, Failure, Progress, Success};
+
+/// How often informational state (last success, counters) is written.
+const STATE_EVERY: Duration = Duration::from_secs(1);
+/// How long the agent waits for `queue.lock` (hooks hold it for ~µs).
+pub const LOCK_WAIT: Duration = Duration::from_millis(200);
+
+/// What one call to [`Delivery::step`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Something was delivered or moved aside: call again.
+    Progress,
+    /// `pending/` is empty.
+    Idle,
+    /// The sink failed; the next attempt is not before `until`.
+    Wait { until: Instant, refused: bool, reason: String },
+    /// No `TELEMETRY_URL`: events are kept.
+    Hold,
+}
+
+/// A failed send that leaves the position where it is.
+enum Fail {
+    Retry { reason: String, retry_after: Option<Duration> },
+    Refused { reason: String },
+}
+
+pub struct Delivery {
+    pub spool: Spool,
+    settings: Settings,
+    sink: Sink,
+    server_id: String,
+    pub state: AgentState,
+    backlog: Backlog,
+    /// Offset into the first backlog chunk where reading resumes.
+    offset: u64,
+    /// Chunks of the current batch already unlinked.
+    done: usize,
+    /// Per chunk, how far bad lines were already copied to `failed/`.
+    quarantined: HashMap<String, u64>,
+    /// Lowered after a 413 so later batches fit the server's limit.
+    byte_cap: usize,
+    pub fails: u32,
+    next_attempt: Option<Instant>,
+    state_dirty: bool,
+    state_saved: Instant,
+    dir_dirty: bool,
+    dir_synced: Instant,
+}
+
+impl Delivery {
+    pub fn new(settings: &Settings, sink: Sink, server_id: String) -> Delivery {
+        let spool = Spool::new(&settings.spool_dir);
+        let mut state = match AgentState::load(&settings.spool_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("{e}; starting with an empty state (drop counts before this are lost)");
+                AgentState::default()
+            }
+        };
+        state.pid = std::process::id();
+        state.started = event::rfc3339(time::OffsetDateTime::now_utc());
+        state.sink = sink.describe();
+        let byte_cap = settings.max_batch_bytes.min(usize::MAX as u64) as usize;
+        let now = Instant::now();
+        let mut d = Delivery {
+            spool,
+            settings: settings.clone(),
+            sink,
+            server_id,
+            state,
+            backlog: Backlog::default(),
+            offset: 0,
+            done: 0,
+            quarantined: HashMap::new(),
+            byte_cap,
+            fails: 0,
+            next_attempt: None,
+            state_dirty: true,
+            state_saved: now,
+            dir_dirty: false,
+            dir_synced: now,
+        };
+        d.save_state();
+        d
+    }
+
+    pub fn holding(&self) -> bool {
+        matches!(self.sink, Sink::Hold)
+    }
+
+    /// Lists `pending/` again and applies the bounds.
+    pub fn refresh(&mut self) {
+        let first = self.state.progress.as_ref().map(|p| p.chunk.clone());
+        if let Err(e) = self.backlog.refresh(&self.spool, first.as_deref()) {
+            log::error!("{}: cannot list: {e}", self.spool.pending().display());
+            return;
+        }
+        self.offset = match (&self.state.progress, self.backlog.chunks.front()) {
+            (Some(p), Some(c)) if p.chunk == c.name => p.offset,
+            _ => 0,
+        };
+        self.enforce_bounds();
+    }
+
+    pub fn pending_chunks(&self) -> usize {
+        self.backlog.chunks.len()
+    }
+
+    /// Delivers (or moves aside) one batch.
+    pub fn step(&mut self) -> Step {
+        if self.backlog.chunks.is_empty() {
+            self.refresh();
+            if self.backlog.chunks.is_empty() {
+                self.flush();
+                return Step::Idle;
+            }
+        }
+        if self.holding() {
+            return Step::Hold;
+        }
+        if let Some(until) = self.next_attempt
+            && Instant::now() < until
+        {
+            return Step::Wait { until, refused: false, reason: "backing off".into() };
+        }
+        let batch = match self.read_batch() {
+            Ok(b) => b,
+            Err(ReadError::Chunk(e)) => return self.unreadable_front(e),
+            // failed/ cannot take the bad line now (disk full?): keep it
+            // all and try again later rather than lose or skip anything.
+            Err(ReadError::SetAside(e)) => {
+                let reason = format!("cannot set a malformed line aside in {}: {e}", self.spool.failed().display());
+                return self.failed(Fail::Retry { reason, retry_after: None });
+            }
+        };
+        self.done = 0;
+        let result = self.send_range(&batch, 0, batch.items.len());
+        let step = match result {
+            Ok(()) => {
+                self.finish_batch(&batch);
+                Step::Progress
+            }
+            Err(fail) => self.failed(fail),
+        };
+        self.maybe_flush();
+        step
+    }
+
+    fn lines(batch: &Batch, a: usize, b: usize) -> Vec<&[u8]> {
+        batch.items[a..b].iter().map(|it| &batch.buf[it.start..it.end]).collect()
+    }
+
+    /// Sends items `a..b`, splitting on 413; every acknowledged or refused
+    /// part advances the position.
+    fn send_range(&mut self, batch: &Batch, a: usize, b: usize) -> Result<(), Fail> {
+        if a == b {
+            return Ok(());
+        }
+        let lines = Self::lines(batch, a, b);
+        match self.sink.send(&self.server_id, &lines) {
+            Outcome::Delivered => {
+                self.delivered((b - a) as u64);
+                // The end of the whole batch is recorded by finish_batch
+                // (which saves the position only when it is inside a chunk).
+                if b < batch.items.len() {
+                    self.advance_to(batch, b - 1);
+                }
+                Ok(())
+            }
+            Outcome::TooLarge if b - a > 1 => {
+                let size: usize = lines.iter().map(|l| l.len() + 1).sum();
+                self.byte_cap = self.byte_cap.min(size / 2).max(1024);
+                log::warn!(
+                    "HTTP 413 for {} events ({size} bytes): splitting; batches now at most {} bytes",
+                    b - a,
+                    self.byte_cap
+                );
+                let mid = a + (b - a) / 2;
+                self.send_range(batch, a, mid)?;
+                self.send_range(batch, mid, b)
+            }
+            Outcome::TooLarge => self.reject(batch, a, b, 413, "a single event is too large for the server"),
+            Outcome::Rejected { status, body_head } => self.reject(batch, a, b, status, &body_head),
+            Outcome::Retry { reason, retry_after } => Err(Fail::Retry { reason, retry_after }),
+            Outcome::Refused { reason } => Err(Fail::Refused { reason }),
+        }
+    }
+
+    /// Moves refused lines to `failed/` durably, then past them. If they
+    /// cannot be set aside they are kept (retried) rather than lost.
+    fn reject(&mut self, batch: &Batch, a: usize, b: usize, status: u16, body_head: &str) -> Result<(), Fail> {
+        let name = format!("{:020}-http{status}.ndjson", spool::unix_nanos());
+        let lines = Self::lines(batch, a, b);
+        if let Err(e) = backlog::write_failed(&self.spool.failed(), &name, &lines) {
+            let reason = format!("server refused {} events with HTTP {status}; cannot write failed/{name}: {e}", b - a);
+            return Err(Fail::Retry { reason, retry_after: None });
+        }
+        log::error!("server refused {} events with HTTP {status} ({body_head}); moved to failed/{name}", b - a);
+        self.state.failed_events += (b - a) as u64;
+        if b < batch.items.len() {
+            self.advance_to(batch, b - 1);
+        }
+        Ok(())
+    }
+
+    /// Moves the position to just after item `i`.
+    fn advance_to(&mut self, batch: &Batch, i: usize) {
+        let item = &batch.items[i];
+        self.unlink_done(item.chunk);
+        self.set_offset(item.next);
+    }
+
+    /// Unlinks the batch's chunks before index `upto` (not yet unlinked).
+    fn unlink_done(&mut self, upto: usize) {
+        while self.done < upto {
+            self.remove_front();
+            self.done += 1;
+        }
+    }
+
+    fn finish_batch(&mut self, batch: &Batch) {
+        if batch.chunks == 0 {
+            return;
+        }
+        self.unlink_done(batch.chunks - 1);
+        if batch.end_eof {
+            self.unlink_done(batch.chunks);
+        } else {
+            self.set_offset(batch.end_offset);
+        }
+    }
+
+    /// Records the position inside the front chunk; fsynced when it is
+    /// inside a chunk, because that is what saves re-sending after a crash.
+    fn set_offset(&mut self, offset: u64) {
+        let Some(front) = self.backlog.chunks.front() else { return };
+        self.offset = offset;
+        self.state.progress = Some(Progress { chunk: front.name.clone(), offset });
+        self.state_dirty = true;
+        self.save_state();
+    }
+
+    fn remove_front(&mut self) {
+        let Some(chunk) = self.backlog.chunks.pop_front() else { return };
+        let path = self.spool.pending().join(&chunk.name);
+        match fs::remove_file(&path) {
+            Ok(()) => self.dir_dirty = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("{}: cannot remove delivered chunk: {e}", path.display()),
+        }
+        self.offset = 0;
+        self.quarantined.remove(&chunk.name);
+        if self.state.progress.as_ref().is_some_and(|p| p.chunk == chunk.name) {
+            self.state.progress = None;
+            self.state_dirty = true;
+        }
+    }
+
+    fn delivered(&mut self, events: u64) {
+        if self.fails > 0 {
+            log::info!("delivery works again after {} failed attempts", self.fails);
+        }
+        self.fails = 0;
+        self.next_attempt = None;
+        self.state.delivered_events += events;
+        self.state.last_success = Some(Success { time: event::rfc3339(time::OffsetDateTime::now_utc()), events });
+        self.state_dirty = true;
+        if self.state.dropped_unreported.count > 0 {
+            self.report_drops();
+        }
+    }
+
+    fn failed(&mut self, fail: Fail) -> Step {
+        self.fails += 1;
+        let max = Duration::from_secs(self.settings.retry_max_seconds);
+        let (reason, delay, refused) = match fail {
+            Fail::Retry { reason, retry_after } => {
+                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.fails);
+                (reason, d.max(retry_after.unwrap_or_default()).min(max), false)
+            }
+            Fail::Refused { reason } => (reason, max, true),
+        };
+        let until = Instant::now() + delay;
+        let at = time::OffsetDateTime::now_utc() + delay;
+        let next = event::rfc3339(at);
+        if refused {
+            log::error!(
+                "delivery refused (attempt {}): {reason}; events kept; next try in {:.1}s at {next}",
+                self.fails,
+                delay.as_secs_f64()
+            );
+        } else {
+            log::warn!(
+                "delivery failed (attempt {}): {reason}; next try in {:.1}s at {next}",
+                self.fails,
+                delay.as_secs_f64()
+            );
+        }
+        self.state.last_error = Some(Failure {
+            time: event::rfc3339(time::OffsetDateTime::now_utc()),
+            message: reason.clone(),
+            next_retry: Some(next),
+        });
+        self.state_dirty = true;
+        self.next_attempt = Some(until);
+        Step::Wait { until, refused, reason }
+    }
+
+    /// Notes a problem that is not a delivery attempt (for `status`).
+    pub fn note_error(&mut self, message: String) {
+        self.state.last_error =
+            Some(Failure { time: event::rfc3339(time::OffsetDateTime::now_utc()), message, next_retry: None });
+        self.state_dirty = true;
+    }
+
+    fn save_state(&mut self) {
+        self.state.updated = event::rfc3339(time::OffsetDateTime::now_utc());
+        match self.state.save(&self.settings.spool_dir) {
+            Ok(()) => {
+                self.state_dirty = false;
+                self.state_saved = Instant::now();
+            }
+            Err(e) => log::error!("cannot save agent state: {e}"),
+        }
+    }
+
+    fn maybe_flush(&mut self) {
+        if self.dir_dirty && self.dir_synced.elapsed() >= STATE_EVERY {
+            self.sync_pending();
+        }
+        if self.state_dirty && self.state_saved.elapsed() >= STATE_EVERY {
+            self.save_state();
+        }
+    }
+
+    fn sync_pending(&mut self) {
+        match spool::sync_dir(&self.spool.pending()) {
+            Ok(()) => self.dir_dirty = false,
+            Err(e) => log::warn!("{e}"),
+        }
+        self.dir_synced = Instant::now();
+    }
+
+    /// Makes everything durable now (idle, stopping).
+    pub fn flush(&mut self) {
+        if self.dir_dirty {
+            self.sync_pending();
+        }
+        if self.state_dirty {
+            self.save_state();
+        }
+    }
+}
+
+/// Exponential backoff from `sleep` to `max` seconds with "equal jitter"
+/// (half fixed, half random), so many agents do not retry in step.
+pub fn backoff(sleep: u64, max: u64, attempt: u32) -> Duration {
+    let base_ms = (sleep * 1000).max(100);
+    let max_ms = (max * 1000).max(base_ms);
+    let d = base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30)).min(max_ms);
+    let random = (uuid::Uuid::new_v4().as_u128() as u64) % (d / 2 + 1);
+    Duration::from_millis(d - d / 2 + random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        for attempt in 1..40 {
+            let d = backoff(2, 300, attempt).as_millis() as u64;
+            let full = (2000u64 << (attempt - 1).min(30)).min(300_000);
+            assert!(d >= full / 2 && d <= full, "{attempt}: {d}");
+        }
+        assert!(backoff(0, 1, 1) >= Duration::from_millis(50));
+    }
+}
