@@ -54,7 +54,8 @@ enum Outcome {
 
 struct DrainAgent {
     name: &'static str,
-    runs: Vec<Usage>,
+    /// Each good run and the number of requests the sink answered.
+    runs: Vec<(Usage, u64)>,
     outcome: Option<Outcome>,
 }
 
@@ -100,7 +101,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
             let (usage, code) = measured(&mut cmd, &log)?;
             let err = fs::read_to_string(&log).unwrap_or_default();
             let left = fs::read_dir(spool.join("pending")).map(|d| d.flatten().count()).unwrap_or(0);
-            let s = sink.lock().map_err(|_| "sink poisoned")?;
+            let s = sink.lock().map_err(|_| "sink poisoned")?.tally()?;
             let got = ids.iter().filter(|id| s.ids.contains(*id)).count();
             a.outcome = if code != 0 && err.contains("not implemented") {
                 Some(Outcome::NotBuilt)
@@ -111,10 +112,9 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
                     s.requests
                 )))
             } else {
-                a.runs.push(usage);
+                a.runs.push((usage, s.requests));
                 None
             };
-            drop(s);
             let _ = fs::remove_dir_all(&dir);
         }
     }
@@ -123,20 +123,22 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
         "## Agent drain\n\n{EVENTS} seed-format events in {CHUNKS} chunks of {} in `pending/`, delivered to a loopback HTTP/1.1 sink answering 200 (in the bench process; every event id checked); {runs} interleaved runs each, median run shown; CPU and peak RSS of the whole process tree (`getrusage(RUSAGE_CHILDREN)`, peak = largest single process).\n",
         EVENTS / CHUNKS
     );
-    let _ = writeln!(md, "| agent | wall s | events/s | CPU s (user+sys) | peak RSS MiB |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let _ =
+        writeln!(md, "| agent | wall s | events/s | CPU s (user+sys) | peak RSS MiB | requests | wall s, all runs |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|");
     let mut ok = true;
     let mut med = [None, None];
     for (i, a) in agents.iter_mut().enumerate() {
         match a.outcome.take() {
             None if !a.runs.is_empty() => {
-                a.runs.sort_by(|x, y| x.wall.total_cmp(&y.wall));
-                let m = a.runs[a.runs.len() / 2];
-                let rss = a.runs.iter().map(|u| u.rss_kib).max().unwrap_or(0);
+                let all = a.runs.iter().map(|(u, _)| format!("{:.3}", u.wall)).collect::<Vec<_>>().join(", ");
+                a.runs.sort_by(|x, y| x.0.wall.total_cmp(&y.0.wall));
+                let (m, requests) = a.runs[a.runs.len() / 2];
+                let rss = a.runs.iter().map(|(u, _)| u.rss_kib).max().unwrap_or(0);
                 med[i] = Some((m, rss));
                 let _ = writeln!(
                     md,
-                    "| {} | {:.3} | {:.0} | {:.3} | {:.1} |",
+                    "| {} | {:.3} | {:.0} | {:.3} | {:.1} | {requests} | {all} |",
                     a.name,
                     m.wall,
                     EVENTS as f64 / m.wall,
@@ -146,14 +148,14 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
             }
             None => {}
             Some(Outcome::NotBuilt) => {
-                let _ = writeln!(md, "| {} | agent: not built yet | | | |", a.name);
+                let _ = writeln!(md, "| {} | agent: not built yet | | | | | |", a.name);
             }
             Some(Outcome::Skipped(why)) => {
-                let _ = writeln!(md, "| {} | skipped: {why} | | | |", a.name);
+                let _ = writeln!(md, "| {} | skipped: {why} | | | | | |", a.name);
             }
             Some(Outcome::Failed(why)) => {
                 ok = false;
-                let _ = writeln!(md, "| {} | **FAILED**: {} | | | |", a.name, why.replace('|', "/"));
+                let _ = writeln!(md, "| {} | **FAILED**: {} | | | | | |", a.name, why.replace('|', "/"));
             }
         }
     }
