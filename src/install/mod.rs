@@ -22,7 +22,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{InstallArgs, UninstallArgs};
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use accounts::{AGENT_USER, Accounts};
 use plan::{Action, Change, Owner, Who};
 
@@ -68,6 +68,8 @@ pub struct Desired {
     pub settings: Settings,
     pub force: bool,
     pub warnings: Vec<String>,
+    /// The spool the current agent.env names, when it differs.
+    pub old_spool: Option<PathBuf>,
 }
 
 /// `agent.env` from the template, the current file and `.env`.
@@ -84,7 +86,10 @@ pub fn desired_settings(layout: &Layout) -> Result<Desired, String> {
         .iter()
         .map(|(line, key)| format!("{AGENT_ENV}:{line}: {key} is not a setting this version knows (kept as is)"))
         .collect();
-    Ok(Desired { text, settings, force, warnings })
+    let old_spool = envfile::lookup(&existing, "SPOOL_DIR")
+        .and_then(|v| config::spool_dir_value(v).ok())
+        .filter(|old| *old != settings.spool_dir);
+    Ok(Desired { text, settings, force, warnings, old_spool })
 }
 
 /// OpenVPN's script user and group, checked to exist.
@@ -231,6 +236,21 @@ fn plan_install(layout: &Layout, chown: bool) -> Result<Plan, String> {
         plan.add(plan::dir(&dir, 0o2770, spool_owner.clone(), &accounts));
         if chown {
             plan.changes.extend(spool_file_fixes(&dir, &script_group, &accounts));
+        }
+    }
+
+    if let Some(old) = &desired.old_spool {
+        let pending = layout.at(old).join(crate::spool::PENDING);
+        let chunks = fs::read_dir(&pending).map(|d| d.count()).unwrap_or(0);
+        if chunks > 0 || layout.at(old).join(crate::spool::QUEUE).exists() {
+            plan.notes.push(format!(
+                "SPOOL_DIR moves from {} to {}: the old spool still holds {chunks} chunk(s) (and maybe queue.log); \
+                 move {}/* into {} and the agent delivers them",
+                old.display(),
+                s.spool_dir.display(),
+                pending.display(),
+                spool.join(crate::spool::PENDING).display()
+            ));
         }
     }
 
