@@ -21,12 +21,15 @@ test: lint
 install: build
 	$(BIN) install
 
-# Speed as ratios against baselines in the same run (see benches/bench.rs):
+# Speed as ratios against baselines in the same run (benches/bench/main.rs):
 # hook latency vs /bin/true and the seed's shell hook, agent drain and idle
-# CPU vs the seed's shell agent. Measures the static binary that `build` made.
+# CPU vs the seed's shell agent. Measures the static binary that `build` made;
+# the table is printed and copied to target/bench.md.
+BENCH_OUT := $(abspath $(or $(CARGO_TARGET_DIR),target))
 bench: build
 	@command -v curl >/dev/null || echo "bench: curl not installed; the seed agent baseline is skipped (apt-get install -y curl)"
-	OVT_BENCH_BIN=$(CURDIR)/$(BIN) OVT_BENCH_OUT=$(CURDIR)/target/bench.md $(CARGO) bench --locked --bench bench
+	OVT_BENCH_BIN=$(BENCH_OUT)/$(TARGET)/release/openvpn-telemetry OVT_BENCH_OUT=$(BENCH_OUT)/bench.md \
+		$(CARGO) bench --locked --bench bench
 
 # End-to-end proof with a real OpenVPN 2.6 in network namespaces (issue 5):
 # installs the static build for real, runs >= 20 clients, an outage, agent
