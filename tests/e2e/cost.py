@@ -10,10 +10,16 @@ round visits every server, in an order that rotates from round to round so
 drift in machine load hits all equally; a visit starts N clients at once,
 takes the time from spawn until every client logged "Initialization
 Sequence Completed", then stops them with SIGTERM (explicit-exit-notify)
-and waits for them to exit.
+and waits for them to exit. Then the same with one client at a time
+(--singles per server, certificates taken in turn): the latency one user
+sees, where the burst shows the server's throughput. OpenVPN ends a session (and runs
+client-disconnect) 5 s after the client's exit notice, so before visiting a
+server again with the same certificates we wait until its log shows those
+sessions ended, so no visit makes OpenVPN drop a live session of the same
+name inside the measurement.
 
-Usage: cost.py --pki DIR --ns NS --remote IP --server hooks:PORT
-               --server plain:PORT [--server true:PORT]
+Usage: cost.py --pki DIR --ns NS --remote IP --server hooks:PORT:LOG
+               --server plain:PORT:LOG [--server true:PORT:LOG]
                --clients N --rounds R --pidfile F --ledger F --out JSON
 Every client PID is appended to --pidfile before anything else happens, so
 the harness can end them if this process dies. Common names of sessions on
@@ -47,10 +53,10 @@ def spawn(a, i, port, tag):  # tag: one letter, keeps tun names unique
     return p
 
 
-def round_trip(a, port, tag):
-    """One round: seconds until all N tunnels are up (None on failure)."""
+def round_trip(a, port, tag, ids):
+    """One visit: seconds until the tunnels of clients `ids` are all up (None on failure)."""
     start = time.monotonic()
-    procs = [spawn(a, i, port, tag) for i in range(1, a.clients + 1)]
+    procs = [spawn(a, i, port, tag) for i in ids]
     bufs = {p.stdout.fileno(): b"" for p in procs}
     up = {}
     deadline = start + 30
@@ -80,37 +86,90 @@ def round_trip(a, port, tag):
     return elapsed
 
 
+ENDED = "client-instance exiting"
+
+
+def ended(log):
+    with open(log, errors="replace") as f:
+        return f.read().count(ENDED)
+
+
+def wait_ended(log, want, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while ended(log) < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if ended(log) < want:
+        sys.stderr.write(f"cost: {log}: {ended(log)} sessions ended, expected {want}; going on\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     for k in ("pki", "ns", "remote", "pidfile", "ledger", "out"):
         ap.add_argument("--" + k, required=True)
-    ap.add_argument("--server", action="append", required=True, help="NAME:PORT")
+    ap.add_argument("--server", action="append", required=True, help="NAME:PORT:LOG")
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--singles", type=int, default=20)
+    ap.add_argument("--pool", type=int, default=30, help="client certificates available")
     a = ap.parse_args()
-    servers = [(n, int(p)) for n, p in (x.split(":") for x in a.server)]
+    servers = [(n, int(p)) for n, p, _ in (x.split(":", 2) for x in a.server)]
+    logs = {n: log for n, _, log in (x.split(":", 2) for x in a.server)}
+    base = {n: ended(logs[n]) for n, _ in servers}
     times = {n: [] for n, _ in servers}
-    for r in range(a.rounds):
+    singles = {n: [] for n, _ in servers}
+    started = {n: 0 for n, _ in servers}
+
+    def visit(name, port, ids, into):
+        t = round_trip(a, port, name[0], ids)
+        if t is None:
+            return False
+        into[name].append(t)
+        started[name] += len(ids)
+        if name == "hooks":
+            with open(a.ledger, "a") as f:
+                f.writelines(f"cost ovt-client-{i:02d}\n" for i in ids)
+        return True
+
+    def rotation(r):
         k = r % len(servers)
         order = servers[k:] + servers[:k]
-        if (r // len(servers)) % 2:
-            order.reverse()
-        for name, port in order:
-            t = round_trip(a, port, name[0])
-            if t is None:
+        return order[::-1] if (r // len(servers)) % 2 else order
+
+    # Bursts take their certificates in slices that rotate through the pool,
+    # so a server sees the same common names again only after the sessions
+    # that used them ended (else it would drop them inside the measurement).
+    slices = max(1, a.pool // a.clients)
+    visits = {n: 0 for n, _ in servers}
+    for r in range(a.rounds):
+        for name, port in rotation(r):
+            k = visits[name] % slices
+            ids = [(k * a.clients + i) % a.pool + 1 for i in range(a.clients)]
+            wait_ended(logs[name], base[name] + max(0, started[name] - (slices - 1) * a.clients))
+            if not visit(name, port, ids, times):
                 return 1
-            times[name].append(t)
-            if name == "hooks":
-                with open(a.ledger, "a") as f:
-                    f.writelines(f"cost ovt-client-{i:02d}\n" for i in range(1, a.clients + 1))
-            # Let the server finish its client-disconnect work before the next visit.
-            time.sleep(0.3)
+            visits[name] += 1
+    for r in range(a.singles):
+        for name, port in rotation(r):
+            if not visit(name, port, [r % a.pool + 1], singles):
+                return 1
+    for name, _ in servers:  # the hooks server's last disconnects, before the harness checks events
+        wait_ended(logs[name], base[name] + started[name])
     med = {n: statistics.median(v) for n, v in times.items()}
-    res = {"clients": a.clients, "rounds": a.rounds, "times_s": times, "median_s": med}
+    med1 = {n: statistics.median(v) for n, v in singles.items()}
+    res = {
+        "clients": a.clients,
+        "rounds": a.rounds,
+        "singles": a.singles,
+        "times_s": times,
+        "singles_s": singles,
+        "median_s": med,
+        "median_single_s": med1,
+    }
     res["ratio"] = med["hooks"] / med["plain"]
+    res["ratio_single"] = med1["hooks"] / med1["plain"]
     if "true" in med:
         res["ratio_vs_true"] = med["hooks"] / med["true"]
-        res["ratio_true_vs_plain"] = med["true"] / med["plain"]
+        res["ratio_single_vs_true"] = med1["hooks"] / med1["true"]
     with open(a.out, "w") as f:
         json.dump(res, f)
     print(json.dumps(res))

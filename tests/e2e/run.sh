@@ -17,7 +17,8 @@
 # in target/e2e-summary.md (override with E2E_SUMMARY).
 #
 # Environment: OVT_BIN (binary to install; default the `make build` output),
-# E2E_CLIENTS (default 20), E2E_COST_CLIENTS / E2E_COST_ROUNDS (10 / 6),
+# E2E_CLIENTS (default 20), E2E_COST_CLIENTS / E2E_COST_ROUNDS /
+# E2E_COST_SINGLES (10 / 6 / 12),
 # KEEP=1 keeps the temp dir for debugging.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -184,7 +185,8 @@ elapsed() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 # --- set-up ---------------------------------------------------------------
 
 say "PKI ($N clients), namespaces, receiver"
-ovt_pki "$WORK/pki" "$N"
+POOL=$((N > 30 ? N : 30)) # certificates; the cost phase rotates through 30
+ovt_pki "$WORK/pki" "$POOL"
 chmod -R a+rX "$WORK/pki"
 ovt_net_up
 receiver_start
@@ -236,15 +238,26 @@ ovt_openvpn "$OVT_SRV_NS" "$WORK/server-true.conf" "$WORK/server-true.log" >/dev
 for s in hooks plain true; do
     ovt_wait_log "$WORK/server-$s.log" "Initialization Sequence Completed" 10 || die "$s server did not start"
 done
+# OpenVPN creates its status file 0600 root before dropping privileges, so
+# the agent's user cannot read it: the operator step the README documents
+# (OpenVPN truncates it in place, so the group and mode stay).
+t=0
+while [ ! -e "$WORK/status-hooks.log" ] && [ "$t" -lt 100 ]; do sleep 0.05; t=$((t + 1)); done
+chgrp "${AGENT_USER:-openvpn-telemetry}" "$WORK/status-hooks.log" && chmod 0640 "$WORK/status-hooks.log" \
+    || die "cannot make the status file readable for the agent"
 agent_start
 
 # --- main: N clients, several at once ------------------------------------
 
 say "main: $N clients connect at once, ping, disconnect"
 clients_up main 1 "$N"
-sleep 1.5 # the status file is rewritten every second: let it see the traffic
+# More traffic while the status file (rewritten every second) and
+# SESSION_UPDATE (every second here) watch: byte counters must grow.
+sleep 1.5
+for i in 01 02 03; do ovt_ping "ovtc$i-1194" 10.99.0.1 20 1200 || die "main: client $i: traffic failed"; done
+sleep 2.5
 clients_down
-check main 30
+check main 30 --updates 1
 
 # --- outage: receiver down, tunnels must not care ----------------------------
 
@@ -261,11 +274,11 @@ OUTAGE_RECOVERY=$(elapsed "$OUT_T")
 
 # --- crash: kill -9 the agent during delivery --------------------------------
 
-say "crash: agent stopped; backlog of real sessions + 1500 write-event runs"
+say "crash: agent stopped; backlog of real sessions + 1000 write-event runs"
 agent_stop
 clients_up crash 9 16
 clients_down
-python3 "$HERE/check.py" bulk "$SBIN" 1500 bulk
+python3 "$HERE/check.py" bulk "$SBIN" 1000 bulk
 sleep 0.2
 python3 "$HERE/check.py" ids "$SPOOL" >"$WORK/crash-ids"
 agent_cmd
@@ -282,8 +295,9 @@ check crash 60 --ids "$WORK/crash-ids"
 
 say "cost: $COST_R rounds x $COST_N clients on each of: hooks, plain, /bin/true hooks"
 python3 "$HERE/cost.py" --pki "$WORK/pki" --ns "$OVT_CLI_NS" --remote "$OVT_SRV_ADDR" \
-    --server hooks:1194 --server plain:1195 --server true:1196 \
-    --clients "$COST_N" --rounds "$COST_R" --pidfile "$OVT_PIDFILE" --ledger "$LEDGER" \
+    --server "hooks:1194:$WORK/server-hooks.log" --server "plain:1195:$WORK/server-plain.log" \
+    --server "true:1196:$WORK/server-true.log" \
+    --clients "$COST_N" --rounds "$COST_R" --singles "${E2E_COST_SINGLES:-12}" --pool "$POOL" --pidfile "$OVT_PIDFILE" --ledger "$LEDGER" \
     --out "$WORK/cost.json" >/dev/null || die "cost: tunnels failed"
 check final 30
 
@@ -298,13 +312,14 @@ c = json.load(open(f"{work}/cost.json"))
 sessions = v.get("sessions", 0)
 by = v.get("by_type", {})
 expected = 2 * sessions
-received = by.get("SESSION_CONNECTED", 0) + by.get("SESSION_DISCONNECTED", 0)
+received = by.get("SESSION_CONNECTED", 0) + by.get("SESSION_DISCONNECTED", 0) - v.get("foreign", 0)
 rows = [
     ("Measured", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + f", OpenVPN {os.popen('openvpn --version').readline().split()[1]}"),
     ("Clients (certs) / real sessions", f"{n} / {sessions}"),
     ("Session events expected / received", f"{expected} / {received}"),
     ("Other events received", ", ".join(f"{k} {v}" for k, v in sorted(by.items()) if k not in ("SESSION_CONNECTED", "SESSION_DISCONNECTED")) or "none"),
     ("Duplicates (dropped by event_id at receiver)", dups),
+] + ([("Foreign session events (other processes on this host wrote to the same spool)", v["foreign"])] if v.get("foreign") else []) + [
     ("connect/disconnect paired by session_id", f"{v.get('session_ids', 0) - v.get('unpaired', 0)} of {sessions} sessions"),
     ("Outage: time until every event arrived after the receiver returned", f"{rec} s"),
     ("Crash: agent kill -9 during delivery / spooled events lost", f"kill -9 x {kills} / 0 of {crash_ids} lost" if v.get("problems") == 0 else f"kill -9 x {kills} / see problems"),
@@ -312,6 +327,10 @@ rows = [
      " / ".join(f"{c['median_s'][k] * 1000:.0f} ms" for k in ("hooks", "plain", "true"))),
     ("Tunnel set-up ratio hooks vs no scripts (target <= 1.05)", f"{c['ratio']:.3f}"),
     ("Tunnel set-up ratio hooks vs /bin/true scripts (our code's own share)", f"{c['ratio_vs_true']:.3f}"),
+    ("One tunnel at a time, median of {} each: hooks / no scripts / /bin/true scripts".format(c["singles"]),
+     " / ".join(f"{c['median_single_s'][k] * 1000:.0f} ms" for k in ("hooks", "plain", "true"))),
+    ("One tunnel at a time, ratio hooks vs no scripts / vs /bin/true", f"{c['ratio_single']:.3f} / {c['ratio_single_vs_true']:.3f}"),
+    ("Live usage (SESSION_UPDATE): sessions with updates / whose bytes grew; session_id = the connect hook's", f"{v.get('update_sessions', 0)} / {v.get('update_sessions_grown', 0)}; yes" if v.get("problems") == 0 else "see problems"),
     ("e2e wall time", f"{total} s"),
 ]
 text = "| e2e (tests/e2e/run.sh) | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
