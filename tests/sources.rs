@@ -213,3 +213,217 @@ fn status_file_updates_snapshots_and_the_hooks_session_id() {
     let ups = of_type(&evs, "SESSION_UPDATE");
     assert!(ups.len() == 3 && ups.iter().all(|u| u["bytes_received_delta"] == 300), "{ups:?}");
 }
+
+/// Processes and namespaces of one live OpenVPN run, ended on drop (by PID
+/// and by name: only what this test made).
+struct Live {
+    namespaces: Vec<String>,
+    children: Vec<std::process::Child>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn sh(args: &[&str]) -> bool {
+    Command::new(args[0]).args(&args[1..]).output().is_ok_and(|o| o.status.success())
+}
+
+fn wait_for(file: &Path, text: &str) -> bool {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < give_up {
+        if fs::read_to_string(file).is_ok_and(|t| t.contains(text)) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// Why a live OpenVPN cannot run here, if it cannot.
+fn live_gate() -> Option<&'static str> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("not root");
+    }
+    if !Path::new("/dev/net/tun").exists() || !Path::new(EASYRSA).exists() {
+        return Some("no /dev/net/tun or easy-rsa");
+    }
+    if !sh(&["openvpn", "--version"]) && !Path::new("/usr/sbin/openvpn").exists() {
+        return Some("no openvpn");
+    }
+    None
+}
+
+/// A real OpenVPN 2.6 server and client in two namespaces of this test's
+/// own: the client's SESSION_UPDATE bytes grow with its traffic, its
+/// session_id is its connect event's, and its disconnect empties the next
+/// snapshot.
+#[test]
+fn live_openvpn_session_updates_follow_traffic() {
+    if let Some(why) = live_gate() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let id = std::process::id();
+    let (srv, cli) = (format!("ovt6s-{id}"), format!("ovt6c-{id}"));
+    let (veth_s, veth_c) = (format!("o6s{}", id % 100_000), format!("o6c{}", id % 100_000));
+    let mut live = Live { namespaces: Vec::new(), children: Vec::new() };
+    for ns in [&srv, &cli] {
+        if !sh(&["ip", "netns", "add", ns]) {
+            eprintln!("skipped: cannot create network namespaces");
+            return;
+        }
+        live.namespaces.push(ns.clone());
+    }
+    assert!(sh(&["ip", "link", "add", &veth_s, "netns", &srv, "type", "veth", "peer", "name", &veth_c, "netns", &cli]));
+    for (ns, dev, addr) in [(&srv, &veth_s, "192.0.2.1/24"), (&cli, &veth_c, "192.0.2.2/24")] {
+        assert!(sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]));
+        assert!(sh(&["ip", "-n", ns, "link", "set", dev, "up"]));
+        assert!(sh(&["ip", "-n", ns, "link", "set", "lo", "up"]));
+    }
+
+    let mut site = Site::new("live", "");
+    let dir = site.root.clone();
+    easyrsa(&dir, &["init-pki"], &[]);
+    easyrsa(&dir, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "live-ca")]);
+    easyrsa(&dir, &["build-server-full", "server", "nopass"], &[]);
+    easyrsa(&dir, &["build-client-full", "alice", "nopass"], &[]);
+    let pki = dir.join("pki");
+    for hook in ["telemetry-connect.sh", "telemetry-disconnect.sh"] {
+        symlink(BIN, dir.join(hook)).unwrap();
+    }
+    let conf = dir.join("server.conf");
+    let p = |rel: &str| pki.join(rel).display().to_string();
+    fs::write(
+        &conf,
+        format!(
+            "proto udp\nlocal 192.0.2.1\nport 1194\ndev tun\ntopology subnet\nserver 10.98.0.0 255.255.255.0\n\
+ca {}\ncert {}\nkey {}\ndh none\ndisable-dco\nkeepalive 1 10\nstatus live-status.log 1\nstatus-version 2\n\
+script-security 2\nsetenv OPENVPN_TELEMETRY_CONFIG {}\nclient-connect {}\nclient-disconnect {}\nverb 3\n",
+            p("ca.crt"),
+            p("issued/server.crt"),
+            p("private/server.key"),
+            dir.join("agent.env").display(),
+            dir.join("telemetry-connect.sh").display(),
+            dir.join("telemetry-disconnect.sh").display(),
+        ),
+    )
+    .unwrap();
+    let env = fs::read_to_string(dir.join("agent.env")).unwrap();
+    fs::write(dir.join("agent.env"), format!("{env}OPENVPN_SERVER_CONF={}\n", conf.display())).unwrap();
+
+    let spawn = |ns: &str, args: &[String]| {
+        Command::new("ip").args(["netns", "exec", ns, "openvpn"]).args(args).current_dir(&dir).spawn().unwrap()
+    };
+    let server_log = dir.join("server.log");
+    let s = format!("{}", conf.display());
+    live.children.push(spawn(&srv, &["--config".into(), s, "--log".into(), server_log.display().to_string()]));
+    assert!(wait_for(&server_log, "Initialization Sequence Completed"), "server did not start");
+    let client_log = dir.join("client.log");
+    let client_args: Vec<String> = [
+        "--client",
+        "--dev",
+        "tun",
+        "--proto",
+        "udp",
+        "--remote",
+        "192.0.2.1",
+        "1194",
+        "--nobind",
+        "--remote-cert-tls",
+        "server",
+        "--explicit-exit-notify",
+        "1",
+        "--disable-dco",
+        "--verb",
+        "3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--ca", &p("ca.crt"), "--cert", &p("issued/alice.crt"), "--key", &p("private/alice.key")].map(String::from))
+    .chain(["--log".to_string(), client_log.display().to_string()])
+    .collect();
+    live.children.push(spawn(&cli, &client_args));
+    assert!(wait_for(&client_log, "Initialization Sequence Completed"), "client did not connect");
+
+    // Traffic through the tunnel: UDP datagrams to the server's tunnel
+    // address, counted by OpenVPN whether or not anything answers.
+    let traffic = |n: u32| {
+        let code = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor _ in range({n}): s.sendto(b'x'*1000,('10.98.0.1',9))"
+        );
+        assert!(sh(&["ip", "netns", "exec", &cli, "python3", "-c", &code]));
+    };
+    // Waits until OpenVPN's status file shows alice with at least `min`
+    // bytes received (it is rewritten every second).
+    let status = dir.join("live-status.log");
+    let wait_rx = |min: u64| {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let rx = || {
+            let text = fs::read_to_string(&status).unwrap_or_default();
+            text.lines()
+                .find(|l| l.starts_with("CLIENT_LIST,alice,"))
+                .and_then(|l| l.split(',').nth(5).and_then(|n| n.parse::<u64>().ok()))
+                .unwrap_or(0)
+        };
+        while rx() < min && std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    traffic(10);
+    assert!(wait_for(&dir.join("spool/queue.log"), "SESSION_CONNECTED"), "no connect event");
+    wait_rx(10_000);
+    let first_round = site.agent(None);
+    let connect = of_type(&first_round, "SESSION_CONNECTED");
+    assert_eq!(connect.len(), 1, "{first_round:?}");
+    let up1 = of_type(&first_round, "SESSION_UPDATE");
+    assert_eq!(up1.len(), 1, "{first_round:?}");
+    assert_eq!(up1[0]["session_id"], connect[0]["session_id"]);
+    assert_eq!(up1[0]["common_name"], "alice");
+    assert_eq!(up1[0]["virtual_ip"], connect[0]["virtual_ip"]);
+    let rx1 = up1[0]["bytes_received"].as_u64().unwrap();
+    assert!(rx1 >= 10_000, "{:?}", up1[0]);
+
+    traffic(50);
+    wait_rx(rx1 + 50_000);
+    let evs = site.agent(None);
+    let ups = of_type(&evs, "SESSION_UPDATE");
+    assert_eq!(ups.len(), 1, "{evs:?}");
+    let up2 = ups[0];
+    let rx2 = up2["bytes_received"].as_u64().unwrap();
+    assert_eq!(up2["session_id"], connect[0]["session_id"]);
+    assert!(rx2 >= rx1 + 50_000, "{rx1} -> {rx2}");
+    assert_eq!(up2["bytes_received_delta"].as_u64(), Some(rx2 - rx1));
+
+    // The client leaves: its disconnect carries the same id, and the next
+    // snapshot lists nobody.
+    let client = live.children.pop().unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(client.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let mut client = client;
+    let _ = client.wait();
+    assert!(wait_for(&dir.join("spool/queue.log"), "SESSION_DISCONNECTED"), "no disconnect");
+    // A status file written just before the disconnect may still list
+    // alice (the server must not reopen a session it saw close): wait for
+    // OpenVPN's next rewrite.
+    let status = dir.join("live-status.log");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fs::read_to_string(&status).unwrap_or_default().contains("CLIENT_LIST,alice")
+        && std::time::Instant::now() < give_up
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let evs = site.agent(None);
+    let gone = of_type(&evs, "SESSION_DISCONNECTED");
+    assert_eq!(gone[0]["session_id"], connect[0]["session_id"]);
+    let snap = of_type(&evs, "SESSION_SNAPSHOT");
+    assert_eq!(snap[0]["session_count"], 0, "{evs:?}");
+}
