@@ -1,15 +1,16 @@
 # openvpn-telemetry: the two commands a user needs are `make install` and `make test`.
 CARGO  ?= cargo
 TARGET := x86_64-unknown-linux-gnu
-# A static (static-pie) glibc build: runs on every glibc distro, and is the
-# fastest hook to exec (no dynamic loader). See README, "Building".
-STATIC := RUSTFLAGS="-C target-feature=+crt-static"
-BIN    := target/$(TARGET)/release/openvpn-telemetry
+OUT    := $(abspath $(or $(CARGO_TARGET_DIR),target))
+# `build` is for this host (what `make install` installs): an ordinary
+# release build against this host's glibc. `dist` makes the portable file
+# for other servers (glibc >= 2.17). Why not static: README, "Building".
+BIN    := $(OUT)/release/openvpn-telemetry
 
 .PHONY: build test install bench e2e dist dist-check lint
 
 build:
-	$(STATIC) $(CARGO) build --release --locked --target $(TARGET)
+	$(CARGO) build --release --locked
 
 lint:
 	$(CARGO) fmt --check
@@ -28,7 +29,7 @@ install: build
 BENCH_OUT := $(abspath $(or $(CARGO_TARGET_DIR),target))
 bench: build
 	@command -v curl >/dev/null || echo "bench: curl not installed; the seed agent baseline is skipped (apt-get install -y curl)"
-	OVT_BENCH_BIN=$(BENCH_OUT)/$(TARGET)/release/openvpn-telemetry OVT_BENCH_OUT=$(BENCH_OUT)/bench.md \
+	OVT_BENCH_BIN=$(BIN) OVT_BENCH_OUT=$(BENCH_OUT)/bench.md \
 		$(CARGO) bench --locked --bench bench
 
 # End-to-end proof with a real OpenVPN 2.6 in network namespaces (issue 5):
@@ -37,13 +38,13 @@ bench: build
 # /dev/net/tun and `ip netns`; prints "e2e skipped: why" (exit 0) otherwise.
 # Summary: target/e2e-summary.md.
 e2e: build
-	OVT_BIN=$(abspath $(or $(CARGO_TARGET_DIR),target))/$(TARGET)/release/openvpn-telemetry tests/e2e/run.sh
+	OVT_BIN=$(BIN) tests/e2e/run.sh
 
 # --- dist: the one file that goes onto servers -------------------------------
 # DIST=zig (default): cargo-zigbuild (crates.io) + ziglang (PyPI), fetched
 # once into $(DIST_TOOLS), linking against glibc 2.17 (RHEL 7 .. Ubuntu
 # 24.04) at opt-level=s: 2.5 MB, and glibc's NSS works natively.
-# DIST=static: the static-pie build from `build` (no floor at all, ~0.3 ms
+# DIST=static: a static-pie build (no floor at all, ~0.3 ms
 # faster hook exec), but 4.2 MB (3.5 MB even at opt-level=z) and its glibc
 # aborts when nsswitch.conf sends a lookup to a module it must dlopen (e.g.
 # RHEL's `hosts: files dns myhostname` once DNS fails). See README.
@@ -60,8 +61,12 @@ DIST_SRC   := $(DIST_OUT)/zig/$(TARGET)/release/openvpn-telemetry
 DIST_BUILD := dist-zig
 else
 DIST_SRC   := $(DIST_OUT)/$(TARGET)/release/openvpn-telemetry
-DIST_BUILD := build
+DIST_BUILD := build-static
 endif
+
+.PHONY: build-static
+build-static:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(TARGET)
 
 .PHONY: dist-zig
 dist-zig:
