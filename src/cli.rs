@@ -21,6 +21,7 @@ pub struct Cli {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+#[allow(dead_code)] // the hook variants' fields: see ConnectArgs
 pub enum Command {
     Connect(ConnectArgs),
     Disconnect(DisconnectArgs),
@@ -33,6 +34,9 @@ pub enum Command {
 }
 
 /// client-connect hook: append SESSION_CONNECTED (always exits 0)
+// Hooks are dispatched in main before any parsing; this struct only
+// exists so that --help lists the hook.
+#[allow(dead_code)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "connect")]
 pub struct ConnectArgs {
@@ -42,6 +46,9 @@ pub struct ConnectArgs {
 }
 
 /// client-disconnect hook: append SESSION_DISCONNECTED (always exits 0)
+// Hooks are dispatched in main before any parsing; this struct only
+// exists so that --help lists the hook.
+#[allow(dead_code)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "disconnect")]
 pub struct DisconnectArgs {
@@ -51,6 +58,9 @@ pub struct DisconnectArgs {
 }
 
 /// append one event of TYPE from OpenVPN's environment to the spool
+// Hooks are dispatched in main before any parsing; this struct only
+// exists so that --help lists the hook.
+#[allow(dead_code)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "write-event")]
 pub struct WriteEventArgs {
