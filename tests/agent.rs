@@ -490,3 +490,20 @@ fn a_symlink_in_pending_is_never_followed() {
     assert_eq!(sorted(rx.ids()), sorted(ids));
     assert!(secret.exists());
 }
+
+#[test]
+fn a_line_over_the_batch_size_goes_alone_and_a_giant_one_to_failed() {
+    let site = Site::new("biglines");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\nMAX_BATCH_BYTES=2000\n", rx.url("http")));
+    let (mut ids, mut lines) = event_lines(1, 6);
+    let big = format!(r#"{{"event_id":"big","seq":7,"type":"X","pad":"{}"}}"#, "p".repeat(3000));
+    let giant = format!(r#"{{"event_id":"giant","seq":8,"type":"X","pad":"{}"}}"#, "g".repeat(2 << 20));
+    lines.insert(3, big);
+    lines.insert(5, giant.clone());
+    ids.push("big".into());
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids));
+    assert_eq!(site.failed_lines(), vec![giant]);
+}

@@ -3,7 +3,7 @@
 //! A batch is read from the oldest chunk on (it may run into the next
 //! chunks) and bounded by `MAX_BATCH_EVENTS` and `MAX_BATCH_BYTES`; only
 //! one batch is in memory at a time. Each line must be a UTF-8 JSON object;
-//! anything else (a torn tail, garbage, a line larger than a batch) is
+//! anything else (a torn tail, garbage, a line over 1 MiB) is
 //! appended to `failed/<chunk>.bad`, fsynced, logged, and skipped.
 //!
 //! Progress, and why nothing is lost or re-sent:

@@ -13,6 +13,11 @@ use crate::backlog::{self, Line, LineReader};
 use crate::http;
 use crate::spool;
 
+/// The longest line taken as an event (when `MAX_BATCH_BYTES` is not
+/// larger). A line over the batch budget but under this goes out alone:
+/// whether it is too large is the server's call (413), not this file's.
+const LINE_CAP: usize = 1 << 20;
+
 /// Why a batch could not be read.
 pub(super) enum ReadError {
     /// The front chunk cannot be read.
@@ -79,7 +84,7 @@ impl Delivery {
             batch.end_offset = offset;
             batch.end_eof = false;
             let path = self.spool.pending().join(&name);
-            let mut reader = match LineReader::open(&path, offset, budget) {
+            let mut reader = match LineReader::open(&path, offset, budget.max(LINE_CAP)) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     batch.end_eof = true;
@@ -127,7 +132,7 @@ impl Delivery {
                 };
                 let line = backlog::trim_newline(&batch.buf[start..]);
                 let verdict = if too_long {
-                    Err(format!("line of {n} bytes does not fit in a batch (MAX_BATCH_BYTES)"))
+                    Err(format!("line of {n} bytes is over the {LINE_CAP}-byte limit for one event"))
                 } else if line.trim_ascii().is_empty() {
                     Ok(false)
                 } else {
