@@ -165,7 +165,9 @@ fn status_file_updates_snapshots_and_the_hooks_session_id() {
     fs::write(site.path("agent.env"), format!("{config}OPENVPN_SERVER_CONF={}\n", conf.display())).unwrap();
     let status = site.path("openvpn-status.log");
     let v2 = fs::read_to_string(Path::new(FIXTURES).join("status-v2.log")).unwrap();
-    fs::write(&status, &v2).unwrap();
+    // Rewritten "now" as far as its TIME line goes: an old file gives no snapshot.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    fs::write(&status, bump(&v2, now, 0)).unwrap();
 
     // The real connect hook, with the environment OpenVPN gave it for
     // ovt-client-01 in the same run the status file comes from.
@@ -198,7 +200,7 @@ fn status_file_updates_snapshots_and_the_hooks_session_id() {
     assert!(listed.contains(connect[0]["session_id"].as_str().unwrap()));
 
     // Traffic: totals grow and the delta is the growth, across agent runs.
-    fs::write(&status, bump(&v2, 1_795_765_016, 700)).unwrap();
+    fs::write(&status, bump(&v2, now + 60, 700)).unwrap();
     let evs = site.agent(None);
     let ups = of_type(&evs, "SESSION_UPDATE");
     assert_eq!(ups.len(), 3);
@@ -208,7 +210,7 @@ fn status_file_updates_snapshots_and_the_hooks_session_id() {
     // agent still succeeds, and the next complete file carries the deltas.
     fs::copy(Path::new(FIXTURES).join("status-v2-midwrite.log"), &status).unwrap();
     assert!(site.agent(None).is_empty());
-    fs::write(&status, bump(&v2, 1_795_765_076, 1000)).unwrap();
+    fs::write(&status, bump(&v2, now + 120, 1000)).unwrap();
     let evs = site.agent(None);
     let ups = of_type(&evs, "SESSION_UPDATE");
     assert!(ups.len() == 3 && ups.iter().all(|u| u["bytes_received_delta"] == 300), "{ups:?}");

@@ -47,6 +47,11 @@ pub const CERT_INTERVAL: Duration = Duration::from_secs(10);
 const APPEND_WAIT: Duration = Duration::from_secs(1);
 pub const SESSIONS_STATE: &str = "sessions.state";
 pub const CERTS_STATE: &str = "certs.state";
+/// A status file OpenVPN has not rewritten for this long (its default
+/// interval is 60 s) describes a server that is not running: no snapshot
+/// is made from it, so that the server is never told that ghosts are
+/// connected (e.g. an old file read at boot before OpenVPN started).
+pub const STALE_STATUS_SECONDS: i64 = 900;
 
 /// Where source events go: the spool, like every hook event.
 pub struct Sink {
@@ -258,7 +263,13 @@ impl<'a> Sources<'a> {
                     errors.push(e);
                 }
             }
-            if snapshot {
+            let age = status.written_at.map_or(0, |t| now - t);
+            if snapshot && age > STALE_STATUS_SECONDS {
+                let msg = format!("{path}: not rewritten for {age} s (is OpenVPN running?); no SESSION_SNAPSHOT");
+                self.noise.warn(&format!("stale {key}"), msg);
+                complete = false;
+            } else if snapshot {
+                self.noise.over(&format!("stale {key}"));
                 for ev in sessions::snapshot_events(&status, src) {
                     match self.sink.append(&ev) {
                         Ok(Stored::Yes) => {}

@@ -108,6 +108,13 @@ fn updates_snapshots_and_deltas_across_restarts() {
     assert!(site.take().is_empty());
     fs::remove_file(&status).unwrap();
     assert!(!sources.status_round(true, true, 440).unwrap());
+
+    // A file OpenVPN stopped rewriting long ago gives updates (deltas 0)
+    // but no snapshot: it cannot say who is connected now.
+    fs::write(&status, status_v2(500, &[("alice", "198.51.100.7:5555", 1600, 2300)])).unwrap();
+    assert!(!sources.status_round(true, true, 500 + STALE_STATUS_SECONDS + 1).unwrap());
+    let evs = site.take();
+    assert_eq!(evs.iter().map(|e| e["type"].as_str().unwrap()).collect::<Vec<_>>(), ["SESSION_UPDATE"]);
 }
 
 /// Runs Debian's easyrsa in `pki`'s parent with `env`.
@@ -200,7 +207,7 @@ fn rfc3339_secs(s: &str) -> i64 {
 fn run_loop_starts_with_a_round_and_stops() {
     let site = Site::new("loop");
     let status = site.path("status.log");
-    fs::write(&status, status_v2(100, &[("alice", "198.51.100.7:5555", 1, 2)])).unwrap();
+    fs::write(&status, status_v2(unix_now(), &[("alice", "198.51.100.7:5555", 1, 2)])).unwrap();
     let settings = site.settings(&format!("STATUS_LOG={}\n", status.display()));
     let stop = AtomicBool::new(false);
     let mut seen = Vec::new();
