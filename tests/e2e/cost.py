@@ -72,18 +72,32 @@ def round_trip(a, port, tag, ids):
                 up[fd] = time.monotonic() - start
     elapsed = time.monotonic() - start
     ok = len(up) == len(procs)
+    # SIGTERM: the client sends its exit notice, then takes about a second
+    # to exit. Reaped later (see reap), so that second is not spent idle.
     for p in procs:
         p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.communicate()
+        p.stdout.close()
+    STOPPING.extend(procs)
     if not ok:
         sys.stderr.write(f"cost: only {len(up)}/{len(procs)} tunnels on port {port}\n")
         return None
     return elapsed
+
+
+STOPPING = []
+
+
+def reap(block=False):
+    """Collects clients that exited; with block, waits for all (KILL after 10 s)."""
+    for p in list(STOPPING):
+        if block:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p.poll() is not None:
+            STOPPING.remove(p)
 
 
 ENDED = "client-instance exiting"
@@ -120,6 +134,7 @@ def main():
     started = {n: 0 for n, _ in servers}
 
     def visit(name, port, ids, into):
+        reap()
         t = round_trip(a, port, name[0], ids)
         if t is None:
             return False
@@ -135,6 +150,13 @@ def main():
         order = servers[k:] + servers[:k]
         return order[::-1] if (r // len(servers)) % 2 else order
 
+    try:
+        return measure(a, servers, logs, base, times, singles, started, visit, rotation)
+    finally:
+        reap(block=True)
+
+
+def measure(a, servers, logs, base, times, singles, started, visit, rotation):
     # Bursts take their certificates in slices that rotate through the pool,
     # so a server sees the same common names again only after the sessions
     # that used them ended (else it would drop them inside the measurement).
@@ -152,6 +174,7 @@ def main():
         for name, port in rotation(r):
             if not visit(name, port, [r % a.pool + 1], singles):
                 return 1
+    reap(block=True)
     for name, _ in servers:  # the hooks server's last disconnects, before the harness checks events
         wait_ended(logs[name], base[name] + started[name])
     med = {n: statistics.median(v) for n, v in times.items()}

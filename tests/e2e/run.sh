@@ -18,7 +18,7 @@
 #
 # Environment: OVT_BIN (binary to install; default the `make build` output),
 # E2E_CLIENTS (default 20), E2E_COST_CLIENTS / E2E_COST_ROUNDS /
-# E2E_COST_SINGLES (10 / 6 / 12),
+# E2E_COST_SINGLES (10 / 6 / 30),
 # KEEP=1 keeps the temp dir for debugging.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -297,7 +297,7 @@ say "cost: $COST_R rounds x $COST_N clients on each of: hooks, plain, /bin/true 
 python3 "$HERE/cost.py" --pki "$WORK/pki" --ns "$OVT_CLI_NS" --remote "$OVT_SRV_ADDR" \
     --server "hooks:1194:$WORK/server-hooks.log" --server "plain:1195:$WORK/server-plain.log" \
     --server "true:1196:$WORK/server-true.log" \
-    --clients "$COST_N" --rounds "$COST_R" --singles "${E2E_COST_SINGLES:-12}" --pool "$POOL" --pidfile "$OVT_PIDFILE" --ledger "$LEDGER" \
+    --clients "$COST_N" --rounds "$COST_R" --singles "${E2E_COST_SINGLES:-30}" --pool "$POOL" --pidfile "$OVT_PIDFILE" --ledger "$LEDGER" \
     --out "$WORK/cost.json" >/dev/null || die "cost: tunnels failed"
 check final 30
 
@@ -330,6 +330,7 @@ rows = [
     ("One tunnel at a time, median of {} each: hooks / no scripts / /bin/true scripts".format(c["singles"]),
      " / ".join(f"{c['median_single_s'][k] * 1000:.0f} ms" for k in ("hooks", "plain", "true"))),
     ("One tunnel at a time, ratio hooks vs no scripts / vs /bin/true", f"{c['ratio_single']:.3f} / {c['ratio_single_vs_true']:.3f}"),
+    ("Time the hooks add to one tunnel's set-up (median, hooks minus no scripts)", f"{(c['median_single_s']['hooks'] - c['median_single_s']['plain']) * 1000:.1f} ms"),
     ("Live usage (SESSION_UPDATE): sessions with updates / whose bytes grew; session_id = the connect hook's", f"{v.get('update_sessions', 0)} / {v.get('update_sessions_grown', 0)}; yes" if v.get("problems") == 0 else "see problems"),
     ("e2e wall time", f"{total} s"),
 ]
