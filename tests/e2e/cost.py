@@ -14,8 +14,8 @@ and waits for them to exit. Then the same with one client at a time
 (--singles per server, certificates taken in turn): the latency one user
 sees, where the burst shows the server's throughput. OpenVPN ends a session (and runs
 client-disconnect) 5 s after the client's exit notice, so before visiting a
-server again with the same certificates we wait until its log shows those
-sessions ended, so no visit makes OpenVPN drop a live session of the same
+server with a certificate we wait until its log shows that name's last
+session ended, so no visit makes OpenVPN drop a live session of the same
 name inside the measurement.
 
 Usage: cost.py --pki DIR --ns NS --remote IP --server hooks:PORT:LOG
@@ -29,6 +29,7 @@ events are expected like every other session's. Exit 1 if a tunnel fails.
 
 import argparse
 import json
+import re
 import os
 import select
 import signal
@@ -74,9 +75,10 @@ def round_trip(a, port, tag, ids):
     ok = len(up) == len(procs)
     # SIGTERM: the client sends its exit notice, then takes about a second
     # to exit. Reaped later (see reap), so that second is not spent idle.
+    # Its pipe stays open until then: a closed one would kill it (SIGPIPE)
+    # before it sent the exit notice.
     for p in procs:
         p.send_signal(signal.SIGTERM)
-        p.stdout.close()
     STOPPING.extend(procs)
     if not ok:
         sys.stderr.write(f"cost: only {len(up)}/{len(procs)} tunnels on port {port}\n")
@@ -97,23 +99,39 @@ def reap(block=False):
                 p.kill()
                 p.wait()
         if p.poll() is not None:
+            p.stdout.close()
             STOPPING.remove(p)
 
 
-ENDED = "client-instance exiting"
+STARTED = re.compile(r" (\S+)/(\S+) MULTI: primary virtual IP for ")
+ENDED = re.compile(r" (\S+)/(\S+) .*client-instance exiting")
+REPLACED = re.compile(r"MULTI: new connection by client '([^']+)' will cause previous active sessions")
 
 
-def ended(log):
+def live(log):
+    """Common names with a session still open on the server of this log."""
+    open_ = {}
     with open(log, errors="replace") as f:
-        return f.read().count(ENDED)
+        for line in f:
+            if m := STARTED.search(line):
+                open_.setdefault(m[1], set()).add(m[2])
+            elif m := ENDED.search(line):
+                open_.get(m[1], set()).discard(m[2])
+            elif m := REPLACED.search(line):
+                open_.pop(m[1], None)
+    return {cn for cn, addrs in open_.items() if addrs}
 
 
-def wait_ended(log, want, timeout=15.0):
+def wait_free(log, names=None, timeout=15.0):
+    """Waits until none of `names` (None: nobody) has an open session."""
     deadline = time.monotonic() + timeout
-    while ended(log) < want and time.monotonic() < deadline:
+    while True:
+        busy = live(log) if names is None else live(log) & set(names)
+        if not busy or time.monotonic() >= deadline:
+            break
         time.sleep(0.05)
-    if ended(log) < want:
-        sys.stderr.write(f"cost: {log}: {ended(log)} sessions ended, expected {want}; going on\n")
+    if busy:
+        sys.stderr.write(f"cost: {log}: sessions of {sorted(busy)} still open; going on\n")
 
 
 def main():
@@ -128,10 +146,8 @@ def main():
     a = ap.parse_args()
     servers = [(n, int(p)) for n, p, _ in (x.split(":", 2) for x in a.server)]
     logs = {n: log for n, _, log in (x.split(":", 2) for x in a.server)}
-    base = {n: ended(logs[n]) for n, _ in servers}
     times = {n: [] for n, _ in servers}
     singles = {n: [] for n, _ in servers}
-    started = {n: 0 for n, _ in servers}
 
     def visit(name, port, ids, into):
         reap()
@@ -139,7 +155,6 @@ def main():
         if t is None:
             return False
         into[name].append(t)
-        started[name] += len(ids)
         if name == "hooks":
             with open(a.ledger, "a") as f:
                 f.writelines(f"cost ovt-client-{i:02d}\n" for i in ids)
@@ -151,12 +166,12 @@ def main():
         return order[::-1] if (r // len(servers)) % 2 else order
 
     try:
-        return measure(a, servers, logs, base, times, singles, started, visit, rotation)
+        return measure(a, servers, logs, times, singles, visit, rotation)
     finally:
         reap(block=True)
 
 
-def measure(a, servers, logs, base, times, singles, started, visit, rotation):
+def measure(a, servers, logs, times, singles, visit, rotation):
     # Bursts take their certificates in slices that rotate through the pool,
     # so a server sees the same common names again only after the sessions
     # that used them ended (else it would drop them inside the measurement).
@@ -166,17 +181,19 @@ def measure(a, servers, logs, base, times, singles, started, visit, rotation):
         for name, port in rotation(r):
             k = visits[name] % slices
             ids = [(k * a.clients + i) % a.pool + 1 for i in range(a.clients)]
-            wait_ended(logs[name], base[name] + max(0, started[name] - (slices - 1) * a.clients))
+            wait_free(logs[name], [f"ovt-client-{i:02d}" for i in ids])
             if not visit(name, port, ids, times):
                 return 1
             visits[name] += 1
     for r in range(a.singles):
         for name, port in rotation(r):
-            if not visit(name, port, [r % a.pool + 1], singles):
+            i = r % a.pool + 1
+            wait_free(logs[name], [f"ovt-client-{i:02d}"])
+            if not visit(name, port, [i], singles):
                 return 1
     reap(block=True)
     for name, _ in servers:  # the hooks server's last disconnects, before the harness checks events
-        wait_ended(logs[name], base[name] + started[name])
+        wait_free(logs[name])
     med = {n: statistics.median(v) for n, v in times.items()}
     med1 = {n: statistics.median(v) for n, v in singles.items()}
     res = {

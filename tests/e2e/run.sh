@@ -301,10 +301,23 @@ python3 "$HERE/cost.py" --pki "$WORK/pki" --ns "$OVT_CLI_NS" --remote "$OVT_SRV_
     --out "$WORK/cost.json" >/dev/null || die "cost: tunnels failed"
 check final 30
 
+# The hooks never complained to OpenVPN and OpenVPN never saw a hook fail;
+# the agent logged no error.
+HOOK_MSGS=$(grep -c "openvpn-telemetry:" "$WORK/server-hooks.log")
+SCRIPT_FAILS=$(grep -ciE "client-(connect|disconnect).*(fail|error)|Failed running command" "$WORK/server-hooks.log")
+AGENT_ERRORS=$(grep -c " ERROR " "$WORK/agent.log")
+say "OpenVPN log: $HOOK_MSGS hook messages, $SCRIPT_FAILS script failures; agent log: $AGENT_ERRORS errors"
+if [ "$HOOK_MSGS" != 0 ] || [ "$SCRIPT_FAILS" != 0 ] || [ "$AGENT_ERRORS" != 0 ]; then
+    grep -E "openvpn-telemetry:|Failed running command" "$WORK/server-hooks.log" | head -5 >&2
+    grep " ERROR " "$WORK/agent.log" | head -5 >&2
+    say "FAIL: hooks or agent reported problems (above)"
+    FAILED=1
+fi
+
 # --- summary ------------------------------------------------------------
 
 DUPS=$((DUPS + $(stat_field duplicates)))
-python3 - "$WORK" "$N" "$DUPS" "$OUTAGE_RECOVERY" "$CRASH_IDS" "$KILLS" "$(elapsed "$T0")" "$SUMMARY" <<'PY'
+E2E_LOGS="$HOOK_MSGS / $SCRIPT_FAILS; $AGENT_ERRORS" python3 - "$WORK" "$N" "$DUPS" "$OUTAGE_RECOVERY" "$CRASH_IDS" "$KILLS" "$(elapsed "$T0")" "$SUMMARY" <<'PY'
 import json, os, sys, datetime
 work, n, dups, rec, crash_ids, kills, total, out = sys.argv[1:]
 v = json.load(open(f"{work}/verify-final.json")) if os.path.exists(f"{work}/verify-final.json") else {}
@@ -332,6 +345,7 @@ rows = [
     ("One tunnel at a time, ratio hooks vs no scripts / vs /bin/true", f"{c['ratio_single']:.3f} / {c['ratio_single_vs_true']:.3f}"),
     ("Time the hooks add to one tunnel's set-up (median, hooks minus no scripts)", f"{(c['median_single_s']['hooks'] - c['median_single_s']['plain']) * 1000:.1f} ms"),
     ("Live usage (SESSION_UPDATE): sessions with updates / whose bytes grew; session_id = the connect hook's", f"{v.get('update_sessions', 0)} / {v.get('update_sessions_grown', 0)}; yes" if v.get("problems") == 0 else "see problems"),
+    ("Hook messages / script failures in OpenVPN's log; errors in the agent's log", os.environ.get("E2E_LOGS", "?")),
     ("e2e wall time", f"{total} s"),
 ]
 text = "| e2e (tests/e2e/run.sh) | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
