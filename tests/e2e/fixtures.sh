@@ -52,7 +52,8 @@ for v in 1 2 3; do
     sleep 2.5   # status is rewritten every second: let it see the traffic
     cp "$status" "$OUT/status-v$v.log"
     grep -q '^END' "$OUT/status-v$v.log" || die "status-v$v.log has no END"
-    for p in "${cpids[@]}"; do ovt_stop "$p"; done
+    for p in "${cpids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${cpids[@]}"; do ovt_reap "$p" 10; done
     for i in 01 02 03; do
         ovt_wait_log "$WORK/envdump/client-disconnect-ovt-client-$i.txt" "script_type" 10 || die "no disconnect env for $i"
     done

@@ -188,13 +188,18 @@ ovt_ping() { # dev server_vip count
     ip netns exec "$OVT_CLI_NS" python3 "$OVT_LIB_DIR/tping.py" "$1" "$2" "${3:-2}" "${4:-56}"
 }
 
-# Ends a tracked process with SIGTERM and waits (up to 5 s) for it.
-ovt_stop() {
+# Waits (up to $2 s, default 5) for PID to exit, then kills it.
+ovt_reap() {
     local pid=$1 t=0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    while kill -0 "$pid" 2>/dev/null && [ "$t" -lt 100 ]; do sleep 0.05; t=$((t + 1)); done
+    while kill -0 "$pid" 2>/dev/null && [ "$t" -lt $((${2:-5} * 20)) ]; do sleep 0.05; t=$((t + 1)); done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# Ends a tracked process with SIGTERM and waits (up to 5 s) for it.
+ovt_stop() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    ovt_reap "$1" 5
 }
 
 # True when PID still runs one of the programs this harness starts (so a

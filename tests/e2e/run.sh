@@ -158,11 +158,12 @@ clients_up() {
     done
 }
 
-# SIGTERM every client started by clients_up (explicit-exit-notify) and wait.
+# SIGTERM every client started by clients_up and wait: one signal only, so
+# each sends its exit notice (explicit-exit-notify) before it goes.
 clients_down() {
     local pid
     for pid in "${CLIENT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${CLIENT_PIDS[@]}"; do ovt_stop "$pid"; done
+    for pid in "${CLIENT_PIDS[@]}"; do ovt_reap "$pid" 10; done
 }
 
 verify() { # wait_seconds [extra args]
