@@ -260,6 +260,19 @@ sleep 2.5
 clients_down
 check main 30 --updates 1
 
+# The operator's tools on the live installation: `check` (the doctor) must
+# pass; `status --json` must say the spool is drained.
+"$SBIN" check >"$WORK/check.log" 2>&1
+CHECK_RC=$?
+"$SBIN" status --json >"$WORK/status.json" 2>"$WORK/status.err"
+STATUS_RC=$?
+say "openvpn-telemetry check: exit $CHECK_RC; status --json: exit $STATUS_RC"
+if [ "$CHECK_RC" != 0 ]; then
+    cat "$WORK/check.log" >&2
+    say "FAIL: openvpn-telemetry check failed on the live installation"
+    FAILED=1
+fi
+
 # --- outage: receiver down, tunnels must not care ----------------------------
 
 say "outage: receiver stopped; 8 clients connect, ping, disconnect"
@@ -302,6 +315,20 @@ python3 "$HERE/cost.py" --pki "$WORK/pki" --ns "$OVT_CLI_NS" --remote "$OVT_SRV_
     --out "$WORK/cost.json" >/dev/null || die "cost: tunnels failed"
 check final 30
 
+# The agent's own account agrees: nothing dropped, nothing set aside, and
+# (once the last status-file updates are through) nothing left to send.
+for t in $(seq 1 30); do
+    "$SBIN" status --json >"$WORK/status-final.json" 2>&1 || say "FAIL: status --json failed"
+    LOSS=$(python3 -c "
+import json; s = json.load(open('$WORK/status-final.json'))
+print(s['dropped']['count'], s['failed']['lines'], s['queue']['events'] + s['pending']['events'])
+" 2>&1)
+    [ "$LOSS" = "0 0 0" ] && break
+    sleep 0.5
+done
+say "agent status: dropped / failed lines / undelivered: $LOSS"
+[ "$LOSS" = "0 0 0" ] || { say "FAIL: agent status reports loss or backlog: $LOSS"; FAILED=1; }
+
 # The hooks never complained to OpenVPN and OpenVPN never saw a hook fail;
 # the agent logged no error.
 HOOK_MSGS=$(grep -c "openvpn-telemetry:" "$WORK/server-hooks.log")
@@ -318,7 +345,7 @@ fi
 # --- summary ------------------------------------------------------------
 
 DUPS=$((DUPS + $(stat_field duplicates)))
-E2E_LOGS="$HOOK_MSGS / $SCRIPT_FAILS; $AGENT_ERRORS" python3 - "$WORK" "$N" "$DUPS" "$OUTAGE_RECOVERY" "$CRASH_IDS" "$KILLS" "$(elapsed "$T0")" "$SUMMARY" <<'PY'
+E2E_LOSS=$LOSS E2E_CHECK=$CHECK_RC E2E_LOGS="$HOOK_MSGS / $SCRIPT_FAILS; $AGENT_ERRORS" python3 - "$WORK" "$N" "$DUPS" "$OUTAGE_RECOVERY" "$CRASH_IDS" "$KILLS" "$(elapsed "$T0")" "$SUMMARY" <<'PY'
 import json, os, sys, datetime
 work, n, dups, rec, crash_ids, kills, total, out = sys.argv[1:]
 v = json.load(open(f"{work}/verify-final.json")) if os.path.exists(f"{work}/verify-final.json") else {}
@@ -347,6 +374,8 @@ rows = [
     ("Time the hooks add to one tunnel's set-up (median, hooks minus no scripts)", f"{(c['median_single_s']['hooks'] - c['median_single_s']['plain']) * 1000:.1f} ms"),
     ("Live usage (SESSION_UPDATE): sessions with updates / whose bytes grew; session_id = the connect hook's", f"{v.get('update_sessions', 0)} / {v.get('update_sessions_grown', 0)}; yes" if v.get("problems") == 0 else "see problems"),
     ("Hook messages / script failures in OpenVPN's log; errors in the agent's log", os.environ.get("E2E_LOGS", "?")),
+    ("`openvpn-telemetry check` on the live installation (exit status)", os.environ.get("E2E_CHECK", "?")),
+    ("Agent status at the end: dropped / failed lines / undelivered events", os.environ.get("E2E_LOSS", "?").replace(" ", " / ")),
     ("e2e wall time", f"{total} s"),
 ]
 text = "| e2e (tests/e2e/run.sh) | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
