@@ -278,6 +278,44 @@ fn drop_bound_is_counted_and_reported() {
     assert_eq!(st["dropped"]["unreported"], 0);
 }
 
+/// failed/ has a share of its own (MAX_SPOOL_BYTES / 8): a server that
+/// refuses batch after batch cannot fill the disk. The oldest refused
+/// batches go first, and their events are reported as dropped.
+#[test]
+fn failed_stays_within_its_share_and_the_loss_is_reported() {
+    let site = Site::new("failedbound");
+    let rx = Receiver::start(&site, &["--script", "400,400,400,400"]);
+    let max_spool = 16_000u64;
+    site.config(&format!("TELEMETRY_URL={}\nMAX_BATCH_EVENTS=5\nMAX_SPOOL_BYTES={max_spool}\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 30);
+    let batch_bytes: usize = lines[..5].iter().map(|l| l.len() + 1).sum();
+    assert!(batch_bytes as u64 <= max_spool / 8 && 2 * batch_bytes as u64 > max_spool / 8, "the test needs this");
+    site.chunk("q0", &lines);
+    let out = site.once();
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("failed/ over its share").count(), 3, "{err}");
+
+    let failed_bytes: u64 = fs::read_dir(site.failed()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(failed_bytes <= max_spool / 8, "failed/ holds {failed_bytes} bytes");
+    assert_eq!(site.failed_lines(), lines[15..20].to_vec(), "the newest refused batch is kept");
+
+    let events = rx.events();
+    let drops: Vec<&Value> = events.iter().filter(|e| e["type"] == "TELEMETRY_EVENTS_DROPPED").collect();
+    assert_eq!(drops.len(), 1, "{events:?}");
+    assert_eq!(
+        (drops[0]["count"].as_u64(), drops[0]["first_seq"].as_u64(), drops[0]["last_seq"].as_u64()),
+        (Some(15), Some(1), Some(15))
+    );
+    let mut delivered = rx.ids();
+    delivered.retain(|i| Some(i.as_str()) != drops[0]["event_id"].as_str());
+    assert_eq!(sorted(delivered), sorted(ids[20..].to_vec()));
+    let st = site.status_json();
+    assert_eq!(st["dropped"]["count"], 15);
+    assert_eq!(st["dropped"]["unreported"], 0);
+    assert_eq!(st["failed"]["lines"], 5);
+}
+
 #[test]
 fn sigterm_stops_quickly_with_everything_still_on_disk() {
     let site = Site::new("sigterm");

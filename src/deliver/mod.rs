@@ -21,7 +21,9 @@
 //! - retryable failures leave the position where it was: the batch is read
 //!   again for the next attempt;
 //! - unlinks are made durable by an fsync of `pending/` at most once a
-//!   second (and when idle or stopping): a lost unlink only re-sends.
+//!   second (and when idle or stopping): a lost unlink only re-sends;
+//! - `failed/` is bounded too (see [`drops`]): past its share of
+//!   `MAX_SPOOL_BYTES` its oldest files are deleted and counted as dropped.
 
 use std::collections::HashMap;
 use std::fs;
@@ -140,6 +142,7 @@ impl Delivery {
             _ => 0,
         };
         self.enforce_bounds();
+        self.enforce_failed_bound();
     }
 
     pub fn pending_chunks(&self) -> usize {
@@ -237,6 +240,9 @@ impl Delivery {
         }
         log::error!("server refused {} events with HTTP {status} ({body_head}); moved to failed/{name}", b - a);
         self.state.failed_events += (b - a) as u64;
+        // A server refusing everything fills failed/ fastest: keep it
+        // within its share right away, not only at the next listing.
+        self.enforce_failed_bound();
         if b < batch.items.len() {
             self.advance_to(batch, b - 1);
         }
