@@ -4,10 +4,11 @@
 //! Guarantees: read-only (it never rotates, adopts or deletes anything, so
 //! it is safe next to a running agent); secrets are masked (`AUTH_HEADER`
 //! shows only its header name, URLs lose user info and query string; key
-//! files are shown by path, never by content).
+//! files are shown by path, never by content); a reader that goes away
+//! early (`status --json | head -1`) is a normal end, not an error.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -23,12 +24,19 @@ pub fn main(args: &StatusArgs) -> Result<i32, String> {
     let path = config::config_path();
     let settings = Settings::load(&path).map_err(|e| e.to_string())?;
     let report = gather(&settings);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    let mut out = io::stdout().lock();
+    let written = if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())
     } else {
-        print!("{}", text(&report));
+        write!(out, "{}", text(&report))
+    };
+    // println! panics on a closed pipe; the reader having seen enough is
+    // what `| head` means, so EPIPE ends quietly with status 0.
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(format!("cannot write the status to stdout: {e}")),
     }
-    Ok(0)
 }
 
 /// Everything `status` reports, as JSON (the text form is made from it).

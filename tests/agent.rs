@@ -316,6 +316,26 @@ fn failed_stays_within_its_share_and_the_loss_is_reported() {
     assert_eq!(st["failed"]["lines"], 5);
 }
 
+/// `status --json | head -1`: a reader that has gone away is a normal
+/// end. The pipe's read end is closed before status writes, so the write
+/// surely meets EPIPE (with `head` it only might).
+#[test]
+fn status_into_a_closed_pipe_ends_quietly() {
+    let site = Site::new("epipe");
+    for json in [true, false] {
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        drop(read_end);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_openvpn-telemetry"));
+        cmd.arg("status").env("OPENVPN_TELEMETRY_CONFIG", site.config_path());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.stdout(std::process::Stdio::from(write_end)).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.is_empty(), "json={json}: {:?} {err}", out.status);
+    }
+}
+
 #[test]
 fn sigterm_stops_quickly_with_everything_still_on_disk() {
     let site = Site::new("sigterm");
