@@ -413,6 +413,22 @@ fn check_fails_on_a_spool_the_hooks_cannot_write_and_install_fixes_it() {
     assert!(!text.contains("FAIL"), "{text}");
 }
 
+/// `systemd-analyze security --offline=yes` on a unit file: the exposure.
+fn exposure(unit: &Path) -> f64 {
+    let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(unit).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.split("Overall exposure level for openvpn-telemetry-agent.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in\n{text}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Every variant of the unit the installer renders: none of the issue-6
+/// sources (no capabilities), a source (CAP_DAC_READ_SEARCH), and sources
+/// under /tmp and /root (PrivateTmp=no, ProtectHome=read-only). Each is
+/// chosen from the final agent.env on (re)install, rates <= 2.0 and
+/// verifies clean.
 #[test]
 fn unit_is_hardened_and_verifies() {
     need_root!();
@@ -421,32 +437,56 @@ fn unit_is_hardened_and_verifies() {
         return;
     }
     let r = Root::new("unit");
-    r.ok(&["install"]);
-    let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(r.p(UNIT)).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let score: f64 = text
-        .lines()
-        .find_map(|l| l.split("Overall exposure level for openvpn-telemetry-agent.service: ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in\n{text}{}", String::from_utf8_lossy(&out.stderr)));
-    eprintln!("systemd-analyze security: exposure {score}");
-    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
-
     // verify resolves units and ExecStart below --root: give it the
     // system's own units so it can see sysinit.target and friends.
     let units = ["/usr/lib/systemd/system", "/lib/systemd/system"].into_iter().find(|d| Path::new(d).is_dir()).unwrap();
     let to = r.p("usr/lib/systemd");
     fs::create_dir_all(&to).unwrap();
     assert!(Command::new("cp").arg("-a").arg(units).arg(&to).status().unwrap().success());
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", r.dir.display()))
-        .arg(format!("/{UNIT}"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify:\n{err}");
+    fs::create_dir_all(r.p("etc/openvpn/server")).unwrap();
+    fs::write(r.p("etc/openvpn/server/server.conf"), "port 1194\n").unwrap();
+
+    let caps = "CAP_DAC_READ_SEARCH";
+    let variants = [
+        ("none", "", ["", "yes", "yes"]),
+        ("conf", "OPENVPN_SERVER_CONF=/etc/openvpn/server/server.conf\n", [caps, "yes", "yes"]),
+        ("status", "OPENVPN_SERVER_CONF=\nSTATUS_LOG=/run/openvpn-server/status-server.log\n", [caps, "yes", "yes"]),
+        (
+            "tmp+home",
+            "STATUS_LOG=/tmp/openvpn-status.log\nEASYRSA_INDEX=/root/easy-rsa/pki/index.txt\n",
+            [caps, "no", "read-only"],
+        ),
+        // Back to none (agent.env keeps what .env no longer names, so the
+        // sources are emptied): a reinstall takes the capability away.
+        ("none again", "STATUS_LOG=\nEASYRSA_INDEX=\nOPENVPN_SERVER_CONF=\n", ["", "yes", "yes"]),
+    ];
+    for (name, env, [cap, private_tmp, protect_home]) in variants {
+        r.env(env);
+        // The conf source stays patched once set; only the .env decides.
+        r.ok(&["install"]);
+        let unit = fs::read_to_string(r.p(UNIT)).unwrap();
+        for line in [
+            format!("CapabilityBoundingSet={cap}"),
+            format!("AmbientCapabilities={cap}"),
+            format!("PrivateTmp={private_tmp}"),
+            format!("ProtectHome={protect_home}"),
+            "ProtectSystem=strict".into(),
+            "NoNewPrivileges=yes".into(),
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{name}: {line} missing in\n{unit}");
+        }
+        let score = exposure(&r.p(UNIT));
+        eprintln!("systemd-analyze security, {name}: exposure {score}");
+        assert!(score <= 2.0, "{name}: exposure {score} > 2.0");
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", r.dir.display()))
+            .arg(format!("/{UNIT}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.trim().is_empty(), "{name}: systemd-analyze verify:\n{err}");
+    }
 }
 
 /// The real thing, on this machine's paths. Skipped when anything of an

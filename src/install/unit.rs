@@ -4,6 +4,19 @@
 //! The unit locks the agent down to what it needs (see the asset's
 //! comments); the only writable paths are the spool and, for a `file://`
 //! sink, that sink's directory.
+//!
+//! Two variants, chosen from the final agent.env: without issue-6 sources
+//! the capability set is empty; with `STATUS_LOG`, `OPENVPN_SERVER_CONF` or
+//! `EASYRSA_INDEX` set, the agent gets `CAP_DAC_READ_SEARCH` (bounding and
+//! ambient), because OpenVPN writes its status file 0600 root and Easy-RSA's
+//! `pki/` is 0700. That capability reads and searches, never writes
+//! (`ProtectSystem=strict` stays). A source under `/tmp` or `/var/tmp`
+//! would be invisible behind `PrivateTmp=yes`, and one under a home
+//! directory (`/root/easy-rsa` is common) behind `ProtectHome=yes`: only
+//! then are those relaxed, to `PrivateTmp=no` / `ProtectHome=read-only`,
+//! so every other installation keeps the tighter unit. Only paths named in
+//! agent.env are looked at: a `status` line inside a conf that points
+//! below /tmp needs `STATUS_LOG` set to that path too (`check` says so).
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +44,27 @@ pub fn writable_paths(settings: &Settings) -> Vec<PathBuf> {
     paths
 }
 
+/// The capability that lets the agent read root-only sources.
+pub const READ_CAPABILITY: &str = "CAP_DAC_READ_SEARCH";
+
+/// The issue-6 source files agent.env names (status file, server confs,
+/// Easy-RSA index).
+pub fn source_paths(settings: &Settings) -> Vec<&Path> {
+    let mut paths: Vec<&Path> = settings.openvpn_server_conf.iter().map(PathBuf::as_path).collect();
+    paths.extend(settings.status_log.as_deref());
+    paths.extend(settings.easyrsa_index.as_deref());
+    paths
+}
+
+/// Whether the unit grants [`READ_CAPABILITY`]: exactly when a source is set.
+pub fn grants_read(settings: &Settings) -> bool {
+    !source_paths(settings).is_empty()
+}
+
+fn any_below(settings: &Settings, dirs: &[&str]) -> bool {
+    source_paths(settings).iter().any(|p| dirs.iter().any(|d| p.starts_with(d)))
+}
+
 /// Renders the unit. Paths are quoted for systemd when they hold spaces;
 /// `-` makes a missing file:// sink directory not fatal at start.
 pub fn render(settings: &Settings, script_group: &str) -> String {
@@ -42,7 +76,16 @@ pub fn render(settings: &Settings, script_group: &str) -> String {
             if p.contains(char::is_whitespace) { format!("\"{p}\"") } else { p }
         })
         .collect();
-    TEMPLATE.replace("@BIN@", BIN).replace("@SCRIPT_GROUP@", script_group).replace("@READ_WRITE_PATHS@", &rw.join(" "))
+    let caps = if grants_read(settings) { READ_CAPABILITY } else { "" };
+    let private_tmp = if any_below(settings, &["/tmp", "/var/tmp"]) { "no" } else { "yes" };
+    let protect_home = if any_below(settings, &["/home", "/root", "/run/user"]) { "read-only" } else { "yes" };
+    TEMPLATE
+        .replace("@BIN@", BIN)
+        .replace("@SCRIPT_GROUP@", script_group)
+        .replace("@READ_WRITE_PATHS@", &rw.join(" "))
+        .replace("@CAPABILITIES@", caps)
+        .replace("@PRIVATE_TMP@", private_tmp)
+        .replace("@PROTECT_HOME@", protect_home)
 }
 
 #[cfg(test)]
@@ -54,11 +97,36 @@ mod tests {
         let mut s = Settings::defaults(Path::new("/x"));
         s.telemetry_url = Some("file:///srv/sink/batches.ndjson".into());
         let unit = render(&s, "nobody");
-        for placeholder in ["@BIN@", "@SCRIPT_GROUP@", "@READ_WRITE_PATHS@"] {
+        for placeholder in
+            ["@BIN@", "@SCRIPT_GROUP@", "@READ_WRITE_PATHS@", "@CAPABILITIES@", "@PRIVATE_TMP@", "@PROTECT_HOME@"]
+        {
             assert!(!unit.contains(placeholder), "{unit}");
         }
         assert!(unit.contains("\nReadWritePaths=/var/spool/openvpn-telemetry -/srv/sink\n"));
         assert!(unit.contains("\nSupplementaryGroups=nobody\n"));
         assert!(unit.contains("\nExecStart=/usr/local/sbin/openvpn-telemetry agent\n"));
+        assert!(!unit.lines().any(|l| l.ends_with('@')), "no placeholder left: {unit}");
+    }
+
+    #[test]
+    fn capability_and_visibility_follow_the_sources() {
+        let lines = |s: &Settings| {
+            let unit = render(s, "nogroup");
+            ["CapabilityBoundingSet=", "AmbientCapabilities=", "PrivateTmp=", "ProtectHome="]
+                .map(|k| unit.lines().find(|l| l.starts_with(k)).unwrap_or_default().to_string())
+        };
+        let mut s = Settings::defaults(Path::new("/x"));
+        assert_eq!(lines(&s), ["CapabilityBoundingSet=", "AmbientCapabilities=", "PrivateTmp=yes", "ProtectHome=yes"]);
+        s.openvpn_server_conf = vec!["/etc/openvpn/server/server.conf".into()];
+        let read = ["CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "AmbientCapabilities=CAP_DAC_READ_SEARCH"];
+        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=yes"]);
+        s.openvpn_server_conf.clear();
+        s.status_log = Some("/tmp/openvpn-status.log".into());
+        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=no", "ProtectHome=yes"]);
+        s.status_log = Some("/tmpfoo/status.log".into());
+        assert_eq!(lines(&s)[2], "PrivateTmp=yes", "whole components only");
+        s.status_log = None;
+        s.easyrsa_index = Some("/root/easy-rsa/pki/index.txt".into());
+        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=read-only"]);
     }
 }
