@@ -208,7 +208,7 @@ _ovt_ours() {
     local cmd
     [ -e "/proc/$1/cmdline" ] || return 1
     cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
-    case $cmd in *openvpn*|*receiver.py*|*cost.py*|*check.py*) return 0 ;; *) return 1 ;; esac
+    case $cmd in *openvpn*|*receiver.py*|*cost.py*|*check.py*|*relay.py*) return 0 ;; *) return 1 ;; esac
 }
 
 # Ends every tracked process (KILL after a grace period).
