@@ -75,6 +75,7 @@ pub fn main(args: &CheckArgs) -> Result<i32, String> {
     let accounts = Accounts::for_root(&layout.root);
     check_files(&mut r, &layout, &path, &settings, &accounts);
     check_probes(&mut r, &layout, &settings, &accounts);
+    check_sources(&mut r, &layout, &settings, &accounts);
     check_install(&mut r, &layout, &settings, &accounts);
     check_server(&mut r, &layout, &settings);
     Ok(if r.failed { 1 } else { 0 })
@@ -165,8 +166,12 @@ fn check_probes(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accoun
 fn probe(layout: &Layout, spec: &str) -> Result<i32, String> {
     use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
     let bad = || format!("--probe: expected ROLE:UID:GID:GROUPS, found {spec:?}");
-    let parts: Vec<&str> = spec.split(':').collect();
-    let [role, uid, gid, groups] = parts[..] else { return Err(bad()) };
+    let parts: Vec<&str> = spec.splitn(5, ':').collect();
+    let (role, uid, gid, groups, files) = match parts[..] {
+        [role, uid, gid, groups] => (role, uid, gid, groups, ""),
+        ["read", uid, gid, groups, files] => ("read", uid, gid, groups, files),
+        _ => return Err(bad()),
+    };
     let uid: u32 = uid.parse().map_err(|_| bad())?;
     let gid: u32 = gid.parse().map_err(|_| bad())?;
     let groups: Vec<Gid> =
@@ -175,6 +180,9 @@ fn probe(layout: &Layout, spec: &str) -> Result<i32, String> {
         .and_then(|_| setgid(Gid::from_raw(gid)))
         .and_then(|_| setuid(Uid::from_raw(uid)))
         .map_err(|e| format!("cannot become {uid}:{gid}: {e}"))?;
+    if role == "read" {
+        return probe_read(files);
+    }
     let config = layout.at(install::AGENT_ENV);
     let (spool_dir, dir) = match role {
         "hook" => {
@@ -199,6 +207,64 @@ fn probe(layout: &Layout, spec: &str) -> Result<i32, String> {
         spool::open_create(&queue, true).map_err(|e| format!("cannot append to {}: {e}", queue.display()))?;
     }
     println!("can write and remove files in {} (SPOOL_DIR={})", dir.display(), spool_dir.display());
+    Ok(0)
+}
+
+/// "agent can read STATUS_LOG / EASYRSA_INDEX": OpenVPN writes its status
+/// file 0600 root and Easy-RSA's pki/ is 0700. When the installed unit
+/// grants CAP_DAC_READ_SEARCH the agent reads them whatever their modes;
+/// otherwise the kernel is asked, as the agent's user (like the spool).
+fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
+    let named = [("STATUS_LOG", &s.status_log), ("EASYRSA_INDEX", &s.easyrsa_index)];
+    let mut files = Vec::new();
+    for (key, path) in named.iter().filter_map(|(k, p)| Some((k, p.as_deref()?))) {
+        let at = layout.at(path);
+        if at.exists() {
+            files.push((key, at));
+        } else {
+            r.warn(format!("{key} {} does not exist (yet); the agent reads it once it does", at.display()));
+        }
+    }
+    if files.is_empty() {
+        return;
+    }
+    let shown = files.iter().map(|(k, p)| format!("{k} {}", p.display())).collect::<Vec<_>>().join(", ");
+    let unit_text = fs::read_to_string(layout.at(unit::UNIT_PATH)).unwrap_or_default();
+    let grant = format!("AmbientCapabilities={}", unit::READ_CAPABILITY);
+    if unit_text.lines().any(|l| l == grant) {
+        return r.ok(format!("agent can read {shown} (its unit grants {}, read-only)", unit::READ_CAPABILITY));
+    }
+    let (Some(uid), Some(gid)) = (accounts.uid(AGENT_USER), accounts.primary_gid(AGENT_USER)) else {
+        return r.fail(format!("agent cannot read {shown}: user {AGENT_USER} does not exist"), REINSTALL);
+    };
+    if !nix::unistd::geteuid().is_root() {
+        return r.warn(format!("not root: cannot test whether the agent can read {shown} (run check with sudo)"));
+    }
+    let group = s.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
+    let groups = accounts.gid(&group).map_or(gid.to_string(), |sgid| format!("{gid},{sgid}"));
+    let paths = files.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join("\n");
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return r.fail(format!("cannot find this program to run the probe: {e}"), "run check by its path"),
+    };
+    match Command::new(exe).args(["check", "--probe", &format!("read:{uid}:{gid}:{groups}:{paths}")]).output() {
+        Ok(out) if out.status.success() => r.ok(format!("agent can read {shown}")),
+        Ok(out) => r.fail(
+            format!("agent cannot read {shown}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            format!("{REINSTALL} (it grants the agent {} when these are set)", unit::READ_CAPABILITY),
+        ),
+        Err(e) => r.fail(format!("cannot run the probe: {e}"), "run check by its path"),
+    }
+}
+
+/// The child side of [`check_sources`], already running as the agent's
+/// user: open and read each file (one per line of `files`).
+fn probe_read(files: &str) -> Result<i32, String> {
+    use std::io::Read as _;
+    for path in files.lines() {
+        let mut byte = [0u8; 1];
+        fs::File::open(path).and_then(|mut f| f.read(&mut byte)).map_err(|e| format!("{path}: {e}"))?;
+    }
     Ok(0)
 }
 
