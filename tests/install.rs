@@ -413,6 +413,41 @@ fn check_fails_on_a_spool_the_hooks_cannot_write_and_install_fixes_it() {
     assert!(!text.contains("FAIL"), "{text}");
 }
 
+/// check's "agent can read" line: with the unit's CAP_DAC_READ_SEARCH the
+/// agent reads OpenVPN's 0600 status file, so OK with a note; with a unit
+/// that lacks it (stale, edited), the agent's user is probed for real.
+#[test]
+fn check_says_whether_the_agent_can_read_its_sources() {
+    need_root!();
+    let r = Root::new("sources");
+    let status = r.p("run/openvpn-server/status-server.log");
+    fs::create_dir_all(status.parent().unwrap()).unwrap();
+    fs::write(&status, "TITLE,OpenVPN 2.6\n").unwrap();
+    fs::set_permissions(&status, fs::Permissions::from_mode(0o600)).unwrap();
+    r.env("STATUS_LOG=/run/openvpn-server/status-server.log\nEASYRSA_INDEX=/etc/openvpn/easy-rsa/pki/index.txt\n");
+    r.ok(&["install"]);
+    let line = |text: &str| -> String {
+        text.lines().find(|l| l.contains("agent can") && l.contains("STATUS_LOG")).unwrap_or_default().to_string()
+    };
+    // check exits 1 here (no TELEMETRY_URL); only the sources' lines matter.
+    let text = String::from_utf8_lossy(&r.run(&["check"], &[]).stdout).into_owned();
+    let l = line(&text);
+    assert!(l.starts_with("OK   agent can read STATUS_LOG ") && l.contains("CAP_DAC_READ_SEARCH"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("WARN EASYRSA_INDEX") && l.contains("does not exist")), "{text}");
+
+    // The same unit without the grant: now it is up to the file's mode.
+    let unit = fs::read_to_string(r.p(UNIT)).unwrap();
+    fs::write(r.p(UNIT), unit.replace("AmbientCapabilities=CAP_DAC_READ_SEARCH", "AmbientCapabilities=")).unwrap();
+    let out = r.run(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let l = line(&text);
+    assert!(l.starts_with("FAIL agent cannot read STATUS_LOG") && l.contains("Permission denied"), "{text}");
+    assert!(l.contains("— fix: run `openvpn-telemetry install` again"), "{l}");
+    fs::set_permissions(&status, fs::Permissions::from_mode(0o644)).unwrap();
+    let text = String::from_utf8_lossy(&r.run(&["check"], &[]).stdout).into_owned();
+    assert!(line(&text).starts_with("OK   agent can read STATUS_LOG ") && !line(&text).contains("CAP_"), "{text}");
+}
+
 /// `systemd-analyze security --offline=yes` on a unit file: the exposure.
 fn exposure(unit: &Path) -> f64 {
     let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(unit).output().unwrap();

@@ -16,7 +16,7 @@
 //! then are those relaxed, to `PrivateTmp=no` / `ProtectHome=read-only`,
 //! so every other installation keeps the tighter unit. Only paths named in
 //! agent.env are looked at: a `status` line inside a conf that points
-//! below /tmp needs `STATUS_LOG` set to that path too (`check` says so).
+//! below /tmp or a home needs `STATUS_LOG` set to that path too.
 
 use std::path::{Path, PathBuf};
 
