@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -359,12 +359,14 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
     let Some((host, port)) = host_port(url) else {
         return r.fail(format!("cannot find the host in TELEMETRY_URL {shown}"), "correct TELEMETRY_URL");
     };
-    let addrs: Vec<_> = match (host.as_str(), port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => return r.fail(format!("DNS: {host}: {e}"), "check the host name and /etc/resolv.conf"),
+    // The agent's own lookup (getent as a child), so this step sees what
+    // deliveries will see and a static build never loads NSS in-process.
+    let timeout = Duration::from_secs(s.connect_timeout_seconds);
+    let addrs = match crate::resolve::lookup(&host, port, Some(timeout)) {
+        Ok(a) => a,
+        Err(e) => return r.fail(format!("DNS: {e}"), "check the host name and /etc/resolv.conf"),
     };
     r.ok(format!("DNS: {host} -> {}", addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ")));
-    let timeout = Duration::from_secs(s.connect_timeout_seconds);
     let mut last = String::new();
     let connected = addrs.iter().find(|a| match TcpStream::connect_timeout(a, timeout) {
         Ok(_) => true,

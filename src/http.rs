@@ -11,6 +11,8 @@
 //!   4xx/5xx are answers, never errors (`http_status_as_error(false)`);
 //! - redirects are not followed (a POST must not wander off with the
 //!   auth header); a 3xx is reported as a configuration problem;
+//! - host names are resolved by `getent` as a child (src/resolve.rs), so a
+//!   static build never loads NSS modules in-process;
 //! - nothing secret is ever put in a log line or an error: not the auth
 //!   header, not key material (errors name the setting and the path only).
 
@@ -163,7 +165,13 @@ impl Http {
             );
         }
         Ok(Http {
-            agent: ureq::Agent::new_with_config(config),
+            // Names are resolved by `getent` in a child, never by glibc's
+            // NSS in this (static) process: see src/resolve.rs.
+            agent: ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                crate::resolve::GetentResolver,
+            ),
             url: url.to_string(),
             auth,
             gzip: s.compress == Compress::Gzip,

@@ -17,6 +17,7 @@ mod hook;
 mod http;
 mod install;
 mod notify;
+mod resolve;
 mod sources;
 mod spool;
 mod state;
