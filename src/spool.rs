@@ -26,7 +26,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -166,20 +166,26 @@ impl Spool {
     /// unique and increasing.
     pub fn next_seq(&self, deadline: Instant) -> Result<u64, SpoolError> {
         let path = self.dir.join(SEQ);
-        let mut file = open_create(&path, false).map_err(io_err(&path))?;
+        let file = open_create(&path, false).map_err(io_err(&path))?;
         if !lock_until(&file, deadline) {
             return Err(SpoolError::LockTimeout { path });
         }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io_err(&path))?;
-        let last = match text.trim() {
-            "" => 0,
-            t => t.parse::<u64>().unwrap_or_else(|_| unix_nanos() / 1000),
+        // One pread/pwrite at offset 0 into a fixed buffer: this runs in
+        // every hook, and read_to_string would add a statx, two lseeks and
+        // a second read. A u64 and its newline fit with room to spare, so
+        // a full buffer means a damaged (overlong) file.
+        let mut buf = [0u8; 32];
+        let n = file.read_at(&mut buf, 0).map_err(io_err(&path))?;
+        let last = match std::str::from_utf8(&buf[..n]).map(str::trim) {
+            _ if n == buf.len() => unix_nanos() / 1000,
+            Ok("") => 0,
+            Ok(t) => t.parse::<u64>().unwrap_or_else(|_| unix_nanos() / 1000),
+            Err(_) => unix_nanos() / 1000,
         };
         let seq = last + 1;
         let new = format!("{seq}\n");
-        file.seek(SeekFrom::Start(0)).and_then(|_| file.write_all(new.as_bytes())).map_err(io_err(&path))?;
-        if (new.len() as u64) < text.len() as u64 {
+        file.write_all_at(new.as_bytes(), 0).map_err(io_err(&path))?;
+        if new.len() < n {
             file.set_len(new.len() as u64).map_err(io_err(&path))?;
         }
         Ok(seq)
@@ -355,6 +361,12 @@ mod tests {
         let big = s.next_seq(d).unwrap();
         assert!(big > 1_000_000_000_000_000);
         assert_eq!(s.next_seq(d).unwrap(), big + 1);
+        assert_eq!(fs::read_to_string(s.dir.join(SEQ)).unwrap(), format!("{}\n", big + 1));
+        // Overlong (more than the read buffer): damaged too, and cut back.
+        fs::write(s.dir.join(SEQ), format!("5{}", " ".repeat(100))).unwrap();
+        let again = s.next_seq(d).unwrap();
+        assert!(again > 1_000_000_000_000_000);
+        assert_eq!(fs::read_to_string(s.dir.join(SEQ)).unwrap(), format!("{again}\n"));
         fs::remove_dir_all(&s.dir).unwrap();
     }
 
