@@ -41,12 +41,15 @@ import time
 DONE = b"Initialization Sequence Completed"
 
 
+# explicit-exit-notify 3: the exit notice is resent for up to 3 s (reaped in
+# the background, so that costs nothing); through the delay relay a single
+# lost notice would leave the session open until OpenVPN's ping timeout.
 def spawn(a, i, port, tag):  # tag: one letter, keeps tun names unique
     cmd = [
         "ip", "netns", "exec", a.ns, "openvpn", "--client", "--dev", f"ovtk{i:02d}{tag}", "--dev-type", "tun",
         "--proto", "udp", "--remote", a.remote, str(port), "--nobind", "--remote-cert-tls", "server",
         "--ca", f"{a.pki}/ca.crt", "--cert", f"{a.pki}/client{i:02d}.crt", "--key", f"{a.pki}/client{i:02d}.key",
-        "--explicit-exit-notify", "1", "--connect-retry", "1", "--resolv-retry", "0", "--verb", "3",
+        "--explicit-exit-notify", "3", "--connect-retry", "1", "--resolv-retry", "0", "--verb", "3",
     ]  # fmt: skip
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     with open(a.pidfile, "a") as f:

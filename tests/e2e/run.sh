@@ -114,20 +114,31 @@ receiver_stop() {
     ovt_stop "$RECEIVER_PID"
 }
 
-# The agent as the unit runs it: its User=, Group= and SupplementaryGroups=.
+# The agent as the unit runs it: its User=, Group=, SupplementaryGroups=,
+# UMask=, NoNewPrivileges= and capabilities (CapabilityBoundingSet= and
+# AmbientCapabilities=: the installer grants CAP_DAC_READ_SEARCH when the
+# agent must read OpenVPN's 0600 status file).
 agent_cmd() {
-    local unit=/etc/systemd/system/openvpn-telemetry-agent.service user group sgroups umask
-    user=$(sed -n 's/^User=//p' "$unit" 2>/dev/null | tail -n1)
-    group=$(sed -n 's/^Group=//p' "$unit" 2>/dev/null | tail -n1)
-    sgroups=$(sed -n 's/^SupplementaryGroups=//p' "$unit" 2>/dev/null | tail -n1)
+    local unit=/etc/systemd/system/openvpn-telemetry-agent.service
+    local user group sgroups umask bound ambient gids caps=()
+    _unit() { sed -n "s/^$1=//p" "$unit" 2>/dev/null | tail -n1; }
+    user=$(_unit User)
+    group=$(_unit Group)
+    sgroups=$(_unit SupplementaryGroups)
+    umask=$(_unit UMask)
     user=${user:-openvpn-telemetry}
     group=${group:-$user}
     sgroups=${sgroups:-nogroup}
-    umask=$(sed -n 's/^UMask=//p' "$unit" 2>/dev/null | tail -n1)
-    local gids
     gids=$(for g in $sgroups; do getent group "$g" | cut -d: -f3; done | paste -sd,)
+    # CAP_DAC_READ_SEARCH -> +dac_read_search, for setpriv
+    _caps() { local c out=""; for c in $1; do c=${c#CAP_}; out+=",+${c,,}"; done; echo "$out"; }
+    bound=$(_caps "$(_unit CapabilityBoundingSet)")
+    ambient=$(_caps "$(_unit AmbientCapabilities)")
+    caps=(--bounding-set="-all$bound" --inh-caps="-all$ambient")
+    [ -n "$ambient" ] && caps+=(--ambient-caps="${ambient#,}")
+    [ "$(_unit NoNewPrivileges)" = yes ] && caps+=(--no-new-privs)
     AGENT_CMD=(sh -c 'umask "$0" && exec "$@"' "${umask:-0022}"
-        setpriv --reuid="$user" --regid="$group" --groups="$gids" --inh-caps=-all "$SBIN" agent)
+        setpriv --reuid="$user" --regid="$group" --groups="$gids" "${caps[@]}" "$SBIN" agent)
 }
 
 agent_start() {
@@ -240,14 +251,10 @@ ovt_openvpn "$OVT_SRV_NS" "$WORK/server-true.conf" "$WORK/server-true.log" >/dev
 for s in hooks plain true; do
     ovt_wait_log "$WORK/server-$s.log" "Initialization Sequence Completed" 10 || die "$s server did not start"
 done
-# OpenVPN creates its status file 0600 root before dropping privileges, so
-# the agent's user cannot read it: the operator step the README documents
-# (OpenVPN truncates it in place, so the group and mode stay).
-t=0
-while [ ! -e "$WORK/status-hooks.log" ] && [ "$t" -lt 100 ]; do sleep 0.05; t=$((t + 1)); done
-chgrp "${AGENT_USER:-openvpn-telemetry}" "$WORK/status-hooks.log" && chmod 0640 "$WORK/status-hooks.log" \
-    || die "cannot make the status file readable for the agent"
+# OpenVPN writes its status file 0600 root: the agent reads it only through
+# the capability the installed unit grants (see agent_cmd).
 agent_start
+say "agent as the unit runs it: ${AGENT_CMD[*]:4}"
 
 # --- main: N clients, several at once ------------------------------------
 
