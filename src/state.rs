@@ -7,9 +7,8 @@
 //! rename), so a reader or a crash sees the old or the new state, never a
 //! mix. Only the agent writes it; a damaged file is reported and replaced.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -117,25 +116,15 @@ impl AgentState {
         }
     }
 
-    /// Replaces the file atomically: temporary file, fsync, rename. The
-    /// directory is not fsynced: losing the rename in a power cut brings
-    /// back the previous state, which costs duplicates, never events.
+    /// Replaces the file atomically and durably ([`spool::replace_file`]):
+    /// the drop count it carries must not be lost while the chunk deletes it
+    /// accounts for persist.
     pub fn save(&self, spool_dir: &Path) -> Result<(), StateError> {
         let path = path(spool_dir);
-        let tmp = spool_dir.join(format!(".{STATE_FILE}.tmp"));
-        let err = |source| StateError::Io { path: tmp.clone(), source };
-        let mut text = serde_json::to_vec_pretty(self).map_err(|e| err(io::Error::other(e)))?;
+        let mut text = serde_json::to_vec_pretty(self)
+            .map_err(|e| StateError::Damaged { path: path.clone(), what: e.to_string() })?;
         text.push(b'\n');
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
-            .open(&tmp)
-            .map_err(err)?;
-        file.write_all(&text).and_then(|_| file.sync_all()).map_err(err)?;
-        fs::rename(&tmp, &path).map_err(|source| StateError::Io { path, source })
+        crate::spool::replace_file(&path, &text, 0o644).map_err(|source| StateError::Io { path, source })
     }
 }
 

@@ -20,10 +20,10 @@ mod sessions;
 mod status_file;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
+use std::io::{self, Read as _};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -395,23 +395,10 @@ fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&bytes).map_err(|e| log::warn!("{}: damaged ({e}); starting afresh", path.display())).ok()
 }
 
-/// Writes a state file atomically: temp file, fsync, rename, fsync dir.
+/// Writes a state file atomically and durably ([`spool::replace_file`]).
 fn save_state<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
     let body = serde_json::to_vec(value).map_err(|e| format!("{}: {e}", path.display()))?;
-    let _ = fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    file.write_all(&body).and_then(|_| file.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
-    spool::sync_dir(&dir).map_err(|e| e.to_string())
+    spool::replace_file(path, &body, 0o640).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
