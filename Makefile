@@ -12,7 +12,7 @@ OUT    := $(abspath $(or $(CARGO_TARGET_DIR),target))
 # The getrandom cfg makes uuid call getrandom(2) directly; without it a
 # static build opens /dev/random and /dev/urandom on every hook.
 # `dist` makes the file for other servers with zig instead (below): the
-# static file is ~4.3 MB, over dist's 3 MB limit.
+# static file is ~3.5 MB, over dist's 3 MB limit.
 STATIC_RUSTFLAGS := -C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"
 BIN    := $(OUT)/$(TARGET)/release/openvpn-telemetry
 
@@ -57,7 +57,7 @@ e2e: build
 # once into $(DIST_TOOLS), linking against glibc 2.17 (RHEL 7 .. Ubuntu
 # 24.04) at opt-level=s: 2.5 MB, and glibc's NSS works natively.
 # DIST=static: the static-pie file `build` makes (no floor at all, ~0.3 ms
-# faster hook exec), but 4.3 MB (3.5 MB even at opt-level=z), so it fails
+# faster hook exec), but 3.5 MB (even at opt-level=z), so it fails
 # the 3 MB limit below; use it where the size does not matter.
 # Either way `dist` prints size and linkage and fails over 3 MB, when a
 # static build links dynamically, or when a dynamic one needs > GLIBC_2.17.
