@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::spool::Spool;
+use crate::spool::{self, Spool};
 use crate::state::DropCount;
 
 /// A hook's temporary file older than this belongs to a dead hook.
@@ -89,8 +89,8 @@ impl Backlog {
                 synced |= f.sync_all().is_ok();
             }
         }
-        if synced && let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
+        if synced {
+            let _ = spool::fsync_dir(dir);
         }
     }
 
@@ -253,7 +253,7 @@ pub fn write_failed(dir: &Path, name: &str, lines: &[&[u8]]) -> io::Result<()> {
     }
     file.write_all(&buf)?;
     file.sync_all()?;
-    File::open(dir)?.sync_all()
+    spool::fsync_dir(dir)
 }
 
 #[cfg(test)]

@@ -287,8 +287,13 @@ impl fmt::Display for Dropped {
 
 /// fsync of a directory, so that renames and unlinks in it survive a
 /// power cut (fsync of the file alone does not cover its name).
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// [`fsync_dir`], with the directory named in the error.
 pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    fsync_dir(dir).map_err(io_err(dir))
 }
 
 /// Replaces a small file in the spool so that a reader or a crash sees the
@@ -311,7 +316,7 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    fsync_dir(dir)
 }
 
 pub fn unix_nanos() -> u64 {

@@ -177,7 +177,7 @@ impl Delivery {
             };
             if let Some(f) = quarantine {
                 f.sync_all().map_err(ReadError::SetAside)?;
-                spool::sync_dir(&failed_dir).map_err(|e| ReadError::SetAside(io::Error::other(e.to_string())))?;
+                spool::fsync_dir(&failed_dir).map_err(ReadError::SetAside)?;
             }
             if full {
                 break;
