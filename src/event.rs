@@ -13,6 +13,7 @@
 
 use std::ffi::{OsStr, OsString};
 
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -46,15 +47,22 @@ impl Event {
 
     /// The NDJSON line (with its `\n`) for this event numbered `seq`.
     pub fn to_line(&self, seq: u64) -> Vec<u8> {
-        let mut map = serde_json::Map::new();
-        map.insert("event_id".into(), Value::String(self.event_id.to_string()));
-        map.insert("seq".into(), Value::from(seq));
-        map.insert("type".into(), Value::String(self.kind.clone()));
-        for (k, v) in &self.fields {
-            map.insert((*k).to_string(), v.clone());
-        }
-        map.insert("event_time_vpn".into(), Value::String(rfc3339(self.time)));
-        let mut line = serde_json::to_vec(&Value::Object(map)).unwrap_or_default();
+        let mut line = Vec::with_capacity(512);
+        // Serialised straight from the fields (this runs in every hook): no
+        // intermediate map, no clones. Writing into a Vec cannot fail.
+        let mut ser = serde_json::Serializer::new(&mut line);
+        let written = (|| {
+            let mut map = ser.serialize_map(None)?;
+            map.serialize_entry("event_id", &self.event_id.to_string())?;
+            map.serialize_entry("seq", &seq)?;
+            map.serialize_entry("type", &self.kind)?;
+            for (k, v) in &self.fields {
+                map.serialize_entry(k, v)?;
+            }
+            map.serialize_entry("event_time_vpn", &rfc3339(self.time))?;
+            map.end()
+        })();
+        debug_assert!(written.is_ok());
         line.push(b'\n');
         line
     }
