@@ -117,8 +117,12 @@ pub fn clean(raw: &OsStr) -> String {
 /// The stable id of one OpenVPN session, equal for its connect, disconnect
 /// and status-file entries: UUIDv5 over `common_name`, real address, real
 /// port and connect time (`time_unix`), joined by `\n`. For IPv6 clients
-/// the port is left empty: OpenVPN's status file prints none for them.
+/// the port is left empty: OpenVPN's status file before 2.7 prints none for
+/// them. A session without a common name (`verify-client-cert none`: the
+/// hook gets no `common_name`) counts as `UNDEF`, which is what the status
+/// file prints for it (`tls_common_name`).
 pub fn session_id(common_name: &str, real_ip: &str, real_port: &str, time_unix: i64) -> String {
+    let common_name = if common_name.is_empty() { "UNDEF" } else { common_name };
     let real_port = if real_ip.contains(':') { "" } else { real_port };
     let name = format!("{common_name}\n{real_ip}\n{real_port}\n{time_unix}");
     Uuid::new_v5(&SESSION_NAMESPACE, name.as_bytes()).to_string()
@@ -284,6 +288,9 @@ mod tests {
         assert_ne!(a, session_id("alice", "1.2.3.4", "5556", 100));
         // The status file has no port for IPv6 clients; the hook does.
         assert_eq!(session_id("bob", "2001:db8::1", "40000", 100), session_id("bob", "2001:db8::1", "", 100));
+        // No common name (verify-client-cert none) is the status file's UNDEF.
+        assert_eq!(session_id("", "1.2.3.4", "5555", 100), session_id("UNDEF", "1.2.3.4", "5555", 100));
+        assert_ne!(session_id("", "1.2.3.4", "5555", 100), session_id("undef", "1.2.3.4", "5555", 100));
     }
 
     #[test]
