@@ -1,25 +1,37 @@
 //! OpenVPN's status file (`status FILE [n]`), versions 1, 2 and 3, as
-//! written by `multi_print_status` in OpenVPN 2.4–2.6.
+//! written by `multi_print_status` in OpenVPN 2.1–2.7.
 //!
 //! OpenVPN rewrites the file in place (seek 0, one `write` per line,
 //! truncate), so a reader can catch it half-written: new lines followed by
 //! the tail of the old file. A read is therefore accepted only when it is
 //! well-formed from the first line to a final `END`: every line of a known
-//! kind in the order OpenVPN writes them, every client row with its columns
-//! and numbers, and every routing row pointing at a listed client (a stale
-//! tail names clients the new head does not list). Anything else is
-//! [`StatusError`] and the caller skips the round; nothing here panics.
+//! kind in the order OpenVPN writes them, no row shorter than its header
+//! (the tail of an old line is), and every routing row pointing at a listed
+//! client (a stale tail names clients the new head does not list). Anything
+//! else is [`StatusError`] and the caller skips the round; nothing here
+//! panics.
+//!
+//! Rows are read by the fixed shapes of their columns, not by counting
+//! separators: a common name or username may contain the separator (OpenVPN
+//! keeps every printable character), so a row with more fields than its
+//! header is split every way the free columns allow, and the one reading
+//! whose other columns all have their shapes (address:port, numbers,
+//! dates) is taken. A row with no such reading, or with several that the
+//! routing table cannot tell apart (a crafted name imitating the columns
+//! after it), is left out and listed in [`Status::unreadable`]: it costs
+//! that row, never the file, and is never attributed to another session.
 //!
 //! Guarantees: strings are cleaned and capped like hook fields
 //! ([`crate::event::clean`]); `connected_since` is the `time_t` OpenVPN
-//! gave the hook as `time_unix`, so `session_id`s match. Version 1 has only
-//! a local date; it is turned into `time_t` with the offset between the
-//! file's `Updated` line and its mtime (exact unless a DST change happened
-//! since the client connected).
+//! gave the hook as `time_unix`, so `session_id`s match; a session listed
+//! twice is listed once. Version 1 has only a local date; it is turned
+//! into `time_t` with the offset between the file's `Updated` line and its
+//! mtime (exact unless a DST change happened since the client connected).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
 
 use time::PrimitiveDateTime;
@@ -31,11 +43,12 @@ use crate::event;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub common_name: String,
-    /// `Real Address` as printed: `1.2.3.4:5555`, or a bare IPv6 address
-    /// (OpenVPN prints no port for IPv6, see `mroute_addr_print_ex`).
+    /// `Real Address` as printed: `1.2.3.4:5555`, a bare IPv6 address
+    /// (2.4–2.6 print no port for IPv6), or with 2.7's protocol prefix
+    /// (`udp4:1.2.3.4:5555`, `udp6:[2001:db8::1]:5555`).
     pub real_address: String,
     pub real_ip: String,
-    /// Empty for IPv6 clients (not in the file).
+    /// Empty when the file has none (IPv6 clients before 2.7).
     pub real_port: String,
     pub virtual_ip: String,
     pub virtual_ipv6: Option<String>,
@@ -61,6 +74,21 @@ pub struct Status {
     pub clients: Vec<Client>,
     /// `GLOBAL_STATS,dco_enabled,1` (2.6+, versions 2/3 only).
     pub dco: Option<bool>,
+    /// Rows left out because they could not be read unambiguously.
+    pub unreadable: Vec<RowError>,
+}
+
+/// One row left out: 1-based line number and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: usize,
+    pub what: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.what)
+    }
 }
 
 /// Why a read was not accepted; the caller logs it and skips the round.
@@ -98,41 +126,321 @@ pub fn parse(bytes: &[u8], mtime: Option<i64>) -> Result<Status, StatusError> {
         return Err(StatusError::Incomplete);
     }
     let body = &lines[..end];
-    match body.first() {
+    let mut status = match body.first() {
         Some(l) if *l == b"OpenVPN CLIENT LIST" => parse_v1(body, mtime),
         Some(l) if l.starts_with(b"TITLE,") => parse_v23(body, b',', 2),
         Some(l) if l.starts_with(b"TITLE\t") => parse_v23(body, b'\t', 3),
         _ => Err(bad(1, "not an OpenVPN status file (expected TITLE or \"OpenVPN CLIENT LIST\")")),
-    }
+    }?;
+    // OpenVPN 2.3 was seen printing a CLIENT_LIST row twice: one session.
+    let mut seen = HashSet::new();
+    status.clients.retain(|c| seen.insert(c.session_id()));
+    Ok(status)
 }
 
 fn text(raw: &[u8]) -> String {
     event::clean(OsStr::from_bytes(raw))
 }
 
-fn number(raw: &[u8], line: usize, what: &str) -> Result<u64, StatusError> {
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| bad(line, format!("{what}: expected a number, found {:?}", text(raw))))
+fn number(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
-/// Splits `Real Address` into ip and port: `a.b.c.d:port` has one colon;
-/// an IPv6 address has several and no port.
-pub fn split_real_address(addr: &str) -> (String, String) {
-    match addr.split_once(':') {
-        Some((ip, port)) if !port.contains(':') => (ip.to_string(), port.to_string()),
-        _ => (addr.to_string(), String::new()),
+/// Protocol prefixes OpenVPN 2.7 puts before a real address
+/// (`proto2ascii(proto, family, false)` in socket_util.c, then `:`).
+const PROTOCOLS: [&str; 13] = [
+    "udp",
+    "tcp-server",
+    "tcp-client",
+    "tcp",
+    "udp4",
+    "tcp4-server",
+    "tcp4-client",
+    "tcp4",
+    "udp6",
+    "tcp6-server",
+    "tcp6-client",
+    "tcp6",
+    "[unknown protocol]",
+];
+
+/// Reads a `Real Address` as `mroute_addr_print` writes it into ip and
+/// port: 2.1–2.6 `1.2.3.4:5555` or a bare IPv6 address (no port), 2.7 the
+/// same behind a protocol prefix and IPv6 as `[2001:db8::1]:5555`; an
+/// IPv4-mapped IPv6 peer is printed as IPv4. `None`: not an address.
+pub fn split_real_address(addr: &str) -> Option<(String, String)> {
+    let rest = PROTOCOLS.iter().find_map(|p| addr.strip_prefix(p)?.strip_prefix(':')).unwrap_or(addr);
+    let port_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok();
+    if let Some(v6) = rest.strip_prefix('[') {
+        let (ip, port) = v6.split_once("]:")?;
+        return (ip.parse::<Ipv6Addr>().is_ok() && port_ok(port)).then(|| (ip.to_string(), port.to_string()));
     }
+    if rest.parse::<Ipv6Addr>().is_ok() {
+        return Some((rest.to_string(), String::new()));
+    }
+    if rest.parse::<Ipv4Addr>().is_ok() {
+        return Some((rest.to_string(), String::new()));
+    }
+    let (ip, port) = rest.rsplit_once(':')?;
+    (ip.parse::<Ipv4Addr>().is_ok() && port_ok(port)).then(|| (ip.to_string(), port.to_string()))
+}
+
+/// A routing table's `Virtual Address`: what kind of route it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteKind {
+    /// A host address (the client's pool address, or a learned one).
+    V4Host,
+    V6Host,
+    /// An `iroute` (`/bits`), a cached entry (`C`), or a TAP client's MAC
+    /// address (`22:1d:63:bf:62:38@0`): none is the client's address.
+    Other,
+}
+
+fn route_kind(raw: &str) -> Option<RouteKind> {
+    let (addr, cached) = match raw.strip_suffix('C') {
+        Some(a) => (a, true),
+        None => (raw, false),
+    };
+    let (addr, net) = match addr.split_once('/') {
+        Some((a, bits)) if !bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit() || b == b'.') => (a, true),
+        Some(_) => return None,
+        None => (addr, false),
+    };
+    let host = !cached && !net;
+    if addr.parse::<Ipv4Addr>().is_ok() {
+        return Some(if host { RouteKind::V4Host } else { RouteKind::Other });
+    }
+    if addr.parse::<Ipv6Addr>().is_ok() {
+        return Some(if host { RouteKind::V6Host } else { RouteKind::Other });
+    }
+    // format_hex_ex(mac, 6, 0, 1, ":") then "@vid" (2.4+; 2.3 printed none).
+    let mac = addr.split_once('@').map_or(addr, |(m, vid)| if number(vid.as_bytes()).is_some() { m } else { "" });
+    let groups: Vec<&str> = mac.split(':').collect();
+    (groups.len() == 6 && groups.iter().all(|g| g.len() == 2 && g.bytes().all(|b| b.is_ascii_hexdigit())))
+        .then_some(RouteKind::Other)
+}
+
+/// What a column must look like. `Free` columns (common name, username)
+/// are any non-empty text and may contain the separator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Free,
+    Real,
+    Ipv4OrEmpty,
+    Ipv6OrEmpty,
+    Number,
+    NumberOrEmpty,
+    Date,
+    Route,
+    Any,
+}
+
+fn shape(table: &[u8], column: &[u8]) -> Shape {
+    match (table, column) {
+        (_, b"Common Name" | b"Username") => Shape::Free,
+        (_, b"Real Address") => Shape::Real,
+        (b"ROUTING_TABLE", b"Virtual Address") => Shape::Route,
+        (_, b"Virtual Address") => Shape::Ipv4OrEmpty,
+        (_, b"Virtual IPv6 Address") => Shape::Ipv6OrEmpty,
+        (_, b"Bytes Received" | b"Bytes Sent" | b"Connected Since (time_t)" | b"Last Ref (time_t)" | b"Peer ID") => {
+            Shape::Number
+        }
+        // Empty in builds without the management interface.
+        (_, b"Client ID") => Shape::NumberOrEmpty,
+        (_, b"Connected Since" | b"Last Ref") => Shape::Date,
+        _ => Shape::Any,
+    }
+}
+
+fn fits(shape: Shape, raw: &[u8]) -> bool {
+    let s = || std::str::from_utf8(raw).ok();
+    match shape {
+        Shape::Free => !raw.is_empty(),
+        Shape::Real => s().and_then(split_real_address).is_some(),
+        Shape::Ipv4OrEmpty => raw.is_empty() || s().is_some_and(|s| s.parse::<Ipv4Addr>().is_ok()),
+        Shape::Ipv6OrEmpty => raw.is_empty() || s().is_some_and(|s| s.parse::<Ipv6Addr>().is_ok()),
+        Shape::Number => number(raw).is_some(),
+        Shape::NumberOrEmpty => raw.is_empty() || number(raw).is_some(),
+        Shape::Date => local_datetime(raw).is_some(),
+        Shape::Route => s().and_then(route_kind).is_some(),
+        Shape::Any => true,
+    }
+}
+
+/// A row split into its columns, one value (fields joined back) each.
+type Reading = Vec<Vec<u8>>;
+
+/// Why a row was not split into its columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Split {
+    /// Fewer fields than the header: the tail of an old line.
+    Short,
+    /// No reading gives every column its shape.
+    NoFit,
+    /// These readings all fit.
+    Ambiguous(Vec<Vec<Vec<u8>>>),
+}
+
+/// Every reading of `fields` as the columns `shapes` (free columns take
+/// one or more fields, joined back with `sep`) whose columns all fit.
+fn readings(fields: &[&[u8]], shapes: &[Shape], sep: u8) -> Result<Vec<Vec<u8>>, Split> {
+    if fields.len() < shapes.len() {
+        return Err(Split::Short);
+    }
+    let free = shapes.iter().filter(|s| **s == Shape::Free).count();
+    let extra = fields.len() - shapes.len();
+    if extra > 0 && free == 0 {
+        return Err(Split::NoFit);
+    }
+    let mut found = Vec::new();
+    let mut cols = Vec::with_capacity(shapes.len());
+    walk(fields, shapes, sep, extra, free, &mut cols, &mut found);
+    match found.len() {
+        0 => Err(Split::NoFit),
+        1 => Ok(found.pop().unwrap_or_default()),
+        _ => Err(Split::Ambiguous(found)),
+    }
+}
+
+fn walk(
+    fields: &[&[u8]],
+    shapes: &[Shape],
+    sep: u8,
+    extra: usize,
+    free_left: usize,
+    cols: &mut Vec<Vec<u8>>,
+    found: &mut Vec<Vec<Vec<u8>>>,
+) {
+    // Three readings are as good as a thousand: ambiguous.
+    if found.len() > 2 {
+        return;
+    }
+    let Some((&shape, rest)) = shapes.split_first() else {
+        if fields.is_empty() {
+            found.push(cols.clone());
+        }
+        return;
+    };
+    let takes: Vec<usize> = if shape != Shape::Free {
+        vec![1]
+    } else if free_left == 1 {
+        vec![1 + extra]
+    } else {
+        (1..=1 + extra).collect()
+    };
+    for take in takes {
+        if take > fields.len() {
+            break;
+        }
+        let value = fields[..take].join(&sep);
+        if !fits(shape, &value) {
+            continue;
+        }
+        cols.push(value);
+        let free = free_left - usize::from(shape == Shape::Free);
+        walk(&fields[take..], rest, sep, extra + 1 - take, free, cols, found);
+        cols.pop();
+    }
+}
+
+/// A row being read: its line, its raw fields after the row tag, and its
+/// reading(s).
+struct Row<'a> {
+    line: usize,
+    fields: Vec<&'a [u8]>,
+    result: Result<Vec<Vec<u8>>, Split>,
+}
+
+/// The (common name, real address) a reading gives, by header position.
+fn identity(reading: &[Vec<u8>], cn: usize, real: usize) -> (String, String) {
+    (text(&reading[cn]), text(&reading[real]))
+}
+
+/// Chooses each client row's reading: the only one, or among several the
+/// only one the routing table confirms (routing rows have one free column,
+/// so they read one way only) and that no row read one way already is (an
+/// address belongs to one instance: a reading naming another row's client
+/// and address is a name imitating it). Other rows go to `unreadable`,
+/// with the raw text kept so their routes are not taken for a stale tail.
+fn settle(
+    rows: Vec<Row<'_>>,
+    cn: usize,
+    real: usize,
+    routed: &HashSet<(String, String)>,
+    sep: u8,
+    unreadable: &mut Vec<RowError>,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<(usize, Reading)>, StatusError> {
+    let sure: HashSet<(String, String)> =
+        rows.iter().filter_map(|r| r.result.as_ref().ok()).map(|r| identity(r, cn, real)).collect();
+    let mut out = Vec::new();
+    for row in rows {
+        match row.result {
+            Ok(r) => out.push((row.line, r)),
+            Err(Split::Short) => {
+                return Err(bad(row.line, "client row shorter than its header (file caught mid-rewrite?)"));
+            }
+            Err(Split::NoFit) => {
+                unreadable.push(RowError { line: row.line, what: "client row whose columns do not fit".into() });
+                skipped.push(text(&row.fields.join(&sep)));
+            }
+            Err(Split::Ambiguous(all)) => {
+                let confirmed: Vec<_> = all
+                    .into_iter()
+                    .filter(|r| {
+                        let id = identity(r, cn, real);
+                        routed.contains(&id) && !sure.contains(&id)
+                    })
+                    .collect();
+                if let [only] = &confirmed[..] {
+                    out.push((row.line, only.clone()));
+                } else {
+                    unreadable.push(RowError {
+                        line: row.line,
+                        what: "client row that reads more than one way (separator in a name); left out".into(),
+                    });
+                    skipped.push(text(&row.fields.join(&sep)));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every route belongs to a listed client (OpenVPN prints routes of live
+/// instances only); a route naming an unknown client is an old tail,
+/// unless the client's own row was left out as unreadable.
+fn check_routes(
+    clients: &[Client],
+    routes: &[(usize, String, String)],
+    skipped: &[String],
+    sep: char,
+) -> Result<(), StatusError> {
+    let known: HashSet<(&str, &str)> =
+        clients.iter().map(|c| (c.common_name.as_str(), c.real_address.as_str())).collect();
+    for (n, cn, real) in routes {
+        if known.contains(&(cn.as_str(), real.as_str())) {
+            continue;
+        }
+        let head = format!("{cn}{sep}{real}{sep}");
+        if !skipped.iter().any(|row| row.starts_with(&head)) {
+            return Err(bad(*n, format!("route for {cn} {real} who is not in the client list (mid-rewrite?)")));
+        }
+    }
+    Ok(())
 }
 
 /// Versions 2 (commas) and 3 (tabs): `TITLE`, `TIME`, then `HEADER` rows
 /// naming the columns of the `CLIENT_LIST` and `ROUTING_TABLE` rows that
 /// follow, `GLOBAL_STATS`, `END` (already cut off by the caller).
 fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, StatusError> {
-    let mut status = Status { version, written_at: None, clients: Vec::new(), dco: None };
+    let mut status = Status { version, written_at: None, clients: Vec::new(), dco: None, unreadable: Vec::new() };
     let mut client_cols: Option<Vec<&[u8]>> = None;
     let mut route_cols: Option<Vec<&[u8]>> = None;
+    let mut client_rows: Vec<Row> = Vec::new();
     let mut routes: Vec<(usize, String, String)> = Vec::new();
     // Sections must come in OpenVPN's order; going back means a stale tail.
     let mut stage = 0u8;
@@ -143,6 +451,10 @@ fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, StatusError
         stage = to;
         Ok(())
     };
+    let shapes_of = |table: &[u8], cols: &[&[u8]]| cols.iter().map(|c| shape(table, c)).collect::<Vec<_>>();
+    let mut client_shapes = Vec::new();
+    let mut route_shapes = Vec::new();
+    let mut route_at = (0, 0);
     for (i, line) in body.iter().enumerate() {
         let n = i + 1;
         let f: Vec<&[u8]> = line.split(|&b| b == sep).collect();
@@ -150,32 +462,57 @@ fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, StatusError
             b"TITLE" if n == 1 => {}
             b"TIME" if n == 2 => {
                 let t = f.get(2).ok_or_else(|| bad(n, "TIME without time_t"))?;
-                status.written_at = Some(number(t, n, "TIME")? as i64);
+                status.written_at = Some(number(t).ok_or_else(|| bad(n, "TIME: expected a number"))? as i64);
             }
             b"HEADER" if f.get(1) == Some(&&b"CLIENT_LIST"[..]) => {
                 advance(n, 1)?;
-                client_cols = Some(f[2..].to_vec());
+                let cols = f[2..].to_vec();
+                for need in ["Common Name", "Real Address", "Bytes Received", "Bytes Sent", "Connected Since (time_t)"]
+                {
+                    if !cols.contains(&need.as_bytes()) {
+                        return Err(bad(n, format!("CLIENT_LIST header lacks {need:?}")));
+                    }
+                }
+                client_shapes = shapes_of(b"CLIENT_LIST", &cols);
+                client_cols = Some(cols);
             }
             b"CLIENT_LIST" => {
                 advance(n, 1)?;
-                let cols = client_cols.as_deref().ok_or_else(|| bad(n, "CLIENT_LIST before its HEADER"))?;
-                status.clients.push(client_v23(&f[1..], cols, sep, n)?);
+                if client_cols.is_none() {
+                    return Err(bad(n, "CLIENT_LIST before its HEADER"));
+                }
+                let fields = f[1..].to_vec();
+                let result = readings(&fields, &client_shapes, sep);
+                client_rows.push(Row { line: n, fields, result });
             }
             b"HEADER" if f.get(1) == Some(&&b"ROUTING_TABLE"[..]) => {
                 advance(n, 2)?;
-                route_cols = Some(f[2..].to_vec());
+                let cols = f[2..].to_vec();
+                let pos = |name: &[u8]| cols.iter().position(|c| *c == name);
+                let (Some(cn), Some(real)) = (pos(b"Common Name"), pos(b"Real Address")) else {
+                    return Err(bad(n, "ROUTING_TABLE header lacks Common Name or Real Address"));
+                };
+                route_at = (cn, real);
+                route_shapes = shapes_of(b"ROUTING_TABLE", &cols);
+                route_cols = Some(cols);
             }
             b"ROUTING_TABLE" => {
                 advance(n, 2)?;
-                let cols = route_cols.as_deref().ok_or_else(|| bad(n, "ROUTING_TABLE before its HEADER"))?;
-                if f.len() - 1 != cols.len() {
-                    return Err(bad(n, format!("routing row has {} columns, header {}", f.len() - 1, cols.len())));
+                if route_cols.is_none() {
+                    return Err(bad(n, "ROUTING_TABLE before its HEADER"));
                 }
-                let col = |name: &[u8]| cols.iter().position(|c| *c == name).map(|i| f[1 + i]);
-                let (Some(cn), Some(real)) = (col(b"Common Name"), col(b"Real Address")) else {
-                    return Err(bad(n, "ROUTING_TABLE header lacks Common Name or Real Address"));
-                };
-                routes.push((n, text(cn), text(real)));
+                match readings(&f[1..], &route_shapes, sep) {
+                    Ok(r) => {
+                        let (cn, real) = identity(&r, route_at.0, route_at.1);
+                        routes.push((n, cn, real));
+                    }
+                    Err(Split::Short) => {
+                        return Err(bad(n, "routing row shorter than its header (file caught mid-rewrite?)"));
+                    }
+                    Err(_) => {
+                        status.unreadable.push(RowError { line: n, what: "routing row that does not fit".into() })
+                    }
+                }
             }
             b"GLOBAL_STATS" => {
                 advance(n, 3)?;
@@ -186,65 +523,44 @@ fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, StatusError
             other => return Err(bad(n, format!("unexpected line starting {:?}", text(&other[..other.len().min(40)])))),
         }
     }
-    if client_cols.is_none() {
+    let Some(cols) = client_cols else {
         return Err(bad(body.len(), "no HEADER for CLIENT_LIST"));
+    };
+    let at = |name: &[u8]| cols.iter().position(|c| *c == name);
+    let (cn, real) = (at(b"Common Name").unwrap_or(0), at(b"Real Address").unwrap_or(0));
+    let routed: HashSet<(String, String)> = routes.iter().map(|(_, c, r)| (c.clone(), r.clone())).collect();
+    let mut skipped = Vec::new();
+    for (n, row) in settle(client_rows, cn, real, &routed, sep, &mut status.unreadable, &mut skipped)? {
+        let get = |name: &[u8]| at(name).map(|i| row[i].as_slice());
+        let num = |name: &[u8]| get(name).and_then(number).unwrap_or_default();
+        let opt = |name: &[u8]| get(name).filter(|v| !v.is_empty() && *v != b"UNDEF").map(text);
+        let real_address = text(&row[real]);
+        let Some((real_ip, real_port)) = split_real_address(&real_address) else {
+            return Err(bad(n, "unreadable Real Address")); // fits() made sure; never here
+        };
+        status.clients.push(Client {
+            common_name: text(&row[cn]),
+            real_address,
+            real_ip,
+            real_port,
+            virtual_ip: opt(b"Virtual Address").unwrap_or_default(),
+            virtual_ipv6: opt(b"Virtual IPv6 Address"),
+            bytes_received: num(b"Bytes Received"),
+            bytes_sent: num(b"Bytes Sent"),
+            connected_since: num(b"Connected Since (time_t)") as i64,
+            username: opt(b"Username"),
+        });
     }
-    check_routes(&status.clients, &routes)?;
+    check_routes(&status.clients, &routes, &skipped, char::from(sep))?;
+    status.unreadable.sort_by_key(|e| e.line);
     Ok(status)
 }
 
-/// One `CLIENT_LIST` row, columns found by their header names so that 2.4
-/// (fewer columns) and later versions (more) read alike. A username may
-/// contain the separator: extra fields are folded back into it.
-fn client_v23(row: &[&[u8]], cols: &[&[u8]], sep: u8, n: usize) -> Result<Client, StatusError> {
-    let idx = |name: &[u8]| cols.iter().position(|c| *c == name);
-    let mut row: Vec<Vec<u8>> = row.iter().map(|f| f.to_vec()).collect();
-    if row.len() > cols.len() {
-        let u = idx(b"Username").ok_or_else(|| bad(n, "client row has more columns than its header"))?;
-        let extra = row.len() - cols.len();
-        let joined: Vec<Vec<u8>> = row.drain(u..=u + extra).collect();
-        row.insert(u, joined.join(&sep));
-    }
-    if row.len() < cols.len() {
-        return Err(bad(n, format!("client row has {} columns, header {}", row.len(), cols.len())));
-    }
-    let get = |name: &[u8]| idx(name).map(|i| row[i].as_slice());
-    let need = |name: &str| get(name.as_bytes()).ok_or_else(|| bad(n, format!("CLIENT_LIST header lacks {name:?}")));
-    let real_address = text(need("Real Address")?);
-    let (real_ip, real_port) = split_real_address(&real_address);
-    let connected_since = number(need("Connected Since (time_t)")?, n, "Connected Since (time_t)")? as i64;
-    let opt = |name: &[u8]| get(name).filter(|v| !v.is_empty() && *v != b"UNDEF").map(text);
-    Ok(Client {
-        common_name: text(need("Common Name")?),
-        real_address,
-        real_ip,
-        real_port,
-        virtual_ip: opt(b"Virtual Address").unwrap_or_default(),
-        virtual_ipv6: opt(b"Virtual IPv6 Address"),
-        bytes_received: number(need("Bytes Received")?, n, "Bytes Received")?,
-        bytes_sent: number(need("Bytes Sent")?, n, "Bytes Sent")?,
-        connected_since,
-        username: opt(b"Username"),
-    })
-}
-
-/// Every route belongs to a listed client (OpenVPN prints routes of live
-/// instances only); a route naming an unknown client is an old tail.
-fn check_routes(clients: &[Client], routes: &[(usize, String, String)]) -> Result<(), StatusError> {
-    let known: HashSet<(&str, &str)> =
-        clients.iter().map(|c| (c.common_name.as_str(), c.real_address.as_str())).collect();
-    for (n, cn, real) in routes {
-        if !known.contains(&(cn.as_str(), real.as_str())) {
-            return Err(bad(*n, format!("route for {cn} {real} who is not in the client list (mid-rewrite?)")));
-        }
-    }
-    Ok(())
-}
-
 /// Version 1: fixed headers, comma-separated, dates in local time, the
-/// virtual address only in the routing table.
+/// virtual address only in the routing table. The common name is the only
+/// free column, so every row has one reading or none.
 fn parse_v1(body: &[&[u8]], mtime: Option<i64>) -> Result<Status, StatusError> {
-    let mut status = Status { version: 1, written_at: None, clients: Vec::new(), dco: None };
+    let mut status = Status { version: 1, written_at: None, clients: Vec::new(), dco: None, unreadable: Vec::new() };
     let updated = body.get(1).and_then(|l| l.strip_prefix(b"Updated,")).ok_or_else(|| bad(2, "expected Updated,"))?;
     let updated = local_datetime(updated).ok_or_else(|| bad(2, "Updated: unreadable date"))?;
     // Offset OpenVPN printed local times with, from the file's own mtime,
@@ -255,63 +571,74 @@ fn parse_v1(body: &[&[u8]], mtime: Option<i64>) -> Result<Status, StatusError> {
         .filter(|o| (-12 * 3600..=14 * 3600).contains(o))
         .unwrap_or(0);
     status.written_at = Some(updated - offset);
-    if body.get(2).is_none_or(|l| !l.starts_with(b"Common Name,")) {
+    if body.get(2).is_none_or(|l| *l != b"Common Name,Real Address,Bytes Received,Bytes Sent,Connected Since") {
         return Err(bad(3, "expected the client list header"));
     }
+    const CLIENT: [Shape; 5] = [Shape::Free, Shape::Real, Shape::Number, Shape::Number, Shape::Date];
+    const ROUTE: [Shape; 4] = [Shape::Route, Shape::Free, Shape::Real, Shape::Date];
     let mut i = 3;
+    let mut skipped = Vec::new();
     while i < body.len() && body[i] != b"ROUTING TABLE" {
         let n = i + 1;
         let f: Vec<&[u8]> = body[i].split(|&b| b == b',').collect();
-        if f.len() != 5 {
-            return Err(bad(n, format!("client row has {} columns, expected 5", f.len())));
+        match readings(&f, &CLIENT, b',') {
+            Ok(r) => {
+                let real_address = text(&r[1]);
+                let (real_ip, real_port) = split_real_address(&real_address).unwrap_or_default();
+                let since = local_datetime(&r[4]).unwrap_or_default();
+                status.clients.push(Client {
+                    common_name: text(&r[0]),
+                    real_address,
+                    real_ip,
+                    real_port,
+                    virtual_ip: String::new(),
+                    virtual_ipv6: None,
+                    bytes_received: number(&r[2]).unwrap_or_default(),
+                    bytes_sent: number(&r[3]).unwrap_or_default(),
+                    connected_since: since - offset,
+                    username: None,
+                });
+            }
+            Err(Split::Short) => return Err(bad(n, "client row shorter than its header (file caught mid-rewrite?)")),
+            Err(_) => {
+                status.unreadable.push(RowError { line: n, what: "client row whose columns do not fit".into() });
+                skipped.push(text(body[i]));
+            }
         }
-        let real_address = text(f[1]);
-        let (real_ip, real_port) = split_real_address(&real_address);
-        let since = local_datetime(f[4]).ok_or_else(|| bad(n, "Connected Since: unreadable date"))?;
-        status.clients.push(Client {
-            common_name: text(f[0]),
-            real_address,
-            real_ip,
-            real_port,
-            virtual_ip: String::new(),
-            virtual_ipv6: None,
-            bytes_received: number(f[2], n, "Bytes Received")?,
-            bytes_sent: number(f[3], n, "Bytes Sent")?,
-            connected_since: since - offset,
-            username: None,
-        });
         i += 1;
     }
     if i >= body.len() {
         return Err(bad(i, "no ROUTING TABLE"));
     }
-    if body.get(i + 1).is_none_or(|l| !l.starts_with(b"Virtual Address,")) {
+    if body.get(i + 1).is_none_or(|l| *l != b"Virtual Address,Common Name,Real Address,Last Ref") {
         return Err(bad(i + 2, "expected the routing table header"));
     }
     i += 2;
     let mut routes = Vec::new();
-    let by_address: std::collections::HashMap<(String, String), usize> =
+    let by_address: HashMap<(String, String), usize> =
         status.clients.iter().enumerate().map(|(k, c)| ((c.common_name.clone(), c.real_address.clone()), k)).collect();
     while i < body.len() && body[i] != b"GLOBAL STATS" {
         let n = i + 1;
         let f: Vec<&[u8]> = body[i].split(|&b| b == b',').collect();
-        if f.len() != 4 {
-            return Err(bad(n, format!("routing row has {} columns, expected 4", f.len())));
-        }
-        let (cn, real) = (text(f[1]), text(f[2]));
-        // Host routes only: no `/bits` (iroute), no `C` (cached), no `@`
-        // (tap MAC); the first IPv4 and IPv6 ones are the pool addresses.
-        let v = text(f[0]);
-        if !v.contains('/')
-            && !v.ends_with('C')
-            && !v.contains('@')
-            && let Some(&k) = by_address.get(&(cn.clone(), real.clone()))
-        {
+        let r = match readings(&f, &ROUTE, b',') {
+            Ok(r) => r,
+            Err(Split::Short) => return Err(bad(n, "routing row shorter than its header (file caught mid-rewrite?)")),
+            Err(_) => {
+                status.unreadable.push(RowError { line: n, what: "routing row that does not fit".into() });
+                i += 1;
+                continue;
+            }
+        };
+        let (v, cn, real) = (text(&r[0]), text(&r[1]), text(&r[2]));
+        // The first IPv4 and IPv6 host routes are the pool addresses.
+        if let Some(&k) = by_address.get(&(cn.clone(), real.clone())) {
             let c = &mut status.clients[k];
-            if v.contains(':') {
-                c.virtual_ipv6.get_or_insert(v);
-            } else if c.virtual_ip.is_empty() {
-                c.virtual_ip = v;
+            match route_kind(&v) {
+                Some(RouteKind::V6Host) => {
+                    c.virtual_ipv6.get_or_insert(v);
+                }
+                Some(RouteKind::V4Host) if c.virtual_ip.is_empty() => c.virtual_ip = v,
+                _ => {}
             }
         }
         routes.push((n, cn, real));
@@ -325,7 +652,7 @@ fn parse_v1(body: &[&[u8]], mtime: Option<i64>) -> Result<Status, StatusError> {
             return Err(bad(i + 2 + j, "unexpected line in GLOBAL STATS"));
         }
     }
-    check_routes(&status.clients, &routes)?;
+    check_routes(&status.clients, &routes, &skipped, ',')?;
     Ok(status)
 }
 
@@ -421,8 +748,15 @@ GLOBAL STATS\nMax bcast/mcast queue length,0\nEND\n";
         // A junction in the middle of a line.
         let torn = V2.replacen("CLIENT_LIST,bob", "ENT_LIST,bob", 1);
         assert!(matches!(parse(torn.as_bytes(), None), Err(StatusError::Malformed { line: 5, .. })));
+        // A row whose columns do not fit costs that row only.
+        // (Its routing row names a client left out, not a stale tail.)
         let bad_num = V2.replacen(",1000,2000,", ",1x00,2000,", 1);
-        assert!(matches!(parse(bad_num.as_bytes(), None), Err(StatusError::Malformed { line: 4, .. })));
+        let s = parse(bad_num.as_bytes(), None).unwrap();
+        assert_eq!(s.clients.iter().map(|c| c.common_name.as_str()).collect::<Vec<_>>(), ["bob"]);
+        assert_eq!(s.unreadable, [RowError { line: 4, what: "client row whose columns do not fit".into() }]);
+        // A row shorter than its header is the tail of an old line.
+        let short = V2.replacen(",1000,2000,", ",", 1);
+        assert!(matches!(parse(short.as_bytes(), None), Err(StatusError::Malformed { line: 4, .. })));
         assert!(parse(b"\xff\xfe garbage\nEND\n", None).is_err());
         let alice = V2.lines().nth(3).unwrap();
         let out_of_order = V2.replace("END\n", &format!("{alice}\nEND\n"));
@@ -505,8 +839,40 @@ GLOBAL STATS\nMax bcast/mcast queue length,0\nEND\n";
 
     #[test]
     fn real_address_forms() {
-        assert_eq!(split_real_address("1.2.3.4:5"), ("1.2.3.4".into(), "5".into()));
-        assert_eq!(split_real_address("2001:db8::1"), ("2001:db8::1".into(), String::new()));
-        assert_eq!(split_real_address("1.2.3.4"), ("1.2.3.4".into(), String::new()));
+        let split = |a: &str| split_real_address(a).map(|(ip, port)| format!("{ip} {port}"));
+        // 2.1-2.6: IPv4 with port, IPv6 bare (mroute_addr_print_ex).
+        assert_eq!(split("1.2.3.4:5").as_deref(), Some("1.2.3.4 5"));
+        assert_eq!(split("2001:db8::1").as_deref(), Some("2001:db8::1 "));
+        assert_eq!(split("1.2.3.4").as_deref(), Some("1.2.3.4 "));
+        // 2.7: protocol prefix, IPv6 in brackets with its port, v4-mapped
+        // peers on a dual-stack socket as IPv4 behind "udp6:".
+        assert_eq!(split("udp4:203.0.113.5:52137").as_deref(), Some("203.0.113.5 52137"));
+        assert_eq!(split("udp6:[2001:db8::abcd]:51820").as_deref(), Some("2001:db8::abcd 51820"));
+        assert_eq!(split("tcp4-server:127.0.0.1:53188").as_deref(), Some("127.0.0.1 53188"));
+        assert_eq!(split("tcp6-server:[::1]:1194").as_deref(), Some("::1 1194"));
+        assert_eq!(split("udp6:192.0.2.2:40000").as_deref(), Some("192.0.2.2 40000"));
+        assert_eq!(split("[unknown protocol]:1.2.3.4:5").as_deref(), Some("1.2.3.4 5"));
+        for junk in ["", "x", "1.2.3.4:", "1.2.3.4:70000", "1.2.3:5", "[2001:db8::1]", "quic:1.2.3.4:5", "zz::1"] {
+            assert_eq!(split(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn routing_table_addresses() {
+        assert_eq!(route_kind("10.8.0.6"), Some(RouteKind::V4Host));
+        assert_eq!(route_kind("fd00::1000"), Some(RouteKind::V6Host));
+        for other in [
+            "192.168.7.0/24",
+            "10.8.0.6C",
+            "fd00:1::/64",
+            "22:1d:63:bf:62:38@0",
+            "22:1d:63:bf:62:38",
+            "a6:de:cb:89:99:dfC",
+        ] {
+            assert_eq!(route_kind(other), Some(RouteKind::Other), "{other}");
+        }
+        for junk in ["", "22:1d:63:bf:62", "22:1d:63:bf:62:38@x", "10.8.0.6/x"] {
+            assert_eq!(route_kind(junk), None, "{junk}");
+        }
     }
 }

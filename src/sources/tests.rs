@@ -53,7 +53,9 @@ Virtual IPv6 Address,Bytes Received,Bytes Sent,Connected Since,Connected Since (
 Data Channel Cipher\n"
     );
     for (cn, real, rx, tx) in rows {
-        s.push_str(&format!("CLIENT_LIST,{cn},{real},10.8.0.6,,{rx},{tx},x,1795762800,UNDEF,0,0,AES-256-GCM\n"));
+        s.push_str(&format!(
+            "CLIENT_LIST,{cn},{real},10.8.0.6,,{rx},{tx},2026-11-27 07:00:00,1795762800,UNDEF,0,0,AES-256-GCM\n"
+        ));
     }
     s.push_str("HEADER,ROUTING_TABLE,Virtual Address,Common Name,Real Address,Last Ref,Last Ref (time_t)\n");
     s.push_str("GLOBAL_STATS,dco_enabled,0\nEND\n");
