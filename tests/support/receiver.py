@@ -5,6 +5,7 @@
 CLI (stable; the agent tests and the e2e helper both use it):
   receiver.py --listen 127.0.0.1:0 --ready-file F [--cert C --key K]
               [--client-ca CA] [--token TOKEN] [--db DIR] [--script SPEC]
+              [--error-body-hex HEX] [--keep-bodies]
 
 - writes the port it listens on to F (atomically) once it accepts;
 - POST (any path): with --token, requires `Authorization: Bearer TOKEN`
@@ -20,6 +21,12 @@ CLI (stable; the agent tests and the e2e helper both use it):
   request, never answer),
   `429:2` (with Retry-After: 2). `413>N` is a standing rule instead: 413
   whenever the (decoded) body is over N bytes.
+- --error-body-hex: the body of every scripted non-2xx answer, as hex bytes
+  (default `{"error":"scripted N"}`), e.g. a hostile server's terminal
+  escape sequences;
+- --keep-bodies (with --db): every POST body as received (gunzipped when
+  gzip), appended to DIR/bodies followed by a newline, so a test can say
+  what was ever sent, envelope or not.
 """
 
 import argparse
@@ -38,6 +45,8 @@ class State:
         self.lock = threading.Lock()
         self.token = args.token
         self.db = args.db
+        self.error_body = bytes.fromhex(args.error_body_hex) if args.error_body_hex else None
+        self.keep_bodies = args.keep_bodies
         self.steps = []
         self.max_body = None
         for item in filter(None, (args.script or "").split(",")):
@@ -128,6 +137,13 @@ class Handler(BaseHTTPRequestHandler):
                 step = None  # a scripted 2xx is a normal answer
             entry = {"t": time.time(), "status": 0, "events": 0, "bytes": len(raw), "gzip": gz}
             st.log.append(entry)
+            if st.keep_bodies and st.db:
+                try:
+                    kept = gzip.decompress(raw) if gz else raw
+                except OSError:
+                    kept = raw
+                with open(os.path.join(st.db, "bodies"), "ab") as f:
+                    f.write(kept + b"\n")
             st.save_stats()
         if step == "hang":
             with st.lock:
@@ -140,7 +156,8 @@ class Handler(BaseHTTPRequestHandler):
             status = int(status)
             entry["status"] = status
             headers = [("Retry-After", after)] if after else []
-            return self.answer(status, b'{"error":"scripted %d"}' % status, headers)
+            body = st.error_body if st.error_body is not None else b'{"error":"scripted %d"}' % status
+            return self.answer(status, body, headers)
         if st.token is not None and self.headers.get("Authorization") != "Bearer " + st.token:
             entry["status"] = 401
             return self.answer(401, b'{"error":"bad token"}')
@@ -195,6 +212,8 @@ def main():
     p.add_argument("--token")
     p.add_argument("--db")
     p.add_argument("--script")
+    p.add_argument("--error-body-hex")
+    p.add_argument("--keep-bodies", action="store_true")
     args = p.parse_args()
     host, _, port = args.listen.rpartition(":")
     host = host.strip("[]")
