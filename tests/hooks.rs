@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "support/require.rs"]
+mod require;
+
 const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
 
 /// A temporary spool + config + the binary linked under OpenVPN's names.
@@ -190,8 +193,7 @@ fn as_nobody(c: Command) -> Command {
 
 #[test]
 fn full_disk_exits_zero_and_leaves_no_torn_line() {
-    if !is_root() {
-        eprintln!("skipped: needs root to mount a tiny tmpfs");
+    if !require::root("to mount a tiny tmpfs") {
         return;
     }
     let s = Site::new("full");
@@ -243,8 +245,7 @@ fn bad_config_still_writes_with_one_warning_per_problem() {
 /// writes into a real /var/spool/openvpn-telemetry of the machine it runs on.
 #[test]
 fn missing_config_means_the_default_spool() {
-    if !is_root() {
-        eprintln!("skipped: needs root for a private mount namespace");
+    if !require::root("for a private mount namespace") {
         return;
     }
     let s = Site::new("noconf");
@@ -334,8 +335,7 @@ fn a_panic_is_caught_and_exits_zero_in_one_line() {
 
 #[test]
 fn no_network_and_no_fork_from_a_hook() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed (apt-get install strace)");
+    if !require::program("strace", "-V", "strace") {
         return;
     }
     let s = Site::new("nonet");
@@ -403,8 +403,7 @@ fn files_are_0660_with_the_spool_group_whatever_the_umask() {
 
 #[test]
 fn nobody_uses_the_hook_companion_and_never_silently_moves() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run a hook as nobody");
+    if !require::root("to run a hook as nobody") {
         return;
     }
     let s = Site::new("nobody");

@@ -2,8 +2,8 @@
 //! root that carries a copy of this host's account files (so `useradd
 //! --root` works there and ids resolve as on a target), then every file,
 //! mode, owner and link is looked at. One test installs on this machine's
-//! real paths and removes everything again. Tests that need root say so and
-//! skip when not root.
+//! real paths and removes everything again. Tests that need root fail when
+//! not root, saying so (tests/support/require.rs).
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -12,6 +12,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+#[path = "support/require.rs"]
+mod require;
 #[path = "support/agent_site.rs"]
 mod site;
 
@@ -25,14 +27,9 @@ const LINKS: [&str; 4] = [
     "etc/openvpn/scripts/telemetry-disconnect.sh",
 ];
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 macro_rules! need_root {
     () => {
-        if !is_root() {
-            eprintln!("SKIPPED: this test installs with real owners and users; run it as root");
+        if !require::root("it installs with real owners and users") {
             return;
         }
     };
@@ -467,8 +464,7 @@ fn exposure(unit: &Path) -> f64 {
 #[test]
 fn unit_is_hardened_and_verifies() {
     need_root!();
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: no systemd-analyze here");
+    if !require::program("systemd-analyze", "--version", "systemd") {
         return;
     }
     let r = Root::new("unit");
@@ -531,8 +527,13 @@ fn real_install_and_purge_leave_this_machine_clean() {
     need_root!();
     let ours = ["/etc/openvpn-telemetry", SBIN, "/etc/systemd/system/openvpn-telemetry-agent.service"];
     let passwd = fs::read_to_string("/etc/passwd").unwrap();
-    if ours.iter().any(|p| Path::new(p).exists()) || passwd.contains("\nopenvpn-telemetry:") {
-        eprintln!("SKIPPED: openvpn-telemetry is already installed on this machine; not touching it");
+    let installed = ours.iter().any(|p| Path::new(p).exists()) || passwd.contains("\nopenvpn-telemetry:");
+    if installed
+        && !require::missing(
+            "openvpn-telemetry is already installed on this machine and this test does not touch a real \
+             installation: remove it first (openvpn-telemetry uninstall --purge) or run the tests on a clean machine",
+        )
+    {
         return;
     }
     let had = |p: &str| Path::new(p).exists();

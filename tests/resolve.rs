@@ -4,6 +4,8 @@
 //! real binary against the loopback receiver; `localhost` comes from
 //! /etc/hosts, so no query leaves the machine.
 
+#[path = "support/require.rs"]
+mod require;
 #[path = "support/agent_site.rs"]
 mod site;
 
@@ -37,8 +39,7 @@ fn a_host_name_in_the_url_is_resolved_and_delivered() {
 /// against aborted a static build right there).
 #[test]
 fn only_the_getent_child_touches_nss() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("skipped: strace is not installed (apt-get install strace)");
+    if !require::program("strace", "-V", "strace") {
         return;
     }
     let site = Site::new("nss-child");
