@@ -1,0 +1,700 @@
+//! Attacks (issue 9), each tried for real against a staged install: the
+//! attacker is user `nobody`, which is what OpenVPN drops to, so "whoever
+//! compromises OpenVPN"; or a hostile telemetry server. Every test tries
+//! each step of its attack (a step the fix refuses simply fails) and then
+//! asserts the OUTCOME: nobody gains nothing — no root-only file becomes
+//! theirs, no secret reaches a file they can read or the server, nothing
+//! outside the spool is deleted, no command of ours hangs, no raw control
+//! byte reaches root's terminal or the journal.
+//!
+//! Attacks on the agent run twice: on the spool as the installer under
+//! test leaves it (`Installed`), and on the spool as a0d36ed's installer
+//! left it (`Legacy`: nobody owned the directories): traps laid before an
+//! upgrade wait there for the new agent and installer, so those must hold
+//! on it as well. Sub-attacks run in parallel (a hang costs the bound
+//! once) and every one that succeeds is reported, not only the first.
+//!
+//! Needs root (it fails, never skips, without). `OVT_TEST_BIN=path` runs
+//! the attacks against another build of the binary; `OVT_TEST_KEEP=1`
+//! keeps the staging roots (/tmp/ovt-sec-*) for a look.
+
+#[path = "support/attack.rs"]
+mod attack;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use attack::{
+    BOUND, Findings, Receiver, Running, Staged, each, fingerprint, json_controls, root_only_dir, secret_pieces,
+    terminal_controls, tree,
+};
+use nix::sys::signal::Signal;
+
+const TOKEN: &str = "tok-9f3a61c2e4b7-do-not-leak";
+const FILE_SINK: &str = "TELEMETRY_URL=file:///var/lib/ovt-sink/batches.ndjson\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// As the installer under test leaves the spool.
+    Installed,
+    /// As a0d36ed's installer left it: nobody:nogroup 2770 everywhere.
+    Legacy,
+}
+
+const LAYOUTS: [Layout; 2] = [Layout::Installed, Layout::Legacy];
+
+fn stage(name: &str, layout: Layout, env: &str) -> Staged {
+    let s = Staged::new(&format!("{name}-{layout:?}").to_lowercase(), env);
+    if layout == Layout::Legacy {
+        s.legacy_layout();
+    }
+    s
+}
+
+/// Re-installs with `.env` = `env` (settings that need a started receiver),
+/// then puts the legacy layout back if asked.
+fn reinstall(s: &Staged, layout: Layout, env: &str) {
+    s.env(env);
+    let r = s.install();
+    assert!(r.success(), "{}", r.show());
+    if layout == Layout::Legacy {
+        s.legacy_layout();
+    }
+}
+
+/// The file:// sink directory, the agent's (as an operator makes it).
+fn sink_dir(s: &Staged) -> std::path::PathBuf {
+    let sink = s.p("var/lib/ovt-sink");
+    fs::create_dir_all(&sink).unwrap();
+    std::os::unix::fs::chown(&sink, Some(s.agent_uid()), None).unwrap();
+    sink
+}
+
+/// A seed-format event line (what a hook writes) for `common_name`.
+fn event(seq: u64, common_name: &str) -> String {
+    format!(
+        r#"{{"event_id":"{}","seq":{seq},"type":"SESSION_CONNECTED","common_name":"{common_name}","real_ip":"198.51.100.7","real_port":"5555","virtual_ip":"10.8.0.6","event_time_vpn":"2026-02-13T12:10:05Z"}}"#,
+        uuid::Uuid::new_v4()
+    )
+}
+
+// ---------------------------------------------------------------------
+// 1. nobody -> root, through the installer
+
+/// nobody replaces `pending/` and `failed/` by links to root-only
+/// directories (and plants links and a hard link to a root-only file as
+/// spool files), then root runs `install` again, the documented upgrade.
+/// Outcome: every root-only target keeps its mode, owner and content, and
+/// nobody can neither read nor write any of them afterwards.
+#[test]
+fn reinstall_never_hands_a_root_only_file_to_nobody() {
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = stage("p1-install", layout, "");
+        s.hook("alice");
+        let etc = s.p("etc");
+        root_only_dir(&etc.join("victim-a"), &[("shadow", "root:$6$secret-a:19000::::::\n")]);
+        root_only_dir(&etc.join("victim-b"), &[("sudoers", "root ALL=(ALL) ALL\n")]);
+        fs::write(etc.join("victim-file"), "root-only secret file\n").unwrap();
+        fs::set_permissions(etc.join("victim-file"), fs::Permissions::from_mode(0o600)).unwrap();
+        let targets = [etc.join("victim-a"), etc.join("victim-b"), etc.join("victim-file")];
+        let before: Vec<_> = targets.iter().map(|t| tree(t)).collect();
+
+        let attack = s.nobody(
+            r#"cd "$S" || exit 0
+            mv pending pending.old; ln -s ../../../etc/victim-a pending
+            mv failed failed.old; ln -s ../../../etc/victim-b failed
+            mv queue.log queue.old; ln -s ../../../etc/victim-file queue.log
+            ln -s ../../../../etc/victim-file pending.old/00000000000000000001-h1.ndjson
+            ln -s ../../../../etc/victim-file pending/00000000000000000002-h2.ndjson
+            ln ../../../etc/victim-file dropped
+            ls -la "$S" "$S/pending/" "$S/failed/" 2>&1
+            exit 0"#,
+        );
+        let install = s.install();
+        f.expect(install.finished(), || format!("{layout:?}: install hangs: {}", install.show()));
+        let after_install: Vec<_> = targets.iter().map(|t| tree(t)).collect();
+        // And use whatever was handed over.
+        let grab = s.nobody(
+            r#"for f in "$R/etc/victim-a/shadow" "$R/etc/victim-b/sudoers" "$R/etc/victim-file"; do
+                cat "$f" >/dev/null 2>&1 && echo "READ $f"; echo pwned 2>/dev/null >> "$f" && echo "WROTE $f"
+            done; exit 0"#,
+        );
+        for (i, t) in targets.iter().enumerate() {
+            f.expect(after_install[i] == before[i], || {
+                format!(
+                    "{layout:?}: the re-install changed root-only {}:\nbefore: {:#?}\nafter:  {:#?}\n{}\n{}",
+                    t.display(),
+                    before[i],
+                    after_install[i],
+                    attack.show(),
+                    install.show()
+                )
+            });
+        }
+        f.expect(!grab.out().contains("READ") && !grab.out().contains("WROTE"), || {
+            format!("{layout:?}: after the re-install nobody reads/writes root-only files:\n{}", grab.out())
+        });
+        f
+    })
+    .verdict("nobody -> root through install");
+}
+
+// ---------------------------------------------------------------------
+// 2. nobody -> the token, or any file, through the agent
+
+/// nobody points `pending/` at /etc/openvpn-telemetry (agent.env holds the
+/// bearer token, readable by the agent's group), plants a link and a hard
+/// link to agent.env as chunks, and leaves writable files where the agent
+/// would set agent.env's lines aside. Then the agent runs. Outcome: the
+/// token is in no file nobody can read and in no body the server got, and
+/// /etc/openvpn-telemetry is untouched. On the installed spool the hook's
+/// event is still delivered (the system keeps working).
+#[test]
+fn the_agent_never_copies_the_token_where_nobody_or_the_server_sees_it() {
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = stage("p2-token", layout, "");
+        let rx = Receiver::start(&s, &["--token", TOKEN]);
+        reinstall(&s, layout, &format!("{}AUTH_HEADER=\"Authorization: Bearer {TOKEN}\"\n", rx.settings()));
+        s.hook("alice");
+        let etc = s.p("etc/openvpn-telemetry");
+        let etc_before = tree(&etc);
+        assert!(s.nobody_can_read(TOKEN).is_empty(), "nobody reads the token right after install");
+
+        let attack = s.nobody(
+            r#"cd "$S" || exit 0
+            ln -s ../../../../etc/openvpn-telemetry/agent.env pending/00000000000000000001-h1.ndjson
+            ln ../../../../etc/openvpn-telemetry/agent.env pending/00000000000000000002-h2.ndjson
+            mv pending pending.old; ln -s ../../../etc/openvpn-telemetry pending
+            for n in agent.env.bad agent.env.unreadable 00000000000000000001-h1.ndjson.bad \
+                     00000000000000000001-h1.ndjson.unreadable; do
+                touch failed/$n && chmod 666 failed/$n
+            done
+            exit 0"#,
+        );
+        let agent = s.agent_once(&[]);
+        let readable = s.nobody_can_read(TOKEN);
+        f.expect(readable.is_empty(), || {
+            format!("{layout:?}: nobody can read the token in {readable:?}\n{}\n{}", attack.show(), agent.show())
+        });
+        let bodies = String::from_utf8_lossy(&rx.bodies()).into_owned();
+        f.expect(!bodies.contains(TOKEN), || format!("{layout:?}: the token was POSTed in a body:\n{bodies}"));
+        f.expect(agent.finished(), || format!("{layout:?}: {}", agent.show()));
+        let etc_after = tree(&etc);
+        f.expect(etc_after == etc_before, || {
+            format!("{layout:?}: /etc/openvpn-telemetry changed:\n{etc_before:#?}\n{etc_after:#?}")
+        });
+        if layout == Layout::Installed {
+            f.expect(rx.common_names().contains(&"alice".to_string()), || {
+                format!("the hook's event is not delivered: {}", agent.show())
+            });
+        }
+        f
+    })
+    .verdict("nobody -> the token through the agent");
+}
+
+/// With a source configured (STATUS_LOG) the unit may grant the agent
+/// CAP_DAC_READ_SEARCH. nobody points `pending/` (and a chunk link) at a
+/// root-only directory holding a JSON-looking line and a password line.
+/// Outcome: neither secret reaches the server or a file nobody can read,
+/// and the root-only directory is unchanged.
+#[test]
+fn the_agents_read_access_never_opens_what_nobody_points_at() {
+    const SECRET_JSON: &str = "secret-json-5d0e77";
+    const SECRET_TEXT: &str = "secret-text-a41b09";
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = stage("p2-cap", layout, "");
+        let rx = Receiver::start(&s, &[]);
+        let status = s.p("run/openvpn-server/status-server.log");
+        fs::create_dir_all(status.parent().unwrap()).unwrap();
+        fs::write(&status, "TITLE,OpenVPN 2.6.3\nTIME,2026-02-13 12:00:00,1770984000\nEND\n").unwrap();
+        fs::set_permissions(&status, fs::Permissions::from_mode(0o600)).unwrap();
+        reinstall(&s, layout, &format!("{}STATUS_LOG=/run/openvpn-server/status-server.log\n", rx.settings()));
+        fs::create_dir_all(s.p("root")).unwrap();
+        fs::set_permissions(s.p("root"), fs::Permissions::from_mode(0o700)).unwrap();
+        let victim = s.p("root/keys");
+        let line = format!(
+            r#"{{"event_id":"00000000-0000-4000-8000-00000000beef","seq":1,"type":"SESSION_CONNECTED","common_name":"{SECRET_JSON}"}}"#
+        );
+        root_only_dir(&victim, &[("keys.ndjson", &format!("{line}\npassword={SECRET_TEXT}\n"))]);
+        let before = tree(&victim);
+
+        let attack = s.nobody(
+            r#"cd "$S" || exit 0
+            ln -s ../../../../root/keys/keys.ndjson pending/00000000000000000001-h1.ndjson
+            mv pending pending.old; ln -s ../../../root/keys pending
+            exit 0"#,
+        );
+        let agent = s.agent_once(&[]);
+        let bodies = String::from_utf8_lossy(&rx.bodies()).into_owned();
+        for secret in [SECRET_JSON, SECRET_TEXT] {
+            f.expect(!bodies.contains(secret), || {
+                let first = bodies.lines().find(|l| l.contains(secret)).unwrap_or_default();
+                format!(
+                    "{layout:?}: {secret} was POSTed ({} times), e.g. {first}\n{}",
+                    bodies.matches(secret).count(),
+                    agent.show()
+                )
+            });
+            let readable = s.nobody_can_read(secret);
+            f.expect(readable.is_empty(), || {
+                format!("{layout:?}: nobody reads {secret} in {readable:?}\n{}", attack.show())
+            });
+        }
+        f.expect(agent.finished(), || format!("{layout:?}: {}", agent.show()));
+        let after = tree(&victim);
+        f.expect(after == before, || format!("{layout:?}: the root-only directory changed:\n{after:#?}"));
+        f
+    })
+    .verdict("nobody -> root-only files through the agent's read access");
+}
+
+// ---------------------------------------------------------------------
+// 3. nobody -> deletion
+
+/// nobody replaces `failed/` by a link to the agent's own file:// sink
+/// directory, where older batches and an operator's files are kept, and
+/// MAX_SPOOL_BYTES makes failed/'s share small. Outcome: no file there is
+/// deleted or changed (the sink file only grows).
+#[test]
+fn the_failed_bound_never_deletes_outside_the_spool() {
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = stage("p3-delete", layout, &format!("{FILE_SINK}MAX_SPOOL_BYTES=8192\nROTATE_MAX_BYTES=4096\n"));
+        let sink = sink_dir(&s);
+        let old_batches = format!("{}\n", event(1, "earlier")).repeat(12);
+        let kept = [
+            ("archive-2026-01.ndjson", format!("{}\n", event(2, "january")).repeat(20)),
+            ("archive-2026-02.ndjson", format!("{}\n", event(3, "february")).repeat(20)),
+            ("README.operator", "do not delete: these are the only copies\n".repeat(40)),
+        ];
+        for (name, text) in &kept {
+            fs::write(sink.join(name), text).unwrap();
+        }
+        fs::write(sink.join("batches.ndjson"), &old_batches).unwrap();
+        for e in fs::read_dir(&sink).unwrap() {
+            let p = e.unwrap().path();
+            std::os::unix::fs::chown(&p, Some(s.agent_uid()), None).unwrap();
+            // Old, so that an oldest-first bound picks them first.
+            let t = nix::sys::time::TimeSpec::new(1_600_000_000, 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .unwrap();
+        }
+        let before: Vec<String> = kept.iter().map(|(n, _)| fingerprint(&sink.join(n))).collect();
+        s.hook("bob");
+
+        let attack = s.nobody(
+            r#"cd "$S" || exit 0
+            mv failed failed.old; ln -s ../../lib/ovt-sink failed
+            printf 'not json at all\n' > pending/00000000000000000001-h1.ndjson
+            exit 0"#,
+        );
+        let agent = s.agent_once(&[]);
+        f.expect(agent.finished(), || format!("{layout:?}: {}", agent.show()));
+        for (i, (name, _)) in kept.iter().enumerate() {
+            let now = fingerprint(&sink.join(name));
+            f.expect(now == before[i], || {
+                format!(
+                    "{layout:?}: the agent deleted or changed {name} next to its sink: {now}\n{}\n{}",
+                    attack.show(),
+                    agent.show()
+                )
+            });
+        }
+        let batches = fs::read_to_string(sink.join("batches.ndjson")).unwrap_or_default();
+        f.expect(batches.starts_with(&old_batches), || format!("{layout:?}: the sink lost its earlier batches"));
+        if layout == Layout::Installed {
+            f.expect(batches.contains("\"bob\""), || format!("the hook's event is not delivered: {}", agent.show()));
+        }
+        f
+    })
+    .verdict("nobody -> deletion through failed/");
+}
+
+// ---------------------------------------------------------------------
+// 4. nobody -> silent hangs
+
+/// nobody writes a chunk with a malformed line and FIFOs where the agent
+/// sets that line or chunk aside (`failed/<chunk>.bad`, `.unreadable`).
+/// Outcome: `agent --once` ends within the bound.
+#[test]
+fn a_fifo_in_failed_never_hangs_the_agent() {
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = stage("p4-fifo-bad", layout, FILE_SINK);
+        sink_dir(&s);
+        let attack = s.nobody(
+            r#"cd "$S" || exit 0
+            c=00000000000000000001-h1.ndjson
+            printf 'this is not json\n' > pending/$c
+            mkfifo failed/$c.bad failed/$c.unreadable
+            exit 0"#,
+        );
+        let agent = s.agent_once(&[]);
+        f.expect(agent.finished(), || {
+            format!("{layout:?}: a FIFO in failed/ hangs the agent\n{}\n{}", attack.show(), agent.show())
+        });
+        f
+    })
+    .verdict("nobody -> hang through failed/");
+}
+
+/// nobody replaces `queue.log` by a FIFO and records hook drops in
+/// `dropped` (so the agent has a report to append to it); or makes
+/// `dropped` itself a FIFO. Outcome: `agent --once` ends within the bound.
+#[test]
+fn a_fifo_as_queue_log_or_drop_count_never_hangs_the_agent() {
+    let plants = [
+        ("queue.log", "rm -f queue.log; mkfifo queue.log; printf '3 1 3\\n' > dropped"),
+        ("dropped", "rm -f dropped; mkfifo dropped"),
+    ];
+    let cases = LAYOUTS.into_iter().flat_map(|l| plants.map(|p| (l, p)));
+    each(cases, |(layout, (what, plant))| {
+        let mut f = Findings::default();
+        let s = stage(&format!("p4-fifo-{what}"), layout, FILE_SINK);
+        sink_dir(&s);
+        s.hook("carol");
+        // A chunk to deliver, after which the drop report is due.
+        let attack = s.nobody(&format!(
+            "cd \"$S\" || exit 0\nprintf '%s\\n' '{}' > pending/00000000000000000005-h1.ndjson\n{plant}\nexit 0",
+            event(9, "dave")
+        ));
+        let agent = s.agent_once(&[]);
+        f.expect(agent.finished(), || {
+            format!("{layout:?}: a FIFO as {what} hangs the agent\n{}\n{}", attack.show(), agent.show())
+        });
+        f
+    })
+    .verdict("nobody -> hang through queue.log / dropped");
+}
+
+/// nobody puts a FIFO where the agent's state file goes, before the agent
+/// first runs. Outcome: `agent --once` ends within the bound, and the
+/// daemon, stopped with SIGTERM (as systemd does), ends within the bound.
+#[test]
+fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
+    let plant = "cd \"$S\" || exit 0\nrm -f agent-state.json; mkfifo agent-state.json\nexit 0";
+    let cases = LAYOUTS.into_iter().flat_map(|l| [(l, true), (l, false)]);
+    each(cases, |(layout, once)| {
+        let mut f = Findings::default();
+        let s = stage(&format!("p4-fifo-state-{}", if once { "once" } else { "daemon" }), layout, FILE_SINK);
+        sink_dir(&s);
+        let attack = s.nobody(plant);
+        if once {
+            let once = s.agent_once(&[]);
+            f.expect(once.finished(), || {
+                format!("{layout:?}: a FIFO as agent-state.json hangs agent --once\n{}\n{}", attack.show(), once.show())
+            });
+        } else {
+            let daemon = Running::start("agent (daemon)", &mut s.agent_cmd(&[], &[]));
+            std::thread::sleep(Duration::from_secs(1));
+            daemon.signal(Signal::SIGTERM);
+            let daemon = daemon.wait(BOUND);
+            f.expect(daemon.finished(), || {
+                format!(
+                    "{layout:?}: with a FIFO as agent-state.json the daemon does not stop on SIGTERM\n{}\n{}",
+                    attack.show(),
+                    daemon.show()
+                )
+            });
+        }
+        f
+    })
+    .verdict("nobody -> hang through agent-state.json");
+}
+
+/// nobody makes a chunk impossible for the agent to remove (on the legacy
+/// spool nobody owns `pending/` and takes its write bit away). Outcome: no
+/// re-POST of the same batch in a loop: `agent --once` ends within the
+/// bound, and it and the daemon (4 s) send a handful of requests at most.
+#[test]
+fn a_chunk_the_agent_cannot_remove_is_not_posted_in_a_loop() {
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = stage("p4-unlink", layout, "");
+        let rx = Receiver::start(&s, &[]);
+        reinstall(&s, layout, &format!("{}RETRY_SLEEP_SECONDS=1\n", rx.settings()));
+        let attack = s.nobody(&format!(
+            "cd \"$S\" || exit 0\nprintf '%s\\n' '{}' > pending/00000000000000000001-h1.ndjson\nchmod 0550 pending\nexit 0",
+            event(1, "erin")
+        ));
+        let once = s.agent_once(&[]);
+        let after_once = rx.requests();
+        f.expect(once.finished(), || {
+            format!("{layout:?}: agent --once never ends ({after_once} POSTs)\n{}\n{}", attack.show(), once.show())
+        });
+        f.expect(after_once <= 10, || format!("{layout:?}: agent --once sent {after_once} requests for one chunk"));
+        let daemon = Running::start("agent (daemon)", &mut s.agent_cmd(&[], &[]));
+        std::thread::sleep(Duration::from_secs(4));
+        let posts = rx.requests() - after_once;
+        daemon.signal(Signal::SIGTERM);
+        let daemon = daemon.wait(BOUND);
+        f.expect(posts <= 10, || format!("{layout:?}: the daemon sent {posts} requests in 4 s for one chunk"));
+        f.expect(daemon.finished(), || format!("{layout:?}: {}", daemon.show()));
+        f
+    })
+    .verdict("nobody -> re-POST loop");
+}
+
+/// nobody puts a FIFO, or a link to /dev/zero, where root's `status` and
+/// `check` read: `queue.log`, `dropped`, `agent-state.json`, a file in
+/// `failed/`. Outcome: each of `status`, `status --json` and `check` ends
+/// within the bound. (check runs on a root of its own: its probe opening
+/// a FIFO for writing would otherwise unblock a status reading it.)
+#[test]
+fn status_and_check_never_block_on_what_nobody_plants() {
+    let plants = [
+        ("a FIFO as queue.log", "rm -f queue.log; mkfifo queue.log"),
+        ("/dev/zero as queue.log", "rm -f queue.log; ln -s /dev/zero queue.log"),
+        ("a FIFO as dropped", "rm -f dropped; mkfifo dropped"),
+        ("/dev/zero as dropped", "rm -f dropped; ln -s /dev/zero dropped"),
+        ("a FIFO as agent-state.json", "rm -f agent-state.json; mkfifo agent-state.json"),
+        ("a FIFO in failed/", "mkfifo failed/00000000000000000001-h1.ndjson.bad"),
+        ("/dev/zero in failed/", "ln -s /dev/zero failed/00000000000000000002-h2.ndjson.bad"),
+    ];
+    let cases = LAYOUTS.into_iter().flat_map(|l| plants.into_iter().flat_map(move |p| [(l, p, true), (l, p, false)]));
+    each(cases, |(layout, (what, plant), status)| {
+        let mut f = Findings::default();
+        let s = stage(if status { "p4-status" } else { "p4-check" }, layout, FILE_SINK);
+        sink_dir(&s);
+        let attack = s.nobody(&format!("cd \"$S\" || exit 0\n{plant}\nexit 0"));
+        let running = if status {
+            vec![
+                Running::start("status", &mut s.root_cmd(&["status"])),
+                Running::start("status --json", &mut s.root_cmd(&["status", "--json"])),
+            ]
+        } else {
+            let mut check = std::process::Command::new(&s.bin);
+            check.arg("check").arg("--root").arg(&s.root).env_remove("OPENVPN_TELEMETRY_CONFIG");
+            vec![Running::start("check", &mut check)]
+        };
+        let deadline = Instant::now() + BOUND;
+        for r in running {
+            let ran = r.wait(deadline.saturating_duration_since(Instant::now()));
+            f.expect(ran.finished(), || {
+                format!("{layout:?}: {what} blocks root's {}\n{}\n{}", ran.what, attack.show(), ran.show())
+            });
+        }
+        f
+    })
+    .verdict("nobody -> hang of root's status/check");
+}
+
+// ---------------------------------------------------------------------
+// 5. the server (and nobody's files) -> root's terminal, the journal
+
+/// Terminal escapes a hostile server could send: set the window title,
+/// clear the screen, colour, a carriage return to overwrite the line, and
+/// the 8-bit CSI.
+const ESCAPES: &[u8] = b"{\"error\":\"\x1b]0;owned\x07\x1b[2J\x1b[31mALL OK\r\xc2\x9b1m\"}";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The server answers 503 (retried) and then 400 with escape sequences in
+/// its body. Outcome: no raw control byte in the agent's log (the
+/// journal, in both its formats), in `status` / `status --json`, or in
+/// `check`.
+#[test]
+fn server_text_never_reaches_a_terminal_raw() {
+    let mut f = Findings::default();
+    let s = Staged::new("p5-escapes", "");
+    let rx = Receiver::start(&s, &["--script", "503,503,503,400,400,400", "--error-body-hex", &hex(ESCAPES)]);
+    reinstall(&s, Layout::Installed, &rx.settings());
+    s.hook("frank");
+    for (journal, env) in [("stderr", vec![]), ("journal", vec![("JOURNAL_STREAM", "8:12345")])] {
+        let once = s.agent_once(&env);
+        f.expect(once.finished(), || once.show());
+        let controls = terminal_controls(&once.stderr);
+        f.expect(controls.is_empty(), || format!("agent log ({journal} format) has raw control bytes: {controls:?}"));
+    }
+    f.expect(rx.requests() >= 4, || "the agent did not get the server's answers".into());
+    for json in [false, true] {
+        let st = s.status(json);
+        f.expect(st.finished(), || st.show());
+        let controls = if json { json_controls(&st.stdout) } else { terminal_controls(&st.stdout) };
+        f.expect(controls.is_empty(), || format!("{} prints raw control bytes: {controls:?}", st.what));
+    }
+    let before = rx.requests();
+    // Inside the root, where CA_CERT is (`check --root` looks for it on
+    // this host's path).
+    let check = attack::run("check", &mut s.root_cmd(&["check"]), BOUND);
+    f.expect(check.finished(), || check.show());
+    f.expect(rx.requests() > before, || format!("check did not ask the server: {}", check.show()));
+    let controls = terminal_controls(&check.stdout);
+    f.expect(controls.is_empty(), || format!("check prints raw control bytes: {controls:?}"));
+    f.verdict("server -> root's terminal");
+}
+
+/// On the legacy spool nobody owns the directory the agent's state is in,
+/// so it can replace that file (and write queue.log, chunks, failed/ and
+/// dropped) with text carrying escape sequences. Outcome: `status` and
+/// `status --json` print no raw control byte.
+#[test]
+fn status_never_prints_control_bytes_nobody_planted() {
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = stage("p5-state", layout, FILE_SINK);
+        sink_dir(&s);
+        s.hook("grace");
+        let once = s.agent_once(&[]);
+        assert!(once.finished(), "{}", once.show());
+        let esc = "\u{1b}]0;owned\u{7}\u{1b}[2J\r\u{9b}1m";
+        let state = serde_json::json!({
+            "pid": 1,
+            "sink": format!("https://evil.example/{esc}"),
+            "last_error": {"time": format!("2026-02-13T12:00:00Z{esc}"), "message": format!("fake {esc}")},
+            "last_success": {"time": format!("now{esc}"), "events": 1},
+        })
+        .to_string();
+        let line = format!(
+            r#"{{"event_id":"x","seq":1,"type":"SESSION_CONNECTED","event_time_vpn":"2026-02-13T12:10:05Z{esc}"}}"#
+        );
+        let attack = s.nobody(&format!(
+            r#"cd "$S" || exit 0
+            printf '%s\n' '{state}' > .forged && mv -f .forged agent-state.json
+            printf '%s\n' '{line}' > pending/00000000000000000001-h1.ndjson
+            printf '%s\n' '{line}' >> queue.log
+            printf '%s\n' '{line}' > failed/00000000000000000002-h1.ndjson.bad
+            printf '3 1 3 {esc}\n' > dropped
+            exit 0"#
+        ));
+        for json in [false, true] {
+            let st = s.status(json);
+            f.expect(st.finished(), || format!("{layout:?}: {}", st.show()));
+            let controls = if json { json_controls(&st.stdout) } else { terminal_controls(&st.stdout) };
+            f.expect(controls.is_empty(), || {
+                format!(
+                    "{layout:?}: {} prints raw control bytes from nobody's files: {controls:?}\n{}",
+                    st.what,
+                    attack.show()
+                )
+            });
+        }
+        f
+    })
+    .verdict("nobody -> root's terminal through status");
+}
+
+/// The agent at every log level, `RUST_LOG=trace` included (which turns
+/// on the HTTP library's wire trace), and `check` likewise. Outcome: no
+/// piece of the token appears in their output.
+#[test]
+fn no_log_level_prints_the_token() {
+    let mut f = Findings::default();
+    let s = Staged::new("p5-trace", "");
+    let rx = Receiver::start(&s, &["--token", TOKEN]);
+    reinstall(
+        &s,
+        Layout::Installed,
+        &format!("{}AUTH_HEADER=\"Authorization: Bearer {TOKEN}\"\nLOG_LEVEL=trace\n", rx.settings()),
+    );
+    let levels = ["trace", "ureq=trace,ureq_proto=trace,rustls=trace,trace", "debug", ""];
+    for (i, rust_log) in levels.iter().enumerate() {
+        s.hook(&format!("heidi{i}"));
+        let env: Vec<(&str, &str)> = if rust_log.is_empty() { vec![] } else { vec![("RUST_LOG", rust_log)] };
+        let once = s.agent_once(&env);
+        f.expect(once.success(), || format!("RUST_LOG={rust_log:?}: {}", once.show()));
+        let pieces = secret_pieces(&[once.stdout.as_slice(), &once.stderr].concat(), TOKEN);
+        f.expect(pieces.is_empty(), || {
+            format!("RUST_LOG={rust_log:?} (LOG_LEVEL=trace): the agent logs the token: {pieces:?}")
+        });
+    }
+    f.expect(rx.common_names().contains(&"heidi0".to_string()), || "not delivered with the token".into());
+    // Inside the root, where CA_CERT is, so that check does send the token.
+    let before = rx.requests();
+    let check = attack::run("check (RUST_LOG=trace)", s.root_cmd(&["check"]).env("RUST_LOG", "trace"), BOUND);
+    f.expect(rx.requests() > before, || format!("check did not ask the server: {}", check.show()));
+    let pieces = secret_pieces(&[check.stdout.as_slice(), &check.stderr].concat(), TOKEN);
+    f.expect(pieces.is_empty(), || format!("check prints the token: {pieces:?}"));
+    f.verdict("the token in logs");
+}
+
+// ---------------------------------------------------------------------
+// The ownership model behind all of the above
+
+/// After a fresh install, and after an upgrade of a0d36ed's layout with
+/// events waiting: the spool and pending/ belong to the agent's user with
+/// the hooks' group, 3770 (nobody may add files, not rename or delete the
+/// directories or others' files), failed/ is the agent's alone (0700),
+/// the agent's state files are its own 0600; waiting events are kept and
+/// the hooks still write.
+#[test]
+fn nobody_may_only_add_events() {
+    each(LAYOUTS, |layout| {
+        let mut f = Findings::default();
+        let s = Staged::new(&format!("own-{layout:?}").to_lowercase(), "");
+        let (agent, nogroup, nobody) = (s.agent_uid(), s.nogroup(), s.nobody_uid());
+        if layout == Layout::Legacy {
+            s.legacy_layout();
+            s.hook("ivan");
+            let chunk = s.spool().join("pending/00000000000000000001-h1.ndjson");
+            let line = format!("{}\n", event(1, "judy"));
+            fs::write(&chunk, &line).unwrap();
+            std::os::unix::fs::chown(&chunk, Some(nobody), Some(nogroup)).unwrap();
+            fs::set_permissions(&chunk, fs::Permissions::from_mode(0o660)).unwrap();
+            let r = s.install();
+            f.expect(r.success(), || format!("upgrade of the legacy layout: {}", r.show()));
+            let queue = fs::read_to_string(s.spool().join("queue.log")).unwrap_or_default();
+            f.expect(queue.contains("\"ivan\""), || "the upgrade lost queue.log's event".into());
+            f.expect(fs::read_to_string(&chunk).ok().as_ref() == Some(&line), || "the upgrade lost a chunk".into());
+        }
+        let meta = |rel: &str| {
+            use std::os::unix::fs::MetadataExt;
+            fs::symlink_metadata(s.spool().join(rel)).map(|m| (m.mode() & 0o7777, m.uid(), m.gid())).ok()
+        };
+        let show = |m: Option<(u32, u32, u32)>| match m {
+            Some((mode, uid, gid)) => format!("{mode:04o} {uid}:{gid}"),
+            None => "missing".into(),
+        };
+        for d in ["", "pending"] {
+            let got = meta(d);
+            f.expect(got == Some((0o3770, agent, nogroup)), || {
+                format!("{layout:?}: SPOOL_DIR/{d} is {}, expected 3770 {agent}:{nogroup}", show(got))
+            });
+        }
+        let got = meta("failed");
+        f.expect(got.is_some_and(|(m, u, _)| (m, u) == (0o700, agent)), || {
+            format!("{layout:?}: failed/ is {}, expected 0700 owned by {agent}", show(got))
+        });
+        s.hook("mallory-is-a-normal-user");
+        let queue = fs::read_to_string(s.spool().join("queue.log")).unwrap_or_default();
+        f.expect(queue.contains("mallory-is-a-normal-user"), || format!("{layout:?}: the hooks cannot write"));
+        let once = s.agent_once(&[]);
+        f.expect(once.finished(), || once.show());
+        for file in ["agent-state.json", "agent.lock"] {
+            let got = meta(file);
+            f.expect(got.is_none_or(|(m, u, _)| (m, u) == (0o600, agent)), || {
+                format!("{layout:?}: {file} is {}, expected 0600 owned by {agent}", show(got))
+            });
+        }
+        let attack = s.nobody(
+            r#"cd "$S" || exit 0
+            touch new-file pending/.new-chunk.tmp && echo "ADDED"
+            mv pending p2 2>/dev/null && echo "RENAMED pending"
+            mv failed f2 2>/dev/null && echo "RENAMED failed"
+            rm -f agent-state.json 2>/dev/null; [ -e agent-state.json ] || echo "REMOVED agent-state.json"
+            ls failed >/dev/null 2>&1 && echo "LISTED failed"
+            touch failed/x 2>/dev/null && echo "WROTE failed"
+            exit 0"#,
+        );
+        let out = attack.out();
+        for bad in ["RENAMED", "REMOVED", "LISTED", "WROTE"] {
+            f.expect(!out.contains(bad), || format!("{layout:?}: nobody could: {}", attack.out()));
+        }
+        f.expect(out.contains("ADDED"), || format!("{layout:?}: nobody cannot add files: {}", attack.show()));
+        f
+    })
+    .verdict("ownership model");
+}
