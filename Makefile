@@ -16,19 +16,46 @@ OUT    := $(abspath $(or $(CARGO_TARGET_DIR),target))
 STATIC_RUSTFLAGS := -C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"
 BIN    := $(OUT)/$(TARGET)/release/openvpn-telemetry
 
-.PHONY: build build-static test install bench e2e dist dist-check lint
+.PHONY: build build-static test install bench e2e systemd-e2e dist dist-check lint toolchain setup
 
-build:
+# The crate needs Rust >= rust-version in Cargo.toml (1.89). Says so, and how
+# to get one, when cargo is missing or older: the distributions' packaged
+# cargo (apt-get install cargo) is older on Debian 12 and Ubuntu 24.04.
+RUST_MIN := $(shell sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+RUSTUP_HOW := install one with rustup (https://rustup.rs, or apt-get install rustup where your distribution \
+packages it), then rustup default stable. If rustup installed it for your user, sudo resets PATH: \
+sudo env PATH=\"\$$PATH\" make install (or make CARGO=~/.cargo/bin/cargo ...).
+toolchain:
+	@v=$$($(CARGO) --version 2>/dev/null | awk '{print $$2}'); \
+	if [ -z "$$v" ]; then \
+		echo "make: '$(CARGO)' not found. This crate needs Rust >= $(RUST_MIN) (rust-version in Cargo.toml):" >&2; \
+		echo "  $(RUSTUP_HOW)" >&2; exit 1; fi; \
+	low=$$(printf '%s\n' "$$v" "$(RUST_MIN)" | sort -V | head -1); \
+	if [ "$$low" != "$(RUST_MIN)" ]; then \
+		echo "make: $(CARGO) $$v is too old. This crate needs Rust >= $(RUST_MIN) (rust-version in Cargo.toml;" >&2; \
+		echo "  the distributions' packaged cargo is older):" >&2; \
+		echo "  $(RUSTUP_HOW)" >&2; exit 1; fi
+
+# Installs (as root, on Debian/Ubuntu) the packages the tests need.
+setup:
+	tests/setup.sh test
+
+build: toolchain
 	RUSTFLAGS='$(STATIC_RUSTFLAGS)' $(CARGO) build --release --locked --target $(TARGET)
 
 # Old name, kept for scripts: the same static build.
 build-static: build
 
-lint:
+lint: toolchain
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-test: lint
+# Does its own set-up first (tests/setup.sh: apt packages as root), then
+# lint and every test. A test that cannot run fails naming what is missing
+# (tests/support/require.rs); OVT_TEST_ALLOW_MISSING=1 skips them on purpose.
+test: toolchain
+	tests/setup.sh test
+	$(MAKE) --no-print-directory lint
 	$(CARGO) test --locked
 
 install: build
@@ -40,6 +67,7 @@ install: build
 # the table is printed and copied to target/bench.md.
 BENCH_OUT := $(abspath $(or $(CARGO_TARGET_DIR),target))
 bench: build
+	tests/setup.sh bench
 	@command -v curl >/dev/null || echo "bench: curl not installed; the seed agent baseline is skipped (apt-get install -y curl)"
 	OVT_BENCH_BIN=$(BIN) OVT_BENCH_OUT=$(BENCH_OUT)/bench.md \
 		$(CARGO) bench --locked --bench bench
@@ -50,7 +78,19 @@ bench: build
 # /dev/net/tun and `ip netns`; prints "e2e skipped: why" (exit 0) otherwise.
 # Summary: target/e2e-summary.md.
 e2e: build
+	tests/setup.sh e2e
 	OVT_BIN=$(BIN) tests/e2e/run.sh
+
+# The release binary in a Debian 12 container booted with systemd as PID 1
+# (systemd-nspawn --boot --private-network): install and READY, a hook as
+# nobody delivered over HTTPS, a real openvpn-server@server and client,
+# restart/stop times, the watchdog while idle, idempotent re-install,
+# upgrade over the old spool layout, uninstall --purge. Root only; the
+# debootstrapped root is cached in $(OUT)/systemd-e2e. Summary:
+# $(OUT)/systemd-e2e-summary.md. Prints "systemd-e2e skipped: why" (exit 0)
+# where it cannot run.
+systemd-e2e: build
+	OVT_BIN=$(BIN) OVT_OUT=$(OUT) tests/systemd-e2e/run.sh
 
 # --- dist: the one file that goes onto servers -------------------------------
 # DIST=zig (default): cargo-zigbuild (crates.io) + ziglang (PyPI), fetched

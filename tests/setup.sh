@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# tests/setup.sh [test|e2e|bench|systemd-e2e ...]: installs, on a Debian or
+# Ubuntu machine as root, the packages the named test targets need
+# (default: test, i.e. `make test`). `make test`, `make e2e`, `make bench`
+# and `make systemd-e2e` call it first, so each does its own set-up on a
+# fresh machine and `.ci/run` needs no list of its own.
+#
+# Not root, or not Debian/Ubuntu: prints what is missing and how to get it,
+# and exits 0; the tests that need a missing thing then FAIL naming it
+# (tests/support/require.rs), they never pass silently.
+set -euo pipefail
+
+# What each target needs, and why (README, "Which tests need what").
+#   build-essential  a C compiler: ring (rustls' crypto) builds C
+#   openssl, python3, ca-certificates  throwaway CAs and the TLS receiver
+#                    (tests/support/receiver.py)
+#   strace           no network / no fork from a hook; NSS only in getent
+#   util-linux       setpriv (run as nobody), unshare, mount
+#   systemd          systemd-analyze security/verify of the unit
+#   openvpn, easy-rsa, iproute2  the live OpenVPN status-file test in
+#                    network namespaces, real Easy-RSA issue/revoke/expire
+#   procps, acl      ps/pgrep; getfacl/setfacl for the spool's permissions
+#   curl             the seed shell agent baseline in `make bench`
+#   iputils-ping     `make e2e`
+#   debootstrap, systemd-container  `make systemd-e2e` (a Debian 12 root
+#                    booted with systemd-nspawn)
+pkgs_test=(build-essential openssl python3 ca-certificates strace util-linux systemd
+           openvpn easy-rsa iproute2 procps acl)
+pkgs_e2e=("${pkgs_test[@]}" iputils-ping curl)
+pkgs_bench=(build-essential curl procps)
+pkgs_systemd_e2e=(openssl python3 ca-certificates util-linux debootstrap systemd-container)
+
+[ $# -gt 0 ] || set -- test
+want=()
+for t in "$@"; do
+    case $t in
+        test) want+=("${pkgs_test[@]}") ;;
+        e2e) want+=("${pkgs_e2e[@]}") ;;
+        bench) want+=("${pkgs_bench[@]}") ;;
+        systemd-e2e) want+=("${pkgs_systemd_e2e[@]}") ;;
+        *) echo "setup: unknown target $t (test, e2e, bench, systemd-e2e)" >&2; exit 2 ;;
+    esac
+done
+
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+    echo "setup: not a Debian/Ubuntu machine (no dpkg/apt-get): install the equivalents of" \
+         "$(printf '%s\n' "${want[@]}" | sort -u | tr '\n' ' ')yourself; tests that need a missing one fail naming it" >&2
+    exit 0
+fi
+
+missing=()
+for p in $(printf '%s\n' "${want[@]}" | sort -u); do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing packages: ${missing[*]}; install them as root" \
+             "(sudo apt-get install --no-install-recommends ${missing[*]}) or run make as root;" \
+             "tests that need them fail naming what is missing" >&2
+    else
+        echo "setup: installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
+
+# clippy and rustfmt for `make lint`, where the toolchain is rustup's.
+if command -v rustup >/dev/null; then
+    installed=$(rustup component list --installed 2>/dev/null || true)
+    for c in clippy rustfmt; do
+        grep -q "^$c" <<<"$installed" || rustup component add "$c" >/dev/null 2>&1 \
+            || echo "setup: could not add the rustup component $c" >&2
+    done
+fi
+exit 0
