@@ -61,11 +61,13 @@ pub struct IndexEntry {
 }
 
 /// Parses `index.txt`; returns the good entries and the 1-based numbers of
-/// lines that could not be read (skipped, reported by the caller).
+/// lines that could not be read (skipped, reported by the caller). Lines
+/// may end in CRLF (a file copied from Windows).
 pub fn parse_index(bytes: &[u8]) -> (Vec<IndexEntry>, Vec<usize>) {
     let mut entries = Vec::new();
     let mut bad = Vec::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             continue;
         }
@@ -107,9 +109,142 @@ fn parse_line(line: &[u8]) -> Option<IndexEntry> {
         return None;
     }
     // The subject may itself contain tabs in theory: keep the rest whole.
-    let subject = clean(&line[f[..5].iter().map(|x| x.len() + 1).sum::<usize>()..]);
-    let common_name = subject.rsplit('/').find_map(|rdn| rdn.strip_prefix("CN=")).unwrap_or_default().to_string();
+    let raw_subject = &line[f[..5].iter().map(|x| x.len() + 1).sum::<usize>()..];
+    // As written (OpenSSL's one-line form, unambiguous); the name decoded.
+    let subject = clean(raw_subject);
+    // OpenVPN's common_name is the last CN (extract_x509_field_ssl), in
+    // UTF-8, control characters as '_' (string_mod_remap_name).
+    let common_name = match subject_rdns(raw_subject) {
+        Some(rdns) => rdns.iter().rev().find(|(_, key, _)| key == "CN").map(|(_, _, v)| openvpn_name(v)),
+        // OpenSSL before 3.0 escaped neither '/' nor '+' in values: a
+        // line it wrote that does not read strictly is read its way.
+        None => legacy_cn(raw_subject).map(|v| openvpn_name(&v)),
+    };
+    let common_name = common_name.unwrap_or_default();
     Some(IndexEntry { status, expires, revoked_at, reason, serial: serial.to_ascii_uppercase(), subject, common_name })
+}
+
+/// A subject as `openssl ca` writes it into `index.txt`
+/// (`X509_NAME_oneline`, crypto/x509/x509_obj.c): `/KEY=value` per RDN,
+/// `+KEY=value` for the next value of a multi-valued RDN; in values `/` and
+/// `+` are written `\/` and `\+`, bytes outside ' '..'~' as `\xHH`, and
+/// nothing else is escaped (not even `\`). Decoded exactly: `(separator,
+/// key, value bytes)` per entry; `None` when it is not such a line.
+///
+/// A `\xHH` whose byte is printable ASCII cannot have come from OpenSSL's
+/// escaping, so it is the literal text it looks like; the same goes for a
+/// `\` before anything but `/`, `+` or `x` and two hex digits.
+pub fn subject_rdns(raw: &[u8]) -> Option<Vec<(char, String, Vec<u8>)>> {
+    let mut out: Vec<(char, String, Vec<u8>)> = Vec::new();
+    let mut i = 0;
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    if raw.is_empty() {
+        return Some(out);
+    }
+    while i < raw.len() {
+        let sep = match raw[i] {
+            b'/' => '/',
+            b'+' if !out.is_empty() => '+',
+            _ => return None,
+        };
+        i += 1;
+        // Keys are OpenSSL short names or dotted OIDs: no '=' in them.
+        let eq = raw[i..].iter().position(|&b| b == b'=')? + i;
+        let key = std::str::from_utf8(&raw[i..eq]).ok()?.to_string();
+        if key.is_empty() || key.contains(['/', '+', '\\']) {
+            return None;
+        }
+        i = eq + 1;
+        let mut value = Vec::new();
+        while i < raw.len() && raw[i] != b'/' && raw[i] != b'+' {
+            match (raw[i], raw.get(i + 1)) {
+                (b'\\', Some(&c @ (b'/' | b'+'))) => {
+                    value.push(c);
+                    i += 2;
+                }
+                (b'\\', Some(b'x')) => {
+                    match (raw.get(i + 2).and_then(|&b| hex(b)), raw.get(i + 3).and_then(|&b| hex(b))) {
+                        (Some(h), Some(l)) if !(b' '..=b'~').contains(&(h * 16 + l)) => {
+                            value.push(h * 16 + l);
+                            i += 4;
+                        }
+                        _ => {
+                            value.push(b'\\');
+                            i += 1;
+                        }
+                    }
+                }
+                (b, _) => {
+                    value.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out.push((sep, key, value));
+    }
+    Some(out)
+}
+
+/// The last `/CN=` value of a subject written by OpenSSL 1.x: up to the
+/// next `/KEY=` (a key being letters, digits and dots) or the end, `\xHH`
+/// decoded.
+fn legacy_cn(raw: &[u8]) -> Option<Vec<u8>> {
+    let start = raw.windows(4).rposition(|w| w == b"/CN=")? + 4;
+    let rest = &raw[start..];
+    let next_key = |i: usize| {
+        rest[i] == b'/' && {
+            let key: Vec<u8> = rest[i + 1..].iter().copied().take_while(|&b| b != b'=').collect();
+            i + 1 + key.len() < rest.len()
+                && !key.is_empty()
+                && key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'.')
+        }
+    };
+    let end = (0..rest.len()).find(|&i| next_key(i)).unwrap_or(rest.len());
+    let mut value = Vec::new();
+    let mut i = 0;
+    while i < end {
+        let hex = |j: usize| rest.get(j).and_then(|&b| char::from(b).to_digit(16));
+        match (rest[i], rest.get(i + 1), hex(i + 2), hex(i + 3)) {
+            (b'\\', Some(b'x'), Some(h), Some(l)) if i + 3 < end => {
+                value.push((h * 16 + l) as u8);
+                i += 4;
+            }
+            (b, ..) => {
+                value.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(value)
+}
+
+/// A name's value bytes as OpenVPN gives them to scripts: it reads the
+/// string with `ASN1_STRING_to_UTF8`, so a UTF8String is itself, and a
+/// BMPString (UCS-2) or UniversalString (UCS-4), which `X509_NAME_oneline`
+/// prints byte by byte, is turned into UTF-8 the same way (told apart by
+/// their NUL bytes, which a UTF8String name never has); a T61String that
+/// is not UTF-8 is read as Latin-1, as OpenSSL does. Then every byte below
+/// ' ' and DEL become '_' (`string_mod(.., CC_PRINT, CC_CRLF, '_')`).
+fn openvpn_name(value: &[u8]) -> String {
+    let wide = |width: usize| -> Option<String> {
+        if value.is_empty() || !value.len().is_multiple_of(width) {
+            return None;
+        }
+        value
+            .chunks(width)
+            .map(|c| char::from_u32(c.iter().fold(0u32, |n, &b| n << 8 | u32::from(b))))
+            .collect::<Option<String>>()
+    };
+    let utf8 = if value.contains(&0) {
+        wide(4).or_else(|| wide(2)).unwrap_or_else(|| String::from_utf8_lossy(value).into_owned())
+    } else {
+        match std::str::from_utf8(value) {
+            Ok(s) => s.to_string(),
+            Err(_) => value.iter().map(|&b| char::from(b)).collect(),
+        }
+    };
+    let mapped: String = utf8.chars().map(|c| if c < ' ' || c == '\u{7f}' { '_' } else { c }).collect();
+    clean(mapped.as_bytes())
 }
 
 fn clean(raw: &[u8]) -> String {
@@ -271,6 +406,74 @@ V\t991301000000Z\t\t0D\tunknown\t/CN=bad-date\n";
         assert_eq!(entries[2].status, CertStatus::Expired);
         assert_eq!(asn1_time(b"500101000000Z"), asn1_time(b"19500101000000Z"));
         assert_eq!(asn1_time(b"1234Z"), None);
+    }
+
+    fn cn_of(subject: &[u8]) -> String {
+        let line = [b"V\t361127073015Z\t\t0A\tunknown\t".as_slice(), subject].concat();
+        parse_line(&line).map(|e| e.common_name).unwrap_or_else(|| "<unreadable>".into())
+    }
+
+    /// X509_NAME_oneline's escaping (OpenSSL 3), decoded exactly.
+    #[test]
+    fn subjects_decode_as_openssl_encodes() {
+        assert_eq!(cn_of(br"/CN=J\xC3\xBCrgen M\xC3\xBCller"), "J\u{fc}rgen M\u{fc}ller");
+        assert_eq!(cn_of(br"/CN=x=y\+z\/w"), "x=y+z/w");
+        assert_eq!(cn_of(br"/CN=Smith, John"), "Smith, John");
+        let org = br"/C=DE/ST=Bayern/L=M\xC3\xBCnchen/O=Acme, Inc./OU=IT\/Ops/CN=Ops\+Dev/emailAddress=ops@example.org";
+        assert_eq!(cn_of(org), "Ops+Dev");
+        let rdns = subject_rdns(org).unwrap();
+        assert_eq!(rdns[2], ('/', "L".to_string(), "M\u{fc}nchen".as_bytes().to_vec()));
+        assert_eq!(rdns[4], ('/', "OU".to_string(), b"IT/Ops".to_vec()));
+        // A multi-valued RDN: '+' between values; the last CN is OpenVPN's.
+        assert_eq!(cn_of(b"/CN=first+CN=second/O=x"), "second");
+        assert_eq!(subject_rdns(b"/CN=a+UID=b").unwrap()[1], ('+', "UID".to_string(), b"b".to_vec()));
+        // '\' is not escaped by OpenSSL: a backslash before anything else,
+        // or a \xHH that would be printable ASCII, is literal text.
+        assert_eq!(cn_of(br"/CN=a\b\x41\x4"), r"a\b\x41\x4");
+        // Control bytes are what OpenVPN makes of them: '_'.
+        assert_eq!(cn_of(br"/CN=a\x01b\x7Fc"), "a_b_c");
+        // A BMPString (UCS-2) is printed byte by byte; OpenVPN reads UTF-8.
+        assert_eq!(cn_of(br"/CN=\x00J\x00\xFC"), "J\u{fc}");
+        // A T61String with Latin-1 bytes.
+        assert_eq!(cn_of(br"/CN=M\xFCller"), "M\u{fc}ller");
+        // OpenSSL 1.x escaped neither '/' nor '+'.
+        assert_eq!(cn_of(b"/C=US/CN=x=y+z/w/emailAddress=a@b"), "x=y+z/w");
+        assert_eq!(cn_of(b""), "");
+        assert_eq!(cn_of(b"/O=no-cn"), "");
+        // CRLF: nothing of the CR survives.
+        let (e, bad) =
+            parse_index(b"V\t361127073015Z\t\t0A\tunknown\t/CN=crlf\r\nV\t361127073015Z\t\t0B\tunknown\t/CN=x\r\n");
+        assert!(bad.is_empty());
+        assert_eq!((e[0].common_name.as_str(), e[0].subject.as_str()), ("crlf", "/CN=crlf"));
+    }
+
+    const REAL_INDEX: &[u8] = include_bytes!("../../tests/fixtures/real/easyrsa3/index.txt");
+    const REAL_INDEX_CRLF: &[u8] = include_bytes!("../../tests/fixtures/real/easyrsa3/index-crlf.txt");
+    const REAL_NAMES: &str = include_str!("../../tests/fixtures/real/easyrsa3/common-names.txt");
+
+    /// Easy-RSA 3.1 / OpenSSL 3.0 wrote it (tests/fixtures/make-real.sh):
+    /// every common name equals what openssl itself reads from the
+    /// certificate, and CRLF reads alike.
+    #[test]
+    fn real_easyrsa3_index() {
+        let (entries, bad) = parse_index(REAL_INDEX);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(parse_index(REAL_INDEX_CRLF), (entries.clone(), vec![]));
+        let names: std::collections::HashMap<&str, &str> =
+            REAL_NAMES.lines().filter_map(|l| l.split_once('\t')).collect();
+        assert!(entries.len() >= 10, "{entries:?}");
+        for e in &entries {
+            assert_eq!(Some(&e.common_name.as_str()), names.get(e.serial.as_str()), "{e:?}");
+        }
+        let by_cn = |cn: &str| entries.iter().filter(|e| e.common_name == cn).collect::<Vec<_>>();
+        assert_eq!(by_cn("J\u{fc}rgen M\u{fc}ller").len(), 1);
+        assert_eq!(by_cn("x=y+z/w").len(), 2);
+        assert_eq!(by_cn("Ops+Dev")[0].subject.matches('/').count(), 8, "{:?}", by_cn("Ops+Dev"));
+        let smith = by_cn("Smith, John");
+        assert_eq!((smith[0].status, smith[0].reason.as_deref()), (CertStatus::Revoked, Some("keyCompromise")));
+        assert_eq!(by_cn("old-expired")[0].status, CertStatus::Expired);
+        // renew + revoke-renewed: the old certificate revoked, superseded.
+        assert!(by_cn("ovt-alice").iter().any(|e| e.reason.as_deref() == Some("superseded")));
     }
 
     #[test]
