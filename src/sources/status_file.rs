@@ -875,4 +875,226 @@ GLOBAL STATS\nMax bcast/mcast queue length,0\nEND\n";
             assert_eq!(route_kind(junk), None, "{junk}");
         }
     }
+
+    /// An `event::Env` from a `KEY=value` dump of a hook's environment.
+    struct FileEnv(HashMap<String, std::ffi::OsString>);
+    impl event::Env for FileEnv {
+        fn get(&self, key: &str) -> Option<std::ffi::OsString> {
+            self.0.get(key).cloned()
+        }
+    }
+    fn env_of(text: &str) -> FileEnv {
+        FileEnv(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect())
+    }
+    fn field(ev: &event::Event, k: &str) -> Option<String> {
+        ev.fields.iter().find(|(f, _)| *f == k).and_then(|(_, v)| v.as_str()).map(String::from)
+    }
+
+    fn fixture(rel: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (see tests/fixtures/README.md)"))
+    }
+
+    /// Every file a real OpenVPN 2.6.14 wrote in tests/fixtures/real (UDP
+    /// dual-stack, TCP, IPv6 clients, --duplicate-cn, an iroute,
+    /// --username-as-common-name, verify-client-cert none, dev tap; common
+    /// names with commas, UTF-8, '/', '+', and one imitating the columns
+    /// after it): every client row is read, and each connect hook's
+    /// environment recorded in the same run finds exactly its own row, with
+    /// the same session_id, name, address, port and connect time.
+    #[test]
+    fn real_files_match_every_connect_hook() {
+        let runs = [
+            ("udp", "status-v1.log", 7),
+            ("udp2", "status-v2.log", 7),
+            ("udp3", "status-v3.log", 7),
+            ("tcp", "status-v2.log", 2),
+            ("undef", "status-v2.log", 1),
+            ("tap1", "status-v1.log", 2),
+            ("tap2", "status-v2.log", 2),
+        ];
+        let mut checked = 0;
+        for (run, file, clients) in runs {
+            let bytes = fixture(&format!("real/{run}/{file}"));
+            let s = parse(&bytes, None).unwrap_or_else(|e| panic!("{run}: {e}"));
+            assert_eq!((s.clients.len(), s.unreadable.len()), (clients, 0), "{run}: {s:#?}");
+            let crlf = String::from_utf8(bytes.clone()).unwrap().replace('\n', "\r\n");
+            assert_eq!(parse(crlf.as_bytes(), None), Ok(s.clone()), "{run}: CRLF");
+            let dir = format!("{}/tests/fixtures/real/{run}/env", env!("CARGO_MANIFEST_DIR"));
+            let envs: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}")).collect();
+            assert_eq!(envs.len(), clients, "{run}: one connect environment per client");
+            for entry in envs {
+                let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+                let connect = event::from_openvpn_env("SESSION_CONNECTED", &env_of(&text));
+                let id = field(&connect, "session_id").unwrap();
+                let rows: Vec<&Client> = s.clients.iter().filter(|c| c.session_id() == id).collect();
+                assert_eq!(rows.len(), 1, "{run}: {id} for {:?} in {:#?}", field(&connect, "common_name"), s.clients);
+                let c = rows[0];
+                let hook_cn = field(&connect, "common_name").unwrap();
+                // verify-client-cert none: no common_name for the hook, UNDEF in the file.
+                assert_eq!(c.common_name, if hook_cn.is_empty() { "UNDEF".into() } else { hook_cn }, "{run}");
+                assert_eq!(Some(&c.real_ip), field(&connect, "real_ip").as_ref(), "{run}");
+                if !c.real_ip.contains(':') {
+                    assert_eq!(Some(&c.real_port), field(&connect, "real_port").as_ref(), "{run}");
+                }
+                assert_eq!(
+                    Some(event::unix_to_rfc3339(c.connected_since).unwrap()),
+                    field(&connect, "connected_since")
+                );
+                if !(s.version == 1 && run.starts_with("tap")) {
+                    assert_eq!(Some(&c.virtual_ip), field(&connect, "virtual_ip").as_ref(), "{run}: {c:?}");
+                } else {
+                    // TAP in v1: the routing table has MAC addresses only.
+                    assert_eq!((c.virtual_ip.as_str(), c.virtual_ipv6.as_deref()), ("", None), "{run}");
+                }
+                if run.starts_with("udp") {
+                    assert_eq!(c.virtual_ipv6, field(&connect, "virtual_ipv6"), "{run}: {c:?}");
+                }
+                assert_eq!(c.username, field(&connect, "username"), "{run}");
+                assert!(c.bytes_received > 0 && c.bytes_sent > 0, "{c:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 28);
+    }
+
+    /// The 2.7 forms written by hand after mroute_addr_print_ex: protocol
+    /// prefix, `[v6]:port`, v4-mapped peers as IPv4 behind `udp6:`.
+    #[test]
+    fn openvpn_27_real_addresses() {
+        let v2 = parse(&fixture("handmade/status-27-v2.log"), None).unwrap();
+        let got: Vec<(&str, &str, &str, &str)> = v2
+            .clients
+            .iter()
+            .map(|c| (c.common_name.as_str(), c.real_ip.as_str(), c.real_port.as_str(), c.virtual_ip.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alice", "203.0.113.5", "52137", "10.8.0.2"),
+                ("bob", "2001:db8::abcd", "51820", "10.8.0.3"),
+                ("Smith, John", "192.0.2.7", "40000", "10.8.0.4"),
+                ("carol", "127.0.0.1", "53188", "10.8.0.5"),
+                ("dave", "::1", "53190", "10.8.0.6"),
+            ]
+        );
+        assert_eq!(v2.clients[3].username.as_deref(), Some("carol"));
+        // The id the hook computes from trusted_ip(6)/trusted_port/time_unix.
+        assert_eq!(v2.clients[0].session_id(), event::session_id("alice", "203.0.113.5", "52137", 1_796_155_200));
+        assert_eq!(v2.clients[1].session_id(), event::session_id("bob", "2001:db8::abcd", "51820", 1_796_155_260));
+        let v3 = parse(&fixture("handmade/status-27-v3.log"), None).unwrap();
+        assert_eq!((v3.version, &v3.clients), (3, &v2.clients));
+        let v1 = parse(&fixture("handmade/status-27-v1.log"), None).unwrap();
+        assert_eq!(v1.clients.len(), 4);
+        for (a, b) in v1.clients.iter().zip(&v2.clients) {
+            assert_eq!((a.session_id(), &a.virtual_ip), (b.session_id(), &b.virtual_ip));
+        }
+        assert_eq!(v1.clients[0].virtual_ipv6.as_deref(), Some("fd00::1000"));
+    }
+
+    #[test]
+    fn older_versions_duplicates_and_tap_without_vid() {
+        // 2.3: no IPv6 column, ctime dates, one row printed twice.
+        let s = parse(&fixture("handmade/status-23-v2-duplicate.log"), None).unwrap();
+        assert_eq!(s.clients.iter().map(|c| c.common_name.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
+        assert_eq!(s.clients[1].username.as_deref(), Some("bob"));
+        // 2.1: no Username column.
+        let s = parse(&fixture("handmade/status-21-v2.log"), None).unwrap();
+        assert_eq!((s.clients.len(), s.clients[0].connected_since), (1, 1_796_155_200));
+        // 2.3 v1 TAP: a MAC without @vid is no IPv6 address.
+        let s = parse(&fixture("handmade/status-23-v1-tap.log"), None).unwrap();
+        assert_eq!((s.clients[0].virtual_ip.as_str(), s.clients[0].virtual_ipv6.as_deref()), ("", None));
+        assert_eq!(s.clients[0].connected_since, 1_796_155_200);
+        for v in 1..=3 {
+            let crlf = parse(&fixture(&format!("handmade/status-v{v}-crlf.log")), None).unwrap();
+            let lf = parse(
+                &fixture(["real/udp/status-v1.log", "real/udp2/status-v2.log", "real/udp3/status-v3.log"][v - 1]),
+                None,
+            );
+            assert_eq!(Ok(crlf), lf, "v{v}");
+        }
+    }
+
+    /// What is not a complete server status file gives nothing.
+    #[test]
+    fn not_server_status_files() {
+        for f in ["real/tcp/client-status.log", "real/p2p/static-key-status.log"] {
+            assert!(matches!(parse(&fixture(f), None), Err(StatusError::Malformed { line: 1, .. })), "{f}");
+        }
+        assert_eq!(parse(b"\r\n\r\n", None), Err(StatusError::Incomplete));
+        let v2 = fixture("real/udp2/status-v2.log");
+        for cut in [10, v2.len() / 3, v2.len() / 2, v2.len() - 5] {
+            assert!(parse(&v2[..cut], None).is_err(), "{cut}");
+        }
+    }
+
+    fn v2_row(cn: &str, real: &str, vip: &str, rx: u64, t: i64, user: &str) -> String {
+        format!("CLIENT_LIST,{cn},{real},{vip},,{rx},{rx},2026-12-01 20:00:00,{t},{user},0,0,AES-256-GCM\n")
+    }
+    fn v2_file(rows: &[String], routes: &[(&str, &str, &str)]) -> String {
+        let mut s = String::from("TITLE,OpenVPN 2.6.14\nTIME,2026-12-01 20:30:00,1796157000\n");
+        s.push_str(&V2.lines().nth(2).unwrap().replace("\n", ""));
+        s.push('\n');
+        rows.iter().for_each(|r| s.push_str(r));
+        s.push_str("HEADER,ROUTING_TABLE,Virtual Address,Common Name,Real Address,Last Ref,Last Ref (time_t)\n");
+        for (v, cn, real) in routes {
+            s.push_str(&format!("ROUTING_TABLE,{v},{cn},{real},2026-12-01 20:29:00,1796156940\n"));
+        }
+        s.push_str("GLOBAL_STATS,dco_enabled,0\nEND\n");
+        s
+    }
+
+    /// A common name crafted to look like the columns after it (issue 9
+    /// point 6) is never attributed to another session.
+    #[test]
+    fn crafted_names_never_take_another_session() {
+        let victim = ("alice", "192.0.2.2:1194", 1_796_155_200);
+        let forged = format!("{},{},,,999999,999999,2026-12-01 20:00:00,{}", victim.0, victim.1, victim.2);
+        let alice_id = event::session_id("alice", "192.0.2.2", "1194", victim.2);
+        let alice_row = v2_row("alice", victim.1, "10.8.0.2", 10, victim.2, "UNDEF");
+        let evil_row = v2_row(&forged, "192.0.2.9:5000", "10.8.0.9", 77, 1_796_155_300, "UNDEF");
+        let alice_route = ("10.8.0.2", "alice", victim.1);
+        let evil_route = ("10.8.0.9", forged.as_str(), "192.0.2.9:5000");
+        // The attacker's routes confirm its own reading: read right.
+        let s = parse(v2_file(&[alice_row.clone(), evil_row.clone()], &[alice_route, evil_route]).as_bytes(), None)
+            .unwrap();
+        assert_eq!(s.clients.len(), 2);
+        assert_eq!(
+            s.clients.iter().filter(|c| c.session_id() == alice_id).map(|c| c.bytes_received).collect::<Vec<_>>(),
+            [10]
+        );
+        assert_eq!(s.clients[1].common_name, forged);
+        // No route for the attacker (a silent TAP client): its row reads
+        // two ways and neither is confirmed for it; never alice's.
+        let s = parse(v2_file(&[alice_row.clone(), evil_row.clone()], &[alice_route]).as_bytes(), None).unwrap();
+        assert_eq!(s.clients.iter().map(|c| c.bytes_received).collect::<Vec<_>>(), [10]);
+        assert_eq!(s.unreadable.len(), 1);
+        assert!(s.unreadable[0].what.contains("more than one way"), "{:?}", s.unreadable);
+        // Alice not connected: the imitation has no route of its own.
+        let s = parse(v2_file(std::slice::from_ref(&evil_row), &[]).as_bytes(), None).unwrap();
+        assert!(s.clients.is_empty() && s.unreadable.len() == 1);
+        // Alice's row after the attacker's: same outcome, order does not matter.
+        let s = parse(v2_file(&[evil_row.clone(), alice_row.clone()], &[alice_route]).as_bytes(), None).unwrap();
+        assert_eq!(s.clients.iter().map(|c| c.session_id()).collect::<Vec<_>>(), [alice_id]);
+        // Through the username too (--username-as-common-name).
+        let user_row = v2_row("doe, jane", "192.0.2.3:4000", "10.8.0.3", 5, 1_796_155_400, "doe, jane");
+        let s = parse(
+            v2_file(&[alice_row.clone(), user_row], &[alice_route, ("10.8.0.3", "doe, jane", "192.0.2.3:4000")])
+                .as_bytes(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.clients[1].username.as_deref(), Some("doe, jane"));
+        assert_eq!(s.clients[1].common_name, "doe, jane");
+        // Version 1: the name is the only free column, so one reading.
+        let v1 = format!(
+            "OpenVPN CLIENT LIST\nUpdated,2026-12-01 20:30:00\nCommon Name,Real Address,Bytes Received,Bytes Sent,Connected Since\n\
+alice,192.0.2.2:1194,10,10,2026-12-01 20:00:00\n{},192.0.2.9:5000,77,77,2026-12-01 20:00:00\nROUTING TABLE\n\
+Virtual Address,Common Name,Real Address,Last Ref\nGLOBAL STATS\nEND\n",
+            forged.replace(",,,", ",1,1,")
+        );
+        let s = parse(v1.as_bytes(), None).unwrap();
+        assert_eq!(s.clients.iter().map(|c| c.bytes_received).collect::<Vec<_>>(), [10, 77]);
+        assert_eq!(s.clients[1].real_address, "192.0.2.9:5000");
+    }
 }
