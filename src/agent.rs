@@ -60,6 +60,10 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
     let sink = Sink::from_settings(&settings).map_err(|e| format!("{}: {e}", path.display()))?;
     let server_id = settings.server_id.clone().unwrap_or_else(hostname);
 
+    // Start-up state is read before the stop signals are blocked: if that
+    // ever hangs, SIGTERM still ends the process.
+    let delivery = Delivery::new(&settings, sink, server_id);
+
     // Block the stop signals in every thread (threads inherit the mask),
     // so they arrive only through the signalfd read here.
     let mut mask = SigSet::empty();
@@ -75,7 +79,6 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
     let heartbeat = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
 
-    let delivery = Delivery::new(&settings, sink, server_id);
     log::info!(
         "openvpn-telemetry {} agent{}: spool {}, delivering to {}",
         env!("CARGO_PKG_VERSION"),
@@ -319,21 +322,67 @@ impl Worker {
     }
 }
 
-/// Makes sure the spool has its directories (the installer creates them
-/// with the right owners; this covers hand-made and test spools).
+/// Makes sure the spool is one the agent may deliver from, creating
+/// `pending/` and `failed/` when missing (the installer creates them; this
+/// covers hand-made and test spools). The spool and `pending/` must be real
+/// directories of the agent's (or root's), and sticky when others may write
+/// in them, so the hooks' user can add files but never rename or replace a
+/// directory; `failed/` is the agent's alone. Anything else is refused,
+/// with what to run, rather than delivered from.
 fn prepare_spool(s: &Settings) -> Result<(), String> {
-    if !s.spool_dir.is_dir() {
+    let spool = &s.spool_dir;
+    let meta = match std::fs::symlink_metadata(spool) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{}: SPOOL_DIR {} does not exist (run 'openvpn-telemetry install')",
+                s.path.display(),
+                spool.display()
+            ));
+        }
+        Err(e) => return Err(format!("{}: {e}", spool.display())),
+    };
+    check_spool_dir(spool, &meta, false)?;
+    for sub in [crate::spool::PENDING, crate::spool::FAILED] {
+        let dir = spool.join(sub);
+        let failed = sub == crate::spool::FAILED;
+        if std::fs::symlink_metadata(&dir).is_err() {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            let mode = if failed { 0o700 } else { meta.mode() & 0o7777 };
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let m = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        check_spool_dir(&dir, &m, failed)?;
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::MetadataExt;
+
+fn check_spool_dir(dir: &std::path::Path, m: &std::fs::Metadata, agent_only: bool) -> Result<(), String> {
+    let fix = "run 'sudo openvpn-telemetry install', which gives the spool to the agent";
+    let me = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() {
+        return Err(format!("{}: not a directory (a symlink?); refusing to deliver from it; {fix}", dir.display()));
+    }
+    if m.uid() != me && m.uid() != 0 {
         return Err(format!(
-            "{}: SPOOL_DIR {} does not exist (run 'openvpn-telemetry install')",
-            s.path.display(),
-            s.spool_dir.display()
+            "{}: owned by uid {}, not by the agent (uid {me}): whoever owns it can swap its directories; {fix}",
+            dir.display(),
+            m.uid()
         ));
     }
-    for sub in [crate::spool::PENDING, crate::spool::FAILED] {
-        let dir = s.spool_dir.join(sub);
-        if !dir.is_dir() {
-            std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
+    let mode = m.mode() & 0o7777;
+    if agent_only && mode & 0o077 != 0 {
+        return Err(format!("{}: mode {mode:04o}, but failed/ is the agent's alone (0700); {fix}", dir.display()));
+    }
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(format!(
+            "{}: mode {mode:04o} lets others rename what is in it (no sticky bit); {fix}",
+            dir.display()
+        ));
     }
     Ok(())
 }
@@ -342,6 +391,21 @@ fn prepare_spool(s: &Settings) -> Result<(), String> {
 /// the state file. The lock lives as long as the process.
 fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
     let path = s.spool_dir.join(AGENT_LOCK);
+    // A name the hooks' user planted before the agent's first start (a
+    // FIFO, a link, its own file that it keeps locked) is replaced: the
+    // agent owns the directory. An agent's lock, even another user's (root
+    // running `agent --once`), is respected.
+    let hooks_uid = crate::install::accounts::Accounts::for_root(std::path::Path::new("/"))
+        .uid(&s.openvpn_script_user)
+        .filter(|&u| u != 0);
+    let planted = match crate::spool::open_create(&path, false) {
+        Ok(f) => f.metadata().is_ok_and(|m| Some(m.uid()) == hooks_uid),
+        Err(e) => e.kind() == std::io::ErrorKind::InvalidData,
+    };
+    if planted {
+        log::warn!("{}: not the agent's lock file; replaced", path.display());
+        let _ = std::fs::remove_file(&path);
+    }
     let mut file = crate::spool::open_create(&path, false).map_err(|e| format!("{}: {e}", path.display()))?;
     if file.try_lock().is_err() {
         let mut pid = String::new();
@@ -359,6 +423,47 @@ fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
 
 fn hostname() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// What the agent's log lets through, whatever `RUST_LOG` says:
+/// - the HTTP and TLS crates' debug and trace records never: their wire
+///   traces print request headers, and so `AUTH_HEADER`;
+/// - every message with its control characters escaped
+///   ([`crate::fsutil::printable`]): chunk names come from the hooks'
+///   user and answers from the server, and neither may write escape
+///   sequences to a terminal or a second, forged line into the journal.
+struct Guarded {
+    inner: env_logger::Logger,
+}
+
+fn wire_trace(m: &log::Metadata) -> bool {
+    let t = m.target();
+    m.level() > log::Level::Info && ["ureq", "rustls", "http", "webpki"].iter().any(|c| t.starts_with(c))
+}
+
+impl log::Log for Guarded {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        !wire_trace(m) && self.inner.enabled(m)
+    }
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let text = r.args().to_string();
+        let safe = crate::fsutil::printable(&text);
+        self.inner.log(
+            &log::Record::builder()
+                .args(format_args!("{safe}"))
+                .metadata(r.metadata().clone())
+                .module_path(r.module_path())
+                .file(r.file())
+                .line(r.line())
+                .build(),
+        );
+    }
+    fn flush(&self) {
+        self.inner.flush();
+    }
 }
 
 /// env_logger to stderr. `RUST_LOG` (if set) wins; else `LOG_LEVEL` from
@@ -394,7 +499,11 @@ fn init_logging(s: &Settings) {
             writeln!(buf, "<{prio}>{}", rec.args())
         });
     }
-    let _ = b.try_init();
+    let inner = b.build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(Guarded { inner })).is_ok() {
+        log::set_max_level(max);
+    }
     if let Some(level) = bad_level {
         log::warn!("{}: LOG_LEVEL={level:?} is not error/warn/info/debug/trace; using info", s.path.display());
     }

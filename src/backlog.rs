@@ -1,9 +1,11 @@
 //! The chunks waiting in `pending/`, oldest first, and the spool bounds.
 //!
 //! Guarantees:
-//! - only regular files whose names do not start with `.` are chunks;
-//!   symlinks, FIFOs and the like are never opened (a hook user could
-//!   otherwise make the agent send any file it can read);
+//! - only regular files whose names do not start with `.` are chunks, and
+//!   a chunk is read only through [`open_chunk`]: no symlink followed, no
+//!   FIFO waited on, one link, owned by the hooks' user, the agent or root
+//!   (see [`crate::fsutil`]); anything else is set aside unread, since the
+//!   hooks' user could otherwise make the agent send any file it can read;
 //! - a hook's temporary bypass file (`.NAME.tmp`) older than an hour was
 //!   left by a killed hook: it is adopted as chunk `NAME`, never deleted
 //!   (its line may be complete; a torn one goes to `failed/` like any);
@@ -25,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use crate::fsutil::Owners;
 use crate::spool::{self, Spool};
 use crate::state::DropCount;
 
@@ -47,7 +50,7 @@ impl Backlog {
     /// Lists `pending/` again. `first` (the chunk delivery is inside of)
     /// is kept at the front even if an older name appeared meanwhile, so a
     /// recorded offset always belongs to the chunk read first.
-    pub fn refresh(&mut self, spool: &Spool, first: Option<&str>) -> io::Result<()> {
+    pub fn refresh(&mut self, spool: &Spool, first: Option<&str>, owners: &Owners) -> io::Result<()> {
         let dir = spool.pending();
         let mut chunks = Vec::new();
         for entry in fs::read_dir(&dir)? {
@@ -58,14 +61,15 @@ impl Backlog {
                 adopt_stale_tmp(&dir, &name, &meta);
                 continue;
             }
-            if !meta.is_file() {
-                log::warn!("{}: not a regular file; ignored", dir.join(&name).display());
+            let path = dir.join(&name);
+            if let Err(e) = crate::fsutil::check_meta(&path, &meta, owners) {
+                set_aside(spool, &name, &e);
                 continue;
             }
             chunks.push(Chunk { name, size: meta.len() });
         }
         chunks.sort_by(|a, b| a.name.cmp(&b.name));
-        self.make_hook_chunks_durable(&dir, &chunks);
+        self.make_hook_chunks_durable(&dir, &chunks, owners);
         if let Some(first) = first
             && let Some(i) = chunks.iter().position(|c| c.name == first)
         {
@@ -79,13 +83,13 @@ impl Backlog {
     /// Hooks never fsync (they must stay fast); a chunk a hook wrote itself
     /// (`-h` in its name, written when `queue.lock` was stuck) is fsynced
     /// here the first time it is seen, as rotation does for `queue.log`.
-    fn make_hook_chunks_durable(&self, dir: &Path, chunks: &[Chunk]) {
+    fn make_hook_chunks_durable(&self, dir: &Path, chunks: &[Chunk], owners: &Owners) {
         let mut synced = false;
         for c in chunks.iter().filter(|c| c.name.contains("-h")) {
             if self.chunks.iter().any(|old| old.name == c.name) {
                 continue;
             }
-            if let Ok(f) = open_chunk(&dir.join(&c.name)) {
+            if let Ok(f) = open_chunk(&dir.join(&c.name), owners) {
                 synced |= f.sync_all().is_ok();
             }
         }
@@ -104,6 +108,21 @@ impl Backlog {
     }
 }
 
+/// Moves an entry of `pending/` that must not be read (a link, a FIFO, a
+/// file with two names or a stranger's) into `failed/` as
+/// `NAME.unreadable`, without opening it: a rename moves the name, never
+/// what a link points to. It no longer blocks delivery, and stays there for
+/// the operator to look at.
+pub fn set_aside(spool: &Spool, name: &str, why: &io::Error) {
+    let from = spool.pending().join(name);
+    let to = spool.failed().join(format!("{name}.unreadable"));
+    match fs::rename(&from, &to) {
+        Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::error!("{why}: cannot move it to failed/ ({e}); skipped"),
+    }
+}
+
 /// Renames `.NAME.tmp` to `NAME` when a hook died before doing it.
 fn adopt_stale_tmp(dir: &Path, name: &str, meta: &fs::Metadata) {
     let Some(target) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { return };
@@ -118,20 +137,9 @@ fn adopt_stale_tmp(dir: &Path, name: &str, meta: &fs::Metadata) {
     }
 }
 
-/// Opens a chunk for reading without following links or blocking on a FIFO.
-pub fn open_chunk(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(
-            nix::fcntl::OFlag::O_NOFOLLOW.bits()
-                | nix::fcntl::OFlag::O_CLOEXEC.bits()
-                | nix::fcntl::OFlag::O_NONBLOCK.bits(),
-        )
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
-    }
-    Ok(file)
+/// Opens a chunk for reading as [`crate::fsutil::open_read`] does.
+pub fn open_chunk(path: &Path, owners: &Owners) -> io::Result<File> {
+    crate::fsutil::open_read(path, owners)
 }
 
 /// One line as read: complete (or a final line without `\n`), or longer
@@ -152,8 +160,8 @@ pub struct LineReader {
 }
 
 impl LineReader {
-    pub fn open(path: &Path, offset: u64, cap: usize) -> io::Result<LineReader> {
-        let mut file = open_chunk(path)?;
+    pub fn open(path: &Path, offset: u64, cap: usize, owners: &Owners) -> io::Result<LineReader> {
+        let mut file = open_chunk(path, owners)?;
         file.seek(SeekFrom::Start(offset))?;
         Ok(LineReader { inner: BufReader::with_capacity(64 * 1024, file), cap })
     }
@@ -205,12 +213,12 @@ pub fn trim_newline(line: &[u8]) -> &[u8] {
 
 /// Counts the events in a chunk from `offset` on and their `seq` range
 /// (lines without a readable `seq` still count).
-pub fn count_events(path: &Path, offset: u64) -> io::Result<DropCount> {
+pub fn count_events(path: &Path, offset: u64, owners: &Owners) -> io::Result<DropCount> {
     #[derive(Deserialize)]
     struct Seq {
         seq: Option<u64>,
     }
-    let mut reader = LineReader::open(path, offset, 1 << 20)?;
+    let mut reader = LineReader::open(path, offset, 1 << 20, owners)?;
     let mut count = DropCount::default();
     let mut buf = Vec::new();
     loop {
@@ -232,14 +240,18 @@ pub fn count_events(path: &Path, offset: u64) -> io::Result<DropCount> {
     }
 }
 
-/// Appends bytes to a file in `failed/` (created 0640 if missing).
+/// Appends to a file in `failed/` (created 0600 if missing: only the
+/// agent reads it). An existing one must be the agent's own regular file.
 pub fn open_failed(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(0o640)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
+        .mode(0o600)
+        .custom_flags(crate::fsutil::guarded_flags())
         .open(path)
+        .map_err(|e| crate::fsutil::loop_is_link(path, e))?;
+    crate::fsutil::check_file(path, &file, &Owners::me())?;
+    Ok(file)
 }
 
 /// Writes a whole set of refused lines to a new file in `failed/`, durably.
@@ -267,7 +279,8 @@ mod tests {
         let path = dir.join("c.ndjson");
         let long = "x".repeat(1000);
         fs::write(&path, format!("{{\"seq\":1}}\n{long}\n{{\"seq\":3}}\ntail")).unwrap();
-        let mut r = LineReader::open(&path, 0, 100).unwrap();
+        let any = Owners::anyone();
+        let mut r = LineReader::open(&path, 0, 100, &any).unwrap();
         let mut buf = Vec::new();
         assert_eq!(r.next_into(&mut buf, |_| panic!()).unwrap(), Line::Fits(10));
         let mut spilled = 0;
@@ -279,9 +292,9 @@ mod tests {
         buf.clear();
         assert_eq!(r.next_into(&mut buf, |_| panic!()).unwrap(), Line::Fits(4));
         assert_eq!(r.next_into(&mut buf, |_| panic!()).unwrap(), Line::Eof);
-        let c = count_events(&path, 0).unwrap();
+        let c = count_events(&path, 0, &any).unwrap();
         assert_eq!((c.count, c.first_seq, c.last_seq), (4, 1, 3));
-        assert_eq!(count_events(&path, 10).unwrap().count, 3);
+        assert_eq!(count_events(&path, 10, &any).unwrap().count, 3);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

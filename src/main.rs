@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod deliver;
 mod event;
+mod fsutil;
 mod hook;
 mod http;
 mod install;

@@ -122,8 +122,7 @@ impl Spool {
         let seq = self.next_seq(deadline + wait)?;
         let line = ev.to_line(seq);
         let queue = self.queue();
-        let mut file = open_create(&queue, true).map_err(io_err(&queue))?;
-        let len = file.metadata().map_err(io_err(&queue))?.len();
+        let (mut file, len) = open_create_sized(&queue, true).map_err(io_err(&queue))?;
         if len + line.len() as u64 > max_queue_bytes {
             self.count_dropped(seq).map_err(io_err(&self.dir.join(DROPPED)))?;
             return Ok(Written::Dropped { seq });
@@ -212,9 +211,15 @@ impl Spool {
             return Err(SpoolError::LockTimeout { path: lock_path });
         }
         let path = self.dir.join(DROPPED);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
+        let text = match crate::fsutil::read_capped(&path, 4096, &crate::fsutil::Owners::anyone()) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Dropped::default()),
+            // Not a file the hooks wrote (a link, a FIFO, garbage): never
+            // read, only removed so the hooks start a fresh count.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                log::warn!("{}; removed", crate::fsutil::printable(&e.to_string()));
+                String::new()
+            }
             Err(e) => return Err(SpoolError::Io { path, source: e }),
         };
         fs::remove_file(&path).map_err(io_err(&path))?;
@@ -248,7 +253,11 @@ impl Spool {
         let chunk = self.pending().join(format!("{:020}-q{n}.ndjson", unix_nanos()));
         fs::rename(&queue, &chunk).map_err(io_err(&chunk))?;
         drop(lock);
-        File::open(&chunk).and_then(|f| f.sync_all()).map_err(io_err(&chunk))?;
+        // Opened as a file only: a link or FIFO put there in place of the
+        // queue is moved along but never followed (delivery sets it aside).
+        crate::fsutil::open_read(&chunk, &crate::fsutil::Owners::anyone())
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&chunk))?;
         sync_dir(&self.pending())?;
         sync_dir(&self.dir)?;
         Ok(Some(chunk))
@@ -285,38 +294,11 @@ impl fmt::Display for Dropped {
     }
 }
 
-/// fsync of a directory, so that renames and unlinks in it survive a
-/// power cut (fsync of the file alone does not cover its name).
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use crate::fsutil::fsync_dir;
 
 /// [`fsync_dir`], with the directory named in the error.
 pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     fsync_dir(dir).map_err(io_err(dir))
-}
-
-/// Replaces a small file in the spool so that a reader or a crash sees the
-/// old content or the new, never a mix, and the new one survives a power
-/// cut once this returns: temp file (`.NAME.tmp`, which listings skip),
-/// fsync, rename, fsync of the directory. The agent's state and the
-/// sources' state both go through here, so a recorded drop count or
-/// baseline is never lost while the deletes it accounts for persist.
-pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    fsync_dir(dir)
 }
 
 pub fn unix_nanos() -> u64 {
@@ -337,24 +319,32 @@ fn lock_until(file: &File, deadline: Instant) -> bool {
 
 fn options(append: bool) -> OpenOptions {
     let mut o = OpenOptions::new();
-    o.read(!append)
-        .write(!append)
-        .append(append)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
-        .mode(FILE_MODE);
+    o.read(!append).write(!append).append(append).custom_flags(crate::fsutil::guarded_flags()).mode(FILE_MODE);
     o
 }
 
 /// Opens a spool file, creating it 0660 if missing. `fchmod` after
 /// creating, because OpenVPN's umask may have taken the group bits away.
+/// Never follows a link nor blocks on a FIFO, and refuses anything but a
+/// regular file with one link: the hooks' user may have replaced the name.
+/// Opening without `O_CREAT` first also keeps `fs.protected_regular` from
+/// refusing a file someone else created in the sticky spool.
 pub fn open_create(path: &Path, append: bool) -> io::Result<File> {
-    match options(append).open(path) {
+    open_create_sized(path, append).map(|(file, _)| file)
+}
+
+/// [`open_create`], with the file's length from the same `fstat`.
+pub fn open_create_sized(path: &Path, append: bool) -> io::Result<(File, u64)> {
+    let file = match options(append).open(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => match open_new_with(path, append) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => options(append).open(path),
             other => other,
         },
         other => other,
     }
+    .map_err(|e| crate::fsutil::loop_is_link(path, e))?;
+    let len = crate::fsutil::check_file(path, &file, &crate::fsutil::Owners::anyone())?.len();
+    Ok((file, len))
 }
 
 fn open_new(path: &Path) -> io::Result<File> {

@@ -7,7 +7,6 @@
 //! rename), so a reader or a crash sees the old or the new state, never a
 //! mix. Only the agent writes it; a damaged file is reported and replaced.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -101,22 +100,28 @@ impl std::fmt::Display for StateError {
 
 impl std::error::Error for StateError {}
 
+/// The state is a few hundred bytes; anything near this is not ours.
+const STATE_CAP: u64 = 1 << 20;
+
 pub fn path(spool_dir: &Path) -> PathBuf {
     spool_dir.join(STATE_FILE)
 }
 
 impl AgentState {
-    /// Reads the state; a missing file is the empty state.
-    pub fn load(spool_dir: &Path) -> Result<AgentState, StateError> {
+    /// Reads the state; a missing file is the empty state. The agent reads
+    /// only its own (`Owners::me`); root's `status` any owner's, since it
+    /// only shows it.
+    pub fn load(spool_dir: &Path, owners: &crate::fsutil::Owners) -> Result<AgentState, StateError> {
         let path = path(spool_dir);
-        match fs::read(&path) {
+        match crate::fsutil::read_capped(&path, STATE_CAP, owners) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged { path, what: e.to_string() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AgentState::default()),
             Err(source) => Err(StateError::Io { path, source }),
         }
     }
 
-    /// Replaces the file atomically and durably ([`spool::replace_file`]):
+    /// Replaces the file atomically and durably, 0600 for the agent alone
+    /// ([`crate::fsutil::replace_file`]):
     /// the drop count it carries must not be lost while the chunk deletes it
     /// accounts for persist.
     pub fn save(&self, spool_dir: &Path) -> Result<(), StateError> {
@@ -124,28 +129,29 @@ impl AgentState {
         let mut text = serde_json::to_vec_pretty(self)
             .map_err(|e| StateError::Damaged { path: path.clone(), what: e.to_string() })?;
         text.push(b'\n');
-        crate::spool::replace_file(&path, &text, 0o644).map_err(|source| StateError::Io { path, source })
+        crate::fsutil::replace_file(&path, &text, 0o600).map_err(|source| StateError::Io { path, source })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn round_trip_and_drop_merge() {
         let dir = std::env::temp_dir().join(format!("ovt-state-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        assert_eq!(AgentState::load(&dir).unwrap(), AgentState::default());
+        assert_eq!(AgentState::load(&dir, &crate::fsutil::Owners::me()).unwrap(), AgentState::default());
         let mut s = AgentState { pid: 7, ..Default::default() };
         s.dropped.add(DropCount { count: 2, first_seq: 5, last_seq: 6 });
         s.dropped.add(DropCount { count: 1, first_seq: 3, last_seq: 3 });
         assert_eq!(s.dropped, DropCount { count: 3, first_seq: 3, last_seq: 6 });
         s.progress = Some(Progress { chunk: "c".into(), offset: 9 });
         s.save(&dir).unwrap();
-        assert_eq!(AgentState::load(&dir).unwrap(), s);
+        assert_eq!(AgentState::load(&dir, &crate::fsutil::Owners::me()).unwrap(), s);
         fs::write(path(&dir), "{").unwrap();
-        assert!(matches!(AgentState::load(&dir), Err(StateError::Damaged { .. })));
+        assert!(matches!(AgentState::load(&dir, &crate::fsutil::Owners::me()), Err(StateError::Damaged { .. })));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

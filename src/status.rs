@@ -108,6 +108,7 @@ pub fn gather(s: &Settings) -> Value {
             "last_seq": dropped.last_seq,
             "unreported": unreported.count,
         },
+        "unreadable_rows": crate::sources::unreadable_report(&s.spool_dir),
         "settings": settings_masked(s),
     })
 }
@@ -255,6 +256,7 @@ fn text(r: &Value) -> String {
         "dropped events",
         format!("{} (seq {}..{}; {} not yet reported)", d["count"], d["first_seq"], d["last_seq"], d["unreported"]),
     );
+    line("unreadable rows", crate::sources::unreadable_text(&r["unreadable_rows"]));
     out.push_str("settings:\n");
     if let Some(map) = r["settings"].as_object() {
         for (k, v) in map {

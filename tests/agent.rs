@@ -544,9 +544,13 @@ fn a_symlink_in_pending_is_never_followed() {
     let (ids, lines) = event_lines(2, 2);
     site.chunk("q0", &lines);
     let out = site.once();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("a symlink; not opened as a file") && log.contains("unread"), "{out:?}");
     assert_eq!(sorted(rx.ids()), sorted(ids));
     assert!(secret.exists());
+    // Set aside as the link itself, for the operator to look at.
+    let aside = site.root.join("spool/failed/00000000000000000001-h1-x.ndjson.unreadable");
+    assert!(fs::symlink_metadata(&aside).unwrap().file_type().is_symlink());
 }
 
 #[test]

@@ -47,7 +47,7 @@ impl Delivery {
         while self.backlog.over(max_files, max_bytes, queue_bytes) {
             let Some(chunk) = self.backlog.chunks.front().cloned() else { break };
             let path = self.spool.pending().join(&chunk.name);
-            let lost = match backlog::count_events(&path, self.offset) {
+            let lost = match backlog::count_events(&path, self.offset, &self.owners) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("{}: cannot count before dropping ({e}); counted as 1", path.display());
@@ -96,7 +96,7 @@ impl Delivery {
                 break;
             }
             let path: PathBuf = dir.join(&f.name);
-            let lost = match backlog::count_events(&path, 0) {
+            let lost = match backlog::count_events(&path, 0, &self.owners) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("{}: cannot count before deleting ({e}); counted as 1", path.display());

@@ -25,7 +25,7 @@
 //! - `failed/` is bounded too (see [`drops`]): past its share of
 //!   `MAX_SPOOL_BYTES` its oldest files are deleted and counted as dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::time::{Duration, Instant};
@@ -38,6 +38,7 @@ use read::{Batch, ReadError};
 use crate::backlog::{self, Backlog};
 use crate::config::Settings;
 use crate::event;
+use crate::fsutil::Owners;
 use crate::http::{Outcome, Sink};
 use crate::spool::{self, Spool};
 use crate::state::{AgentState, Failure, Progress, Success};
@@ -79,6 +80,11 @@ pub struct Delivery {
     done: usize,
     /// Per chunk, how far bad lines were already copied to `failed/`.
     quarantined: HashMap<String, u64>,
+    /// Who may own a chunk: the hooks' user, the agent, root.
+    owners: Owners,
+    /// Delivered chunks that could not be unlinked: never sent again by
+    /// this process (a restart sends them once more; the server dedups).
+    undeletable: HashSet<String>,
     /// Lowered after a 413 so later batches fit the server's limit.
     byte_cap: usize,
     pub fails: u32,
@@ -92,7 +98,7 @@ pub struct Delivery {
 impl Delivery {
     pub fn new(settings: &Settings, sink: Sink, server_id: String) -> Delivery {
         let spool = Spool::new(&settings.spool_dir);
-        let mut state = match AgentState::load(&settings.spool_dir) {
+        let mut state = match AgentState::load(&settings.spool_dir, &Owners::me()) {
             Ok(s) => s,
             Err(e) => {
                 log::error!("{e}; starting with an empty state (drop counts before this are lost)");
@@ -114,6 +120,8 @@ impl Delivery {
             offset: 0,
             done: 0,
             quarantined: HashMap::new(),
+            owners: spool_owners(settings),
+            undeletable: HashSet::new(),
             byte_cap,
             fails: 0,
             next_attempt: None,
@@ -133,9 +141,12 @@ impl Delivery {
     /// Lists `pending/` again and applies the bounds.
     pub fn refresh(&mut self) {
         let first = self.state.progress.as_ref().map(|p| p.chunk.clone());
-        if let Err(e) = self.backlog.refresh(&self.spool, first.as_deref()) {
+        if let Err(e) = self.backlog.refresh(&self.spool, first.as_deref(), &self.owners) {
             log::error!("{}: cannot list: {e}", self.spool.pending().display());
             return;
+        }
+        if !self.undeletable.is_empty() {
+            self.backlog.chunks.retain(|c| !self.undeletable.contains(&c.name));
         }
         self.offset = match (&self.state.progress, self.backlog.chunks.front()) {
             (Some(p), Some(c)) if p.chunk == c.name => p.offset,
@@ -292,7 +303,19 @@ impl Delivery {
         match fs::remove_file(&path) {
             Ok(()) => self.dir_dirty = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => log::error!("{}: cannot remove delivered chunk: {e}", path.display()),
+            // Delivered but still there: never re-sent by this process
+            // (that would loop on it), and delivery slows to the backoff
+            // so a pending/ the agent cannot write is not hammered.
+            Err(e) => {
+                log::error!(
+                    "{}: cannot remove delivered chunk: {e}; not sent again until the agent restarts",
+                    path.display()
+                );
+                self.undeletable.insert(chunk.name.clone());
+                self.fails += 1;
+                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.fails);
+                self.next_attempt = Some(Instant::now() + d);
+            }
         }
         self.offset = 0;
         self.quarantined.remove(&chunk.name);
@@ -396,6 +419,13 @@ impl Delivery {
             self.save_state();
         }
     }
+}
+
+/// The users whose files delivery reads: root, the agent, and the hooks'
+/// user (`OPENVPN_SCRIPT_USER`, when it can be resolved).
+fn spool_owners(settings: &Settings) -> Owners {
+    let accounts = crate::install::accounts::Accounts::for_root(std::path::Path::new("/"));
+    Owners::me_and(accounts.uid(&settings.openvpn_script_user))
 }
 
 /// Exponential backoff from `sleep` to `max` seconds with "equal jitter"

@@ -59,12 +59,7 @@ impl Delivery {
             return self
                 .failed(Fail::Retry { reason: format!("{}: cannot read: {e}", from.display()), retry_after: None });
         }
-        let to = self.spool.failed().join(format!("{}.unreadable", chunk.name));
-        let _ = fs::create_dir_all(self.spool.failed());
-        match fs::rename(&from, &to) {
-            Ok(()) => log::error!("{}: cannot read ({e}); moved to {}", from.display(), to.display()),
-            Err(e2) => log::error!("{}: cannot read ({e}) nor move it to failed/ ({e2}); skipped", from.display()),
-        }
+        backlog::set_aside(&self.spool, &chunk.name, &e);
         self.backlog.chunks.pop_front();
         self.offset = 0;
         Step::Progress
@@ -84,7 +79,7 @@ impl Delivery {
             batch.end_offset = offset;
             batch.end_eof = false;
             let path = self.spool.pending().join(&name);
-            let mut reader = match LineReader::open(&path, offset, budget.max(LINE_CAP)) {
+            let mut reader = match LineReader::open(&path, offset, budget.max(LINE_CAP), &self.owners) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     batch.end_eof = true;
@@ -193,11 +188,19 @@ impl Delivery {
     }
 }
 
-/// Opens `failed/<chunk>.bad` on first use.
+/// Opens `failed/<chunk>.bad` on first use; when that name is taken by
+/// something that is not the agent's own file (left by an older layout),
+/// a fresh name beside it.
 fn open_quarantine<'a>(slot: &'a mut Option<File>, dir: &Path, path: &Path) -> io::Result<&'a mut File> {
     if slot.is_none() {
         fs::create_dir_all(dir)?;
-        *slot = Some(backlog::open_failed(path)?);
+        let file = match backlog::open_failed(path) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                backlog::open_failed(&path.with_extension(format!("{}.bad", spool::unix_nanos())))?
+            }
+            other => other?,
+        };
+        *slot = Some(file);
     }
     slot.as_mut().ok_or_else(|| io::Error::other("unreachable"))
 }

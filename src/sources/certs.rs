@@ -294,6 +294,14 @@ pub struct Known {
 pub struct CertBook {
     #[serde(default)]
     pub certs: BTreeMap<String, Known>,
+    /// Lines of the last read `index.txt` that could not be read (for
+    /// `status`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreadable_lines: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// How a round went.

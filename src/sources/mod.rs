@@ -20,7 +20,7 @@ mod sessions;
 mod status_file;
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Settings;
 use crate::event::{self, Event};
-use crate::spool::{self, Spool, Written};
+use crate::spool::{Spool, Written};
 
 /// Largest status file or index read; beyond it the round is skipped so a
 /// runaway file cannot exhaust the agent's memory.
@@ -239,6 +239,7 @@ impl<'a> Sources<'a> {
             let status = match parsed {
                 Ok(s) => {
                     self.noise.over(&key);
+                    self.rows_left_out(&key, &s);
                     s
                 }
                 Err(why) => {
@@ -289,6 +290,39 @@ impl<'a> Sources<'a> {
         if errors.is_empty() { Ok(complete) } else { Err(errors.join("; ")) }
     }
 
+    /// Reports rows of a status file that were left out as unreadable: a
+    /// warning when that starts or changes (so at most once per version of
+    /// the file, and a crafted name cannot flood the journal), debug while
+    /// it lasts; the count goes into `sessions.state` for `status`.
+    fn rows_left_out(&mut self, key: &str, status: &status_file::Status) {
+        let bad = &status.unreadable;
+        let noise_key = format!("rows {key}");
+        if bad.is_empty() {
+            self.noise.over(&noise_key);
+        } else {
+            let lines: Vec<String> = bad.iter().take(5).map(|e| e.line.to_string()).collect();
+            let more = if bad.len() > 5 { ", ..." } else { "" };
+            let msg = format!(
+                "{key}: {} unreadable row(s) left out (line {}{more}: {}); the other clients are read",
+                bad.len(),
+                lines.join(", "),
+                bad[0].what
+            );
+            self.noise.warn(&noise_key, msg);
+        }
+        let before = self.sessions.unreadable.get(key).copied().unwrap_or(0);
+        if before != bad.len() {
+            if bad.is_empty() {
+                self.sessions.unreadable.remove(key);
+            } else {
+                self.sessions.unreadable.insert(key.to_string(), bad.len());
+            }
+            if let Err(e) = save_state(&self.settings.spool_dir.join(SESSIONS_STATE), &self.sessions) {
+                log::warn!("{e}");
+            }
+        }
+    }
+
     /// Looks at `index.txt` and writes what changed; a cheap `stat` when
     /// the file is as last read and no known certificate has expired.
     fn certs_round(&mut self, now: i64) -> Result<(), String> {
@@ -322,6 +356,7 @@ impl<'a> Sources<'a> {
         }
         let inventory = self.certs.is_none();
         let book = self.certs.get_or_insert_with(certs::CertBook::default);
+        book.unreadable_lines = bad.len();
         let result = book.check(&entries, &self.sink, now, inventory);
         save_state(&self.settings.spool_dir.join(CERTS_STATE), book)?;
         let done = result?;
@@ -337,6 +372,39 @@ impl<'a> Sources<'a> {
     }
 }
 
+/// Rows and lines the sources left out as unreadable in the files they
+/// last read, from their state files, for `status`: `{"status_files":
+/// {path: rows}, "index_lines": n}`. Read like anything in the spool:
+/// regular files only, never through a link, never blocking, bounded.
+pub fn unreadable_report(spool_dir: &Path) -> serde_json::Value {
+    fn read(path: &Path) -> Option<serde_json::Value> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+            .open(path)
+            .ok()?;
+        if !file.metadata().ok()?.file_type().is_file() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        io::Read::take(file, READ_CAP).read_to_end(&mut bytes).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+    let rows = read(&spool_dir.join(SESSIONS_STATE)).map(|v| v["unreadable"].clone());
+    let lines = read(&spool_dir.join(CERTS_STATE)).map(|v| v["unreadable_lines"].clone());
+    serde_json::json!({
+        "status_files": rows.filter(|v| v.is_object()).unwrap_or_else(|| serde_json::json!({})),
+        "index_lines": lines.and_then(|v| v.as_u64()).unwrap_or(0),
+    })
+}
+
+/// `status`'s one line for [`unreadable_report`].
+pub fn unreadable_text(report: &serde_json::Value) -> String {
+    let rows: u64 = report["status_files"].as_object().map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+    format!("{rows} in status files, {} in index.txt (left out; see the agent's log)", report["index_lines"])
+}
+
 /// What [`read_stable`] got.
 enum Got {
     /// The bytes and the mtime (unix seconds).
@@ -350,9 +418,13 @@ enum Got {
 /// retry); `Err` when it cannot be read at all (permissions).
 fn read_stable(path: &Path) -> Result<Got, String> {
     for attempt in 0..2 {
-        let mut file = match File::open(path) {
+        // The agent may hold CAP_DAC_READ_SEARCH for these files: never
+        // through a link, a FIFO, a second name, or a file the hooks' user
+        // (a compromised OpenVPN) owns.
+        let mut file = match crate::fsutil::open_read(path, &source_owners()) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(e.to_string()),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(format!(
                     "{}: cannot open: {e} (the agent's user needs read access to it and its directories)",
@@ -380,25 +452,36 @@ fn read_stable(path: &Path) -> Result<Got, String> {
     Ok(Got::Skip("changed while being read".into()))
 }
 
-/// Reads a state file; `None` when there is none (first run). A damaged
-/// one is logged and treated as absent: at worst events are repeated,
-/// which the server's dedup absorbs.
-fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            log::warn!("{}: cannot read ({e}); starting afresh", path.display());
-            return None;
-        }
-    };
-    serde_json::from_slice(&bytes).map_err(|e| log::warn!("{}: damaged ({e}); starting afresh", path.display())).ok()
+/// Who may own a status file or index.txt: anyone but the hooks' user.
+fn source_owners() -> crate::fsutil::Owners {
+    use std::sync::OnceLock;
+    static OWNERS: OnceLock<crate::fsutil::Owners> = OnceLock::new();
+    OWNERS
+        .get_or_init(|| {
+            let user = crate::config::Settings::load(&crate::config::config_path())
+                .map(|s| s.openvpn_script_user)
+                .unwrap_or_else(|_| "nobody".into());
+            let accounts = crate::install::accounts::Accounts::for_root(Path::new("/"));
+            crate::fsutil::Owners::Not(accounts.uid(&user).into_iter().collect())
+        })
+        .clone()
 }
 
-/// Writes a state file atomically and durably ([`spool::replace_file`]).
+/// Reads a state file; `None` when there is none (first run). A damaged
+/// one, or one the agent did not write itself, is logged and treated as
+/// absent: at worst events are repeated, which the server's dedup absorbs.
+fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    crate::fsutil::load_json(path, READ_CAP)
+        .map_err(|e| log::warn!("{}; starting afresh", crate::fsutil::printable(&e.to_string())))
+        .ok()
+        .flatten()
+}
+
+/// Writes a state file atomically and durably, 0600 for the agent alone
+/// ([`crate::fsutil::replace_file`]).
 fn save_state<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
     let body = serde_json::to_vec(value).map_err(|e| format!("{}: {e}", path.display()))?;
-    spool::replace_file(path, &body, 0o640).map_err(|e| format!("{}: {e}", path.display()))
+    crate::fsutil::replace_file(path, &body, 0o600).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

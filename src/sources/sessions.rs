@@ -51,6 +51,10 @@ pub struct SessionBook {
     /// Per status file: its timestamp at the last update round.
     #[serde(default)]
     pub last_update: BTreeMap<String, i64>,
+    /// Per status file: rows left out as unreadable in its last read (for
+    /// `status`); absent when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreadable: BTreeMap<String, usize>,
 }
 
 /// How an update round went.

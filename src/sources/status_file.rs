@@ -400,7 +400,7 @@ fn settle(
                 } else {
                     unreadable.push(RowError {
                         line: row.line,
-                        what: "client row that reads more than one way (separator in a name); left out".into(),
+                        what: "client row that reads more than one way (separator in a name)".into(),
                     });
                     skipped.push(text(&row.fields.join(&sep)));
                 }
