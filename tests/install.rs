@@ -148,14 +148,16 @@ fn fresh_install_puts_everything_in_place_and_a_second_changes_nothing() {
     assert!(out.contains("create system user openvpn-telemetry"), "{out}");
     let agent_gid = r.id("group", "openvpn-telemetry");
     let nogroup = r.id("group", "nogroup");
-    let nobody = r.id("passwd", "nobody");
     assert_eq!(meta(&r.p("etc/openvpn-telemetry")), (0o755, 0, 0));
     assert_eq!(meta(&r.p("etc/openvpn-telemetry/.env")), (0o600, 0, 0));
     assert_eq!(meta(&r.p("etc/openvpn-telemetry/agent.env")), (0o640, 0, agent_gid));
     assert_eq!(meta(&r.p("etc/openvpn-telemetry/agent.hook.env")), (0o644, 0, 0));
-    for d in ["", "/pending", "/failed"] {
-        assert_eq!(meta(&r.p(&format!("var/spool/openvpn-telemetry{d}"))), (0o2770, nobody, nogroup), "{d}");
+    // The agent's directories: the hooks may add files, never swap them.
+    let agent = r.id("passwd", "openvpn-telemetry");
+    for d in ["", "/pending"] {
+        assert_eq!(meta(&r.p(&format!("var/spool/openvpn-telemetry{d}"))), (0o3770, agent, nogroup), "{d}");
     }
+    assert_eq!(meta(&r.p("var/spool/openvpn-telemetry/failed")), (0o700, agent, agent_gid));
     assert_eq!(meta(&r.p(SBIN)), (0o755, 0, 0));
     assert_eq!(fs::read(r.p(SBIN)).unwrap(), fs::read(BIN).unwrap());
     for l in LINKS {
@@ -400,7 +402,7 @@ fn check_fails_on_a_spool_the_hooks_cannot_write_and_install_fixes_it() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.lines().any(|l| l.starts_with("FAIL hooks' user nobody:nogroup") && l.contains("— fix:")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains("expected 2770")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains("expected 3770")), "{text}");
     // A stale companion is caught too.
     fs::write(r.p("etc/openvpn-telemetry/agent.hook.env"), "SPOOL_DIR=/elsewhere\n").unwrap();
     let text = String::from_utf8_lossy(&r.run(&["check"], &[]).stdout).into_owned();

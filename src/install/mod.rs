@@ -30,6 +30,11 @@ pub const ETC_DIR: &str = "/etc/openvpn-telemetry";
 pub const ENV_OVERRIDES: &str = "/etc/openvpn-telemetry/.env";
 pub const AGENT_ENV: &str = "/etc/openvpn-telemetry/agent.env";
 pub const SCRIPTS_DIR: &str = "/etc/openvpn/scripts";
+/// `SPOOL_DIR` and `pending/`: the agent's, setgid and sticky, rwx for the
+/// hooks' group.
+pub const SPOOL_MODE: u32 = 0o3770;
+/// `failed/`: the agent's alone.
+pub const FAILED_MODE: u32 = 0o700;
 /// Every name the binary is reached by, besides [`unit::BIN`].
 pub const LINKS: [&str; 4] = [
     "/usr/local/sbin/openvpn-telemetry-agent",
@@ -229,14 +234,28 @@ fn plan_install(layout: &Layout, chown: bool) -> Result<Plan, String> {
     let hook_text = envfile::hook_env(s).into_bytes();
     plan.add(plan::file(&hook_env, hook_text, 0o644, root_owner.clone(), &accounts, "hooks' settings"));
 
-    // The spool: setgid so everything in it belongs to the hooks' group.
-    let spool_owner = chown.then(|| Owner::names(&script_user, &script_group));
+    // The spool (see README, "Files, owners and modes"): the agent owns the
+    // directories; the hooks' group may add files (setgid, so they all
+    // share that group) but, by the sticky bit, never rename or delete a
+    // directory or a file it did not make; failed/ is the agent's alone.
+    // Only the directories are managed, never the files in them.
+    let agent_name = if agent_exists || manage { AGENT_USER } else { "root" };
+    let spool_owner = chown.then(|| Owner::names(agent_name, &script_group));
+    let failed_owner = chown.then(|| Owner::names(agent_name, agent_group));
+    let allowed: Vec<u32> = [accounts.uid(&script_user), accounts.uid(AGENT_USER)].into_iter().flatten().collect();
     let spool = layout.at(&s.spool_dir);
-    for dir in [spool.clone(), spool.join(crate::spool::PENDING), spool.join(crate::spool::FAILED)] {
-        plan.add(plan::dir(&dir, 0o2770, spool_owner.clone(), &accounts));
+    for (dir, mode, owner) in [
+        (spool.clone(), SPOOL_MODE, &spool_owner),
+        (spool.join(crate::spool::PENDING), SPOOL_MODE, &spool_owner),
+        (spool.join(crate::spool::FAILED), FAILED_MODE, &failed_owner),
+    ] {
+        plan.add(plan::spool_dir(&dir, mode, owner.clone(), &accounts, &allowed)?);
         if chown {
-            plan.changes.extend(spool_file_fixes(&dir, &script_group, &accounts));
+            plan.changes.extend(spool_file_fixes(&dir, &script_user, &script_group, &accounts));
         }
+    }
+    if !agent_exists && !manage && chown {
+        plan.notes.push(format!("the spool is root's until user {AGENT_USER} exists; then run install again"));
     }
 
     if let Some(old) = &desired.old_spool {
@@ -293,21 +312,29 @@ fn plan_install(layout: &Layout, chown: bool) -> Result<Plan, String> {
     Ok(plan)
 }
 
-/// Existing files in a spool directory that the agent (a member of the
-/// hooks' group) could not read or remove, e.g. left by an older installer.
-fn spool_file_fixes(dir: &Path, group: &str, accounts: &Accounts) -> Vec<Change> {
-    let Some(gid) = accounts.gid(group) else { return Vec::new() };
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+/// Files the hooks' user (or root) wrote in an older layout that the agent
+/// could not read: given the spool's group, read and write for it. The
+/// agent's own files are never touched, so a second install after the
+/// agent ran plans nothing. Planned from `lstat` (a link or FIFO is never a
+/// candidate) and applied through handles ([`Action::SpoolFile`]).
+fn spool_file_fixes(dir: &Path, user: &str, group: &str, accounts: &Accounts) -> Vec<Change> {
+    let (Some(gid), Some(hook_uid)) = (accounts.gid(group), accounts.uid(user)) else { return Vec::new() };
+    let Some(entries) = fs::symlink_metadata(dir).ok().filter(|m| m.is_dir()).and_then(|_| fs::read_dir(dir).ok())
+    else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for e in entries.flatten() {
         let Ok(m) = fs::symlink_metadata(e.path()) else { continue };
-        if !m.is_file() || (m.gid() == gid && m.mode() & 0o060 == 0o060) {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+        let hooks_file = m.uid() == hook_uid || m.uid() == 0;
+        if !m.is_file() || m.nlink() != 1 || !hooks_file || (m.gid() == gid && m.mode() & 0o060 == 0o060) {
             continue;
         }
         let mode = (m.mode() & 0o777) | 0o660;
-        let owner = Owner { user: Who::Id(m.uid()), group: Who::Name(group.into()) };
         let what = format!("fix  {} (group {group}, {mode:04o}, for the agent)", e.path().display());
-        out.push(Change { action: Action::Meta { path: e.path(), mode, owner: Some(owner) }, what });
+        let action = Action::SpoolFile { dir: dir.into(), name, uid: m.uid(), gid, mode };
+        out.push(Change { action, what });
     }
     out
 }

@@ -76,6 +76,26 @@ pub enum Action {
         mode: u32,
         owner: Option<Owner>,
     },
+    /// Create or fix a spool directory through directory handles, never
+    /// following a link: the hooks' user may have write access to the
+    /// directory around it (an older layout) and swap names meanwhile.
+    SpoolDir {
+        path: PathBuf,
+        mode: u32,
+        owner: Option<Owner>,
+    },
+    /// Give a file the hooks wrote in an older layout (`dir/name`, owned
+    /// by `uid`) the spool's group `gid` and `mode`, through handles: the
+    /// file is opened beneath `dir` without following a link or blocking,
+    /// and changed only if it is still that user's regular file with one
+    /// link.
+    SpoolFile {
+        dir: PathBuf,
+        name: String,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
     /// Fix the mode and owner of something that exists.
     Meta {
         path: PathBuf,
@@ -157,6 +177,109 @@ pub fn dir(path: &Path, mode: u32, owner: Option<Owner>, accounts: &Accounts) ->
             Some(Change { action: Action::Dir { path: path.into(), mode, owner }, what })
         }
     }
+}
+
+/// Plans a spool directory (see [`Action::SpoolDir`]). Refuses, before
+/// anything is changed, a name that is not a directory (a symlink planted
+/// by the hooks' user would make root chown whatever it points to) or one
+/// owned by anyone but root, the hooks' user (older layouts) or the agent.
+pub fn spool_dir(
+    path: &Path,
+    mode: u32,
+    owner: Option<Owner>,
+    accounts: &Accounts,
+    allowed_uids: &[u32],
+) -> Result<Option<Change>, String> {
+    let show = |o: &Option<Owner>| o.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
+    let action = Action::SpoolDir { path: path.into(), mode, owner: owner.clone() };
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.is_dir() => Err(format!(
+            "refusing to install, nothing was changed: {} is not a directory ({}); the OpenVPN hooks' user may \
+             have put it there. Look at it, move it away, and run install again",
+            path.display(),
+            if m.file_type().is_symlink() { "a symlink" } else { "a file" }
+        )),
+        Ok(m) if m.uid() != 0 && !allowed_uids.contains(&m.uid()) => Err(format!(
+            "refusing to install, nothing was changed: {} is owned by uid {}, not by root, the hooks' user or \
+             the agent; check SPOOL_DIR, then chown it to root and run install again",
+            path.display(),
+            m.uid()
+        )),
+        Ok(m) => {
+            if m.mode() & 0o7777 == mode && !owner_differs(&m, owner.as_ref(), accounts) {
+                return Ok(None);
+            }
+            let what = format!("fix  {} ({:04o} -> {mode:04o}{})", path.display(), m.mode() & 0o7777, show(&owner));
+            Ok(Some(Change { action, what }))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let what = format!("mkdir {} ({mode:04o}{})", path.display(), show(&owner));
+            Ok(Some(Change { action, what }))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Applies [`Action::SpoolDir`]: the parent is opened as a directory, the
+/// spool directory created in it if missing and opened with `O_NOFOLLOW`
+/// and `O_DIRECTORY` (a symlink swapped in fails here), checked once more
+/// on the open handle, then given owner and mode through that handle.
+fn apply_spool_dir(path: &Path, mode: u32, owner: Option<&Owner>, accounts: &Accounts) -> Result<(), ApplyError> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::{Mode, fchmod, mkdirat};
+    let sys = |op: &'static str| move |e: nix::Error| ApplyError::Io { op, path: path.into(), source: e.into() };
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().ok_or_else(|| sys("open")(nix::Error::EINVAL))?;
+    if !parent.is_dir() {
+        Change { action: Action::Dir { path: parent.into(), mode: 0o755, owner: None }, what: String::new() }
+            .apply(accounts)?;
+    }
+    let dir_flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let parent_fd = open(parent, dir_flags, Mode::empty()).map_err(sys("open the parent of"))?;
+    match mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Err(e) => return Err(sys("create")(e)),
+    }
+    let fd = openat(&parent_fd, name, dir_flags, Mode::empty()).map_err(sys("open (not following links)"))?;
+    let file = File::from(fd);
+    let m = file.metadata().map_err(io_at("stat", path))?;
+    if !m.is_dir() {
+        return Err(ApplyError::Io { op: "use", path: path.into(), source: io::Error::other("not a directory") });
+    }
+    if let Some(o) = owner {
+        let (uid, gid) =
+            o.ids(accounts).ok_or_else(|| ApplyError::Unresolved { path: path.into(), owner: o.to_string() })?;
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_at("chown", path))?;
+    }
+    // After chown, which may clear the setgid bit.
+    fchmod(&file, Mode::from_bits_truncate(mode)).map_err(sys("chmod"))?;
+    Ok(())
+}
+
+/// Applies [`Action::SpoolFile`].
+fn apply_spool_file(dir: &Path, name: &str, uid: u32, gid: u32, mode: u32) -> Result<(), ApplyError> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::{Mode, fchmod};
+    let path = dir.join(name);
+    let sys = |op: &'static str| {
+        let path = path.clone();
+        move |e: nix::Error| ApplyError::Io { op, path, source: e.into() }
+    };
+    let dir_fd = open(dir, OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY, Mode::empty())
+        .map_err(sys("open the directory of"))?;
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_RDONLY | OFlag::O_NOCTTY;
+    let file = match openat(&dir_fd, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        // Gone (delivered meanwhile) or replaced by a link: nothing to fix.
+        Err(nix::Error::ENOENT | nix::Error::ELOOP) => return Ok(()),
+        Err(e) => return Err(sys("open")(e)),
+    };
+    let m = file.metadata().map_err(io_at("stat", &path))?;
+    if !m.is_file() || m.nlink() != 1 || m.uid() != uid {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(io_at("chown", &path))?;
+    fchmod(&file, Mode::from_bits_truncate(mode)).map_err(sys("chmod"))
 }
 
 /// Plans a file with exactly `data`, `mode` and `owner`.
@@ -244,6 +367,8 @@ impl Change {
                 create_dir(path)?;
                 set_meta(path, *mode, owner.as_ref(), accounts)
             }
+            Action::SpoolDir { path, mode, owner } => apply_spool_dir(path, *mode, owner.as_ref(), accounts),
+            Action::SpoolFile { dir, name, uid, gid, mode } => apply_spool_file(dir, name, *uid, *gid, *mode),
             Action::Meta { path, mode, owner } => set_meta(path, *mode, owner.as_ref(), accounts),
             Action::File { path, data, mode, owner, backup } => {
                 if let Some(b) = backup {
