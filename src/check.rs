@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::cli::CheckArgs;
 use crate::config::{self, Settings};
+use crate::fsutil::printable;
 use crate::install::accounts::{AGENT_USER, Accounts};
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};
@@ -35,14 +36,14 @@ struct Report {
 
 impl Report {
     fn ok(&mut self, what: impl AsRef<str>) {
-        println!("OK   {}", what.as_ref());
+        println!("OK   {}", printable(what.as_ref()));
     }
     fn warn(&mut self, what: impl AsRef<str>) {
-        println!("WARN {}", what.as_ref());
+        println!("WARN {}", printable(what.as_ref()));
     }
     fn fail(&mut self, what: impl AsRef<str>, fix: impl AsRef<str>) {
         self.failed = true;
-        println!("FAIL {} — fix: {}", what.as_ref(), fix.as_ref());
+        println!("FAIL {} — fix: {}", printable(what.as_ref()), printable(fix.as_ref()));
     }
 }
 
@@ -109,12 +110,30 @@ fn check_files(r: &mut Report, layout: &Layout, path: &Path, s: &Settings, accou
         Err(e) => r.fail(format!("{}: {e} (hooks running as nobody need it)", companion.display()), REINSTALL),
     }
     let spool = Spool::new(layout.at(&s.spool_dir));
-    for dir in [spool.dir.clone(), spool.pending(), spool.failed()] {
-        match fs::metadata(&dir) {
-            Ok(m) if m.is_dir() && m.mode() & 0o2070 == 0o2070 && m.mode() & 0o007 == 0 => {
-                r.ok(format!("{} is setgid, group-writable, private ({:04o})", dir.display(), m.mode() & 0o7777))
+    let agent_uid = Accounts::for_root(&layout.root).uid(AGENT_USER);
+    for (dir, want) in [
+        (spool.dir.clone(), install::SPOOL_MODE),
+        (spool.pending(), install::SPOOL_MODE),
+        (spool.failed(), install::FAILED_MODE),
+    ] {
+        // lstat: a symlink here is the attack, not a directory to follow.
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if !m.is_dir() => r.fail(
+                format!("{} is not a directory (a symlink?): the hooks' user may have replaced it", dir.display()),
+                format!("look at it, move it away, then {REINSTALL}"),
+            ),
+            Ok(m) if m.mode() & 0o7777 != want => {
+                r.fail(format!("{} has mode {:04o}, expected {want:04o}", dir.display(), m.mode() & 0o7777), REINSTALL)
             }
-            Ok(m) => r.fail(format!("{} has mode {:04o}, expected 2770", dir.display(), m.mode() & 0o7777), REINSTALL),
+            Ok(m) if agent_uid.is_some_and(|a| a != m.uid()) => r.fail(
+                format!(
+                    "{} is owned by uid {}, not by {AGENT_USER}: the hooks' user could swap it",
+                    dir.display(),
+                    m.uid()
+                ),
+                REINSTALL,
+            ),
+            Ok(m) => r.ok(format!("{} is the agent's, mode {:04o}", dir.display(), m.mode() & 0o7777)),
             Err(e) => r.fail(format!("{}: {e}", dir.display()), REINSTALL),
         }
     }
@@ -388,8 +407,10 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
         .clone()
         .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
     use crate::http::Outcome;
+    let tls =
+        if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
     match sink.send(&server_id, &[]) {
-        Outcome::Delivered => r.ok(format!("{shown}: TLS and auth OK (an empty batch was accepted)")),
+        Outcome::Delivered => r.ok(format!("{shown}: {tls} OK (an empty batch was accepted)")),
         Outcome::Refused { reason } => {
             r.fail(format!("{shown}: refused: {reason}"), "check AUTH_HEADER or the client certificate")
         }
@@ -397,7 +418,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
             r.fail(format!("{shown}: HTTP {status}: no endpoint there"), "correct the path in TELEMETRY_URL")
         }
         Outcome::Rejected { status, body_head } => r.warn(format!(
-            "{shown}: reachable, TLS OK, but an empty batch got HTTP {status} ({body_head}); auth not confirmed"
+            "{shown}: reachable, but an empty batch got HTTP {status} ({body_head}); auth not confirmed"
         )),
         Outcome::TooLarge => r.warn(format!("{shown}: reachable, but even an empty batch was too large (HTTP 413)")),
         Outcome::Retry { reason, .. } => r.fail(

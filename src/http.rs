@@ -193,7 +193,12 @@ impl Http {
         };
         let mut resp = match sent {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry { reason: e.to_string(), retry_after: None },
+            Err(e) => {
+                return Outcome::Retry {
+                    reason: crate::fsutil::printable(&e.to_string()).into_owned(),
+                    retry_after: None,
+                };
+            }
         };
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -205,8 +210,11 @@ impl Http {
         // Reading the (small) answer to the end lets ureq reuse the connection.
         let answer = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
         let head = || {
+            // The server's words reach logs, `status` and root's terminal:
+            // control bytes (escape sequences, a forged second log line)
+            // are shown escaped, never passed on.
             let cut = &answer[..answer.len().min(BODY_HEAD)];
-            String::from_utf8_lossy(cut).replace(['\n', '\r'], " ")
+            crate::fsutil::printable(&String::from_utf8_lossy(cut).replace(['\n', '\r'], " ")).into_owned()
         };
         match status {
             200..=299 => Outcome::Delivered,
@@ -215,8 +223,9 @@ impl Http {
             },
             300..=399 => {
                 let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("?");
+                let to = crate::fsutil::printable(to);
                 Outcome::Refused {
-                    reason: format!("HTTP {status} redirect to {} not followed; fix TELEMETRY_URL", mask_url(to)),
+                    reason: format!("HTTP {status} redirect to {} not followed; fix TELEMETRY_URL", mask_url(&to)),
                 }
             }
             413 => Outcome::TooLarge,

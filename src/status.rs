@@ -7,7 +7,7 @@
 //! files are shown by path, never by content); a reader that goes away
 //! early (`status --json | head -1`) is a normal end, not an error.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -17,6 +17,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::cli::StatusArgs;
 use crate::config::{self, Compress, Settings};
+use crate::fsutil::{self, Owners};
 use crate::spool::{self, Dropped};
 use crate::state::{AgentState, DropCount};
 
@@ -41,7 +42,7 @@ pub fn main(args: &StatusArgs) -> Result<i32, String> {
 
 /// Everything `status` reports, as JSON (the text form is made from it).
 pub fn gather(s: &Settings) -> Value {
-    let (agent_state, state_error) = match AgentState::load(&s.spool_dir) {
+    let (agent_state, state_error) = match AgentState::load(&s.spool_dir, &Owners::anyone()) {
         Ok(st) => (st, None),
         Err(e) => (AgentState::default(), Some(e.to_string())),
     };
@@ -66,8 +67,10 @@ pub fn gather(s: &Settings) -> Value {
     let now = crate::event::now();
     let (failed_files, failed_lines) = failed_counts(&s.spool_dir.join(spool::FAILED));
     // Drops the hooks recorded that the agent has not collected yet.
-    let hook_drops =
-        fs::read_to_string(s.spool_dir.join(spool::DROPPED)).ok().and_then(|t| Dropped::parse(&t)).unwrap_or_default();
+    let hook_drops = fsutil::read_capped(&s.spool_dir.join(spool::DROPPED), 4096, &Owners::anyone())
+        .ok()
+        .and_then(|t| Dropped::parse(&String::from_utf8_lossy(&t)))
+        .unwrap_or_default();
     let mut dropped = agent_state.dropped;
     let mut unreported = agent_state.dropped_unreported;
     let extra = DropCount { count: hook_drops.count, first_seq: hook_drops.first_seq, last_seq: hook_drops.last_seq };
@@ -152,10 +155,17 @@ pub fn settings_masked(s: &Settings) -> Value {
     })
 }
 
+/// A spool directory to list, or nothing: a symlink in its place (the
+/// hooks' user replacing `pending/` in an older layout) is not followed.
+fn read_dir_here(dir: &Path) -> Option<fs::ReadDir> {
+    fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
+    fs::read_dir(dir).ok()
+}
+
 /// Chunk names (sorted, oldest first) and sizes; read-only.
 fn list_chunks(dir: &Path) -> Vec<(String, u64)> {
     let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(dir) {
+    if let Some(rd) = read_dir_here(dir) {
         for e in rd.flatten() {
             let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
             if name.starts_with('.') {
@@ -174,7 +184,7 @@ fn list_chunks(dir: &Path) -> Vec<(String, u64)> {
 
 /// Lines from `offset` on (a last line without `\n` counts).
 fn count_lines(path: &Path, offset: u64) -> io::Result<u64> {
-    let mut f = File::open(path)?;
+    let mut f = fsutil::open_read(path, &Owners::anyone())?;
     f.seek(SeekFrom::Start(offset))?;
     let mut buf = vec![0u8; 64 * 1024];
     let (mut lines, mut last) = (0u64, b'\n');
@@ -189,7 +199,7 @@ fn count_lines(path: &Path, offset: u64) -> io::Result<u64> {
 }
 
 fn first_event_time(path: &Path, offset: u64) -> Option<OffsetDateTime> {
-    let mut f = File::open(path).ok()?;
+    let mut f = fsutil::open_read(path, &Owners::anyone()).ok()?;
     f.seek(SeekFrom::Start(offset)).ok()?;
     let mut line = Vec::new();
     BufReader::new(f.take(1 << 20)).read_until(b'\n', &mut line).ok()?;
@@ -199,7 +209,7 @@ fn first_event_time(path: &Path, offset: u64) -> Option<OffsetDateTime> {
 
 fn failed_counts(dir: &Path) -> (u64, u64) {
     let (mut files, mut lines) = (0, 0);
-    if let Ok(rd) = fs::read_dir(dir) {
+    if let Some(rd) = read_dir_here(dir) {
         for e in rd.flatten() {
             if e.path().symlink_metadata().is_ok_and(|m| m.is_file()) {
                 files += 1;
@@ -211,9 +221,11 @@ fn failed_counts(dir: &Path) -> (u64, u64) {
 }
 
 fn text(r: &Value) -> String {
+    // Strings may come from the server (errors) or the hooks' user (file
+    // names): escaped before they reach a terminal.
     let s = |v: &Value| match v {
         Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => fsutil::printable(s).into_owned(),
         other => other.to_string(),
     };
     let mut out = String::new();
