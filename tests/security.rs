@@ -40,16 +40,35 @@ enum Layout {
     Installed,
     /// As a0d36ed's installer left it: nobody:nogroup 2770 everywhere.
     Legacy,
+    /// Legacy, attacked, and then upgraded (`install` as root) before the
+    /// agent or root's commands run: the traps nobody laid before the
+    /// upgrade are still there for them.
+    Upgraded,
 }
 
-const LAYOUTS: [Layout; 2] = [Layout::Installed, Layout::Legacy];
+/// Where the agent and root's commands are attacked.
+const LAYOUTS: [Layout; 3] = [Layout::Installed, Layout::Legacy, Layout::Upgraded];
+/// Where the installer is attacked (Legacy is the upgrade).
+const INSTALL_LAYOUTS: [Layout; 2] = [Layout::Installed, Layout::Legacy];
 
 fn stage(name: &str, layout: Layout, env: &str) -> Staged {
     let s = Staged::new(&format!("{name}-{layout:?}").to_lowercase(), env);
-    if layout == Layout::Legacy {
+    if layout != Layout::Installed {
         s.legacy_layout();
     }
     s
+}
+
+/// nobody runs `script`; on the Upgraded layout root then runs `install`.
+/// The result tells both, for messages.
+fn lay_traps(s: &Staged, layout: Layout, script: &str) -> attack::Ran {
+    let mut ran = s.nobody(script);
+    if layout == Layout::Upgraded {
+        let up = s.install();
+        ran.what = "attacker (nobody), then the upgrade (install as root)".into();
+        ran.stdout.extend_from_slice(format!("\n--- the upgrade: {}\n", up.show()).as_bytes());
+    }
+    ran
 }
 
 /// Re-installs with `.env` = `env` (settings that need a started receiver),
@@ -58,7 +77,7 @@ fn reinstall(s: &Staged, layout: Layout, env: &str) {
     s.env(env);
     let r = s.install();
     assert!(r.success(), "{}", r.show());
-    if layout == Layout::Legacy {
+    if layout != Layout::Installed {
         s.legacy_layout();
     }
 }
@@ -89,7 +108,7 @@ fn event(seq: u64, common_name: &str) -> String {
 /// nobody can neither read nor write any of them afterwards.
 #[test]
 fn reinstall_never_hands_a_root_only_file_to_nobody() {
-    each(LAYOUTS, |layout| {
+    each(INSTALL_LAYOUTS, |layout| {
         let mut f = Findings::default();
         let s = stage("p1-install", layout, "");
         s.hook("alice");
@@ -144,16 +163,47 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
 // ---------------------------------------------------------------------
 // 2. nobody -> the token, or any file, through the agent
 
-/// nobody points `pending/` at /etc/openvpn-telemetry (agent.env holds the
-/// bearer token, readable by the agent's group), plants a link and a hard
-/// link to agent.env as chunks, and leaves writable files where the agent
-/// would set agent.env's lines aside. Then the agent runs. Outcome: the
-/// token is in no file nobody can read and in no body the server got, and
+/// Trap sets for the secret tests, `$T` being the target directory (from
+/// the spool) and `$F` a file in it.
+const SECRET_TRAPS: [(&str, &str); 2] = [
+    (
+        // pending/ itself swapped for a link to the target directory.
+        "pending/ -> the target directory",
+        r#"mv pending pending.old; ln -s "../../../$T" pending"#,
+    ),
+    (
+        // The directories stay; links and a hard link pose as chunks, and
+        // files nobody owns (hard-linked outside failed/, so nobody keeps
+        // reaching them after an upgrade closes failed/) wait where lines
+        // or chunks are set aside.
+        "links as chunks, nobody's files in failed/",
+        r#"ln -s "../../../../$T/$F" pending/00000000000000000001-h1.ndjson
+        ln "../../../$T/$F" pending/00000000000000000002-h2.ndjson
+        ln -s "../../../../$T" pending/00000000000000000003-h3.ndjson
+        for n in "$F.bad" "$F.unreadable" 00000000000000000001-h1.ndjson.bad \
+                 00000000000000000001-h1.ndjson.unreadable 00000000000000000002-h2.ndjson.bad; do
+            touch "failed/$n" && chmod 666 "failed/$n" && ln "failed/$n" "keep-$n"
+        done"#,
+    ),
+];
+
+/// Runs a trap set as nobody with `$T`/`$F` set.
+fn secret_traps(s: &Staged, layout: Layout, target: &str, file: &str, traps: &str) -> attack::Ran {
+    lay_traps(s, layout, &format!("cd \"$S\" || exit 0\nT='{target}'\nF='{file}'\n{traps}\nexit 0"))
+}
+
+/// nobody points the agent at /etc/openvpn-telemetry/agent.env (it holds
+/// the bearer token and the agent's group may read it): `pending/` as a
+/// link to that directory, or links and a hard link to agent.env posing
+/// as chunks, with files of nobody's own where the agent would set its
+/// lines aside. Then the agent runs. Outcome: the token is in no file
+/// nobody can read and in no body the server got, and
 /// /etc/openvpn-telemetry is untouched. On the installed spool the hook's
 /// event is still delivered (the system keeps working).
 #[test]
 fn the_agent_never_copies_the_token_where_nobody_or_the_server_sees_it() {
-    each(LAYOUTS, |layout| {
+    let cases = LAYOUTS.into_iter().flat_map(|l| SECRET_TRAPS.map(|t| (l, t)));
+    each(cases, |(layout, (what, traps))| {
         let mut f = Findings::default();
         let s = stage("p2-token", layout, "");
         let rx = Receiver::start(&s, &["--token", TOKEN]);
@@ -163,32 +213,26 @@ fn the_agent_never_copies_the_token_where_nobody_or_the_server_sees_it() {
         let etc_before = tree(&etc);
         assert!(s.nobody_can_read(TOKEN).is_empty(), "nobody reads the token right after install");
 
-        let attack = s.nobody(
-            r#"cd "$S" || exit 0
-            ln -s ../../../../etc/openvpn-telemetry/agent.env pending/00000000000000000001-h1.ndjson
-            ln ../../../../etc/openvpn-telemetry/agent.env pending/00000000000000000002-h2.ndjson
-            mv pending pending.old; ln -s ../../../etc/openvpn-telemetry pending
-            for n in agent.env.bad agent.env.unreadable 00000000000000000001-h1.ndjson.bad \
-                     00000000000000000001-h1.ndjson.unreadable; do
-                touch failed/$n && chmod 666 failed/$n
-            done
-            exit 0"#,
-        );
+        let attack = secret_traps(&s, layout, "etc/openvpn-telemetry", "agent.env", traps);
         let agent = s.agent_once(&[]);
         let readable = s.nobody_can_read(TOKEN);
         f.expect(readable.is_empty(), || {
-            format!("{layout:?}: nobody can read the token in {readable:?}\n{}\n{}", attack.show(), agent.show())
+            format!(
+                "{layout:?}, {what}: nobody can read the token in {readable:?}\n{}\n{}",
+                attack.show(),
+                agent.show()
+            )
         });
         let bodies = String::from_utf8_lossy(&rx.bodies()).into_owned();
-        f.expect(!bodies.contains(TOKEN), || format!("{layout:?}: the token was POSTed in a body:\n{bodies}"));
-        f.expect(agent.finished(), || format!("{layout:?}: {}", agent.show()));
+        f.expect(!bodies.contains(TOKEN), || format!("{layout:?}, {what}: the token was POSTed in a body:\n{bodies}"));
+        f.expect(agent.finished(), || format!("{layout:?}, {what}: {}", agent.show()));
         let etc_after = tree(&etc);
         f.expect(etc_after == etc_before, || {
-            format!("{layout:?}: /etc/openvpn-telemetry changed:\n{etc_before:#?}\n{etc_after:#?}")
+            format!("{layout:?}, {what}: /etc/openvpn-telemetry changed:\n{etc_before:#?}\n{etc_after:#?}")
         });
         if layout == Layout::Installed {
             f.expect(rx.common_names().contains(&"alice".to_string()), || {
-                format!("the hook's event is not delivered: {}", agent.show())
+                format!("{what}: the hook's event is not delivered: {}", agent.show())
             });
         }
         f
@@ -197,15 +241,16 @@ fn the_agent_never_copies_the_token_where_nobody_or_the_server_sees_it() {
 }
 
 /// With a source configured (STATUS_LOG) the unit may grant the agent
-/// CAP_DAC_READ_SEARCH. nobody points `pending/` (and a chunk link) at a
-/// root-only directory holding a JSON-looking line and a password line.
-/// Outcome: neither secret reaches the server or a file nobody can read,
-/// and the root-only directory is unchanged.
+/// CAP_DAC_READ_SEARCH. nobody points the agent (the same two trap sets)
+/// at a root-only directory holding a JSON-looking line and a password
+/// line. Outcome: neither secret reaches the server or a file nobody can
+/// read, and the root-only directory is unchanged.
 #[test]
 fn the_agents_read_access_never_opens_what_nobody_points_at() {
     const SECRET_JSON: &str = "secret-json-5d0e77";
     const SECRET_TEXT: &str = "secret-text-a41b09";
-    each(LAYOUTS, |layout| {
+    let cases = LAYOUTS.into_iter().flat_map(|l| SECRET_TRAPS.map(|t| (l, t)));
+    each(cases, |(layout, (what, traps))| {
         let mut f = Findings::default();
         let s = stage("p2-cap", layout, "");
         let rx = Receiver::start(&s, &[]);
@@ -223,31 +268,26 @@ fn the_agents_read_access_never_opens_what_nobody_points_at() {
         root_only_dir(&victim, &[("keys.ndjson", &format!("{line}\npassword={SECRET_TEXT}\n"))]);
         let before = tree(&victim);
 
-        let attack = s.nobody(
-            r#"cd "$S" || exit 0
-            ln -s ../../../../root/keys/keys.ndjson pending/00000000000000000001-h1.ndjson
-            mv pending pending.old; ln -s ../../../root/keys pending
-            exit 0"#,
-        );
+        let attack = secret_traps(&s, layout, "root/keys", "keys.ndjson", traps);
         let agent = s.agent_once(&[]);
         let bodies = String::from_utf8_lossy(&rx.bodies()).into_owned();
         for secret in [SECRET_JSON, SECRET_TEXT] {
             f.expect(!bodies.contains(secret), || {
                 let first = bodies.lines().find(|l| l.contains(secret)).unwrap_or_default();
                 format!(
-                    "{layout:?}: {secret} was POSTed ({} times), e.g. {first}\n{}",
+                    "{layout:?}, {what}: {secret} was POSTed ({} times), e.g. {first}\n{}",
                     bodies.matches(secret).count(),
                     agent.show()
                 )
             });
             let readable = s.nobody_can_read(secret);
             f.expect(readable.is_empty(), || {
-                format!("{layout:?}: nobody reads {secret} in {readable:?}\n{}", attack.show())
+                format!("{layout:?}, {what}: nobody reads {secret} in {readable:?}\n{}", attack.show())
             });
         }
-        f.expect(agent.finished(), || format!("{layout:?}: {}", agent.show()));
+        f.expect(agent.finished(), || format!("{layout:?}, {what}: {}", agent.show()));
         let after = tree(&victim);
-        f.expect(after == before, || format!("{layout:?}: the root-only directory changed:\n{after:#?}"));
+        f.expect(after == before, || format!("{layout:?}, {what}: the root-only directory changed:\n{after:#?}"));
         f
     })
     .verdict("nobody -> root-only files through the agent's read access");
@@ -256,13 +296,36 @@ fn the_agents_read_access_never_opens_what_nobody_points_at() {
 // ---------------------------------------------------------------------
 // 3. nobody -> deletion
 
+/// Trap sets for the deletion test: what, the script, and whether the
+/// hook's event must still be delivered on the installed spool.
+const DELETE_TRAPS: [(&str, &str, bool); 2] = [
+    (
+        "failed/ -> the sink directory",
+        "mv failed failed.old; ln -s ../../lib/ovt-sink failed\n\
+         printf 'not json at all\\n' > pending/00000000000000000001-h1.ndjson",
+        true,
+    ),
+    (
+        // Every name in the spool the agent opens or replaces, as a link
+        // to the sink file (nobody may remove its own queue.lock and seq).
+        "the agent's spool files -> the sink file",
+        "for n in agent.lock queue.lock agent-state.json .agent-state.json.tmp sessions.state certs.state \
+                  dropped seq queue.log; do\n\
+             rm -f $n; ln -s ../../lib/ovt-sink/batches.ndjson $n\n\
+         done",
+        false,
+    ),
+];
+
 /// nobody replaces `failed/` by a link to the agent's own file:// sink
-/// directory, where older batches and an operator's files are kept, and
-/// MAX_SPOOL_BYTES makes failed/'s share small. Outcome: no file there is
+/// directory, where older batches and an operator's files are kept, with
+/// MAX_SPOOL_BYTES making failed/'s share small; or links every file the
+/// agent opens in the spool to the sink file. Outcome: no file there is
 /// deleted or changed (the sink file only grows).
 #[test]
 fn the_failed_bound_never_deletes_outside_the_spool() {
-    each(LAYOUTS, |layout| {
+    let cases = LAYOUTS.into_iter().flat_map(|l| DELETE_TRAPS.map(|t| (l, t)));
+    each(cases, |(layout, (what, traps, delivers))| {
         let mut f = Findings::default();
         let s = stage("p3-delete", layout, &format!("{FILE_SINK}MAX_SPOOL_BYTES=8192\nROTATE_MAX_BYTES=4096\n"));
         let sink = sink_dir(&s);
@@ -293,28 +356,27 @@ fn the_failed_bound_never_deletes_outside_the_spool() {
         let before: Vec<String> = kept.iter().map(|(n, _)| fingerprint(&sink.join(n))).collect();
         s.hook("bob");
 
-        let attack = s.nobody(
-            r#"cd "$S" || exit 0
-            mv failed failed.old; ln -s ../../lib/ovt-sink failed
-            printf 'not json at all\n' > pending/00000000000000000001-h1.ndjson
-            exit 0"#,
-        );
+        let attack = lay_traps(&s, layout, &format!("cd \"$S\" || exit 0\n{traps}\nexit 0"));
         let agent = s.agent_once(&[]);
-        f.expect(agent.finished(), || format!("{layout:?}: {}", agent.show()));
+        f.expect(agent.finished(), || format!("{layout:?}, {what}: {}", agent.show()));
         for (i, (name, _)) in kept.iter().enumerate() {
             let now = fingerprint(&sink.join(name));
             f.expect(now == before[i], || {
                 format!(
-                    "{layout:?}: the agent deleted or changed {name} next to its sink: {now}\n{}\n{}",
+                    "{layout:?}, {what}: the agent deleted or changed {name} next to its sink: {now}\n{}\n{}",
                     attack.show(),
                     agent.show()
                 )
             });
         }
         let batches = fs::read_to_string(sink.join("batches.ndjson")).unwrap_or_default();
-        f.expect(batches.starts_with(&old_batches), || format!("{layout:?}: the sink lost its earlier batches"));
-        if layout == Layout::Installed {
-            f.expect(batches.contains("\"bob\""), || format!("the hook's event is not delivered: {}", agent.show()));
+        f.expect(batches.starts_with(&old_batches), || {
+            format!("{layout:?}, {what}: the sink lost its earlier batches")
+        });
+        if layout == Layout::Installed && delivers {
+            f.expect(batches.contains("\"bob\""), || {
+                format!("{what}: the hook's event is not delivered: {}", agent.show())
+            });
         }
         f
     })
@@ -333,7 +395,9 @@ fn a_fifo_in_failed_never_hangs_the_agent() {
         let mut f = Findings::default();
         let s = stage("p4-fifo-bad", layout, FILE_SINK);
         sink_dir(&s);
-        let attack = s.nobody(
+        let attack = lay_traps(
+            &s,
+            layout,
             r#"cd "$S" || exit 0
             c=00000000000000000001-h1.ndjson
             printf 'this is not json\n' > pending/$c
@@ -351,31 +415,38 @@ fn a_fifo_in_failed_never_hangs_the_agent() {
 
 /// nobody replaces `queue.log` by a FIFO and records hook drops in
 /// `dropped` (so the agent has a report to append to it); or makes
-/// `dropped` itself a FIFO. Outcome: `agent --once` ends within the bound.
+/// `dropped` or `queue.lock` a FIFO, or `queue.lock` a link. Outcome:
+/// `agent --once` ends within the bound.
 #[test]
-fn a_fifo_as_queue_log_or_drop_count_never_hangs_the_agent() {
+fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
     let plants = [
-        ("queue.log", "rm -f queue.log; mkfifo queue.log; printf '3 1 3\\n' > dropped"),
-        ("dropped", "rm -f dropped; mkfifo dropped"),
+        ("a FIFO as queue.log", "rm -f queue.log; mkfifo queue.log; printf '3 1 3\\n' > dropped"),
+        ("a FIFO as dropped", "rm -f dropped; mkfifo dropped"),
+        ("a FIFO as queue.lock", "rm -f queue.lock; mkfifo queue.lock"),
+        ("a link as queue.lock", "rm -f queue.lock; ln -s queue.log queue.lock"),
     ];
-    let cases = LAYOUTS.into_iter().flat_map(|l| plants.map(|p| (l, p)));
-    each(cases, |(layout, (what, plant))| {
+    let cases = LAYOUTS.into_iter().flat_map(|l| plants.into_iter().enumerate().map(move |p| (l, p)));
+    each(cases, |(layout, (i, (what, plant)))| {
         let mut f = Findings::default();
-        let s = stage(&format!("p4-fifo-{what}"), layout, FILE_SINK);
+        let s = stage(&format!("p4-queue-{i}"), layout, FILE_SINK);
         sink_dir(&s);
         s.hook("carol");
         // A chunk to deliver, after which the drop report is due.
-        let attack = s.nobody(&format!(
-            "cd \"$S\" || exit 0\nprintf '%s\\n' '{}' > pending/00000000000000000005-h1.ndjson\n{plant}\nexit 0",
-            event(9, "dave")
-        ));
+        let attack = lay_traps(
+            &s,
+            layout,
+            &format!(
+                "cd \"$S\" || exit 0\nprintf '%s\\n' '{}' > pending/00000000000000000005-h1.ndjson\n{plant}\nexit 0",
+                event(9, "dave")
+            ),
+        );
         let agent = s.agent_once(&[]);
         f.expect(agent.finished(), || {
-            format!("{layout:?}: a FIFO as {what} hangs the agent\n{}\n{}", attack.show(), agent.show())
+            format!("{layout:?}: {what} hangs the agent\n{}\n{}", attack.show(), agent.show())
         });
         f
     })
-    .verdict("nobody -> hang through queue.log / dropped");
+    .verdict("nobody -> hang through queue.log / dropped / queue.lock");
 }
 
 /// nobody puts a FIFO where the agent's state file goes, before the agent
@@ -389,7 +460,7 @@ fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
         let mut f = Findings::default();
         let s = stage(&format!("p4-fifo-state-{}", if once { "once" } else { "daemon" }), layout, FILE_SINK);
         sink_dir(&s);
-        let attack = s.nobody(plant);
+        let attack = lay_traps(&s, layout, plant);
         if once {
             let once = s.agent_once(&[]);
             f.expect(once.finished(), || {
@@ -424,7 +495,7 @@ fn a_chunk_the_agent_cannot_remove_is_not_posted_in_a_loop() {
         let s = stage("p4-unlink", layout, "");
         let rx = Receiver::start(&s, &[]);
         reinstall(&s, layout, &format!("{}RETRY_SLEEP_SECONDS=1\n", rx.settings()));
-        let attack = s.nobody(&format!(
+        let attack = lay_traps(&s, layout, &format!(
             "cd \"$S\" || exit 0\nprintf '%s\\n' '{}' > pending/00000000000000000001-h1.ndjson\nchmod 0550 pending\nexit 0",
             event(1, "erin")
         ));
@@ -467,7 +538,7 @@ fn status_and_check_never_block_on_what_nobody_plants() {
         let mut f = Findings::default();
         let s = stage(if status { "p4-status" } else { "p4-check" }, layout, FILE_SINK);
         sink_dir(&s);
-        let attack = s.nobody(&format!("cd \"$S\" || exit 0\n{plant}\nexit 0"));
+        let attack = lay_traps(&s, layout, &format!("cd \"$S\" || exit 0\n{plant}\nexit 0"));
         let running = if status {
             vec![
                 Running::start("status", &mut s.root_cmd(&["status"])),
@@ -561,15 +632,19 @@ fn status_never_prints_control_bytes_nobody_planted() {
         let line = format!(
             r#"{{"event_id":"x","seq":1,"type":"SESSION_CONNECTED","event_time_vpn":"2026-02-13T12:10:05Z{esc}"}}"#
         );
-        let attack = s.nobody(&format!(
-            r#"cd "$S" || exit 0
+        let attack = lay_traps(
+            &s,
+            layout,
+            &format!(
+                r#"cd "$S" || exit 0
             printf '%s\n' '{state}' > .forged && mv -f .forged agent-state.json
             printf '%s\n' '{line}' > pending/00000000000000000001-h1.ndjson
             printf '%s\n' '{line}' >> queue.log
             printf '%s\n' '{line}' > failed/00000000000000000002-h1.ndjson.bad
             printf '3 1 3 {esc}\n' > dropped
             exit 0"#
-        ));
+            ),
+        );
         for json in [false, true] {
             let st = s.status(json);
             f.expect(st.finished(), || format!("{layout:?}: {}", st.show()));
@@ -632,7 +707,7 @@ fn no_log_level_prints_the_token() {
 /// the hooks still write.
 #[test]
 fn nobody_may_only_add_events() {
-    each(LAYOUTS, |layout| {
+    each(INSTALL_LAYOUTS, |layout| {
         let mut f = Findings::default();
         let s = Staged::new(&format!("own-{layout:?}").to_lowercase(), "");
         let (agent, nogroup, nobody) = (s.agent_uid(), s.nogroup(), s.nobody_uid());

@@ -14,7 +14,8 @@
 //! this host's own /etc.
 //!
 //! `OVT_TEST_BIN=/path/to/openvpn-telemetry` tests another build (e.g. an
-//! old release, to see the attacks succeed there).
+//! old release, to see the attacks succeed there); `OVT_TEST_VERBOSE=1`
+//! prints every command's output (with `--nocapture`).
 
 #![allow(dead_code)]
 
@@ -147,7 +148,11 @@ impl Running {
         let _ = self.child.wait();
         let mut out = self.readers.drain(..).map(|h| h.join().unwrap_or_default());
         let (stdout, stderr) = (out.next().unwrap_or_default(), out.next().unwrap_or_default());
-        Ran { what: self.what.clone(), status: self.status, stdout, stderr, elapsed }
+        let ran = Ran { what: self.what.clone(), status: self.status, stdout, stderr, elapsed };
+        if std::env::var_os("OVT_TEST_VERBOSE").is_some() {
+            eprintln!("=== [{}] {}", std::thread::current().name().unwrap_or("?"), ran.show());
+        }
+        ran
     }
 }
 
