@@ -484,6 +484,47 @@ V\t991301000000Z\t\t0D\tunknown\t/CN=bad-date\n";
         assert!(by_cn("ovt-alice").iter().any(|e| e.reason.as_deref() == Some("superseded")));
     }
 
+    /// The common name OpenVPN gave each connect hook in the same run
+    /// (tests/fixtures/real/udp2/env) is the one read from index.txt for
+    /// that certificate's serial.
+    #[test]
+    fn index_common_names_equal_the_hooks() {
+        let (entries, _) = parse_index(REAL_INDEX);
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real/udp2/env");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir}: {e}")) {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let var = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix('=')).unwrap();
+            let serial = var("tls_serial_hex_0");
+            let e = entries.iter().find(|e| openvpn_serial(&e.serial) == serial).unwrap_or_else(|| panic!("{serial}"));
+            assert_eq!(e.common_name, var("common_name"), "{e:?}");
+            checked += 1;
+        }
+        assert_eq!(checked, 7);
+    }
+
+    /// Easy-RSA 2.2.2's scripts (tests/fixtures/make-easyrsa2.sh): an
+    /// organisational DN with fields after the CN, two-digit serials, a
+    /// revocation without reason.
+    #[test]
+    fn real_easyrsa2_index() {
+        let (entries, bad) = parse_index(include_bytes!("../../tests/fixtures/real/easyrsa2/index.txt"));
+        assert!(bad.is_empty());
+        let names: Vec<(&str, &str)> = entries.iter().map(|e| (e.serial.as_str(), e.common_name.as_str())).collect();
+        assert_eq!(
+            names,
+            [("01", "server"), ("02", "client1"), ("03", "Smith, John"), ("04", "J\u{fc}rgen M\u{fc}ller")]
+        );
+        assert_eq!((entries[1].status, entries[1].reason.as_deref()), (CertStatus::Revoked, None));
+        assert!(entries[1].revoked_at.is_some());
+        assert!(entries[0].subject.ends_with("/CN=server/name=EasyRSA/emailAddress=me@myhost.mydomain"));
+        // Known limit: Easy-RSA 2 stored that name as a T61String of UTF-8
+        // bytes, which OpenSSL and OpenVPN read as Latin-1; index.txt does
+        // not say the string type, so UTF-8 (right for Easy-RSA 3) is taken.
+        let from_cert = include_str!("../../tests/fixtures/real/easyrsa2/common-names.txt");
+        assert!(from_cert.contains("04\tJ\u{c3}\u{bc}rgen"), "{from_cert}");
+    }
+
     #[test]
     fn serial_as_openvpn_prints_it() {
         assert_eq!(openvpn_serial("8C3A01"), "8c:3a:01");
