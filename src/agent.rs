@@ -49,6 +49,8 @@ const RELIST: Duration = Duration::from_secs(30);
 const AGENT_LOCK: &str = "agent.lock";
 
 pub fn main(args: &AgentArgs) -> Result<i32, String> {
+    // Before any file is opened and any thread or child started.
+    crate::privilege::confine();
     let path = config::config_path();
     let settings = Settings::load(&path).map_err(|e| e.to_string())?;
     init_logging(&settings);

@@ -18,6 +18,7 @@ mod hook;
 mod http;
 mod install;
 mod notify;
+mod privilege;
 mod resolve;
 mod sources;
 mod spool;

@@ -421,7 +421,7 @@ fn read_stable(path: &Path) -> Result<Got, String> {
         // The agent may hold CAP_DAC_READ_SEARCH for these files: never
         // through a link, a FIFO, a second name, or a file the hooks' user
         // (a compromised OpenVPN) owns.
-        let mut file = match crate::fsutil::open_read(path, &source_owners()) {
+        let mut file = match crate::privilege::for_sources(|| crate::fsutil::open_read(path, &source_owners())) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(e.to_string()),
