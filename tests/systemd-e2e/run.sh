@@ -1,0 +1,454 @@
+#!/usr/bin/env bash
+# tests/systemd-e2e/run.sh (`make systemd-e2e`): the release binary on a
+# real systemd host, i.e. a Debian 12 container booted with systemd as PID 1
+# (issue 11). Proves, with what an operator runs:
+#   install -> unit active and READY (Type=notify); a hook as nobody
+#   delivered to an HTTPS receiver in the container; a real
+#   openvpn-server@server unit with the patched conf and a real client
+#   (connect, SESSION_UPDATE from the status file, disconnect with bytes);
+#   restart/stop times; the watchdog quiet while idle and firing for a hung
+#   agent; a second install says "nothing to change"; an upgrade over the
+#   previous release's spool layout keeps pending events; uninstall --purge
+#   leaves nothing but the documented conf backups.
+#
+# How: debootstrap (minbase + systemd, openvpn, python3, ...) once into
+# $OVT_OUT/systemd-e2e/<suite>-<key>/ (cached between runs; the mirror is the
+# one apt uses here), an overlayfs over it per run (a copy where overlayfs
+# cannot be mounted), `systemd-nspawn --boot --private-network --keep-unit
+# --register=no` in the background, and every command inside through
+# `nsenter -t <container PID 1> -a` (the host has no system bus, so no
+# machinectl). --private-network: the container has only its own loopback
+# (plus a veth pair to a network namespace of its own for the VPN client,
+# TEST-NET 192.0.2.0/24), so no packet of this test leaves it.
+#
+# Needs root. Prints "systemd-e2e skipped: why" and exits 0 where it cannot
+# run (not root, no systemd-nspawn, no Debian mirror and no cached root).
+# Exits 1 when a check fails. Always removes the container and its overlay.
+# Summary (markdown): stdout and $OVT_OUT/systemd-e2e-summary.md.
+#
+# Env: OVT_BIN (the binary, `make build`'s static release), OVT_OUT (the
+# target dir), KEEP=1 keeps the overlay's upper dir for a look afterwards.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+OUT=${OVT_OUT:-$REPO/target}
+BIN=${OVT_BIN:-$OUT/x86_64-unknown-linux-gnu/release/openvpn-telemetry}
+SUITE=bookworm
+INCLUDE=systemd,systemd-sysv,dbus,openvpn,iproute2,ca-certificates,python3,openssl,procps
+# The idle window for the watchdog check, and the WatchdogSec used for it.
+IDLE_SECS=${OVT_IDLE_SECS:-20}
+IDLE_WATCHDOG=4
+T_START=$(date +%s%N)
+
+say() { printf '[systemd-e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+skip() { echo "systemd-e2e skipped: $*"; exit 0; }
+
+# --- can it run here? --------------------------------------------------------
+[ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, overlayfs, debootstrap); have uid $(id -u)"
+"$REPO/tests/setup.sh" systemd-e2e
+command -v systemd-nspawn >/dev/null || skip "no systemd-nspawn (apt-get install systemd-container)"
+command -v nsenter >/dev/null || skip "no nsenter (apt-get install util-linux)"
+command -v openssl >/dev/null || skip "no openssl (apt-get install openssl)"
+[ -x "$BIN" ] || { echo "systemd-e2e: FAIL: no binary at $BIN (make build)" >&2; exit 1; }
+
+KEY=$(printf '%s %s\n' "$SUITE" "$INCLUDE" | sha256sum | cut -c1-10)
+CACHE=$OUT/systemd-e2e
+ROOT=$CACHE/$SUITE-$KEY
+NAME=ovt-sde2e-$$
+RUN=$CACHE/run-$$
+SUMMARY=$OUT/systemd-e2e-summary.md
+mkdir -p "$CACHE"
+
+if [ ! -x "$ROOT/bin/systemctl" ]; then
+    command -v debootstrap >/dev/null || skip "no debootstrap (apt-get install debootstrap)"
+    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | awk '/^URIs:/ {print $2} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' \
+        | grep -E '/debian/?$' | head -1 || true)
+    [ -n "$mirror" ] || skip "no Debian mirror in the apt sources to debootstrap $SUITE from (and no cached root)"
+    say "debootstrap $SUITE from $mirror into $ROOT (once; cached)"
+    t0=$(date +%s)
+    rm -rf "$ROOT.new"
+    if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT.new" "$mirror" >"$ROOT.log" 2>&1; then
+        tail -20 "$ROOT.log" >&2
+        echo "systemd-e2e: FAIL: debootstrap failed (log: $ROOT.log)" >&2
+        exit 1
+    fi
+    mv "$ROOT.new" "$ROOT"
+    DEBOOTSTRAP="done now, $(($(date +%s) - t0)) s"
+else
+    DEBOOTSTRAP="cached ($ROOT)"
+fi
+
+# --- summary -----------------------------------------------------------------
+ROWS=()
+FAILS=0
+row() { # check result detail
+    ROWS+=("| $1 | $2 | $3 |")
+    [ "$2" = PASS ] || FAILS=$((FAILS + 1))
+    say "$2: $1 - $3"
+}
+pass() { row "$1" PASS "$2"; }
+fail() { row "$1" FAIL "$2"; }
+summary() {
+    local wall
+    wall=$(awk -v a="$T_START" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}')
+    {
+        echo "| systemd-e2e (tests/systemd-e2e/run.sh) | result | measured |"
+        echo "|---|---|---|"
+        echo "| Run | $(date -u '+%Y-%m-%d %H:%M UTC') | Debian 12 container, systemd ${SYSTEMD_VER:-?} as PID 1, OpenVPN ${OPENVPN_VER:-?}; debootstrap $DEBOOTSTRAP |"
+        printf '%s\n' "${ROWS[@]}"
+        echo "| systemd-e2e wall time | $([ "$FAILS" = 0 ] && echo PASS || echo "FAIL ($FAILS)") | $wall s |"
+    } >"$SUMMARY.tmp"
+    mv "$SUMMARY.tmp" "$SUMMARY"
+    echo
+    cat "$SUMMARY"
+}
+
+# --- the container -----------------------------------------------------------
+NSPAWN_PID=
+LEADER=
+cleanup() {
+    local rc=$?
+    set +e
+    if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        kill -TERM "$NSPAWN_PID" 2>/dev/null    # nspawn powers the container off
+        for _ in $(seq 100); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$NSPAWN_PID" 2>/dev/null
+        wait "$NSPAWN_PID" 2>/dev/null
+    fi
+    if mountpoint -q "$RUN/merged" 2>/dev/null; then umount "$RUN/merged" 2>/dev/null || umount -l "$RUN/merged"; fi
+    if [ -n "${KEEP:-}" ]; then say "kept $RUN"; else rm -rf "$RUN"; fi
+    [ "${#ROWS[@]}" -gt 0 ] && summary
+    [ "$rc" = 0 ] && [ "$FAILS" != 0 ] && rc=1
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap 'fail "${STEP:-setup}" "command failed (line $LINENO): $BASH_COMMAND"' ERR
+
+die() { fail "${STEP:-setup}" "$*"; exit 1; }
+
+# Leftovers of a crashed earlier run: its container and overlay.
+for old in "$CACHE"/run-*; do
+    [ -d "$old" ] || continue
+    pid=$(cat "$old/nspawn.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "systemd-nspawn .*ovt-sde2e-"; then
+        kill -TERM "$pid" 2>/dev/null; sleep 3; kill -KILL "$pid" 2>/dev/null || true
+    fi
+    mountpoint -q "$old/merged" && { umount "$old/merged" 2>/dev/null || umount -l "$old/merged"; }
+    rm -rf "$old"
+done
+
+mkdir -p "$RUN"/{upper,work,merged,pki}
+if mount -t overlay overlay -o "lowerdir=$ROOT,upperdir=$RUN/upper,workdir=$RUN/work" "$RUN/merged" 2>/dev/null; then
+    LAYER=overlayfs
+else
+    cp -a "$ROOT/." "$RUN/merged/"
+    LAYER=copy
+fi
+M=$RUN/merged
+
+# Fixtures, before boot: the binary and helpers in /srv/ovt (not under a home
+# directory, which the agent's unit hides), a throwaway PKI, the OpenVPN
+# server conf the installer patches, the receiver's settings.
+STEP=fixtures
+. "$REPO/tests/e2e/lib.sh"   # ovt_pki
+say() { printf '[systemd-e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { fail "${STEP:-setup}" "$*"; exit 1; }
+ovt_pki "$RUN/pki" 1
+install -d -m 0755 "$M/srv/ovt" "$M/srv/ovt/pki"
+install -m 0755 "$BIN" "$M/srv/ovt/openvpn-telemetry"
+install -m 0644 "$REPO/tests/support/receiver.py" "$HERE/events.py" "$REPO/tests/e2e/tping.py" "$M/srv/ovt/"
+install -m 0644 "$RUN/pki"/*.crt "$M/srv/ovt/pki/"
+install -m 0600 "$RUN/pki"/*.key "$M/srv/ovt/pki/"
+install -d -m 0755 "$M/etc/openvpn/server"
+cat >"$M/etc/openvpn/server/server.conf" <<'EOF'
+# systemd-e2e test server (throwaway). The status line overrides the
+# unit's --status (whose interval is 60 s) so that sessions show up fast.
+proto udp
+local 192.0.2.1
+port 1194
+dev tun
+topology subnet
+server 10.99.0.0 255.255.255.0
+ca /srv/ovt/pki/ca.crt
+cert /srv/ovt/pki/server.crt
+key /srv/ovt/pki/server.key
+dh none
+user nobody
+group nogroup
+persist-key
+persist-tun
+keepalive 10 60
+status /run/openvpn-server/status-server.log 1
+status-version 2
+verb 3
+EOF
+TOKEN=sde2e-$RANDOM$RANDOM
+# The operator's overrides; written in after the "before" snapshot below.
+cat >"$RUN/env" <<EOF
+TELEMETRY_URL="https://127.0.0.1:8443/api/v1/events"
+CA_CERT=/srv/ovt/pki/ca.crt
+AUTH_HEADER="Authorization: Bearer $TOKEN"
+SERVER_ID=sde2e
+OPENVPN_SERVER_CONF=/etc/openvpn/server/server.conf
+ROTATE_INTERVAL_SECONDS=1
+RETRY_SLEEP_SECONDS=1
+SESSION_UPDATE_INTERVAL_SECONDS=2
+EOF
+
+STEP=boot
+systemd-nspawn -D "$M" --boot --private-network --register=no --keep-unit -M "$NAME" \
+    </dev/null >"$RUN/nspawn.log" 2>&1 &
+NSPAWN_PID=$!
+echo "$NSPAWN_PID" >"$RUN/nspawn.pid"
+for _ in $(seq 100); do
+    LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
+    [ -n "$LEADER" ] && break
+    kill -0 "$NSPAWN_PID" 2>/dev/null || { cat "$RUN/nspawn.log" >&2; die "systemd-nspawn exited"; }
+    sleep 0.1
+done
+[ -n "$LEADER" ] || { tail "$RUN/nspawn.log" >&2; die "no systemd in the container after 10 s"; }
+
+# A command inside the container: all its namespaces, its root, a clean env.
+C() { nsenter -t "$LEADER" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 "$@"; }
+now() { date +%s%N; }
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+for _ in $(seq 200); do C test -S /run/systemd/private && break; sleep 0.1; done
+state=$(C timeout 60 systemctl is-system-running --wait 2>&1 || true)
+case $state in running|degraded) ;; *) die "container did not boot: $state" ;; esac
+SYSTEMD_VER=$(C systemctl --version | awk 'NR == 1 {print $2}')
+OPENVPN_VER=$(C openvpn --version 2>/dev/null | awk 'NR == 1 {print $2}')
+pass "Boot: systemd as PID 1 in the container ($LAYER over the cached root)" \
+    "is-system-running: $state; $(ms "$T_START" "$(now)") ms since start"
+
+# What is on the system before anything of ours: every path with type, mode
+# and owner (volatile trees left out), and the account files themselves.
+snapshot() {
+    C sh -c 'find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
+        -o -path /var/tmp -o -path /var/log -o -path /var/cache -o -path /var/lib/systemd \
+        -o -path /srv/ovt \) -prune -o -printf "%p %y %m %u:%g\n" | LC_ALL=C sort'
+}
+snapshot >"$RUN/before.list"
+for f in passwd group shadow gshadow; do C cat "/etc/$f" >"$RUN/before.$f"; done
+C sha256sum /etc/openvpn/server/server.conf >"$RUN/before.conf.sha"
+C install -d -m 0755 /etc/openvpn-telemetry
+C sh -c 'umask 077; cat >/etc/openvpn-telemetry/.env' <"$RUN/env"
+
+# The receiver: receiver.py over HTTPS with a bearer token, as a transient
+# unit of the container's systemd.
+STEP=receiver
+C systemd-run --quiet --unit=ovt-e2e-receiver python3 /srv/ovt/receiver.py --listen 127.0.0.1:8443 \
+    --ready-file /srv/ovt/rx.port --cert /srv/ovt/pki/receiver.crt --key /srv/ovt/pki/receiver.key \
+    --token "$TOKEN" --db /srv/ovt/rx
+for _ in $(seq 100); do C test -s /srv/ovt/rx.port && break; sleep 0.1; done
+C test -s /srv/ovt/rx.port || die "receiver did not start: $(C journalctl -u ovt-e2e-receiver --no-pager | tail -5)"
+EV() { C python3 /srv/ovt/events.py /srv/ovt/rx "$@"; }
+jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
+
+# --- install -> active, READY ------------------------------------------------
+STEP="install -> unit active and READY (Type=notify)"
+t0=$(now)
+C /srv/ovt/openvpn-telemetry install >"$RUN/install1.out" 2>&1 || { cat "$RUN/install1.out" >&2; die "install failed"; }
+t1=$(now)
+show() { C systemctl show openvpn-telemetry-agent -p "$1" --value; }
+active=$(C systemctl is-active openvpn-telemetry-agent || true)
+enabled=$(C systemctl is-enabled openvpn-telemetry-agent || true)
+type=$(show Type)
+main_start=$(show ExecMainStartTimestampMonotonic)
+active_enter=$(show ActiveEnterTimestampMonotonic)
+if [ "$active" = active ] && [ "$type" = notify ] && [ "$enabled" = enabled ]; then
+    pass "$STEP" "install $(ms "$t0" "$t1") ms; $active, $enabled, Type=$type; READY=1 $(( (active_enter - main_start) / 1000 )) ms after exec"
+else
+    fail "$STEP" "active=$active enabled=$enabled Type=$type"
+fi
+if C /usr/local/sbin/openvpn-telemetry check >"$RUN/check.out" 2>&1; then
+    pass "openvpn-telemetry check on the installed system" "exit 0"
+else
+    fail "openvpn-telemetry check on the installed system" "exit non-zero: $(grep -iv ' ok' "$RUN/check.out" | head -3 | tr '\n' ' ')"
+fi
+
+# --- a hook as nobody, delivered over HTTPS ----------------------------------
+STEP="hook as nobody -> HTTPS receiver"
+t0=$(now)
+C setpriv --reuid=nobody --regid=nogroup --clear-groups env -i common_name=sde2e-hook trusted_ip=192.0.2.77 \
+    trusted_port=40000 ifconfig_pool_remote_ip=10.99.0.77 /etc/openvpn/scripts/telemetry-connect.sh \
+    >"$RUN/hook.out" 2>&1 || true
+if got=$(EV --type SESSION_CONNECTED --cn sde2e-hook --timeout 20); then
+    pass "$STEP" "delivered $(ms "$t0" "$(now)") ms after the hook ran (TLS with CA_CERT, bearer token)"
+else
+    fail "$STEP" "not delivered in 20 s: $got; hook said: $(head -c 300 "$RUN/hook.out")"
+fi
+
+# --- a real OpenVPN server unit and client ------------------------------------
+STEP="openvpn-server@server + client: connect"
+grep -q telemetry-connect "$M/etc/openvpn/server/server.conf" \
+    || fail "installer patched server.conf" "no client-connect line"
+C sh -c 'ip netns add ovt-cli && ip link add ovt-s type veth peer name ovt-c netns ovt-cli &&
+    ip addr add 192.0.2.1/24 dev ovt-s && ip link set ovt-s up &&
+    ip -n ovt-cli addr add 192.0.2.2/24 dev ovt-c && ip -n ovt-cli link set ovt-c up &&
+    ip -n ovt-cli link set lo up' || die "cannot set up the client's network namespace"
+C systemctl start openvpn-server@server \
+    || die "openvpn-server@server did not start: $(C journalctl -u openvpn-server@server --no-pager | tail -5)"
+t0=$(now)
+C systemd-run --quiet --unit=ovt-e2e-client ip netns exec ovt-cli openvpn --client --dev tun --proto udp \
+    --remote 192.0.2.1 1194 --nobind --remote-cert-tls server --ca /srv/ovt/pki/ca.crt \
+    --cert /srv/ovt/pki/client01.crt --key /srv/ovt/pki/client01.key --explicit-exit-notify 1 \
+    --connect-retry 1 --resolv-retry 0 --verb 3 --log /srv/ovt/client.log
+for _ in $(seq 200); do grep -q "Initialization Sequence Completed" "$M/srv/ovt/client.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "Initialization Sequence Completed" "$M/srv/ovt/client.log" 2>/dev/null \
+    || die "client got no tunnel: $(tail -3 "$M/srv/ovt/client.log" 2>/dev/null)"
+t_tunnel=$(now)
+C ip netns exec ovt-cli python3 /srv/ovt/tping.py tun0 10.99.0.1 5 1000 >/dev/null \
+    && ping_ok="5 pings through the tunnel" || ping_ok="ping through the tunnel FAILED"
+if got=$(EV --type SESSION_CONNECTED --cn ovt-client-01 --timeout 20); then
+    SID=$(jget "$got" 'd["last"]["session_id"]')
+    VIP=$(jget "$got" 'd["last"]["virtual_ip"]')
+    pass "$STEP" "tunnel $(ms "$t0" "$t_tunnel") ms; SESSION_CONNECTED delivered $(ms "$t0" "$(now)") ms after start; virtual_ip $VIP; $ping_ok"
+else
+    SID=none
+    fail "$STEP" "no SESSION_CONNECTED for ovt-client-01: $got"
+fi
+STEP="SESSION_UPDATE from the status file (root 0600, read via the unit's CAP_DAC_READ_SEARCH)"
+if got=$(EV --type SESSION_UPDATE --cn ovt-client-01 --eq "session_id=$SID" --positive bytes_received --timeout 20); then
+    pass "$STEP" "$(jget "$got" 'd["matched"]') update(s), session_id = the connect's, bytes_received $(jget "$got" 'd["last"]["bytes_received"]')"
+else
+    fail "$STEP" "none with the connect's session_id and bytes: $got"
+fi
+STEP="client disconnects -> SESSION_DISCONNECTED with bytes"
+t0=$(now)
+C systemctl stop ovt-e2e-client
+if got=$(EV --type SESSION_DISCONNECTED --cn ovt-client-01 --eq "session_id=$SID" --positive bytes_received \
+    --positive bytes_sent --timeout 30); then
+    pass "$STEP" "delivered $(ms "$t0" "$(now)") ms after the client stopped; bytes_received $(jget "$got" 'd["last"]["bytes_received"]'), bytes_sent $(jget "$got" 'd["last"]["bytes_sent"]'), duration $(jget "$got" 'd["last"].get("duration_seconds")') s"
+else
+    fail "$STEP" "$got"
+fi
+hookmsgs=$(C journalctl -u openvpn-server@server --no-pager -o cat | grep -ciE "telemetry|script.*fail" || true)
+C systemctl stop openvpn-server@server
+[ "$hookmsgs" = 0 ] && pass "OpenVPN's log: hook messages / script failures" "0" \
+    || fail "OpenVPN's log: hook messages / script failures" "$hookmsgs: $(C journalctl -u openvpn-server@server --no-pager -o cat | grep -iE 'telemetry|script.*fail' | head -2 | tr '\n' ' ')"
+
+# --- restart / stop ----------------------------------------------------------
+STEP="systemctl restart / stop / start"
+t0=$(now); C systemctl restart openvpn-telemetry-agent; t1=$(now)
+C systemctl stop openvpn-telemetry-agent; t2=$(now)
+stopped=$(C systemctl is-active openvpn-telemetry-agent || true)
+C systemctl start openvpn-telemetry-agent; t3=$(now)
+result=$(show Result)
+R_MS=$(ms "$t0" "$t1"); S_MS=$(ms "$t1" "$t2")
+if [ "$stopped" = inactive ] && [ "$result" = success ] && [ "$S_MS" -lt 3000 ]; then
+    pass "$STEP" "restart (until READY) $R_MS ms; stop $S_MS ms (limit 2 s grace); start $(ms "$t2" "$t3") ms; Result=$result"
+else
+    fail "$STEP" "restart $R_MS ms, stop $S_MS ms, after stop: $stopped, Result=$result"
+fi
+
+# --- the watchdog -------------------------------------------------------------
+STEP="watchdog quiet while idle"
+UNIT_WD=$(show WatchdogUSec)
+DROPIN=/run/systemd/system/openvpn-telemetry-agent.service.d
+C mkdir -p "$DROPIN"
+printf '[Service]\nWatchdogSec=%s\n' "$IDLE_WATCHDOG" | C sh -c "cat >$DROPIN/ovt-e2e-watchdog.conf"
+C systemctl daemon-reload
+C systemctl restart openvpn-telemetry-agent
+pid0=$(show MainPID); nr0=$(show NRestarts); wd0=$(show WatchdogTimestampMonotonic)
+since=$(C date +%s)
+sleep "$IDLE_SECS"
+pid1=$(show MainPID); nr1=$(show NRestarts); wd1=$(show WatchdogTimestampMonotonic)
+timeouts=$(C journalctl -u openvpn-telemetry-agent --since "@$since" --no-pager -o cat | grep -c "Watchdog timeout" || true)
+if [ "$pid0" = "$pid1" ] && [ "$nr0" = "$nr1" ] && [ "$timeouts" = 0 ] && [ "$wd1" -gt "$wd0" ]; then
+    pass "$STEP" "unit WatchdogSec=$UNIT_WD; idle ${IDLE_SECS} s under WatchdogSec=${IDLE_WATCHDOG}s (drop-in, $((IDLE_SECS / IDLE_WATCHDOG)) periods): same PID, 0 restarts, 0 timeouts, last ping $(( (wd1 - wd0) / 1000000 )) s after the first"
+else
+    fail "$STEP" "PID $pid0 -> $pid1, NRestarts $nr0 -> $nr1, timeouts $timeouts, ping ts $wd0 -> $wd1"
+fi
+STEP="watchdog fires for a hung agent (SIGSTOP)"
+t0=$(now)
+C kill -STOP "$pid1"
+fired=
+for _ in $(seq 150); do
+    if C journalctl -u openvpn-telemetry-agent --since "@$since" --no-pager -o cat | grep -q "Watchdog timeout"; then
+        fired=$(now); break
+    fi
+    sleep 0.1
+done
+C kill -CONT "$pid1" 2>/dev/null || true
+back=
+for _ in $(seq 200); do
+    p=$(show MainPID)
+    if [ "$p" != 0 ] && [ "$p" != "$pid1" ] && [ "$(C systemctl is-active openvpn-telemetry-agent)" = active ]; then back=$(now); break; fi
+    sleep 0.1
+done
+if [ -n "$fired" ] && [ -n "$back" ]; then
+    pass "$STEP" "timeout after $(ms "$t0" "$fired") ms (limit ${IDLE_WATCHDOG} s), active again $(ms "$t0" "$back") ms after (RestartSec=5)"
+else
+    fail "$STEP" "fired: ${fired:-no}; back: ${back:-no}"
+fi
+C rm -rf "$DROPIN"
+C systemctl daemon-reload
+C systemctl reset-failed openvpn-telemetry-agent 2>/dev/null || true
+C systemctl restart openvpn-telemetry-agent
+
+# --- a second install after the agent ran -------------------------------------
+STEP="second install after the agent ran says \"nothing to change\""
+C /srv/ovt/openvpn-telemetry install >"$RUN/install2.out" 2>&1 || true
+if grep -q "nothing to change" "$RUN/install2.out"; then
+    pass "$STEP" "$(grep -m1 'nothing to change' "$RUN/install2.out")"
+else
+    fail "$STEP" "$(grep -E '^(fix|add|change|update|done)|change\(s\)' "$RUN/install2.out" | head -4 | tr '\n' ';' | sed 's/|/\\|/g')"
+    sed 's/^/  install2: /' "$RUN/install2.out" >&2
+fi
+
+# --- upgrade over the previous release's spool layout -------------------------
+# The previous release: spool, pending/ and failed/ 2770 nobody:nogroup,
+# hook files nobody:nogroup 0660, the agent's own files in the nogroup
+# group. Events wait in queue.log and in a chunk in pending/.
+STEP="upgrade over the previous release's spool layout keeps pending events"
+SP=/var/spool/openvpn-telemetry
+C systemctl stop openvpn-telemetry-agent
+C /usr/local/sbin/openvpn-telemetry status >"$RUN/status-before-upgrade.out" 2>&1 || true
+hook() { C setpriv --reuid=nobody --regid=nogroup --clear-groups env -i common_name="$1" trusted_ip=192.0.2.88 \
+    trusted_port=4000"$2" ifconfig_pool_remote_ip=10.99.0.88 /etc/openvpn/scripts/telemetry-connect.sh >/dev/null 2>&1 || true; }
+for i in 1 2 3; do hook sde2e-old-chunk "$i"; done
+C sh -c "mv $SP/queue.log $SP/pending/$(date +%s%N)-q1.ndjson" || true
+for i in 4 5; do hook sde2e-old-queue "$i"; done
+C sh -c "chgrp -R nogroup $SP && chown nobody $SP $SP/pending $SP/failed $SP/pending/* $SP/queue.log $SP/seq $SP/queue.lock 2>/dev/null;
+    find $SP -type d -exec chmod 2770 {} + && find $SP -type f -exec chmod 0660 {} +" || true
+old_layout=$(C stat -c '%n %a %U:%G' "$SP" "$SP/pending" | tr '\n' ';')
+ids=$(C sh -c "cat $SP/queue.log $SP/pending/*.ndjson 2>/dev/null" | grep '"common_name":"sde2e-old-' \
+    | grep -o '"event_id":"[^"]*"' | cut -d'"' -f4 | grep . || true)
+C ls -lan "$SP" "$SP/pending" >&2 || true
+n_ids=$(echo "$ids" | grep -c . || true)
+C /srv/ovt/openvpn-telemetry install >"$RUN/install3.out" 2>&1 || { cat "$RUN/install3.out" >&2; fail "$STEP" "install failed"; }
+args=(); for id in $ids; do args+=(--id "$id"); done
+if [ "$n_ids" = 5 ] && got=$(EV "${args[@]}" --timeout 30); then
+    pass "$STEP" "$n_ids of 5 pending events (3 in a chunk, 2 in queue.log, old layout: $old_layout) delivered after install; agent $(C systemctl is-active openvpn-telemetry-agent)"
+else
+    fail "$STEP" "events spooled: $n_ids of 5; delivered: ${got:-none}"
+fi
+st=$(C /usr/local/sbin/openvpn-telemetry status 2>&1 | grep -iE 'pending|queue|failed' | head -3 | tr '\n' ';' || true)
+say "status after the upgrade: $st"
+
+# --- uninstall --purge --------------------------------------------------------
+STEP="uninstall --purge leaves only the documented conf backups"
+C systemctl stop ovt-e2e-receiver 2>/dev/null || true
+C ip netns del ovt-cli 2>/dev/null || true
+C /usr/local/sbin/openvpn-telemetry uninstall --purge >"$RUN/uninstall.out" 2>&1 \
+    || { cat "$RUN/uninstall.out" >&2; fail "$STEP" "uninstall --purge failed"; }
+snapshot >"$RUN/after.list"
+added=$(LC_ALL=C comm -13 "$RUN/before.list" "$RUN/after.list")
+removed=$(LC_ALL=C comm -23 "$RUN/before.list" "$RUN/after.list")
+# Documented: server.conf.bak-YYYYmmddHHMMSS (the conf before patching).
+unexpected=$(echo "$added" | grep . | grep -vE '^/etc/openvpn/server/server\.conf\.bak-[0-9]{14} f ' || true)
+backups=$(echo "$added" | grep -cE '^/etc/openvpn/server/server\.conf\.bak-' || true)
+accounts=same
+for f in passwd group shadow gshadow; do
+    C cat "/etc/$f" | cmp -s - "$RUN/before.$f" || accounts="/etc/$f differs"
+done
+conf=$(C sha256sum /etc/openvpn/server/server.conf | cmp -s - "$RUN/before.conf.sha" && echo "byte for byte" || echo "DIFFERS")
+if [ -z "$unexpected" ] && [ -z "$removed" ] && [ "$accounts" = same ] && [ "$conf" = "byte for byte" ]; then
+    pass "$STEP" "$(wc -l <"$RUN/before.list") paths compared: only $backups server.conf.bak-* added, none removed or changed; passwd/group/shadow/gshadow identical; server.conf restored $conf"
+else
+    fail "$STEP" "added: $(echo "$unexpected" | grep . | head -5 | tr '\n' ';'); removed/changed: $(echo "$removed" | grep . | head -5 | tr '\n' ';'); accounts: $accounts; conf $conf"
+    { echo "added:"; echo "$added"; echo "removed/changed:"; echo "$removed"; } | sed 's/^/  purge: /' >&2
+fi
