@@ -232,35 +232,68 @@ impl Spool {
     pub fn rotate(&self, wait: Duration) -> Result<Option<PathBuf>, SpoolError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let lock_path = self.dir.join(QUEUE_LOCK);
-        let lock = open_create(&lock_path, false).map_err(io_err(&lock_path))?;
+        let lock = match open_create(&lock_path, false) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.set_aside(QUEUE_LOCK, &e);
+                open_create(&lock_path, false)
+            }
+            other => other,
+        }
+        .map_err(io_err(&lock_path))?;
         if !lock_until(&lock, Instant::now() + wait) {
             return Err(SpoolError::LockTimeout { path: lock_path });
         }
+        self.heal_seq();
         let queue = self.queue();
-        match fs::symlink_metadata(&queue) {
-            Ok(m) if m.is_file() && m.len() > 0 => {}
-            Ok(m) if !m.is_file() => {
-                return Err(SpoolError::Io {
-                    path: queue,
-                    source: io::Error::new(io::ErrorKind::InvalidData, "not a regular file; refusing to follow"),
-                });
-            }
+        let regular = match fs::symlink_metadata(&queue) {
+            Ok(m) if m.is_file() && m.len() > 0 => true,
+            // A link or FIFO in the queue's place is moved along like a
+            // queue, never opened here: delivery sets it aside unread, and
+            // the hooks start a new queue.log.
+            Ok(m) if !m.is_file() => false,
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(SpoolError::Io { path: queue, source: e }),
-        }
+        };
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let chunk = self.pending().join(format!("{:020}-q{n}.ndjson", unix_nanos()));
         fs::rename(&queue, &chunk).map_err(io_err(&chunk))?;
         drop(lock);
-        // Opened as a file only: a link or FIFO put there in place of the
-        // queue is moved along but never followed (delivery sets it aside).
-        crate::fsutil::open_read(&chunk, &crate::fsutil::Owners::anyone())
-            .and_then(|f| f.sync_all())
-            .map_err(io_err(&chunk))?;
+        if regular {
+            crate::fsutil::open_read(&chunk, &crate::fsutil::Owners::anyone())
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(&chunk))?;
+        }
         sync_dir(&self.pending())?;
         sync_dir(&self.dir)?;
         Ok(Some(chunk))
+    }
+
+    /// Moves a spool file that is not what it must be (planted by the
+    /// hooks' user) into `failed/` under a unique name, unread: the agent
+    /// owns the directory, so the name is free again for a real file.
+    fn set_aside(&self, name: &str, why: &io::Error) {
+        let to = self.failed().join(format!("{name}.{}.unreadable", unix_nanos()));
+        match fs::rename(self.dir.join(name), &to) {
+            Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
+            Err(e) => log::error!("{why}: cannot move it to failed/: {e}"),
+        }
+    }
+
+    /// A `seq` that is a link, FIFO or second name is set aside and the
+    /// counter restarted above the current time in microseconds (as for a
+    /// damaged one), so numbers stay unique and increasing. Called by the
+    /// agent under `queue.lock`.
+    fn heal_seq(&self) {
+        let path = self.dir.join(SEQ);
+        let Ok(m) = fs::symlink_metadata(&path) else { return };
+        if let Err(e) = crate::fsutil::check_meta(&path, &m, &crate::fsutil::Owners::anyone()) {
+            self.set_aside(SEQ, &e);
+            let restart = format!("{}\n", unix_nanos() / 1000);
+            if let Err(e) = crate::fsutil::replace_file(&path, restart.as_bytes(), FILE_MODE) {
+                log::error!("{}: cannot restart the counter: {e}", path.display());
+            }
+        }
     }
 }
 
@@ -361,6 +394,7 @@ fn open_new_with(path: &Path, append: bool) -> io::Result<File> {
 mod tests {
     use super::*;
     use crate::event::Event;
+    use std::os::unix::fs::FileTypeExt;
 
     fn tmp_spool(name: &str) -> Spool {
         let dir = std::env::temp_dir().join(format!("ovt-spool-{name}-{}", std::process::id()));
@@ -418,6 +452,34 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(s.rotate(Duration::from_millis(5)), Err(SpoolError::LockTimeout { .. })));
+        fs::remove_dir_all(&s.dir).unwrap();
+    }
+
+    #[test]
+    fn planted_queue_lock_and_seq_are_set_aside_unread() {
+        let s = tmp_spool("planted");
+        fs::create_dir_all(s.failed()).unwrap();
+        let fifo = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        nix::unistd::mkfifo(&s.queue(), fifo).unwrap();
+        nix::unistd::mkfifo(&s.dir.join(QUEUE_LOCK), fifo).unwrap();
+        let victim = s.dir.join("victim");
+        fs::write(&victim, "7\n").unwrap();
+        std::os::unix::fs::symlink(&victim, s.dir.join(SEQ)).unwrap();
+        // Returns at once (nothing blocks on the FIFOs) and moves the queue
+        // FIFO along as a chunk, which delivery then sets aside.
+        let chunk = s.rotate(Duration::from_millis(20)).unwrap().unwrap();
+        assert!(fs::symlink_metadata(&chunk).unwrap().file_type().is_fifo());
+        let aside: Vec<String> =
+            fs::read_dir(s.failed()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(aside.iter().any(|n| n.starts_with("queue.lock.") && n.ends_with(".unreadable")), "{aside:?}");
+        assert!(aside.iter().any(|n| n.starts_with("seq.")), "{aside:?}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "7\n", "the link target is untouched");
+        // The spool works again: a real lock and a counter above anything.
+        let w = Duration::from_millis(20);
+        match s.append(&Event::new("A"), w, 1 << 20).unwrap() {
+            Written::Queue { seq } => assert!(seq > 1_000_000_000_000_000),
+            other => panic!("{other:?}"),
+        }
         fs::remove_dir_all(&s.dir).unwrap();
     }
 
