@@ -122,7 +122,12 @@ impl SessionBook {
             written += 1;
         }
         let live: HashSet<String> = status.clients.iter().map(Client::session_id).collect();
-        self.sessions.retain(|id, b| (b.source != key || live.contains(id)) && b.seen > now - FORGET_AFTER_SECONDS);
+        // A row left out as unreadable may be a session still connected:
+        // its baseline stays (until FORGET_AFTER_SECONDS), or its next
+        // readable update would count its whole total again.
+        let unsure = !status.unreadable.is_empty();
+        self.sessions
+            .retain(|id, b| (b.source != key || live.contains(id) || unsure) && b.seen > now - FORGET_AFTER_SECONDS);
         if let Some(t) = stamp {
             self.last_update.insert(key, t);
         }

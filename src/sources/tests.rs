@@ -160,6 +160,35 @@ fn an_unreadable_row_costs_that_row_only() {
     assert_eq!(unreadable_report(&site.path("spool"))["status_files"], serde_json::json!({}));
 }
 
+/// While a row is unreadable its session may still be connected: its
+/// baseline is kept, so when the row reads again (here: its route is back
+/// and settles it) the delta is its growth, not its whole total again.
+#[test]
+fn a_row_unreadable_for_a_while_is_not_counted_twice() {
+    let site = Site::new("rows-again");
+    let status = site.path("status.log");
+    let settings = site.settings(&format!("STATUS_LOG={}\n", status.display()));
+    let forged = "alice,198.51.100.7:5555,,,1,2,2026-11-27 07:00:00,1795762800";
+    let file = |t: i64, rx: u64, routed: bool| {
+        let rows = [("alice", "198.51.100.7:5555", 10, 20), (forged, "198.51.100.9:7777", rx, rx)];
+        let route = format!("ROUTING_TABLE,10.8.0.6,{forged},198.51.100.9:7777,2026-11-27 07:00:00,{t}\n");
+        let text = status_v2(t, &rows);
+        if routed { text.replace("GLOBAL_STATS", &format!("{route}GLOBAL_STATS")) } else { text }
+    };
+    let mut sources = Sources::new(&settings);
+    let forger = |evs: &[Value]| {
+        of_type(evs, "SESSION_UPDATE")
+            .into_iter()
+            .find(|u| u["common_name"] == forged)
+            .map(|u| u["bytes_received_delta"].clone())
+    };
+    for (t, rx, routed, delta) in [(100, 30, true, Some(30)), (160, 40, false, None), (220, 45, true, Some(15))] {
+        fs::write(&status, file(t, rx, routed)).unwrap();
+        assert!(sources.status_round(false, true, t + 5).unwrap());
+        assert_eq!(forger(&site.take()), delta.map(Value::from), "t={t}");
+    }
+}
+
 /// Unreadable index.txt lines cost those lines; the count is for `status`.
 #[test]
 fn unreadable_index_lines_are_counted() {
