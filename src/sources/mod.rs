@@ -378,17 +378,7 @@ impl<'a> Sources<'a> {
 /// regular files only, never through a link, never blocking, bounded.
 pub fn unreadable_report(spool_dir: &Path) -> serde_json::Value {
     fn read(path: &Path) -> Option<serde_json::Value> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
-            .open(path)
-            .ok()?;
-        if !file.metadata().ok()?.file_type().is_file() {
-            return None;
-        }
-        let mut bytes = Vec::new();
-        io::Read::take(file, READ_CAP).read_to_end(&mut bytes).ok()?;
+        let bytes = crate::fsutil::read_capped(path, READ_CAP, &crate::fsutil::Owners::anyone()).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
     let rows = read(&spool_dir.join(SESSIONS_STATE)).map(|v| v["unreadable"].clone());
