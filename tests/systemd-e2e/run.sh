@@ -36,9 +36,17 @@ BIN=${OVT_BIN:-$OUT/x86_64-unknown-linux-gnu/release/openvpn-telemetry}
 SUITE=bookworm
 INCLUDE=systemd,systemd-sysv,dbus,openvpn,iproute2,ca-certificates,python3,openssl,procps
 # The idle window for the watchdog check, and the WatchdogSec used for it.
+# The unit's own WatchdogSec is 120 s: the idle check runs under a drop-in
+# with a short one instead (same code path, a smaller number), so that it
+# sees several watchdog periods in seconds. OVT_IDLE_WATCHDOG=120
+# OVT_IDLE_SECS=150 checks the unit's own value (2.5 more minutes).
 IDLE_SECS=${OVT_IDLE_SECS:-20}
-IDLE_WATCHDOG=4
+IDLE_WATCHDOG=${OVT_IDLE_WATCHDOG:-4}
 T_START=$(date +%s%N)
+# Which code: the binary's version and the tree it was built from.
+REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "no git")
+git -C "$REPO" diff --quiet HEAD -- src assets Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted src changes"
+REV=${OVT_REV:-$REV}   # (for a binary built elsewhere)
 
 say() { printf '[systemd-e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 skip() { echo "systemd-e2e skipped: $*"; exit 0; }
@@ -74,9 +82,9 @@ if [ ! -x "$ROOT/bin/systemctl" ]; then
         exit 1
     fi
     mv "$ROOT.new" "$ROOT"
-    DEBOOTSTRAP="done now, $(($(date +%s) - t0)) s"
+    DEBOOTSTRAP="made now in $(($(date +%s) - t0)) s, cached for the next run"
 else
-    DEBOOTSTRAP="cached ($ROOT)"
+    DEBOOTSTRAP="cached (${ROOT#"$REPO"/})"
 fi
 
 # --- summary -----------------------------------------------------------------
@@ -95,7 +103,7 @@ summary() {
     {
         echo "| systemd-e2e (tests/systemd-e2e/run.sh) | result | measured |"
         echo "|---|---|---|"
-        echo "| Run | $(date -u '+%Y-%m-%d %H:%M UTC') | Debian 12 container, systemd ${SYSTEMD_VER:-?} as PID 1, OpenVPN ${OPENVPN_VER:-?}; debootstrap $DEBOOTSTRAP |"
+        echo "| Run | $(date -u '+%Y-%m-%d %H:%M UTC'), ${REV:-?} | Debian 12 container, systemd ${SYSTEMD_VER:-?} as PID 1, OpenVPN ${OPENVPN_VER:-?}; debootstrap $DEBOOTSTRAP |"
         printf '%s\n' "${ROWS[@]}"
         echo "| systemd-e2e wall time | $([ "$FAILS" = 0 ] && echo PASS || echo "FAIL ($FAILS)") | $wall s |"
     } >"$SUMMARY.tmp"
@@ -197,27 +205,32 @@ RETRY_SLEEP_SECONDS=1
 SESSION_UPDATE_INTERVAL_SECONDS=2
 EOF
 
-STEP=boot
-systemd-nspawn -D "$M" --boot --private-network --register=no --keep-unit -M "$NAME" \
-    </dev/null >"$RUN/nspawn.log" 2>&1 &
-NSPAWN_PID=$!
-echo "$NSPAWN_PID" >"$RUN/nspawn.pid"
-for _ in $(seq 100); do
-    LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
-    [ -n "$LEADER" ] && break
-    kill -0 "$NSPAWN_PID" 2>/dev/null || { cat "$RUN/nspawn.log" >&2; die "systemd-nspawn exited"; }
-    sleep 0.1
-done
-[ -n "$LEADER" ] || { tail "$RUN/nspawn.log" >&2; die "no systemd in the container after 10 s"; }
-
 # A command inside the container: all its namespaces, its root, a clean env.
 C() { nsenter -t "$LEADER" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 "$@"; }
 now() { date +%s%N; }
 ms() { echo $(( ($2 - $1) / 1000000 )); }
-for _ in $(seq 200); do C test -S /run/systemd/private && break; sleep 0.1; done
-state=$(C timeout 60 systemctl is-system-running --wait 2>&1 || true)
-case $state in running|degraded) ;; *) die "container did not boot: $state" ;; esac
+
+# Boots the container in the background; waits for its systemd to be up.
+boot() {
+    systemd-nspawn -D "$M" --boot --private-network --register=no --keep-unit -M "$NAME" \
+        </dev/null >>"$RUN/nspawn.log" 2>&1 &
+    NSPAWN_PID=$!
+    echo "$NSPAWN_PID" >"$RUN/nspawn.pid"
+    LEADER=
+    for _ in $(seq 100); do
+        LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd || true)
+        [ -n "$LEADER" ] && break
+        kill -0 "$NSPAWN_PID" 2>/dev/null || { cat "$RUN/nspawn.log" >&2; die "systemd-nspawn exited"; }
+        sleep 0.1
+    done
+    [ -n "$LEADER" ] || { tail "$RUN/nspawn.log" >&2; die "no systemd in the container after 10 s"; }
+    for _ in $(seq 200); do C test -S /run/systemd/private && break; sleep 0.1; done
+    state=$(C timeout 60 systemctl is-system-running --wait 2>&1 || true)
+    case $state in running|degraded) ;; *) die "container did not boot: $state" ;; esac
+}
+STEP=boot
+boot
 SYSTEMD_VER=$(C systemctl --version | awk 'NR == 1 {print $2}')
 OPENVPN_VER=$(C openvpn --version 2>/dev/null | awk 'NR == 1 {print $2}')
 pass "Boot: systemd as PID 1 in the container ($LAYER over the cached root)" \
@@ -239,11 +252,15 @@ C sh -c 'umask 077; cat >/etc/openvpn-telemetry/.env' <"$RUN/env"
 # The receiver: receiver.py over HTTPS with a bearer token, as a transient
 # unit of the container's systemd.
 STEP=receiver
-C systemd-run --quiet --unit=ovt-e2e-receiver python3 /srv/ovt/receiver.py --listen 127.0.0.1:8443 \
-    --ready-file /srv/ovt/rx.port --cert /srv/ovt/pki/receiver.crt --key /srv/ovt/pki/receiver.key \
-    --token "$TOKEN" --db /srv/ovt/rx
-for _ in $(seq 100); do C test -s /srv/ovt/rx.port && break; sleep 0.1; done
-C test -s /srv/ovt/rx.port || die "receiver did not start: $(C journalctl -u ovt-e2e-receiver --no-pager | tail -5)"
+receiver_up() { # (it keeps deduplicating against its store across restarts)
+    C rm -f /srv/ovt/rx.port
+    C systemd-run --quiet --unit=ovt-e2e-receiver python3 /srv/ovt/receiver.py --listen 127.0.0.1:8443 \
+        --ready-file /srv/ovt/rx.port --cert /srv/ovt/pki/receiver.crt --key /srv/ovt/pki/receiver.key \
+        --token "$TOKEN" --db /srv/ovt/rx
+    for _ in $(seq 100); do C test -s /srv/ovt/rx.port && break; sleep 0.1; done
+    C test -s /srv/ovt/rx.port || die "receiver did not start: $(C journalctl -u ovt-e2e-receiver --no-pager | tail -5)"
+}
+receiver_up
 EV() { C python3 /srv/ovt/events.py /srv/ovt/rx "$@"; }
 jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
 
@@ -319,9 +336,10 @@ fi
 STEP="client disconnects -> SESSION_DISCONNECTED with bytes"
 t0=$(now)
 C systemctl stop ovt-e2e-client
+t_stopped=$(now)
 if got=$(EV --type SESSION_DISCONNECTED --cn ovt-client-01 --eq "session_id=$SID" --positive bytes_received \
     --positive bytes_sent --timeout 30); then
-    pass "$STEP" "delivered $(ms "$t0" "$(now)") ms after the client stopped; bytes_received $(jget "$got" 'd["last"]["bytes_received"]'), bytes_sent $(jget "$got" 'd["last"]["bytes_sent"]'), duration $(jget "$got" 'd["last"].get("duration_seconds")') s"
+    pass "$STEP" "client stop (explicit-exit-notify) $(ms "$t0" "$t_stopped") ms, delivered $(ms "$t0" "$(now)") ms after the stop began; bytes_received $(jget "$got" 'd["last"]["bytes_received"]'), bytes_sent $(jget "$got" 'd["last"]["bytes_sent"]'), duration $(jget "$got" 'd["last"].get("duration_seconds")') s"
 else
     fail "$STEP" "$got"
 fi
@@ -426,8 +444,41 @@ if [ "$n_ids" = 5 ] && got=$(EV "${args[@]}" --timeout 30); then
 else
     fail "$STEP" "events spooled: $n_ids of 5; delivered: ${got:-none}"
 fi
-st=$(C /usr/local/sbin/openvpn-telemetry status 2>&1 | grep -iE 'pending|queue|failed' | head -3 | tr '\n' ';' || true)
-say "status after the upgrade: $st"
+# Nothing left behind: the delivered chunks are gone too (status counts).
+spool_empty() {
+    local st
+    for _ in $(seq 100); do
+        st=$(C /usr/local/sbin/openvpn-telemetry status 2>&1 || true)
+        if grep -qE '^pending +0 chunks' <<<"$st" && grep -qE '^queue.log +0 events' <<<"$st"; then return 0; fi
+        sleep 0.1
+    done
+    grep -E '^(queue.log|pending|failed)' <<<"$st" | tr '\n' ';' >&2
+    return 1
+}
+spool_empty && pass "after the upgrade: spool empty (status)" "queue.log 0 events, pending 0 chunks" \
+    || fail "after the upgrade: spool empty (status)" "events left in the spool 10 s after delivery"
+
+# --- reboot -------------------------------------------------------------------
+# Enabled at boot, and what hooks spooled while it was down goes out after.
+STEP="reboot: the agent starts at boot and delivers what was spooled"
+C systemctl stop openvpn-telemetry-agent
+for i in 1 2; do hook sde2e-reboot "$i"; done
+ids=$(C cat "$SP/queue.log" | grep '"common_name":"sde2e-reboot"' | grep -o '"event_id":"[^"]*"' | cut -d'"' -f4 || true)
+t0=$(now)
+C systemctl reboot 2>/dev/null || true   # (its bus connection drops as PID 1 goes down)
+rc=0
+wait "$NSPAWN_PID" || rc=$?
+NSPAWN_PID=
+boot
+t_boot=$(now)
+active=$(C systemctl is-active openvpn-telemetry-agent || true)
+receiver_up
+args=(); for id in $ids; do args+=(--id "$id"); done
+if [ "$active" = active ] && [ "${#args[@]}" = 4 ] && got=$(EV "${args[@]}" --timeout 30); then
+    pass "$STEP" "nspawn exit $rc (reboot), up again $(ms "$t0" "$t_boot") ms after systemctl reboot; agent $active at boot; 2 of 2 events delivered $(ms "$t0" "$(now)") ms after the reboot"
+else
+    fail "$STEP" "agent at boot: $active; events spooled: $(( ${#args[@]} / 2 )) of 2; delivered: ${got:-none}"
+fi
 
 # --- uninstall --purge --------------------------------------------------------
 STEP="uninstall --purge leaves only the documented conf backups"
