@@ -103,14 +103,16 @@ fn event(seq: u64, common_name: &str) -> String {
 
 /// nobody replaces `pending/` and `failed/` by links to root-only
 /// directories (and plants links and a hard link to a root-only file as
-/// spool files), then root runs `install` again, the documented upgrade.
-/// Outcome: every root-only target keeps its mode, owner and content, and
-/// nobody can neither read nor write any of them afterwards.
+/// spool files), then root runs `install` again, the documented upgrade,
+/// or `uninstall --purge`. Outcome: every root-only target keeps its mode,
+/// owner and content, and nobody can neither read nor write any of them
+/// afterwards.
 #[test]
 fn reinstall_never_hands_a_root_only_file_to_nobody() {
-    each(INSTALL_LAYOUTS, |layout| {
+    let cases = INSTALL_LAYOUTS.into_iter().flat_map(|l| [(l, "install"), (l, "uninstall --purge")]);
+    each(cases, |(layout, verb)| {
         let mut f = Findings::default();
-        let s = stage("p1-install", layout, "");
+        let s = stage(if verb == "install" { "p1-install" } else { "p1-purge" }, layout, "");
         s.hook("alice");
         let etc = s.p("etc");
         root_only_dir(&etc.join("victim-a"), &[("shadow", "root:$6$secret-a:19000::::::\n")]);
@@ -131,8 +133,14 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
             ls -la "$S" "$S/pending/" "$S/failed/" 2>&1
             exit 0"#,
         );
-        let install = s.install();
-        f.expect(install.finished(), || format!("{layout:?}: install hangs: {}", install.show()));
+        let install = if verb == "install" {
+            s.install()
+        } else {
+            let mut c = std::process::Command::new(&s.bin);
+            c.args(["uninstall", "--purge", "--root"]).arg(&s.root).env_remove("OPENVPN_TELEMETRY_CONFIG");
+            attack::run("uninstall --purge", &mut c, BOUND)
+        };
+        f.expect(install.finished(), || format!("{layout:?}: {verb} hangs: {}", install.show()));
         let after_install: Vec<_> = targets.iter().map(|t| tree(t)).collect();
         // And use whatever was handed over.
         let grab = s.nobody(
@@ -143,7 +151,7 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
         for (i, t) in targets.iter().enumerate() {
             f.expect(after_install[i] == before[i], || {
                 format!(
-                    "{layout:?}: the re-install changed root-only {}:\nbefore: {:#?}\nafter:  {:#?}\n{}\n{}",
+                    "{layout:?}: {verb} changed root-only {}:\nbefore: {:#?}\nafter:  {:#?}\n{}\n{}",
                     t.display(),
                     before[i],
                     after_install[i],
@@ -153,11 +161,11 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
             });
         }
         f.expect(!grab.out().contains("READ") && !grab.out().contains("WROTE"), || {
-            format!("{layout:?}: after the re-install nobody reads/writes root-only files:\n{}", grab.out())
+            format!("{layout:?}: after {verb} nobody reads/writes root-only files:\n{}", grab.out())
         });
         f
     })
-    .verdict("nobody -> root through install");
+    .verdict("nobody -> root through install / uninstall --purge");
 }
 
 // ---------------------------------------------------------------------
@@ -449,22 +457,46 @@ fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
     .verdict("nobody -> hang through queue.log / dropped / queue.lock");
 }
 
-/// nobody puts a FIFO where the agent's state file goes, before the agent
-/// first runs. Outcome: `agent --once` ends within the bound, and the
-/// daemon, stopped with SIGTERM (as systemd does), ends within the bound.
+/// nobody puts a FIFO where the agent's state file goes, or the sources'
+/// (`sessions.state`, `certs.state`, with STATUS_LOG and EASYRSA_INDEX
+/// set), before the agent first runs. Outcome: `agent --once` ends within
+/// the bound, and the daemon, stopped with SIGTERM (as systemd does), ends
+/// within the bound.
 #[test]
 fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
-    let plant = "cd \"$S\" || exit 0\nrm -f agent-state.json; mkfifo agent-state.json\nexit 0";
-    let cases = LAYOUTS.into_iter().flat_map(|l| [(l, true), (l, false)]);
-    each(cases, |(layout, once)| {
+    let cases = LAYOUTS.into_iter().flat_map(|l| {
+        ["agent-state.json", "sessions.state", "certs.state"]
+            .into_iter()
+            .flat_map(move |n| [(l, n, true), (l, n, false)])
+    });
+    each(cases, |(layout, name, once)| {
         let mut f = Findings::default();
-        let s = stage(&format!("p4-fifo-state-{}", if once { "once" } else { "daemon" }), layout, FILE_SINK);
+        let tag = format!("p4-state-{}-{}", name.split('.').next().unwrap_or(""), if once { "once" } else { "daemon" });
+        let s = stage(&tag, layout, FILE_SINK);
         sink_dir(&s);
-        let attack = lay_traps(&s, layout, plant);
+        if name != "agent-state.json" {
+            // The sources keep their state there: give the agent sources.
+            let status = s.p("run/openvpn-server/status-server.log");
+            fs::create_dir_all(status.parent().unwrap()).unwrap();
+            fs::write(&status, "TITLE,OpenVPN 2.6.3\nTIME,2026-02-13 12:00:00,1770984000\nEND\n").unwrap();
+            let index = s.p("etc/openvpn/easy-rsa/pki/index.txt");
+            fs::create_dir_all(index.parent().unwrap()).unwrap();
+            fs::write(&index, "").unwrap();
+            reinstall(
+                &s,
+                layout,
+                &format!(
+                    "{FILE_SINK}STATUS_LOG=/run/openvpn-server/status-server.log\n\
+                     EASYRSA_INDEX=/etc/openvpn/easy-rsa/pki/index.txt\n"
+                ),
+            );
+        }
+        let plant = format!("cd \"$S\" || exit 0\nrm -f {name}; mkfifo {name}\nexit 0");
+        let attack = lay_traps(&s, layout, &plant);
         if once {
             let once = s.agent_once(&[]);
             f.expect(once.finished(), || {
-                format!("{layout:?}: a FIFO as agent-state.json hangs agent --once\n{}\n{}", attack.show(), once.show())
+                format!("{layout:?}: a FIFO as {name} hangs agent --once\n{}\n{}", attack.show(), once.show())
             });
         } else {
             let daemon = Running::start("agent (daemon)", &mut s.agent_cmd(&[], &[]));
@@ -473,7 +505,7 @@ fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
             let daemon = daemon.wait(BOUND);
             f.expect(daemon.finished(), || {
                 format!(
-                    "{layout:?}: with a FIFO as agent-state.json the daemon does not stop on SIGTERM\n{}\n{}",
+                    "{layout:?}: with a FIFO as {name} the daemon does not stop on SIGTERM\n{}\n{}",
                     attack.show(),
                     daemon.show()
                 )
@@ -481,7 +513,7 @@ fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
         }
         f
     })
-    .verdict("nobody -> hang through agent-state.json");
+    .verdict("nobody -> hang through the agent's state files");
 }
 
 /// nobody makes a chunk impossible for the agent to remove (on the legacy
@@ -610,10 +642,11 @@ fn server_text_never_reaches_a_terminal_raw() {
 
 /// On the legacy spool nobody owns the directory the agent's state is in,
 /// so it can replace that file (and write queue.log, chunks, failed/ and
-/// dropped) with text carrying escape sequences. Outcome: `status` and
-/// `status --json` print no raw control byte.
+/// dropped) with text carrying escape sequences; anywhere it can name
+/// files with them. Outcome: `status` and `status --json` print no raw
+/// control byte, nor does the agent's log (the journal).
 #[test]
-fn status_never_prints_control_bytes_nobody_planted() {
+fn status_and_agent_log_never_print_control_bytes_nobody_planted() {
     each(LAYOUTS, |layout| {
         let mut f = Findings::default();
         let s = stage("p5-state", layout, FILE_SINK);
@@ -642,6 +675,11 @@ fn status_never_prints_control_bytes_nobody_planted() {
             printf '%s\n' '{line}' >> queue.log
             printf '%s\n' '{line}' > failed/00000000000000000002-h1.ndjson.bad
             printf '3 1 3 {esc}\n' > dropped
+            n=$(printf '\033]0;owned\007\033[2J.ndjson')
+            ln -s nowhere "pending/00000000000000000003-$n"
+            mkfifo "pending/00000000000000000004-$n"
+            printf 'not json\n' > "pending/00000000000000000005-$n"
+            ln -s nowhere "$n"
             exit 0"#
             ),
         );
@@ -657,9 +695,16 @@ fn status_never_prints_control_bytes_nobody_planted() {
                 )
             });
         }
+        // The agent logs what it sets aside, by name.
+        let once = s.agent_once(&[]);
+        f.expect(once.finished(), || format!("{layout:?}: {}", once.show()));
+        let controls = terminal_controls(&once.stderr);
+        f.expect(controls.is_empty(), || {
+            format!("{layout:?}: the agent's log has raw control bytes from nobody's file names: {controls:?}")
+        });
         f
     })
-    .verdict("nobody -> root's terminal through status");
+    .verdict("nobody -> root's terminal through status and the journal");
 }
 
 /// The agent at every log level, `RUST_LOG=trace` included (which turns
@@ -766,7 +811,7 @@ fn nobody_may_only_add_events() {
         );
         let out = attack.out();
         for bad in ["RENAMED", "REMOVED", "LISTED", "WROTE"] {
-            f.expect(!out.contains(bad), || format!("{layout:?}: nobody could: {}", attack.out()));
+            f.expect(!out.contains(bad), || format!("{layout:?}: nobody {bad}:\n{out}"));
         }
         f.expect(out.contains("ADDED"), || format!("{layout:?}: nobody cannot add files: {}", attack.show()));
         f
