@@ -103,6 +103,8 @@ pub struct Running {
     started: Instant,
     readers: Vec<JoinHandle<Vec<u8>>>,
     status: Option<ExitStatus>,
+    /// Waited for: its id may belong to someone else by now.
+    reaped: bool,
 }
 
 fn reader(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
@@ -118,7 +120,7 @@ impl Running {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
         let readers = vec![reader(child.stdout.take().unwrap()), reader(child.stderr.take().unwrap())];
-        Running { what: what.to_string(), child, started: Instant::now(), readers, status: None }
+        Running { what: what.to_string(), child, started: Instant::now(), readers, status: None, reaped: false }
     }
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
@@ -136,6 +138,7 @@ impl Running {
             match self.child.try_wait() {
                 Ok(Some(s)) => {
                     self.status = Some(s);
+                    self.reaped = true;
                     break;
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
@@ -143,9 +146,13 @@ impl Running {
             }
         }
         let elapsed = self.started.elapsed();
-        // Children it left (check's probes) or the process itself.
-        self.kill_group();
-        let _ = self.child.wait();
+        if !self.reaped {
+            // The process and whatever it started (check's probes). Only
+            // while it is unreaped: its id cannot have been reused.
+            self.kill_group();
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
         let mut out = self.readers.drain(..).map(|h| h.join().unwrap_or_default());
         let (stdout, stderr) = (out.next().unwrap_or_default(), out.next().unwrap_or_default());
         let ran = Ran { what: self.what.clone(), status: self.status, stdout, stderr, elapsed };
@@ -158,7 +165,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.status.is_none() {
+        if !self.reaped {
             self.kill_group();
             let _ = self.child.wait();
         }
@@ -198,6 +205,7 @@ impl Findings {
 /// Runs `f` for every item at once (each in its own thread, so that hangs
 /// cost the bound once) and collects the findings.
 pub fn each<T: Send, F: Fn(T) -> Findings + Sync>(items: impl IntoIterator<Item = T>, f: F) -> Findings {
+    need_root();
     let mut all = Findings::default();
     std::thread::scope(|scope| {
         let handles: Vec<_> = items.into_iter().map(|item| scope.spawn(|| f(item))).collect();
@@ -210,7 +218,7 @@ pub fn each<T: Send, F: Fn(T) -> Findings + Sync>(items: impl IntoIterator<Item 
                         .cloned()
                         .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_default();
-                    all.0.push(format!("panicked: {msg}"));
+                    all.0.push(format!("a case could not run (set-up failed, not an attack's outcome): {msg}"));
                 }
             }
         }
