@@ -409,6 +409,11 @@ fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
         let _ = std::fs::remove_file(&path);
     }
     let mut file = crate::spool::open_create(&path, false).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The agent's own files are 0600 (README, "Files, owners and modes").
+    if file.metadata().is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o7777 != 0o600) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
     if file.try_lock().is_err() {
         let mut pid = String::new();
         let _ = std::io::Read::read_to_string(&mut file, &mut pid);
