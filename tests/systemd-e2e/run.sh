@@ -84,7 +84,7 @@ if [ ! -x "$ROOT/bin/systemctl" ]; then
     mv "$ROOT.new" "$ROOT"
     DEBOOTSTRAP="made now in $(($(date +%s) - t0)) s, cached for the next run"
 else
-    DEBOOTSTRAP="cached (${ROOT#"$REPO"/})"
+    DEBOOTSTRAP="cached (${ROOT#"$OUT"/})"
 fi
 
 # --- summary -----------------------------------------------------------------
@@ -413,7 +413,7 @@ C /srv/ovt/openvpn-telemetry install >"$RUN/install2.out" 2>&1 || true
 if grep -q "nothing to change" "$RUN/install2.out"; then
     pass "$STEP" "$(grep -m1 'nothing to change' "$RUN/install2.out")"
 else
-    fail "$STEP" "$(grep -E '^(fix|add|change|update|done)|change\(s\)' "$RUN/install2.out" | head -4 | tr '\n' ';' | sed 's/|/\\|/g')"
+    fail "$STEP" "$(grep -E '^ *(fix|add|change|update|write|done)|change\(s\)' "$RUN/install2.out" | head -4 | sed 's/^ *//'  | tr '\n' ';' | sed 's/|/\\|/g')"
     sed 's/^/  install2: /' "$RUN/install2.out" >&2
 fi
 
