@@ -102,7 +102,7 @@ fn event(seq: u64, common_name: &str) -> String {
 // 1. nobody -> root, through the installer
 
 /// nobody replaces `pending/` and `failed/` by links to root-only
-/// directories (and plants links and a hard link to a root-only file as
+/// directories (and plants links and hard links to root-only files as
 /// spool files), then root runs `install` again, the documented upgrade,
 /// or `uninstall --purge`. Outcome: every root-only target keeps its mode,
 /// owner and content, and nobody can neither read nor write any of them
@@ -117,9 +117,14 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
         let etc = s.p("etc");
         root_only_dir(&etc.join("victim-a"), &[("shadow", "root:$6$secret-a:19000::::::\n")]);
         root_only_dir(&etc.join("victim-b"), &[("sudoers", "root ALL=(ALL) ALL\n")]);
-        fs::write(etc.join("victim-file"), "root-only secret file\n").unwrap();
-        fs::set_permissions(etc.join("victim-file"), fs::Permissions::from_mode(0o600)).unwrap();
-        let targets = [etc.join("victim-a"), etc.join("victim-b"), etc.join("victim-file")];
+        for name in ["victim-file", "victim-hl"] {
+            fs::write(etc.join(name), "root-only secret file\n").unwrap();
+            fs::set_permissions(etc.join(name), fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        // A hard link nobody could make where fs.protected_hardlinks=0 (the
+        // kernel's default; this host may have it on): root makes it.
+        fs::hard_link(etc.join("victim-hl"), s.spool().join("00000000000000000009-h9.ndjson")).unwrap();
+        let targets = [etc.join("victim-a"), etc.join("victim-b"), etc.join("victim-file"), etc.join("victim-hl")];
         let before: Vec<_> = targets.iter().map(|t| tree(t)).collect();
 
         let attack = s.nobody(
@@ -144,7 +149,8 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
         let after_install: Vec<_> = targets.iter().map(|t| tree(t)).collect();
         // And use whatever was handed over.
         let grab = s.nobody(
-            r#"for f in "$R/etc/victim-a/shadow" "$R/etc/victim-b/sudoers" "$R/etc/victim-file"; do
+            r#"for f in "$R/etc/victim-a/shadow" "$R/etc/victim-b/sudoers" "$R/etc/victim-file" "$R/etc/victim-hl" \
+                     "$S/00000000000000000009-h9.ndjson"; do
                 cat "$f" >/dev/null 2>&1 && echo "READ $f"; echo pwned 2>/dev/null >> "$f" && echo "WROTE $f"
             done; exit 0"#,
         );
@@ -173,7 +179,7 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
 
 /// Trap sets for the secret tests, `$T` being the target directory (from
 /// the spool) and `$F` a file in it.
-const SECRET_TRAPS: [(&str, &str); 2] = [
+const SECRET_TRAPS: [(&str, &str); 4] = [
     (
         // pending/ itself swapped for a link to the target directory.
         "pending/ -> the target directory",
@@ -193,10 +199,37 @@ const SECRET_TRAPS: [(&str, &str); 2] = [
             touch "failed/$n" && chmod 666 "failed/$n" && ln "failed/$n" "keep-$n"
         done"#,
     ),
+    (
+        // The files the agent keeps its own state in, as links.
+        "links as the agent's state files",
+        r#"for n in agent-state.json sessions.state certs.state dropped; do
+            rm -f $n; ln -s "../../../$T/$F" $n
+        done"#,
+    ),
+    (
+        // What nobody could do where fs.protected_hardlinks=0 (the
+        // kernel's default; this host may have it on): hard links to the
+        // target file as chunks. Root makes them on nobody's behalf.
+        "hard links as chunks (protected_hardlinks=0)",
+        ROOT_MAKES_HARD_LINKS,
+    ),
 ];
+
+/// Marks the trap set [`secret_traps`] plays itself, as root.
+const ROOT_MAKES_HARD_LINKS: &str = "# root makes the hard links";
 
 /// Runs a trap set as nobody with `$T`/`$F` set.
 fn secret_traps(s: &Staged, layout: Layout, target: &str, file: &str, traps: &str) -> attack::Ran {
+    if traps == ROOT_MAKES_HARD_LINKS {
+        for name in ["00000000000000000001-h1.ndjson", ".00000000000000000002-h2.ndjson.tmp"] {
+            fs::hard_link(s.p(&format!("{target}/{file}")), s.spool().join("pending").join(name)).unwrap();
+        }
+        // An old temporary file is adopted as a chunk.
+        let tmp = s.spool().join("pending/.00000000000000000002-h2.ndjson.tmp");
+        let t = nix::sys::time::TimeSpec::new(1_600_000_000, 0);
+        nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &tmp, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+            .unwrap();
+    }
     lay_traps(s, layout, &format!("cd \"$S\" || exit 0\nT='{target}'\nF='{file}'\n{traps}\nexit 0"))
 }
 
