@@ -174,6 +174,77 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
     .verdict("nobody -> root through install / uninstall --purge");
 }
 
+/// The swap timed to land while the upgrade runs (the issue's inotify
+/// race): on a0d36ed's layout nobody swaps `pending/` and `failed/` for
+/// links to root-only directories and back, in a tight loop, while root
+/// runs `install` (several times, as a refused install is retried).
+/// Outcome: the root-only directories keep their mode, owner and content.
+#[test]
+fn the_upgrade_never_follows_a_swap_made_while_it_runs() {
+    const RACER: &str = r#"
+import os, time
+os.chdir(os.environ["S"])
+end = time.time() + 15
+swaps = (("pending", "../../../etc/victim-a"), ("failed", "../../../etc/victim-b"))
+while time.time() < end:
+    for d, target in swaps:
+        try:
+            os.rename(d, d + ".real")
+            os.symlink(target, d)
+        except OSError:
+            pass
+    time.sleep(0.0005)
+    for d, target in swaps:
+        try:
+            if os.path.islink(d):
+                os.unlink(d)
+            os.rename(d + ".real", d)
+        except OSError:
+            pass
+    time.sleep(0.0005)
+"#;
+    each(0..6, |i| {
+        let mut f = Findings::default();
+        let s = stage(&format!("p1-race-{i}"), Layout::Legacy, "");
+        s.hook("alice");
+        let etc = s.p("etc");
+        let shadow = "root:$6$secret-a:19000::::::\n";
+        root_only_dir(&etc.join("victim-a"), &[("shadow", shadow), ("gshadow", shadow), ("passwd-", shadow)]);
+        root_only_dir(&etc.join("victim-b"), &[("sudoers", "root ALL=(ALL) ALL\n"), ("key", "k\n")]);
+        let targets = [etc.join("victim-a"), etc.join("victim-b")];
+        let before: Vec<_> = targets.iter().map(|t| tree(t)).collect();
+        let racer = Running::start(
+            "racer (nobody)",
+            &mut s.nobody_cmd(&format!("exec /usr/bin/python3 -c '{}'", RACER.replace('\'', "\""))),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let mut installs = Vec::new();
+        for _ in 0..5 {
+            installs.push(s.install());
+        }
+        racer.signal(Signal::SIGKILL);
+        let racer = racer.wait(BOUND);
+        for (k, t) in targets.iter().enumerate() {
+            let after = tree(t);
+            f.expect(after == before[k], || {
+                format!(
+                    "race {i}: an install under nobody's swaps changed root-only {}:\nbefore: {:#?}\nafter:  {:#?}\n{}\n{}",
+                    t.display(),
+                    before[k],
+                    after,
+                    racer.show(),
+                    installs.iter().map(|r| r.show()).collect::<Vec<_>>().join("\n")
+                )
+            });
+        }
+        for r in &installs {
+            f.expect(r.finished(), || format!("race {i}: {}", r.show()));
+        }
+        f
+    })
+    .verdict("nobody -> root through a swap racing the upgrade");
+}
+
 // ---------------------------------------------------------------------
 // 2. nobody -> the token, or any file, through the agent
 

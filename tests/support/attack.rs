@@ -323,6 +323,11 @@ impl Staged {
     /// with `$S` the spool and `$R` the staging root. Steps may fail (the
     /// fix may refuse them); the caller judges the outcome, not the steps.
     pub fn nobody(&self, script: &str) -> Ran {
+        run("attacker (nobody)", &mut self.nobody_cmd(script), BOUND)
+    }
+
+    /// [`Staged::nobody`], to start in the background ([`Running`]).
+    pub fn nobody_cmd(&self, script: &str) -> Command {
         let mut c = Command::new("/usr/bin/setpriv");
         c.arg(format!("--reuid={}", self.nobody_uid()))
             .arg(format!("--regid={}", self.nogroup()))
@@ -335,7 +340,7 @@ impl Staged {
             .env("S", self.spool())
             .env("R", &self.root)
             .current_dir("/");
-        run("attacker (nobody)", &mut c, BOUND)
+        c
     }
 
     /// The real connect hook, as OpenVPN runs it (nobody, inside the root).
