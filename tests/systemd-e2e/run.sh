@@ -44,8 +44,11 @@ IDLE_SECS=${OVT_IDLE_SECS:-20}
 IDLE_WATCHDOG=${OVT_IDLE_WATCHDOG:-4}
 T_START=$(date +%s%N)
 # Which code: the binary's version and the tree it was built from.
-REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "no git")
-git -C "$REPO" diff --quiet HEAD -- src assets Cargo.toml Cargo.lock 2>/dev/null || REV="$REV + uncommitted src changes"
+if REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$REPO" diff --quiet HEAD -- src assets Cargo.toml Cargo.lock || REV="$REV + uncommitted src changes"
+else
+    REV="(not a git tree)"
+fi
 REV=${OVT_REV:-$REV}   # (for a binary built elsewhere)
 
 say() { printf '[systemd-e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
