@@ -398,7 +398,13 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
         Some(a) => r.ok(format!("TCP: connected to {a}")),
         None => return r.fail(format!("TCP: {last}"), "check the port, firewalls and that the server is up"),
     }
-    let sink = match crate::http::Sink::from_settings(s) {
+    // Key and CA files as the installed system will find them (below
+    // `--root` when staged).
+    let mut at_root = s.clone();
+    for p in [&mut at_root.ca_cert, &mut at_root.client_cert, &mut at_root.client_key] {
+        *p = p.as_ref().map(|p| layout.at(p));
+    }
+    let sink = match crate::http::Sink::from_settings(&at_root) {
         Ok(sink) => sink,
         Err(e) => return r.fail(format!("TLS settings: {e}"), "correct CA_CERT / CLIENT_CERT / CLIENT_KEY"),
     };
