@@ -65,6 +65,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+if [ "$(id -u)" != 0 ] && [[ " $* " == *" test "* ]] && [ -z "${OVT_TEST_ALLOW_MISSING:-}" ]; then
+    echo "setup: not root: the tests that need root (install, security, mounts, hooks as nobody, live OpenVPN)" \
+         "will FAIL saying so; run make test as root, or set OVT_TEST_ALLOW_MISSING=1 to skip them on purpose" >&2
+fi
+
 # clippy and rustfmt for `make lint`, where the toolchain is rustup's.
 if command -v rustup >/dev/null; then
     installed=$(rustup component list --installed 2>/dev/null || true)

@@ -142,6 +142,9 @@ die() { fail "${STEP:-setup}" "$*"; exit 1; }
 # Leftovers of a crashed earlier run: its container and overlay.
 for old in "$CACHE"/run-*; do
     [ -d "$old" ] || continue
+    # Another run going on right now (its script still alive): not ours.
+    owner=${old##*/run-}
+    tr '\0' ' ' <"/proc/$owner/cmdline" 2>/dev/null | grep -q "systemd-e2e/run.sh" && continue
     pid=$(cat "$old/nspawn.pid" 2>/dev/null || true)
     if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "systemd-nspawn .*ovt-sde2e-"; then
         kill -TERM "$pid" 2>/dev/null; sleep 3; kill -KILL "$pid" 2>/dev/null || true
