@@ -129,6 +129,7 @@ cleanup() {
     fi
     if mountpoint -q "$RUN/merged" 2>/dev/null; then umount "$RUN/merged" 2>/dev/null || umount -l "$RUN/merged"; fi
     if [ -n "${KEEP:-}" ]; then say "kept $RUN"; else rm -rf "$RUN"; fi
+    [ "$rc" != 0 ] && [ "$FAILS" = 0 ] && fail "${STEP:-setup}" "stopped before the end (exit $rc)"
     [ "${#ROWS[@]}" -gt 0 ] && summary
     [ "$rc" = 0 ] && [ "$FAILS" != 0 ] && rc=1
     exit "$rc"
