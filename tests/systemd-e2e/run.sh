@@ -391,7 +391,7 @@ STEP="watchdog fires for a hung agent (SIGSTOP)"
 t0=$(now)
 C kill -STOP "$pid1"
 fired=
-for _ in $(seq 150); do
+for _ in $(seq $(( (IDLE_WATCHDOG + 10) * 10 ))); do
     if C journalctl -u openvpn-telemetry-agent --since "@$since" --no-pager -o cat | grep -q "Watchdog timeout"; then
         fired=$(now); break
     fi
