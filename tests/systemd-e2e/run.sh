@@ -121,11 +121,18 @@ LEADER=
 cleanup() {
     local rc=$?
     set +e
+    trap - ERR
     if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
         kill -TERM "$NSPAWN_PID" 2>/dev/null    # nspawn powers the container off
         for _ in $(seq 100); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$NSPAWN_PID" 2>/dev/null
         wait "$NSPAWN_PID" 2>/dev/null
+    fi
+    # The container's PID 1, if it outlived nspawn: killing it ends its
+    # whole PID namespace.
+    if [ -n "$LEADER" ] && [ "$(cat "/proc/$LEADER/comm" 2>/dev/null)" = systemd ] \
+        && [ "$(readlink "/proc/$LEADER/ns/pid")" != "$(readlink /proc/self/ns/pid)" ]; then
+        kill -KILL "$LEADER" 2>/dev/null
     fi
     if mountpoint -q "$RUN/merged" 2>/dev/null; then umount "$RUN/merged" 2>/dev/null || umount -l "$RUN/merged"; fi
     if [ -n "${KEEP:-}" ]; then say "kept $RUN"; else rm -rf "$RUN"; fi
