@@ -264,7 +264,7 @@ fn fits(shape: Shape, raw: &[u8]) -> bool {
         Shape::Ipv6OrEmpty => raw.is_empty() || s().is_some_and(|s| s.parse::<Ipv6Addr>().is_ok()),
         Shape::Number => number(raw).is_some(),
         Shape::NumberOrEmpty => raw.is_empty() || number(raw).is_some(),
-        Shape::Date => local_datetime(raw).is_some(),
+        Shape::Date => iso_datetime_shape(raw) || local_datetime(raw).is_some(),
         Shape::Route => s().and_then(route_kind).is_some(),
         Shape::Any => true,
     }
@@ -272,6 +272,19 @@ fn fits(shape: Shape, raw: &[u8]) -> bool {
 
 /// A row split into its columns, one value (fields joined back) each.
 type Reading = Vec<Vec<u8>>;
+
+/// `YYYY-MM-DD HH:MM:SS` by its shape alone (2.6+'s `time_string`): the
+/// common case, checked without parsing (a date is only a column's shape
+/// here; `Connected Since (time_t)` is the time that is used).
+fn iso_datetime_shape(raw: &[u8]) -> bool {
+    raw.len() == 19
+        && raw.iter().enumerate().all(|(i, &b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b' ',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        })
+}
 
 /// Why a row was not split into its columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,11 +348,11 @@ fn walk(
         if take > fields.len() {
             break;
         }
-        let value = fields[..take].join(&sep);
+        let value: std::borrow::Cow<[u8]> = if take == 1 { fields[0].into() } else { fields[..take].join(&sep).into() };
         if !fits(shape, &value) {
             continue;
         }
-        cols.push(value);
+        cols.push(value.into_owned());
         let free = free_left - usize::from(shape == Shape::Free);
         walk(&fields[take..], rest, sep, extra + 1 - take, free, cols, found);
         cols.pop();
