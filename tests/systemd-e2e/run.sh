@@ -294,6 +294,14 @@ if [ "$active" = active ] && [ "$type" = notify ] && [ "$enabled" = enabled ]; t
 else
     fail "$STEP" "active=$active enabled=$enabled Type=$type"
 fi
+# The hardened unit as the running systemd rates it (the tests rate it offline).
+exposure=$(C systemd-analyze security openvpn-telemetry-agent --no-pager 2>/dev/null \
+    | sed -n 's/.*Overall exposure level for [^:]*: *\([0-9.]*\).*/\1/p' | tail -1 || true)
+if [ -n "$exposure" ] && awk -v e="$exposure" 'BEGIN {exit !(e <= 2.0)}'; then
+    pass "hardened unit, rated by the running systemd" "systemd-analyze security: exposure $exposure (limit 2.0)"
+else
+    fail "hardened unit, rated by the running systemd" "exposure ${exposure:-unknown} (limit 2.0)"
+fi
 if C /usr/local/sbin/openvpn-telemetry check >"$RUN/check.out" 2>&1; then
     pass "openvpn-telemetry check on the installed system" "exit 0"
 else
