@@ -31,7 +31,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cli::AgentArgs;
 use crate::config::{self, Settings};
-use crate::deliver::{Delivery, LOCK_WAIT, Step};
+use crate::deliver::{AGENT_LOCK_WAIT, Delivery, Step};
 use crate::http::Sink;
 use crate::notify::Notifier;
 use crate::spool::SpoolError;
@@ -204,7 +204,7 @@ impl Worker {
 
     /// Rotates `queue.log`; returns false when `queue.lock` is stuck.
     fn rotate(&mut self) -> bool {
-        let ok = match self.delivery.spool.rotate(LOCK_WAIT) {
+        let ok = match self.delivery.spool.rotate(AGENT_LOCK_WAIT) {
             Ok(Some(chunk)) => {
                 log::debug!("rotated queue.log to {}", chunk.display());
                 self.delivery.refresh();
@@ -216,7 +216,7 @@ impl Worker {
                     let msg = format!(
                         "{} held by another process for over {} ms; queue.log not rotated, delivering pending/ meanwhile",
                         path.display(),
-                        LOCK_WAIT.as_millis()
+                        AGENT_LOCK_WAIT.as_millis()
                     );
                     log::warn!("{msg}");
                     self.delivery.note_error(msg);
@@ -294,8 +294,8 @@ impl Worker {
                             self.delivery.spool.pending().display()
                         ));
                     }
-                    Step::Wait { until, refused, reason } => {
-                        if refused || self.delivery.fails >= ONCE_ATTEMPTS {
+                    Step::Wait { until, misconfigured, reason } => {
+                        if misconfigured || self.delivery.fails >= ONCE_ATTEMPTS {
                             self.delivery.flush();
                             return Err(format!(
                                 "cannot deliver after {} attempt(s): {reason}; events kept in {}",

@@ -417,13 +417,13 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
         if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
     match sink.send(&server_id, &[]) {
         Outcome::Delivered => r.ok(format!("{shown}: {tls} OK (an empty batch was accepted)")),
-        Outcome::Refused { reason } => {
+        Outcome::Misconfigured { reason } => {
             r.fail(format!("{shown}: refused: {reason}"), "check AUTH_HEADER or the client certificate")
         }
-        Outcome::Rejected { status: status @ (404 | 405), .. } => {
+        Outcome::SetAside { status: status @ (404 | 405), .. } => {
             r.fail(format!("{shown}: HTTP {status}: no endpoint there"), "correct the path in TELEMETRY_URL")
         }
-        Outcome::Rejected { status, body_head } => r.warn(format!(
+        Outcome::SetAside { status, body_head } => r.warn(format!(
             "{shown}: reachable, but an empty batch got HTTP {status} ({body_head}); auth not confirmed"
         )),
         Outcome::TooLarge => r.warn(format!("{shown}: reachable, but even an empty batch was too large (HTTP 413)")),

@@ -58,12 +58,14 @@ pub enum Outcome {
     Delivered,
     /// Connection error, timeout, 408, 429, 5xx: keep it, back off.
     Retry { reason: String, retry_after: Option<Duration> },
-    /// 401/403 (or a redirect): keep it, complain loudly, retry slowly.
-    Refused { reason: String },
+    /// 401/403 or a redirect: the operator must fix `AUTH_HEADER`, the
+    /// client certificate or the URL. Keep it, complain loudly, retry slowly.
+    Misconfigured { reason: String },
     /// 413: the batch must be split.
     TooLarge,
-    /// Any other 4xx: this batch will never be accepted; move it aside.
-    Rejected { status: u16, body_head: String },
+    /// Any other 4xx: this batch will never be accepted; set it aside in
+    /// `failed/`.
+    SetAside { status: u16, body_head: String },
 }
 
 pub enum Sink {
@@ -218,13 +220,13 @@ impl Http {
         };
         match status {
             200..=299 => Outcome::Delivered,
-            401 | 403 => Outcome::Refused {
+            401 | 403 => Outcome::Misconfigured {
                 reason: format!("HTTP {status} (check AUTH_HEADER / client certificate): {}", head()),
             },
             300..=399 => {
                 let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("?");
                 let to = crate::fsutil::printable(to);
-                Outcome::Refused {
+                Outcome::Misconfigured {
                     reason: format!("HTTP {status} redirect to {} not followed; fix TELEMETRY_URL", mask_url(&to)),
                 }
             }
@@ -232,7 +234,7 @@ impl Http {
             408 | 429 | 500.. | 100..=199 => {
                 Outcome::Retry { reason: format!("HTTP {status}: {}", head()), retry_after }
             }
-            _ => Outcome::Rejected { status, body_head: head() },
+            _ => Outcome::SetAside { status, body_head: head() },
         }
     }
 }

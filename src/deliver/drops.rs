@@ -23,7 +23,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::{Delivery, LOCK_WAIT};
+use super::{AGENT_LOCK_WAIT, Delivery};
 use crate::backlog;
 use crate::event::{self, Event};
 use crate::spool::Written;
@@ -140,7 +140,7 @@ impl Delivery {
 
     /// Takes the hooks' own drop count (events refused for a full queue).
     pub fn collect_hook_drops(&mut self) {
-        match self.spool.take_dropped(LOCK_WAIT) {
+        match self.spool.take_dropped(AGENT_LOCK_WAIT) {
             Ok(d) if d.count > 0 => {
                 log::warn!(
                     "hooks dropped {} events (seq {}..{}): queue.log was at MAX_SPOOL_BYTES",
@@ -167,7 +167,7 @@ impl Delivery {
         ev.push("count", d.count);
         ev.push("first_seq", d.first_seq);
         ev.push("last_seq", d.last_seq);
-        match self.spool.append(&ev, LOCK_WAIT, self.settings.max_spool_bytes) {
+        match self.spool.append(&ev, AGENT_LOCK_WAIT, self.settings.max_spool_bytes) {
             Ok(Written::Queue { .. } | Written::Bypass { .. }) => {
                 log::warn!(
                     "reporting {} dropped events (seq {}..{}) as TELEMETRY_EVENTS_DROPPED",

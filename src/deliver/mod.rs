@@ -46,7 +46,7 @@ use crate::state::{AgentState, Failure, Progress, Success};
 /// How often informational state (last success, counters) is written.
 const STATE_EVERY: Duration = Duration::from_secs(1);
 /// How long the agent waits for `queue.lock` (hooks hold it for ~µs).
-pub const LOCK_WAIT: Duration = Duration::from_millis(200);
+pub const AGENT_LOCK_WAIT: Duration = Duration::from_millis(200);
 
 /// What one call to [`Delivery::step`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub enum Step {
     /// `pending/` is empty.
     Idle,
     /// The sink failed; the next attempt is not before `until`.
-    Wait { until: Instant, refused: bool, reason: String },
+    Wait { until: Instant, misconfigured: bool, reason: String },
     /// No `TELEMETRY_URL`: events are kept.
     Hold,
 }
@@ -64,7 +64,7 @@ pub enum Step {
 /// A failed send that leaves the position where it is.
 enum Fail {
     Retry { reason: String, retry_after: Option<Duration> },
-    Refused { reason: String },
+    Misconfigured { reason: String },
 }
 
 pub struct Delivery {
@@ -175,7 +175,7 @@ impl Delivery {
         if let Some(until) = self.next_attempt
             && Instant::now() < until
         {
-            return Step::Wait { until, refused: false, reason: "backing off".into() };
+            return Step::Wait { until, misconfigured: false, reason: "backing off".into() };
         }
         let batch = match self.read_batch() {
             Ok(b) => b,
@@ -184,7 +184,7 @@ impl Delivery {
             // all and try again later rather than lose or skip anything.
             Err(ReadError::SetAside(e)) => {
                 let reason = format!("cannot set a malformed line aside in {}: {e}", self.spool.failed().display());
-                return self.failed(Fail::Retry { reason, retry_after: None });
+                return self.back_off(Fail::Retry { reason, retry_after: None });
             }
         };
         self.done = 0;
@@ -194,7 +194,7 @@ impl Delivery {
                 self.finish_batch(&batch);
                 Step::Progress
             }
-            Err(fail) => self.failed(fail),
+            Err(fail) => self.back_off(fail),
         };
         self.maybe_flush();
         step
@@ -234,9 +234,9 @@ impl Delivery {
                 self.send_range(batch, mid, b)
             }
             Outcome::TooLarge => self.reject(batch, a, b, 413, "a single event is too large for the server"),
-            Outcome::Rejected { status, body_head } => self.reject(batch, a, b, status, &body_head),
+            Outcome::SetAside { status, body_head } => self.reject(batch, a, b, status, &body_head),
             Outcome::Retry { reason, retry_after } => Err(Fail::Retry { reason, retry_after }),
-            Outcome::Refused { reason } => Err(Fail::Refused { reason }),
+            Outcome::Misconfigured { reason } => Err(Fail::Misconfigured { reason }),
         }
     }
 
@@ -339,20 +339,20 @@ impl Delivery {
         }
     }
 
-    fn failed(&mut self, fail: Fail) -> Step {
+    fn back_off(&mut self, fail: Fail) -> Step {
         self.fails += 1;
         let max = Duration::from_secs(self.settings.retry_max_seconds);
-        let (reason, delay, refused) = match fail {
+        let (reason, delay, misconfigured) = match fail {
             Fail::Retry { reason, retry_after } => {
                 let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.fails);
                 (reason, d.max(retry_after.unwrap_or_default()).min(max), false)
             }
-            Fail::Refused { reason } => (reason, max, true),
+            Fail::Misconfigured { reason } => (reason, max, true),
         };
         let until = Instant::now() + delay;
         let at = time::OffsetDateTime::now_utc() + delay;
         let next = event::rfc3339(at);
-        if refused {
+        if misconfigured {
             log::error!(
                 "delivery refused (attempt {}): {reason}; events kept; next try in {:.1}s at {next}",
                 self.fails,
@@ -372,7 +372,7 @@ impl Delivery {
         });
         self.state_dirty = true;
         self.next_attempt = Some(until);
-        Step::Wait { until, refused, reason }
+        Step::Wait { until, misconfigured, reason }
     }
 
     /// Notes a problem that is not a delivery attempt (for `status`).

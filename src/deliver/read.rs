@@ -57,7 +57,7 @@ impl Delivery {
             || e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32);
         if !permanent {
             return self
-                .failed(Fail::Retry { reason: format!("{}: cannot read: {e}", from.display()), retry_after: None });
+                .back_off(Fail::Retry { reason: format!("{}: cannot read: {e}", from.display()), retry_after: None });
         }
         backlog::set_aside(&self.spool, &chunk.name, &e);
         self.backlog.chunks.pop_front();

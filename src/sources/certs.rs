@@ -26,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use serde::{Deserialize, Serialize};
 use time::{Date, Month, PrimitiveDateTime, Time};
 
-use super::{Sink, Stored};
+use super::{EventWriter, Stored};
 use crate::event::{self, Event};
 
 /// `V`, `R` or `E`.
@@ -315,7 +315,13 @@ pub struct Checked {
 impl CertBook {
     /// Emits what changed between the book and `entries` at `now`.
     /// `inventory` marks the events of the very first run.
-    pub fn check(&mut self, entries: &[IndexEntry], sink: &Sink, now: i64, inventory: bool) -> Result<Checked, String> {
+    pub fn check(
+        &mut self,
+        entries: &[IndexEntry],
+        sink: &EventWriter,
+        now: i64,
+        inventory: bool,
+    ) -> Result<Checked, String> {
         let mut done = Checked { written: 0, spool_full: false };
         for e in entries {
             let steps: [(&str, bool); 3] = {

@@ -54,7 +54,7 @@ pub const CERTS_STATE: &str = "certs.state";
 pub const STALE_STATUS_SECONDS: i64 = 900;
 
 /// Where source events go: the spool, like every hook event.
-pub struct Sink {
+pub struct EventWriter {
     spool: Spool,
     max_bytes: u64,
 }
@@ -67,9 +67,9 @@ pub enum Stored {
     Dropped,
 }
 
-impl Sink {
-    pub fn new(settings: &Settings) -> Sink {
-        Sink { spool: Spool::new(&settings.spool_dir), max_bytes: settings.max_spool_bytes }
+impl EventWriter {
+    pub fn new(settings: &Settings) -> EventWriter {
+        EventWriter { spool: Spool::new(&settings.spool_dir), max_bytes: settings.max_spool_bytes }
     }
 
     pub fn append(&self, ev: &Event) -> Result<Stored, String> {
@@ -192,7 +192,7 @@ impl Noise {
 /// The sources' memory between rounds.
 struct Sources<'a> {
     settings: &'a Settings,
-    sink: Sink,
+    sink: EventWriter,
     noise: Noise,
     sessions: sessions::SessionBook,
     certs: Option<certs::CertBook>,
@@ -204,7 +204,14 @@ impl<'a> Sources<'a> {
     fn new(settings: &'a Settings) -> Sources<'a> {
         let sessions = load_state(&settings.spool_dir.join(SESSIONS_STATE)).unwrap_or_default();
         let certs = load_state(&settings.spool_dir.join(CERTS_STATE));
-        Sources { settings, sink: Sink::new(settings), noise: Noise::default(), sessions, certs, index_seen: None }
+        Sources {
+            settings,
+            sink: EventWriter::new(settings),
+            noise: Noise::default(),
+            sessions,
+            certs,
+            index_seen: None,
+        }
     }
 
     /// Reads every status file once and writes the updates and/or the

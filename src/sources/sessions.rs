@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::conf::StatusSource;
 use super::status_file::{Client, Status};
-use super::{Sink, Stored};
+use super::{EventWriter, Stored};
 use crate::event::{self, Event};
 
 /// At most this many sessions per `SESSION_SNAPSHOT` event ...
@@ -80,7 +80,13 @@ fn delta(total: u64, base: Option<u64>) -> (u64, u64) {
 impl SessionBook {
     /// Writes one `SESSION_UPDATE` per connected client of `status`.
     /// Errors leave the book updated for the events already stored.
-    pub fn update(&mut self, status: &Status, src: &StatusSource, sink: &Sink, now: i64) -> Result<Updated, String> {
+    pub fn update(
+        &mut self,
+        status: &Status,
+        src: &StatusSource,
+        sink: &EventWriter,
+        now: i64,
+    ) -> Result<Updated, String> {
         let key = src.path.display().to_string();
         let stamp = status.written_at;
         if stamp.is_some() && self.last_update.get(&key) == stamp.as_ref() {
