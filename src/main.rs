@@ -7,7 +7,6 @@
 #![forbid(unsafe_code)]
 
 mod agent;
-mod backlog;
 mod check;
 mod cli;
 mod config;

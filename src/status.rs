@@ -203,7 +203,7 @@ fn first_event_time(path: &Path, offset: u64) -> Option<OffsetDateTime> {
     f.seek(SeekFrom::Start(offset)).ok()?;
     let mut line = Vec::new();
     BufReader::new(f.take(1 << 20)).read_until(b'\n', &mut line).ok()?;
-    let v: Value = serde_json::from_slice(crate::backlog::trim_newline(&line)).ok()?;
+    let v: Value = serde_json::from_slice(crate::deliver::backlog::trim_newline(&line)).ok()?;
     OffsetDateTime::parse(v.get("event_time_vpn")?.as_str()?, &Rfc3339).ok()
 }
 

@@ -30,18 +30,20 @@ use std::fs;
 use std::io;
 use std::time::{Duration, Instant};
 
+pub mod backlog;
 mod drops;
+mod failed;
 mod read;
 
 use read::{Batch, ReadError};
 
-use crate::backlog::{self, Backlog};
 use crate::config::Settings;
 use crate::event;
 use crate::fsutil::Owners;
 use crate::http::{Outcome, Sink};
 use crate::spool::{self, Spool};
-use crate::state::{AgentState, Failure, Progress, Success};
+use crate::state::{AgentState, Failure, Success};
+use backlog::Backlog;
 
 /// How often informational state (last success, counters) is written.
 const STATE_EVERY: Duration = Duration::from_secs(1);
@@ -74,8 +76,6 @@ pub struct Delivery {
     server_id: String,
     pub state: AgentState,
     backlog: Backlog,
-    /// Offset into the first backlog chunk where reading resumes.
-    offset: u64,
     /// Chunks of the current batch already unlinked.
     done: usize,
     /// Per chunk, how far bad lines were already copied to `failed/`.
@@ -108,6 +108,7 @@ impl Delivery {
         state.pid = std::process::id();
         state.started = event::rfc3339(time::OffsetDateTime::now_utc());
         state.sink = sink.describe();
+        let backlog = Backlog::resume(state.progress.clone());
         let byte_cap = settings.max_batch_bytes.min(usize::MAX as u64) as usize;
         let now = Instant::now();
         let mut d = Delivery {
@@ -116,8 +117,7 @@ impl Delivery {
             sink,
             server_id,
             state,
-            backlog: Backlog::default(),
-            offset: 0,
+            backlog,
             done: 0,
             quarantined: HashMap::new(),
             owners: spool_owners(settings),
@@ -140,18 +140,13 @@ impl Delivery {
 
     /// Lists `pending/` again and applies the bounds.
     pub fn refresh(&mut self) {
-        let first = self.state.progress.as_ref().map(|p| p.chunk.clone());
-        if let Err(e) = self.backlog.refresh(&self.spool, first.as_deref(), &self.owners) {
+        if let Err(e) = self.backlog.refresh(&self.spool, &self.owners) {
             log::error!("{}: cannot list: {e}", self.spool.pending().display());
             return;
         }
         if !self.undeletable.is_empty() {
             self.backlog.chunks.retain(|c| !self.undeletable.contains(&c.name));
         }
-        self.offset = match (&self.state.progress, self.backlog.chunks.front()) {
-            (Some(p), Some(c)) if p.chunk == c.name => p.offset,
-            _ => 0,
-        };
         self.enforce_bounds();
         self.enforce_failed_bound();
     }
@@ -245,7 +240,7 @@ impl Delivery {
     fn reject(&mut self, batch: &Batch, a: usize, b: usize, status: u16, body_head: &str) -> Result<(), Fail> {
         let name = format!("{:020}-http{status}.ndjson", spool::unix_nanos());
         let lines = Self::lines(batch, a, b);
-        if let Err(e) = backlog::write_failed(&self.spool.failed(), &name, &lines) {
+        if let Err(e) = failed::write_failed(&self.spool.failed(), &name, &lines) {
             let reason = format!("server refused {} events with HTTP {status}; cannot write failed/{name}: {e}", b - a);
             return Err(Fail::Retry { reason, retry_after: None });
         }
@@ -290,15 +285,20 @@ impl Delivery {
     /// Records the position inside the front chunk; fsynced when it is
     /// inside a chunk, because that is what saves re-sending after a crash.
     fn set_offset(&mut self, offset: u64) {
-        let Some(front) = self.backlog.chunks.front() else { return };
-        self.offset = offset;
-        self.state.progress = Some(Progress { chunk: front.name.clone(), offset });
+        if self.backlog.chunks.is_empty() {
+            return;
+        }
+        self.backlog.set_offset(offset);
         self.state_dirty = true;
         self.save_state();
     }
 
     fn remove_front(&mut self) {
-        let Some(chunk) = self.backlog.chunks.pop_front() else { return };
+        let had_position = self.backlog.position().is_some();
+        let Some(chunk) = self.backlog.pop_front() else { return };
+        if had_position && self.backlog.position().is_none() {
+            self.state_dirty = true;
+        }
         let path = self.spool.pending().join(&chunk.name);
         match fs::remove_file(&path) {
             Ok(()) => self.dir_dirty = true,
@@ -317,12 +317,7 @@ impl Delivery {
                 self.next_attempt = Some(Instant::now() + d);
             }
         }
-        self.offset = 0;
         self.quarantined.remove(&chunk.name);
-        if self.state.progress.as_ref().is_some_and(|p| p.chunk == chunk.name) {
-            self.state.progress = None;
-            self.state_dirty = true;
-        }
     }
 
     fn delivered(&mut self, events: u64) {
@@ -383,6 +378,7 @@ impl Delivery {
     }
 
     fn save_state(&mut self) {
+        self.state.progress = self.backlog.position().cloned();
         self.state.updated = event::rfc3339(time::OffsetDateTime::now_utc());
         match self.state.save(&self.settings.spool_dir) {
             Ok(()) => {

@@ -4,12 +4,12 @@
 //! position can move past them) and are logged; a chunk that cannot be
 //! read at all is set aside whole in `failed/`.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
 
+use super::backlog::{self, Line, LineReader};
+use super::failed::{self, open_quarantine};
 use super::{Delivery, Fail, Step};
-use crate::backlog::{self, Line, LineReader};
 use crate::http;
 use crate::spool;
 
@@ -59,9 +59,8 @@ impl Delivery {
             return self
                 .back_off(Fail::Retry { reason: format!("{}: cannot read: {e}", from.display()), retry_after: None });
         }
-        backlog::set_aside(&self.spool, &chunk.name, &e);
-        self.backlog.chunks.pop_front();
-        self.offset = 0;
+        failed::set_aside(&self.spool, &chunk.name, &e);
+        self.backlog.pop_front();
         Step::Progress
     }
 
@@ -74,7 +73,7 @@ impl Delivery {
         let mut bad = Vec::new();
         for idx in 0..self.backlog.chunks.len() {
             let name = self.backlog.chunks[idx].name.clone();
-            let mut offset = if idx == 0 { self.offset } else { 0 };
+            let mut offset = if idx == 0 { self.backlog.offset() } else { 0 };
             batch.chunks = idx + 1;
             batch.end_offset = offset;
             batch.end_eof = false;
@@ -186,23 +185,6 @@ impl Delivery {
         }
         Ok(batch)
     }
-}
-
-/// Opens `failed/<chunk>.bad` on first use; when that name is taken by
-/// something that is not the agent's own file (left by an older layout),
-/// a fresh name beside it.
-fn open_quarantine<'a>(slot: &'a mut Option<File>, dir: &Path, path: &Path) -> io::Result<&'a mut File> {
-    if slot.is_none() {
-        fs::create_dir_all(dir)?;
-        let file = match backlog::open_failed(path) {
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                backlog::open_failed(&path.with_extension(format!("{}.bad", spool::unix_nanos())))?
-            }
-            other => other?,
-        };
-        *slot = Some(file);
-    }
-    slot.as_mut().ok_or_else(|| io::Error::other("unreachable"))
 }
 
 /// Checks that a line is one UTF-8 JSON object, without building it.

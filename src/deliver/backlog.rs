@@ -19,9 +19,8 @@
 //!   most [`LineReader`]'s cap in memory, whatever the file holds.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -29,7 +28,7 @@ use serde::Deserialize;
 
 use crate::fsutil::Owners;
 use crate::spool::{self, Spool};
-use crate::state::DropCount;
+use crate::state::{DropCount, Progress};
 
 /// A hook's temporary file older than this belongs to a dead hook.
 const STALE_TMP: Duration = Duration::from_secs(3600);
@@ -40,17 +39,57 @@ pub struct Chunk {
     pub size: u64,
 }
 
-/// The sorted list of chunks; refreshed from the directory when needed.
+/// The sorted list of chunks, refreshed from the directory when needed,
+/// and the one record of how far delivery got: the position inside the
+/// front chunk (what `agent-state.json` saves as `progress`).
 #[derive(Debug, Default)]
 pub struct Backlog {
     pub chunks: VecDeque<Chunk>,
+    position: Option<Progress>,
 }
 
 impl Backlog {
-    /// Lists `pending/` again. `first` (the chunk delivery is inside of)
-    /// is kept at the front even if an older name appeared meanwhile, so a
-    /// recorded offset always belongs to the chunk read first.
-    pub fn refresh(&mut self, spool: &Spool, first: Option<&str>, owners: &Owners) -> io::Result<()> {
+    /// Starts where a previous run stopped (`progress` from the state).
+    pub fn resume(position: Option<Progress>) -> Backlog {
+        Backlog { chunks: VecDeque::new(), position }
+    }
+
+    /// The position to save: inside which chunk, at which byte.
+    pub fn position(&self) -> Option<&Progress> {
+        self.position.as_ref()
+    }
+
+    /// Where reading resumes in the front chunk (0: at its start).
+    pub fn offset(&self) -> u64 {
+        match (&self.position, self.chunks.front()) {
+            (Some(p), Some(c)) if p.chunk == c.name => p.offset,
+            _ => 0,
+        }
+    }
+
+    /// Records that everything before `offset` in the front chunk is done.
+    pub fn set_offset(&mut self, offset: u64) {
+        if let Some(front) = self.chunks.front() {
+            self.position = Some(Progress { chunk: front.name.clone(), offset });
+        }
+    }
+
+    /// Takes the front chunk off the list (delivered, dropped or set
+    /// aside); its position goes with it.
+    pub fn pop_front(&mut self) -> Option<Chunk> {
+        let chunk = self.chunks.pop_front()?;
+        if self.position.as_ref().is_some_and(|p| p.chunk == chunk.name) {
+            self.position = None;
+        }
+        Some(chunk)
+    }
+
+    /// Lists `pending/` again. The chunk delivery is inside of is kept at
+    /// the front even if an older name appeared meanwhile, so the recorded
+    /// offset always belongs to the chunk read first.
+    pub fn refresh(&mut self, spool: &Spool, owners: &Owners) -> io::Result<()> {
+        let first = self.position.as_ref().map(|p| p.chunk.clone());
+        let first = first.as_deref();
         let dir = spool.pending();
         let mut chunks = Vec::new();
         for entry in fs::read_dir(&dir)? {
@@ -63,7 +102,7 @@ impl Backlog {
             }
             let path = dir.join(&name);
             if let Err(e) = crate::fsutil::check_meta(&path, &meta, owners) {
-                set_aside(spool, &name, &e);
+                super::failed::set_aside(spool, &name, &e);
                 continue;
             }
             chunks.push(Chunk { name, size: meta.len() });
@@ -105,21 +144,6 @@ impl Backlog {
     /// Whether the bounds are exceeded with `queue_bytes` in `queue.log`.
     pub fn over(&self, max_files: u64, max_bytes: u64, queue_bytes: u64) -> bool {
         !self.chunks.is_empty() && (self.chunks.len() as u64 > max_files || self.bytes() + queue_bytes > max_bytes)
-    }
-}
-
-/// Moves an entry of `pending/` that must not be read (a link, a FIFO, a
-/// file with two names or a stranger's) into `failed/` as
-/// `NAME.unreadable`, without opening it: a rename moves the name, never
-/// what a link points to. It no longer blocks delivery, and stays there for
-/// the operator to look at.
-pub fn set_aside(spool: &Spool, name: &str, why: &io::Error) {
-    let from = spool.pending().join(name);
-    let to = spool.failed().join(format!("{name}.unreadable"));
-    match fs::rename(&from, &to) {
-        Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => log::error!("{why}: cannot move it to failed/ ({e}); skipped"),
     }
 }
 
@@ -238,34 +262,6 @@ pub fn count_events(path: &Path, offset: u64, owners: &Owners) -> io::Result<Dro
             }
         }
     }
-}
-
-/// Appends to a file in `failed/` (created 0600 if missing: only the
-/// agent reads it). An existing one must be the agent's own regular file.
-pub fn open_failed(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(crate::fsutil::guarded_flags())
-        .open(path)
-        .map_err(|e| crate::fsutil::loop_is_link(path, e))?;
-    crate::fsutil::check_file(path, &file, &Owners::me())?;
-    Ok(file)
-}
-
-/// Writes a whole set of refused lines to a new file in `failed/`, durably.
-pub fn write_failed(dir: &Path, name: &str, lines: &[&[u8]]) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let mut file = open_failed(&dir.join(name))?;
-    let mut buf = Vec::new();
-    for l in lines {
-        buf.extend_from_slice(l);
-        buf.push(b'\n');
-    }
-    file.write_all(&buf)?;
-    file.sync_all()?;
-    spool::fsync_dir(dir)
 }
 
 #[cfg(test)]
