@@ -64,7 +64,7 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
-    let delivery = Delivery::new(&settings, sink, server_id);
+    let delivery = Delivery::new(&settings, Box::new(sink), server_id);
 
     // Block the stop signals in every thread (threads inherit the mask),
     // so they arrive only through the signalfd read here.

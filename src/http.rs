@@ -82,6 +82,32 @@ pub struct Http {
     gzip: bool,
 }
 
+/// Where delivery hands a batch, and what became of it. The agent's is
+/// [`Sink`]; delivery's tests script one, so splitting, setting aside and
+/// resuming are tested without a server.
+pub trait Deliver: Send {
+    /// Sends the events (raw JSON objects, as the hooks wrote them).
+    fn send(&mut self, server_id: &str, events: &[&[u8]]) -> Outcome;
+    /// Where events go, fit for logs and `status` (no secrets).
+    fn describe(&self) -> String;
+    /// Whether events are held on purpose (no `TELEMETRY_URL`).
+    fn holds(&self) -> bool {
+        false
+    }
+}
+
+impl Deliver for Sink {
+    fn send(&mut self, server_id: &str, events: &[&[u8]]) -> Outcome {
+        Sink::send(self, server_id, events)
+    }
+    fn describe(&self) -> String {
+        Sink::describe(self)
+    }
+    fn holds(&self) -> bool {
+        matches!(self, Sink::Hold)
+    }
+}
+
 impl Sink {
     pub fn from_settings(s: &Settings) -> Result<Sink, SinkError> {
         match s.telemetry_url.as_deref() {

@@ -34,13 +34,15 @@ pub mod backlog;
 mod drops;
 mod failed;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use read::{Batch, ReadError};
 
 use crate::config::Settings;
 use crate::event;
 use crate::fsutil::Owners;
-use crate::http::{Outcome, Sink};
+use crate::http::{Deliver, Outcome};
 use crate::spool::{self, Spool};
 use crate::state::{AgentState, Failure, Success};
 use backlog::Backlog;
@@ -72,7 +74,7 @@ enum Fail {
 pub struct Delivery {
     pub spool: Spool,
     settings: Settings,
-    sink: Sink,
+    sink: Box<dyn Deliver>,
     server_id: String,
     pub state: AgentState,
     backlog: Backlog,
@@ -96,7 +98,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(settings: &Settings, sink: Sink, server_id: String) -> Delivery {
+    pub fn new(settings: &Settings, sink: Box<dyn Deliver>, server_id: String) -> Delivery {
         let spool = Spool::new(&settings.spool_dir);
         let mut state = match AgentState::load(&settings.spool_dir, &Owners::me()) {
             Ok(s) => s,
@@ -135,7 +137,7 @@ impl Delivery {
     }
 
     pub fn holding(&self) -> bool {
-        matches!(self.sink, Sink::Hold)
+        self.sink.holds()
     }
 
     /// Lists `pending/` again and applies the bounds.
@@ -432,19 +434,4 @@ pub fn backoff(sleep: u64, max: u64, attempt: u32) -> Duration {
     let d = base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30)).min(max_ms);
     let random = (uuid::Uuid::new_v4().as_u128() as u64) % (d / 2 + 1);
     Duration::from_millis(d - d / 2 + random)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        for attempt in 1..40 {
-            let d = backoff(2, 300, attempt).as_millis() as u64;
-            let full = (2000u64 << (attempt - 1).min(30)).min(300_000);
-            assert!(d >= full / 2 && d <= full, "{attempt}: {d}");
-        }
-        assert!(backoff(0, 1, 1) >= Duration::from_millis(50));
-    }
 }
