@@ -340,23 +340,6 @@ fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
     }
 }
 
-/// `scheme://host:port` of a URL, for the DNS and TCP steps.
-fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        let port = after.strip_prefix(':').map_or(Some(default), |p| p.parse().ok())?;
-        return Some((host.to_string(), port));
-    }
-    match authority.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
-        None => Some((authority.to_string(), default)),
-    }
-}
-
 /// DNS, TCP, then TLS and auth with an empty batch through the agent's own
 /// HTTP client (same roots, client cert and header as deliveries).
 fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
@@ -375,7 +358,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
             r.fail(format!("file sink directory {} does not exist", dir.display()), "create it")
         };
     }
-    let Some((host, port)) = host_port(url) else {
+    let Some(crate::http::UrlParts { host, port, .. }) = crate::http::url_parts(url) else {
         return r.fail(format!("cannot find the host in TELEMETRY_URL {shown}"), "correct TELEMETRY_URL");
     };
     // The agent's own lookup (getent as a child), so this step sees what
@@ -436,13 +419,14 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
 
 #[cfg(test)]
 mod tests {
-    use super::host_port;
+    use crate::http::url_parts;
 
     #[test]
     fn hosts_and_ports() {
-        assert_eq!(host_port("https://t.example/api"), Some(("t.example".into(), 443)));
-        assert_eq!(host_port("http://u:p@10.0.0.1:8080/x?y"), Some(("10.0.0.1".into(), 8080)));
-        assert_eq!(host_port("https://[::1]:8443/"), Some(("::1".into(), 8443)));
-        assert_eq!(host_port("https://[::1]"), Some(("::1".into(), 443)));
+        let hp = |u: &str| url_parts(u).map(|u| (u.host, u.port));
+        assert_eq!(hp("https://t.example/api"), Some(("t.example".into(), 443)));
+        assert_eq!(hp("http://u:p@10.0.0.1:8080/x?y"), Some(("10.0.0.1".into(), 8080)));
+        assert_eq!(hp("https://[::1]:8443/"), Some(("::1".into(), 8443)));
+        assert_eq!(hp("https://[::1]"), Some(("::1".into(), 443)));
     }
 }

@@ -330,7 +330,10 @@ fn url_value(v: &str) -> Result<Option<String>, String> {
     }
     let lower = v.to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
-        Ok(Some(v.to_string()))
+        match crate::http::url_parts(v) {
+            Some(_) => Ok(Some(v.to_string())),
+            None => Err(format!("not a valid URL (scheme://host[:port]/path expected), found {v:?}")),
+        }
     } else if let Some(path) = v.strip_prefix("file://") {
         if path.starts_with('/') {
             Ok(Some(v.to_string()))

@@ -376,38 +376,80 @@ fn system_roots() -> Vec<Certificate<'static>> {
 }
 
 /// The URL's host, for the loopback check.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = hostport.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or("");
+/// A network URL taken apart once (by `ureq::http::Uri`), for every use:
+/// checking `TELEMETRY_URL`, connecting in `check`, telling loopback from
+/// the network, and showing it without secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    /// Lower case: `http` or `https`.
+    pub scheme: String,
+    /// Without IPv6 brackets.
+    pub host: String,
+    /// As given, or the scheme's default.
+    pub port: u16,
+    /// `host[:port]` as written (brackets kept), without user info.
+    authority: String,
+    userinfo: bool,
+    path: String,
+    query: bool,
+}
+
+/// `None` for anything that is not an absolute http(s) URL with a host.
+pub fn url_parts(url: &str) -> Option<UrlParts> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
     }
-    hostport.split(':').next().unwrap_or("")
+    let auth = uri.authority()?;
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    if host.is_empty() {
+        return None;
+    }
+    let written = auth.as_str();
+    let (userinfo, authority) = match written.rsplit_once('@') {
+        Some((_, a)) => (true, a.to_string()),
+        None => (false, written.to_string()),
+    };
+    let port = auth.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some(UrlParts {
+        scheme,
+        host,
+        port,
+        authority,
+        userinfo,
+        path: uri.path().to_string(),
+        query: uri.query().is_some(),
+    })
 }
 
 pub fn is_loopback(url: &str) -> bool {
-    let host = host_of(url);
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    url_parts(url).is_some_and(|u| {
+        u.host.eq_ignore_ascii_case("localhost") || u.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// A URL fit for logs: user info and query string (where tokens hide) are
-/// replaced by `***`.
+/// replaced by `***`. A `file://` URL is a path and shown as it is;
+/// anything else that is not an http(s) URL (a relative redirect) keeps
+/// only its path.
 pub fn mask_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_string(),
-    };
-    let path = match path.split_once('?') {
-        Some((p, _)) => format!("{p}?***"),
-        None => path.to_string(),
-    };
-    if scheme.is_empty() { format!("{authority}{path}") } else { format!("{scheme}://{authority}{path}") }
+    if url.starts_with("file://") {
+        return url.to_string();
+    }
+    match url_parts(url) {
+        Some(u) => {
+            let user = if u.userinfo { "***@" } else { "" };
+            let query = if u.query { "?***" } else { "" };
+            // `Uri` says "/" for a URL that ends at its authority.
+            let path = if u.path == "/" && url.ends_with(u.authority.as_str()) { "" } else { &u.path };
+            format!("{}://{user}{}{path}{query}", u.scheme, u.authority)
+        }
+        None => {
+            let path = url.split(['?', '#']).next().unwrap_or("");
+            if url.contains('?') { format!("{path}?***") } else { path.to_string() }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -428,6 +470,20 @@ mod tests {
     fn urls_are_masked() {
         assert_eq!(mask_url("https://u:pw@h.example/a?token=x"), "https://***@h.example/a?***");
         assert_eq!(mask_url("https://h.example:443/api/v1"), "https://h.example:443/api/v1");
+        assert_eq!(mask_url("http://[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(mask_url("file:///var/lib/sink.ndjson"), "file:///var/lib/sink.ndjson");
+        assert_eq!(mask_url("/v2/ingest?sig=abc"), "/v2/ingest?***");
+    }
+
+    #[test]
+    fn urls_are_taken_apart_once() {
+        let u = url_parts("HTTPS://u:p@[2001:db8::1]/x?y").unwrap();
+        assert_eq!((u.scheme.as_str(), u.host.as_str(), u.port), ("https", "2001:db8::1", 443));
+        assert_eq!(
+            url_parts("http://u:p@10.0.0.1:8080/x?y").map(|u| (u.host, u.port)),
+            Some(("10.0.0.1".into(), 8080))
+        );
+        assert!(url_parts("https://").is_none() && url_parts("ftp://h/").is_none() && url_parts("h/x").is_none());
     }
 
     #[test]
