@@ -168,11 +168,12 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     fsync_dir(dir)
 }
 
-/// Reads a JSON state file that only this process (or root) writes: a
-/// file owned by anyone else, planted before the first save, is ignored.
-/// `Ok(None)` when there is none.
-pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64) -> io::Result<Option<T>> {
-    let bytes = match read_capped(path, cap, &Owners::me()) {
+/// Reads a JSON state file (the agent's and the sources'): the agent reads
+/// only its own (`Owners::me()`: one planted before the first save is
+/// refused), root's `status` anyone's. `Ok(None)` when there is none; a
+/// damaged one is `InvalidData`.
+pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64, owners: &Owners) -> io::Result<Option<T>> {
+    let bytes = match read_capped(path, cap, owners) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),

@@ -85,20 +85,32 @@ pub struct AgentState {
 
 #[derive(Debug)]
 pub enum StateError {
-    Io { path: PathBuf, source: io::Error },
-    Damaged { path: PathBuf, what: String },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Names the file and what is wrong with it.
+    Damaged(String),
 }
 
 impl std::fmt::Display for StateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StateError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            StateError::Damaged { path, what } => write!(f, "{}: damaged ({what})", path.display()),
+            // `what` names the file already (fsutil's messages do).
+            StateError::Damaged(what) => f.write_str(what),
         }
     }
 }
 
-impl std::error::Error for StateError {}
+impl std::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StateError::Io { source, .. } => Some(source),
+            StateError::Damaged(_) => None,
+        }
+    }
+}
 
 /// The state is a few hundred bytes; anything near this is not ours.
 const STATE_CAP: u64 = 1 << 20;
@@ -113,9 +125,9 @@ impl AgentState {
     /// only shows it.
     pub fn load(spool_dir: &Path, owners: &crate::fsutil::Owners) -> Result<AgentState, StateError> {
         let path = path(spool_dir);
-        match crate::fsutil::read_capped(&path, STATE_CAP, owners) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Damaged { path, what: e.to_string() }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AgentState::default()),
+        match crate::fsutil::load_json(&path, STATE_CAP, owners) {
+            Ok(state) => Ok(state.unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(StateError::Damaged(e.to_string())),
             Err(source) => Err(StateError::Io { path, source }),
         }
     }
@@ -127,7 +139,7 @@ impl AgentState {
     pub fn save(&self, spool_dir: &Path) -> Result<(), StateError> {
         let path = path(spool_dir);
         let mut text = serde_json::to_vec_pretty(self)
-            .map_err(|e| StateError::Damaged { path: path.clone(), what: e.to_string() })?;
+            .map_err(|e| StateError::Damaged(format!("{}: cannot write: {e}", path.display())))?;
         text.push(b'\n');
         crate::fsutil::replace_file(&path, &text, 0o600).map_err(|source| StateError::Io { path, source })
     }
@@ -151,7 +163,7 @@ mod tests {
         s.save(&dir).unwrap();
         assert_eq!(AgentState::load(&dir, &crate::fsutil::Owners::me()).unwrap(), s);
         fs::write(path(&dir), "{").unwrap();
-        assert!(matches!(AgentState::load(&dir, &crate::fsutil::Owners::me()), Err(StateError::Damaged { .. })));
+        assert!(matches!(AgentState::load(&dir, &crate::fsutil::Owners::me()), Err(StateError::Damaged(_))));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

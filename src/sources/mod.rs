@@ -468,7 +468,7 @@ fn source_owners() -> crate::fsutil::Owners {
 /// one, or one the agent did not write itself, is logged and treated as
 /// absent: at worst events are repeated, which the server's dedup absorbs.
 fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    crate::fsutil::load_json(path, READ_CAP)
+    crate::fsutil::load_json(path, READ_CAP, &crate::fsutil::Owners::me())
         .map_err(|e| log::warn!("{}; starting afresh", crate::fsutil::printable(&e.to_string())))
         .ok()
         .flatten()
