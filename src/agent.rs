@@ -6,7 +6,7 @@
 //! end (a pipe it holds closes), or for the systemd watchdog period. The
 //! worker rotates `queue.log` and delivers; it sleeps on a channel with a
 //! timeout, so a stop wakes it at once and no thread ever busy-polls. The
-//! event sources (issue 6) run on a third thread.
+//! event sources (status file, index.txt) run on a third thread.
 //!
 //! Guarantees:
 //! - on SIGTERM/SIGINT the worker is told to stop and given up to

@@ -1,7 +1,7 @@
 //! `agent.env`: the one settings file shared by the hooks, the agent and the
 //! installer.
 //!
-//! The format is the shell-style `KEY=value` file of the seed design, so the
+//! The format is the shell-style `KEY=value` file existing installs have, so the
 //! same file can be sourced by a shell: `KEY=value`, `KEY="value"`,
 //! `KEY='value'`, `# comments`, blank lines and an optional `export `.
 //! Parsing is split in two (as ripgrep does): [`parse`] turns text into raw
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// Where the settings live unless `OPENVPN_TELEMETRY_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG: &str = "/etc/openvpn-telemetry/agent.env";
-/// The seed's spool directory.
+/// The documented spool directory.
 pub const DEFAULT_SPOOL_DIR: &str = "/var/spool/openvpn-telemetry";
 /// Environment variable naming another settings file (tests, or several
 /// OpenVPN instances on one host through OpenVPN's `setenv`).

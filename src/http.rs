@@ -141,7 +141,7 @@ impl Sink {
     }
 }
 
-/// The seed's envelope, written as bytes so the events go out exactly as
+/// The envelope servers accept (`{server_id, sent_at, events}`), written as bytes so the events go out exactly as
 /// the hooks wrote them (no parse, no re-serialisation).
 pub fn envelope(server_id: &str, events: &[&[u8]]) -> Vec<u8> {
     let size: usize = events.iter().map(|e| e.len() + 1).sum();

@@ -1,4 +1,4 @@
-//! Event sources the agent reads besides the hooks (issue 6): OpenVPN's
+//! Event sources the agent reads besides the hooks: OpenVPN's
 //! status file (`SESSION_UPDATE`, `SESSION_SNAPSHOT`) and Easy-RSA's
 //! `index.txt` (`CERT_*`).
 //!

@@ -1066,8 +1066,8 @@ GLOBAL STATS\nMax bcast/mcast queue length,0\nEND\n";
         s
     }
 
-    /// A common name crafted to look like the columns after it (issue 9
-    /// point 6) is never attributed to another session.
+    /// A common name crafted to look like the columns after it (a VPN
+    /// client chooses its name) is never attributed to another session.
     #[test]
     fn crafted_names_never_take_another_session() {
         let victim = ("alice", "192.0.2.2:1194", 1_796_155_200);

@@ -225,7 +225,7 @@ fn easyrsa(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> bool {
 
 #[test]
 fn easyrsa_issue_revoke_expire_and_restart() {
-    // A test that cannot run fails (issue 11); `make test` installs it.
+    // A test that cannot run fails; `make test` installs what it needs.
     assert!(
         Path::new("/usr/share/easy-rsa/easyrsa").exists(),
         "cannot run this test: /usr/share/easy-rsa/easyrsa is missing (apt-get install easy-rsa)"
