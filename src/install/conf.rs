@@ -36,35 +36,7 @@ pub enum Patch {
     Conflict(Vec<String>),
 }
 
-/// One directive line: 1-based line number, directive, first argument.
-struct Directive {
-    line: usize,
-    raw: String,
-    name: String,
-    arg: String,
-}
-
-fn directives(text: &str) -> Vec<Directive> {
-    let mut out = Vec::new();
-    for (idx, raw) in text.lines().enumerate() {
-        let s = raw.trim();
-        if s.is_empty() || s.starts_with('#') || s.starts_with(';') {
-            continue;
-        }
-        let s = s.strip_prefix("--").unwrap_or(s);
-        let (name, rest) = s.split_once(char::is_whitespace).unwrap_or((s, ""));
-        let rest = rest.trim();
-        let arg = if let Some(q) = rest.strip_prefix('"') {
-            q.split('"').next().unwrap_or("")
-        } else if let Some(q) = rest.strip_prefix('\'') {
-            q.split('\'').next().unwrap_or("")
-        } else {
-            rest.split_whitespace().next().unwrap_or("")
-        };
-        out.push(Directive { line: idx + 1, raw: raw.to_string(), name: name.to_string(), arg: arg.to_string() });
-    }
-    out
-}
+use crate::ovpn_conf::{Directive, directives};
 
 /// Works out the patched text. Idempotent: patching patched text gives
 /// [`Patch::Unchanged`]; an earlier block is recomputed, not duplicated.
@@ -78,30 +50,32 @@ pub fn patch(current: &str, force: bool) -> Patch {
     let mut conflicts = Vec::new();
     let mut disable = Vec::new();
 
-    match dirs.iter().rev().find(|d| d.name == "script-security") {
-        Some(d) if d.arg.parse::<u32>().is_ok_and(|n| n >= 2) => {}
+    match dirs.iter().rev().find(|d| d.name() == "script-security") {
+        Some(d) if d.arg().parse::<u32>().is_ok_and(|n| n >= 2) => {}
         Some(d) => {
             notes.push(format!(
                 "line {}: `script-security {}` does not allow hooks; the `script-security 2` added after it wins",
-                d.line, d.arg
+                d.line,
+                d.arg()
             ));
             block.push("script-security 2".to_string());
         }
         None => block.push("script-security 2".to_string()),
     }
     for (name, ours) in [("client-connect", CONNECT), ("client-disconnect", DISCONNECT)] {
-        let found: Vec<&Directive> = dirs.iter().filter(|d| d.name == name).collect();
-        let others: Vec<&&Directive> = found.iter().filter(|d| d.arg != ours).collect();
+        let found: Vec<&Directive> = dirs.iter().filter(|d| d.name() == name).collect();
+        let others: Vec<&&Directive> = found.iter().filter(|d| d.arg() != ours).collect();
         for d in &others {
             if force || forced_before.contains(&d.raw.as_str()) {
                 disable.push(d.line);
-                notes.push(format!("line {}: `{name} {}` commented out (FORCE=1)", d.line, d.arg));
+                notes.push(format!("line {}: `{name} {}` commented out (FORCE=1)", d.line, d.arg()));
             } else {
                 conflicts.push(format!(
                     "line {}: `{name} {}` is already set and OpenVPN runs only one {name}; chain the \
                      telemetry hook from that script ({ours}), or set FORCE=1 (in .env or the environment) \
                      to comment it out and use the telemetry hook",
-                    d.line, d.arg
+                    d.line,
+                    d.arg()
                 ));
             }
         }
@@ -177,12 +151,12 @@ pub fn unpatch(current: &str) -> Option<String> {
 pub fn missing(text: &str) -> Vec<String> {
     let dirs = directives(text);
     let mut missing = Vec::new();
-    let level = dirs.iter().rev().find(|d| d.name == "script-security").and_then(|d| d.arg.parse::<u32>().ok());
+    let level = dirs.iter().rev().find(|d| d.name() == "script-security").and_then(|d| d.arg().parse::<u32>().ok());
     if level.is_none_or(|n| n < 2) {
         missing.push("script-security 2".to_string());
     }
     for (name, ours) in [("client-connect", CONNECT), ("client-disconnect", DISCONNECT)] {
-        if !dirs.iter().any(|d| d.name == name && d.arg == ours) {
+        if !dirs.iter().any(|d| d.name() == name && d.arg() == ours) {
             missing.push(format!("{name} {ours}"));
         }
     }

@@ -81,81 +81,15 @@ pub fn status_directive(conf: &Path, text: &str) -> Option<PathBuf> {
     let conf_dir = conf.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut cd: Option<PathBuf> = None;
     let mut status: Option<String> = None;
-    let mut inline: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(tag) = &inline {
-            if line == format!("</{tag}>") {
-                inline = None;
-            }
-            continue;
-        }
-        if let Some(tag) = line.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
-            if !tag.starts_with('/') {
-                inline = Some(tag.to_string());
-            }
-            continue;
-        }
-        let words = words(line);
-        match words.first().map(|w| w.trim_start_matches("--")) {
-            Some("cd") if words.len() >= 2 => cd = Some(conf_dir.join(&words[1])),
-            Some("status") if words.len() >= 2 => status = Some(words[1].clone()),
+    for d in crate::ovpn_conf::directives(text) {
+        match d.name() {
+            "cd" if d.words.len() >= 2 => cd = Some(conf_dir.join(d.arg())),
+            "status" if d.words.len() >= 2 => status = Some(d.arg().to_string()),
             _ => {}
         }
     }
     let file = PathBuf::from(status?);
     Some(if file.is_absolute() { file } else { cd.unwrap_or(conf_dir).join(file) })
-}
-
-/// Splits a config line as OpenVPN does: whitespace-separated words,
-/// `"..."` (with `\` escapes) and `'...'`; `#` or `;` start a comment.
-fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '#' | ';' if !in_word => break,
-            '"' => {
-                in_word = true;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => word.extend(chars.next()),
-                        _ => word.push(c),
-                    }
-                }
-            }
-            '\'' => {
-                in_word = true;
-                for c in chars.by_ref() {
-                    if c == '\'' {
-                        break;
-                    }
-                    word.push(c);
-                }
-            }
-            '\\' => {
-                in_word = true;
-                word.extend(chars.next());
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        out.push(word);
-    }
-    out
 }
 
 #[cfg(test)]
