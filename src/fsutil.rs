@@ -146,6 +146,14 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// whatever the umask, fsynced, renamed over the old name (a planted file
 /// or link there is replaced, not followed), then the directory fsynced.
 pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    replace_file_as(path, bytes, mode, None)
+}
+
+/// [`replace_file`], the new file given `owner` (uid, gid) before its mode
+/// (chown clears set-id bits) and before it gets its name: the installer
+/// writes the binary, settings and unit this way, so a hook starting
+/// mid-upgrade runs the old binary or the new one, never half of one.
+pub fn replace_file_as(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -156,6 +164,9 @@ pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut file =
         OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(guarded_flags()).open(&tmp)?;
     let result = (|| {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;

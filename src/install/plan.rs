@@ -13,9 +13,9 @@
 //!   second install plans nothing.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::fs::{self, File, Permissions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use super::accounts::{Accounts, run_tool};
@@ -377,25 +377,14 @@ impl Change {
                     let keep = Owner { user: Who::Id(m.uid()), group: Who::Id(m.gid()) };
                     set_meta(b, m.mode() & 0o7777, Some(&keep), accounts)?;
                 }
-                let tmp = temp_beside(path);
-                let _ = fs::remove_file(&tmp);
-                let result = (|| {
-                    let mut f = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)
-                        .map_err(io_at("create", &tmp))?;
-                    f.write_all(data).map_err(io_at("write", &tmp))?;
-                    set_meta(&tmp, *mode, owner.as_ref(), accounts)?;
-                    f.sync_all().map_err(io_at("fsync", &tmp))?;
-                    fs::rename(&tmp, path).map_err(io_at("rename into", path))
-                })();
-                if result.is_err() {
-                    let _ = fs::remove_file(&tmp);
-                }
-                result?;
-                sync_parent(path)
+                let ids = match owner {
+                    Some(o) => Some(
+                        o.ids(accounts)
+                            .ok_or_else(|| ApplyError::Unresolved { path: path.clone(), owner: o.to_string() })?,
+                    ),
+                    None => None,
+                };
+                crate::fsutil::replace_file_as(path, data, *mode, ids).map_err(io_at("replace", path))
             }
             Action::Symlink { path, target } => {
                 let tmp = temp_beside(path);
