@@ -49,7 +49,14 @@ impl fmt::Display for SinkError {
     }
 }
 
-impl std::error::Error for SinkError {}
+impl std::error::Error for SinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SinkError::Read { source, .. } => Some(source),
+            SinkError::Pem { .. } => None,
+        }
+    }
+}
 
 /// What the other side made of one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

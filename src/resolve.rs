@@ -82,7 +82,14 @@ impl fmt::Display for ResolveError {
     }
 }
 
-impl std::error::Error for ResolveError {}
+impl std::error::Error for ResolveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ResolveError::Failed { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Addresses for `host` (a name, an IP, or a bracketed IPv6) and `port`,
 /// within `timeout` (`None`: as long as the system resolver takes).

@@ -148,6 +148,15 @@ impl fmt::Display for ApplyError {
     }
 }
 
+impl std::error::Error for ApplyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApplyError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 fn io_at<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ApplyError + 'a {
     move |source| ApplyError::Io { op, path: path.to_path_buf(), source }
 }
