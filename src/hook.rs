@@ -6,8 +6,10 @@
 //! - exit status 0, always: every error and every panic ends here as one
 //!   line on stderr (OpenVPN's log) — [`run`] is the one place that decides;
 //! - nothing on stdout, no network, no fork, no `PATH`, no `/tmp`;
-//! - bounded time: lock waits are capped (see [`LOCK_WAIT`]); when the
-//!   spool's lock is stuck the event goes to its own chunk in `pending/`;
+//! - bounded time: the wait for the spool's lock ends when the lock shows
+//!   no progress for [`crate::spool::STALL`] and is capped at [`LOCK_WAIT`];
+//!   then the event goes to its own chunk in `pending/`, still with a
+//!   unique seq;
 //! - when an event cannot be stored at all, the event itself is printed in
 //!   that stderr line, so it survives in OpenVPN's log.
 
@@ -20,9 +22,11 @@ use crate::config::{self, Settings};
 use crate::event::{self, ProcessEnv};
 use crate::spool::{Spool, Written};
 
-/// How long a hook waits for each spool lock before taking the bypass.
-/// Both together stay far below the 50 ms a hook may take at worst.
-pub const LOCK_WAIT: Duration = Duration::from_millis(15);
+/// The most a hook waits for `queue.lock`, however busy (but moving) the
+/// lock is. A stuck holder costs only [`crate::spool::STALL`]; this cap is
+/// for a lock that keeps moving yet never comes round (it does, in a burst
+/// of 300 hooks on 2 cores, within tens of ms: see README, Benchmarks).
+pub const LOCK_WAIT: Duration = Duration::from_millis(800);
 
 /// Which hook is running.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,9 @@
 //!   that names sort in write order; files starting with `.` are unfinished
 //!   and ignored;
 //! - `failed/`: lines or batches the server (or the parser) refused;
-//! - `seq`: the last sequence number given out, guarded by its own lock;
+//! - `seq.counter`: the sequence counter, whose *size* is the number (see
+//!   [`Counter`]); `seq`: the text counter of earlier versions, read once
+//!   when `seq.counter` is made and then marked as moved;
 //! - `dropped`: events refused because the spool was full (see below).
 //!
 //! Guarantees:
@@ -14,11 +16,14 @@
 //!   rotation takes the same lock, so a line is never torn or split by a
 //!   rotation; a short write (disk full) is cut back off before unlocking;
 //! - `seq` is taken while `queue.lock` is held, so it increases in queue
-//!   order; it comes from the `seq` file under its own lock, so an event
-//!   that had to bypass a stuck `queue.lock` still gets a unique number;
-//! - a writer never waits longer than the caller's bound: when `queue.lock`
-//!   is held too long, the event is written to its own file in `pending/`
-//!   (temp name, then rename), which the agent delivers like any chunk;
+//!   order; it needs no lock of its own (one 1-byte `O_APPEND` write, whose
+//!   new offset is the number), so an event that had to bypass a stuck
+//!   `queue.lock` still gets a unique, non-zero number;
+//! - a writer waits for `queue.lock` only while the lock makes progress
+//!   (`queue.log` grows or is rotated), sleeping with exponential backoff,
+//!   and never longer than the caller's cap: when the holder is stuck the
+//!   event is written to its own file in `pending/` (temp name, then
+//!   rename), which the agent delivers like any chunk;
 //! - files are opened with `O_NOFOLLOW` and created mode 0660 (whatever the
 //!   umask), taking the spool directory's group (it is setgid);
 //! - hooks never fsync: the agent pays for durability when it rotates.
@@ -26,16 +31,47 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::event::Event;
+use crate::fsutil::{self, Owners};
+
+/// How long `queue.lock` may show no progress before a hook calls it stuck
+/// and bypasses. A holder that is merely preempted (300 hooks on 2 cores)
+/// gets the CPU back well within this.
+pub const STALL: Duration = Duration::from_millis(100);
+
+/// The same, once a hook has already found the lock stuck and nothing was
+/// appended since: a stopped holder costs the first hooks [`STALL`], the
+/// ones after this.
+pub const KNOWN_STALL: Duration = Duration::from_millis(20);
+
+/// The counter file's header: the base, in decimal, padded with spaces to
+/// `HEADER - 1` bytes and a newline. The number given out is
+/// `base + (file size - HEADER)` after the writer's own 1-byte append.
+const HEADER: usize = 32;
+
+/// Bases at or above this are damage (the old text counter held `u64::MAX`
+/// once): a real spool never counts that far, and base + any file size
+/// stays far from overflowing.
+const SANE: u64 = 1 << 62;
+
+/// What `seq` says once its number has moved into `seq.counter`: an older
+/// binary reading it restarts above the time in microseconds (its rule for
+/// a damaged counter), so it cannot reuse a number either.
+const MOVED: &[u8] = b"moved to seq.counter\n";
+
+/// How long making `seq.counter` waits for the old `seq` lock (only older
+/// binaries still take it). Past it the counter starts above the time.
+const LEGACY_WAIT: Duration = Duration::from_millis(5);
 
 pub const QUEUE: &str = "queue.log";
 pub const QUEUE_LOCK: &str = "queue.lock";
 pub const SEQ: &str = "seq";
+pub const COUNTER: &str = "seq.counter";
 pub const DROPPED: &str = "dropped";
 pub const PENDING: &str = "pending";
 pub const FAILED: &str = "failed";
@@ -109,19 +145,25 @@ impl Spool {
         self.dir.join(FAILED)
     }
 
-    /// Appends one event, waiting at most `wait` for each lock. Nothing
-    /// here blocks without a bound. `max_queue_bytes` caps `queue.log`
-    /// (the agent bounds the rest of the spool).
+    /// Appends one event. `wait` caps the wait for `queue.lock`; before
+    /// that, a lock that shows no progress for [`STALL`] counts as stuck.
+    /// Nothing here blocks without a bound. `max_queue_bytes` caps
+    /// `queue.log` (the agent bounds the rest of the spool).
     pub fn append(&self, ev: &Event, wait: Duration, max_queue_bytes: u64) -> Result<Written, SpoolError> {
-        let deadline = Instant::now() + wait;
         let lock_path = self.dir.join(QUEUE_LOCK);
         let lock = open_create(&lock_path, false).map_err(io_err(&lock_path))?;
-        if !lock_until(&lock, deadline) {
-            return self.bypass(ev, deadline + wait);
-        }
-        let seq = self.next_seq(deadline + wait)?;
-        let line = ev.to_line(seq);
+        let counter = self.open_counter();
         let queue = self.queue();
+        if !lock_while_progress(&lock, &queue, STALL.min(wait), KNOWN_STALL.min(wait), wait) {
+            mark_stuck(&lock);
+            return self.bypass(ev, counter);
+        }
+        let counter = match counter {
+            Ok(c) => c,
+            Err(e) => self.recover_counter(e, true)?,
+        };
+        let seq = counter.take().map_err(io_err(&self.dir.join(COUNTER)))?;
+        let line = ev.to_line(seq);
         let (mut file, len) = open_create_sized(&queue, true).map_err(io_err(&queue))?;
         if len + line.len() as u64 > max_queue_bytes {
             self.count_dropped(seq).map_err(io_err(&self.dir.join(DROPPED)))?;
@@ -138,11 +180,19 @@ impl Spool {
 
     /// The slow path when `queue.lock` is stuck: the event becomes a chunk
     /// of its own, written under a temporary name and renamed into place.
-    fn bypass(&self, ev: &Event, deadline: Instant) -> Result<Written, SpoolError> {
-        let seq = match self.next_seq(deadline) {
-            Ok(seq) => seq,
-            // Even the seq lock is stuck: 0 means "no number could be given".
-            Err(SpoolError::LockTimeout { .. }) => 0,
+    /// Its seq comes from the same counter, without any lock.
+    fn bypass(&self, ev: &Event, counter: io::Result<Counter>) -> Result<Written, SpoolError> {
+        let counter = match counter {
+            Ok(c) => Ok(c),
+            Err(e) => self.recover_counter(e, false),
+        };
+        let seq = match counter {
+            Ok(c) => c.take().map_err(io_err(&self.dir.join(COUNTER)))?,
+            // A damaged counter is replaced only under queue.lock, which is
+            // stuck: above the time in microseconds, as for any damage.
+            Err(SpoolError::Io { source, .. }) if source.kind() == io::ErrorKind::InvalidData => {
+                (unix_nanos() / 1000).max(1)
+            }
             Err(e) => return Err(e),
         };
         let pending = self.pending();
@@ -159,35 +209,105 @@ impl Spool {
         Ok(Written::Bypass { seq, chunk })
     }
 
-    /// Takes the next sequence number from `seq` under that file's lock.
-    /// A damaged counter restarts above the current time in microseconds,
-    /// which is above any count a real spool reaches, so numbers stay
-    /// unique and increasing.
-    pub fn next_seq(&self, deadline: Instant) -> Result<u64, SpoolError> {
-        let path = self.dir.join(SEQ);
-        let file = open_create(&path, false).map_err(io_err(&path))?;
-        if !lock_until(&file, deadline) {
-            return Err(SpoolError::LockTimeout { path });
+    /// Opens `seq.counter` as it is: `NotFound` when it was never made,
+    /// `InvalidData` when it is not a regular file with one link or its
+    /// header is damaged.
+    fn open_counter(&self) -> io::Result<Counter> {
+        let path = self.dir.join(COUNTER);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(fsutil::guarded_flags())
+            .open(&path)
+            .map_err(|e| fsutil::loop_is_link(&path, e))?;
+        fsutil::check_file(&path, &file, &Owners::anyone())?;
+        let mut buf = [0u8; HEADER];
+        let n = file.read_at(&mut buf, 0)?;
+        match parse_header(&buf[..n]) {
+            Some(base) => Ok(Counter { file, base }),
+            None => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: damaged header", path.display()))),
         }
-        // One pread/pwrite at offset 0 into a fixed buffer: this runs in
-        // every hook, and read_to_string would add a statx, two lseeks and
-        // a second read. A u64 and its newline fit with room to spare, so
-        // a full buffer means a damaged (overlong) file.
-        let mut buf = [0u8; 32];
-        let n = file.read_at(&mut buf, 0).map_err(io_err(&path))?;
-        let last = match std::str::from_utf8(&buf[..n]).map(str::trim) {
-            _ if n == buf.len() => unix_nanos() / 1000,
-            Ok("") => 0,
-            Ok(t) => t.parse::<u64>().unwrap_or_else(|_| unix_nanos() / 1000),
-            Err(_) => unix_nanos() / 1000,
+    }
+
+    /// Makes `seq.counter` when it is missing, or (`replace`, only under
+    /// `queue.lock`) damaged, and opens it. The first one continues the old
+    /// `seq` (read under its lock, then marked as moved), so an upgrade
+    /// leaves no gap; any later one (the counter was removed or damaged)
+    /// starts above the time in microseconds, like the old rule for damage.
+    /// Written under a temporary name and renamed into place, so no one
+    /// ever sees it without its header; when two hooks race, the first
+    /// rename wins (`RENAME_NOREPLACE`) and both use that one.
+    fn recover_counter(&self, why: io::Error, in_queue: bool) -> Result<Counter, SpoolError> {
+        let path = self.dir.join(COUNTER);
+        let replace = match why.kind() {
+            io::ErrorKind::NotFound => false,
+            io::ErrorKind::InvalidData if in_queue => true,
+            _ => return Err(SpoolError::Io { path, source: why }),
         };
-        let seq = last + 1;
-        let new = format!("{seq}\n");
-        file.write_all_at(new.as_bytes(), 0).map_err(io_err(&path))?;
-        if new.len() < n {
-            file.set_len(new.len() as u64).map_err(io_err(&path))?;
+        let after_time = || (unix_nanos() / 1000).max(1);
+        let legacy_path = self.dir.join(SEQ);
+        let legacy = open_create(&legacy_path, false).ok();
+        let locked = legacy.as_ref().filter(|f| lock_until(f, Instant::now() + LEGACY_WAIT));
+        let base = match locked {
+            Some(f) if !replace => {
+                let mut buf = [0u8; 32];
+                let n = f.read_at(&mut buf, 0).map_err(io_err(&legacy_path))?;
+                let last = match std::str::from_utf8(&buf[..n]).map(str::trim) {
+                    _ if n == buf.len() => None,
+                    Ok("") => Some(0),
+                    Ok(t) => t.parse::<u64>().ok().filter(|&n| n < SANE),
+                    Err(_) => None,
+                };
+                last.unwrap_or_else(after_time)
+            }
+            _ => after_time(),
+        };
+        if let Some(f) = locked {
+            // Marked before the counter exists: a crash in between costs a
+            // gap, never a number given out twice.
+            f.write_all_at(MOVED, 0).and_then(|()| f.set_len(MOVED.len() as u64)).map_err(io_err(&legacy_path))?;
         }
-        Ok(seq)
+        let tmp = self.dir.join(format!(".{COUNTER}.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let made = open_new(&tmp)
+            .and_then(|mut f| f.write_all(format!("{base:<width$}\n", width = HEADER - 1).as_bytes()))
+            .and_then(|()| {
+                if replace {
+                    fs::rename(&tmp, &path)
+                } else {
+                    nix::fcntl::renameat2(
+                        nix::fcntl::AT_FDCWD,
+                        &tmp,
+                        nix::fcntl::AT_FDCWD,
+                        &path,
+                        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+                    )
+                    .map_err(io::Error::from)
+                }
+            });
+        match made {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&tmp);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(SpoolError::Io { path: tmp, source: e });
+            }
+        }
+        drop(legacy);
+        self.open_counter().map_err(io_err(&path))
+    }
+
+    /// Takes the next sequence number, making the counter if needed (for
+    /// tests; hooks go through [`Spool::append`]).
+    #[cfg(test)]
+    fn next_seq(&self) -> Result<u64, SpoolError> {
+        let counter = match self.open_counter() {
+            Ok(c) => c,
+            Err(e) => self.recover_counter(e, true)?,
+        };
+        counter.take().map_err(io_err(&self.dir.join(COUNTER)))
     }
 
     /// Records one event refused for space: `count first_seq last_seq`.
@@ -244,6 +364,7 @@ impl Spool {
             return Err(SpoolError::LockTimeout { path: lock_path });
         }
         self.heal_seq();
+        self.heal_counter();
         let queue = self.queue();
         let regular = match fs::symlink_metadata(&queue) {
             Ok(m) if m.is_file() && m.len() > 0 => true,
@@ -295,6 +416,64 @@ impl Spool {
             }
         }
     }
+
+    /// A `seq.counter` that is a link, FIFO or second name is set aside
+    /// (the next hook makes a new one, above the time in microseconds). A
+    /// good one has the blocks behind its last one freed: its size is the
+    /// number, its content nothing (1 byte per event where the file system
+    /// cannot punch holes). Called by the agent under `queue.lock`.
+    fn heal_counter(&self) {
+        let path = self.dir.join(COUNTER);
+        let Ok(m) = fs::symlink_metadata(&path) else { return };
+        if let Err(e) = fsutil::check_meta(&path, &m, &Owners::anyone()) {
+            return self.set_aside(COUNTER, &e);
+        }
+        const BLOCK: u64 = 4096;
+        let end = m.len() / BLOCK * BLOCK;
+        if end <= BLOCK || m.blocks() <= 16 {
+            return;
+        }
+        if let Ok(c) = self.open_counter() {
+            let punch =
+                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE;
+            if let Err(e) = nix::fcntl::fallocate(&c.file, punch, BLOCK as i64, (end - BLOCK) as i64) {
+                log::debug!("{}: cannot punch holes ({e}); it grows 1 byte per event", path.display());
+            }
+        }
+    }
+}
+
+/// The sequence counter: `seq.counter` opened `O_APPEND`. One 1-byte
+/// `write` appends at the end under the kernel's inode lock and leaves this
+/// process's offset just past it, so `lseek(fd, 0, SEEK_CUR)` afterwards is
+/// a size no other writer got: unique and increasing, with no lock and no
+/// read-modify-write. (The offset is this open file's own; nobody else
+/// shares it.)
+struct Counter {
+    file: File,
+    base: u64,
+}
+
+impl Counter {
+    fn take(&self) -> io::Result<u64> {
+        let mut f = &self.file;
+        if f.write(b"\n")? != 1 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "counter not extended"));
+        }
+        let end = f.stream_position()?;
+        end.checked_sub(HEADER as u64)
+            .filter(|&k| k > 0)
+            .and_then(|k| self.base.checked_add(k))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "counter shorter than its header"))
+    }
+}
+
+/// The base in a counter's header, or `None` when it is damaged.
+fn parse_header(h: &[u8]) -> Option<u64> {
+    if h.len() != HEADER || h[HEADER - 1] != b'\n' {
+        return None;
+    }
+    std::str::from_utf8(&h[..HEADER - 1]).ok()?.trim_end_matches(' ').parse::<u64>().ok().filter(|&b| b < SANE)
 }
 
 /// Events the spool had to refuse, as kept in the `dropped` file.
@@ -338,16 +517,75 @@ pub fn unix_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-/// Polls a non-blocking `flock` until `deadline`. A lock held by a stuck
-/// process must cost a hook milliseconds, never the VPN's time.
+/// Shortest and longest sleep between two tries of a busy lock.
+const NAP_MIN: Duration = Duration::from_micros(50);
+const NAP_MAX: Duration = Duration::from_millis(1);
+
+/// Polls a non-blocking `flock` until `deadline`, sleeping 50 µs doubling
+/// to 1 ms in between. A lock held by a stuck process must cost a hook
+/// milliseconds, never the VPN's time.
 fn lock_until(file: &File, deadline: Instant) -> bool {
+    let mut nap = NAP_MIN;
     loop {
         match file.try_lock() {
             Ok(()) => return true,
             Err(_) if Instant::now() >= deadline => return false,
-            Err(_) => std::thread::sleep(Duration::from_micros(100)),
+            Err(_) => std::thread::sleep(nap),
+        }
+        nap = (nap * 2).min(NAP_MAX);
+    }
+}
+
+/// Takes `queue.lock` (`lock`), waiting while it makes progress:
+/// `queue` (the path) changing size or being rotated away. Gives up when
+/// it has not moved for `stall` (or `known` when an earlier hook already
+/// found the lock stuck, see [`mark_stuck`]), or after `cap` in all.
+/// Waiters sleep with exponential backoff (50 µs doubling to 1 ms), so a
+/// burst of hundreds of hooks leaves the CPUs to whoever holds the lock.
+/// `stall` must be long: a holder preempted inside its few microseconds
+/// under the lock, among 300 starting processes on 2 cores, waits tens to
+/// hundreds of ms for a CPU (README, Benchmarks, for the numbers).
+fn lock_while_progress(lock: &File, queue: &Path, stall: Duration, known: Duration, cap: Duration) -> bool {
+    if lock.try_lock().is_ok() {
+        return true;
+    }
+    let look = || fs::symlink_metadata(queue).ok();
+    let start = Instant::now();
+    let first = look();
+    let stall = if known_stuck(lock, first.as_ref()) { known } else { stall };
+    let (mut seen, mut since) = (first.map(|m| (m.ino(), m.len())), start);
+    let mut nap = NAP_MIN;
+    loop {
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(NAP_MAX);
+        if lock.try_lock().is_ok() {
+            return true;
+        }
+        let now = Instant::now();
+        let state = look().map(|m| (m.ino(), m.len()));
+        if state != seen {
+            (seen, since) = (state, now);
+        }
+        if now - since >= stall || now - start >= cap {
+            return false;
         }
     }
+}
+
+/// A hook that gave up on `queue.lock` stamps its mtime: "stuck as of now".
+fn mark_stuck(lock: &File) {
+    let now = nix::sys::time::TimeSpec::UTIME_NOW;
+    let _ = nix::sys::stat::futimens(lock, &now, &now);
+}
+
+/// Whether a hook gave up on the lock after `queue.log` last changed (no
+/// line was appended since): then the lock is stuck as far as anyone knows,
+/// and waiting the whole stall again would only make each hook slow.
+fn known_stuck(lock: &File, queue: Option<&fs::Metadata>) -> bool {
+    let Ok(l) = lock.metadata() else { return false };
+    let stamp = |m: &fs::Metadata| (m.mtime(), m.mtime_nsec());
+    // Rotated away and nothing appended since: no evidence either way.
+    queue.is_some_and(|q| stamp(&l) > stamp(q))
 }
 
 fn options(append: bool) -> OpenOptions {
@@ -403,22 +641,64 @@ mod tests {
         Spool::new(dir)
     }
 
+    const TIME_US: u64 = 1_000_000_000_000_000;
+
     #[test]
     fn seq_increases_and_survives_damage() {
         let s = tmp_spool("seq");
-        let d = Instant::now() + Duration::from_secs(1);
-        assert_eq!(s.next_seq(d).unwrap(), 1);
-        assert_eq!(s.next_seq(d).unwrap(), 2);
-        fs::write(s.dir.join(SEQ), "garbage").unwrap();
-        let big = s.next_seq(d).unwrap();
-        assert!(big > 1_000_000_000_000_000);
-        assert_eq!(s.next_seq(d).unwrap(), big + 1);
-        assert_eq!(fs::read_to_string(s.dir.join(SEQ)).unwrap(), format!("{}\n", big + 1));
-        // Overlong (more than the read buffer): damaged too, and cut back.
-        fs::write(s.dir.join(SEQ), format!("5{}", " ".repeat(100))).unwrap();
-        let again = s.next_seq(d).unwrap();
-        assert!(again > 1_000_000_000_000_000);
-        assert_eq!(fs::read_to_string(s.dir.join(SEQ)).unwrap(), format!("{again}\n"));
+        assert_eq!(s.next_seq().unwrap(), 1);
+        assert_eq!(s.next_seq().unwrap(), 2);
+        assert_eq!(fs::read(s.dir.join(SEQ)).unwrap(), MOVED, "old counter marked as moved");
+        assert_eq!(fs::metadata(s.dir.join(COUNTER)).unwrap().len(), HEADER as u64 + 2);
+        // A damaged header is replaced (under queue.lock) above the time.
+        fs::write(s.dir.join(COUNTER), "garbage").unwrap();
+        let big = s.next_seq().unwrap();
+        assert!(big > TIME_US);
+        assert_eq!(s.next_seq().unwrap(), big + 1);
+        // Removed: made again, above the time too (`seq` says "moved"), so
+        // no number is given twice.
+        fs::remove_file(s.dir.join(COUNTER)).unwrap();
+        assert!(s.next_seq().unwrap() > big + 1);
+        fs::remove_dir_all(&s.dir).unwrap();
+    }
+
+    #[test]
+    fn counter_continues_the_old_seq_and_never_wraps() {
+        let s = tmp_spool("migrate");
+        fs::write(s.dir.join(SEQ), "41\n").unwrap();
+        assert_eq!(s.next_seq().unwrap(), 42, "an upgrade leaves no gap");
+        for damaged in [format!("{}\n", u64::MAX), format!("{}\n", u64::MAX - 1), "5".repeat(40)] {
+            fs::remove_file(s.dir.join(COUNTER)).unwrap();
+            fs::write(s.dir.join(SEQ), &damaged).unwrap();
+            let seq = s.next_seq().unwrap();
+            assert!(seq > TIME_US && seq < SANE, "{damaged:?} gave {seq}");
+        }
+        // A header at the top of the range is damage too, never a wrap.
+        fs::write(s.dir.join(COUNTER), format!("{:<31}\n", u64::MAX)).unwrap();
+        let seq = s.next_seq().unwrap();
+        assert!(seq > TIME_US && seq < SANE, "{seq}");
+        fs::remove_dir_all(&s.dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_frees_the_counters_blocks() {
+        let s = tmp_spool("punch");
+        let w = Duration::from_millis(20);
+        let mut last = 0;
+        for _ in 0..20_000 {
+            let seq = s.next_seq().unwrap();
+            assert_eq!(seq, last + 1);
+            last = seq;
+        }
+        s.append(&Event::new("A"), w, 1 << 20).unwrap();
+        s.rotate(w).unwrap();
+        let m = fs::metadata(s.dir.join(COUNTER)).unwrap();
+        assert_eq!(m.len(), HEADER as u64 + 20_001, "the size is the number");
+        // Where the file system punches holes (tmpfs, ext4, xfs, btrfs).
+        if m.blocks() * 512 < m.len() {
+            assert!(m.blocks() <= 16, "{} blocks", m.blocks());
+        }
+        assert_eq!(s.append(&Event::new("B"), w, 1 << 20).unwrap(), Written::Queue { seq: 20_002 });
         fs::remove_dir_all(&s.dir).unwrap();
     }
 

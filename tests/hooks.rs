@@ -7,6 +7,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -374,6 +375,13 @@ fn never_follows_a_symlink_in_the_spool() {
     symlink(&victim, s.spool().join("seq")).unwrap();
     ok(s.hook("telemetry-connect.sh", &[], ALICE));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    // The counter as a link: replaced (the link itself), never appended to.
+    fs::remove_file(s.spool().join("seq.counter")).unwrap();
+    symlink(&victim, s.spool().join("seq.counter")).unwrap();
+    ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(fs::symlink_metadata(s.spool().join("seq.counter")).unwrap().is_file());
+    assert_eq!(s.lines().len(), 2);
 }
 
 #[test]
@@ -394,7 +402,7 @@ fn files_are_0660_with_the_spool_group_whatever_the_umask() {
     let c = if is_root() { as_nobody(sh) } else { sh };
     ok(c);
     let dir_gid = fs::metadata(s.spool()).unwrap().gid();
-    for f in ["queue.log", "seq", "queue.lock"] {
+    for f in ["queue.log", "seq", "seq.counter", "queue.lock"] {
         let m = fs::symlink_metadata(s.spool().join(f)).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o660, "{f} mode");
         assert_eq!(m.gid(), dir_gid, "{f} group");
@@ -498,4 +506,141 @@ fn rotate(spool: &Path, n: u64) {
     if q.exists() {
         fs::rename(&q, spool.join(format!("pending/{:020}-q{n}.ndjson", n))).unwrap();
     }
+}
+
+/// Every event in `pending/` after a final rotation: (file name, seq,
+/// common_name) in file order; checks every line is whole JSON.
+fn spooled_events(spool: &Path) -> Vec<(String, u64, String)> {
+    let mut chunks: Vec<_> = fs::read_dir(spool.join("pending")).unwrap().map(|e| e.unwrap().path()).collect();
+    chunks.sort();
+    let mut out = Vec::new();
+    for c in &chunks {
+        let text = fs::read_to_string(c).unwrap();
+        assert!(text.ends_with('\n'), "{} ends mid-line", c.display());
+        let name = c.file_name().unwrap().to_string_lossy().into_owned();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
+            let seq = v["seq"].as_u64().unwrap_or_else(|| panic!("seq not an integer: {line}"));
+            out.push((name.clone(), seq, v["common_name"].as_str().unwrap_or_default().to_string()));
+        }
+    }
+    out
+}
+
+/// The storm of issue 12: 300 hooks released at once (OpenVPN restarting)
+/// while queue.log is rotated every 2 ms. Every event exactly once, every
+/// seq a unique non-zero integer, increasing within each file. How many
+/// reach queue.log rather than a bypass chunk depends on the machine's
+/// load (`make bench` measures it: ≥ 99% on 2 idle cores); the test only
+/// asserts that most do, which the old fixed 15 ms poll missed by far
+/// (2–18% in queue.log), and that bypassing never costs a number.
+#[test]
+fn connection_storm_gives_every_event_a_unique_seq() {
+    const HOOKS: usize = 300;
+    let s = Arc::new(Site::new("storm"));
+    // An earlier version's counter: numbers continue from it, no gap.
+    fs::write(s.spool().join("seq"), "1000\n").unwrap();
+    // The rotator is a process of its own, as the agent is (a thread of
+    // this process would stall behind its 300 forks holding the lock).
+    let mut rotator = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "i=0; while [ ! -e stop ]; do \
+               flock queue.lock sh -c '[ ! -e queue.log ] || mv queue.log pending/$(printf %020d $0)-q.ndjson' $i; \
+               i=$((i+1)); sleep 0.002; done",
+        )
+        .current_dir(s.spool())
+        .spawn()
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(HOOKS));
+    let workers: Vec<_> = (0..HOOKS)
+        .map(|i| {
+            let (s, b) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let name = format!("storm{i}");
+                let mut c = s.hook("telemetry-connect.sh", &[], &[("common_name", name.as_bytes())]);
+                c.stderr(Stdio::null());
+                b.wait();
+                ok(c)
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    fs::write(s.spool().join("stop"), "").unwrap();
+    rotator.wait().unwrap();
+    rotate(&s.spool(), 1_000_000);
+
+    let events = spooled_events(&s.spool());
+    let names: std::collections::HashSet<_> = events.iter().map(|e| e.2.clone()).collect();
+    assert_eq!((events.len(), names.len()), (HOOKS, HOOKS), "every event exactly once");
+    let seqs: std::collections::HashSet<_> = events.iter().map(|e| e.1).collect();
+    assert_eq!(seqs.len(), HOOKS, "seq unique across queue and bypass chunks");
+    assert!(events.iter().all(|e| e.1 > 1000), "never 0, never below the old counter");
+    assert_eq!(seqs.iter().max(), Some(&(1000 + HOOKS as u64)), "no gap after the old counter");
+    for w in events.windows(2) {
+        if w[0].0 == w[1].0 {
+            assert!(w[0].1 < w[1].1, "seq {} after {} in {}", w[1].1, w[0].1, w[0].0);
+        }
+    }
+    let queued = events.iter().filter(|e| e.0.contains("-q")).count();
+    eprintln!("storm: {queued}/{HOOKS} events through queue.log");
+    assert!(queued * 2 > HOOKS, "only {queued}/{HOOKS} through queue.log: a moving lock was taken for stuck");
+}
+
+/// A lock that really is stuck: its holder is stopped (SIGSTOP) while it
+/// holds queue.lock. A burst of hooks all bypass, each quickly, with
+/// numbers unique across the bypass chunks and what queue.log gets after.
+#[test]
+fn a_stopped_lock_holder_is_bypassed_with_unique_seq() {
+    const HOOKS: usize = 40;
+    let s = Arc::new(Site::new("stopped"));
+    ok(s.hook("telemetry-connect.sh", &[], &[("common_name", b"before")]));
+    // flock and its sleep in a group of their own, stopped together.
+    let mut holder = Command::new("flock")
+        .arg(s.spool().join("queue.lock"))
+        .args(["sleep", "600"])
+        .stdout(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let lock = File::open(s.spool().join("queue.lock")).unwrap();
+    while lock.try_lock().is_ok() {
+        lock.unlock().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pgid = nix::unistd::Pid::from_raw(holder.id() as i32);
+    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = Instant::now();
+    let barrier = Arc::new(Barrier::new(HOOKS));
+    let workers: Vec<_> = (0..HOOKS)
+        .map(|i| {
+            let (s, b) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let name = format!("stuck{i}");
+                let c = s.hook("telemetry-connect.sh", &[], &[("common_name", name.as_bytes())]);
+                b.wait();
+                stderr(&ok(c))
+            })
+        })
+        .collect();
+    for w in workers {
+        let err = w.join().unwrap();
+        assert!(err.contains("lock busy"), "{err}");
+    }
+    let took = started.elapsed();
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let _ = holder.wait();
+    // Generous for a noisy machine: waiting on the holder would be 600 s.
+    assert!(took < Duration::from_secs(5), "{HOOKS} hooks took {took:?} with a stopped holder");
+    ok(s.hook("telemetry-connect.sh", &[], &[("common_name", b"after")]));
+    rotate(&s.spool(), 1_000_000);
+    let events = spooled_events(&s.spool());
+    assert_eq!(events.len(), HOOKS + 2);
+    let seqs: std::collections::HashSet<_> = events.iter().map(|e| e.1).collect();
+    assert_eq!(seqs.len(), HOOKS + 2, "unique seq across bypass chunks and queue.log");
+    assert!(events.iter().all(|e| e.1 > 0));
+    let by_name = |n: &str| events.iter().find(|e| e.2 == n).unwrap().1;
+    assert_eq!((by_name("before"), by_name("after")), (1, HOOKS as u64 + 2));
 }
