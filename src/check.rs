@@ -398,8 +398,14 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
     use crate::http::Outcome;
     let tls =
         if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
+    let empty = match s.format {
+        crate::config::Format::Otlp => "an empty OTLP ExportLogsServiceRequest",
+        crate::config::Format::Seed => "an empty batch",
+    };
     match sink.send(&server_id, &[]) {
-        Outcome::Delivered => r.ok(format!("{shown}: {tls} OK (an empty batch was accepted)")),
+        Outcome::Delivered | Outcome::PartlyRejected { .. } => {
+            r.ok(format!("{shown}: {tls} OK ({empty} was accepted)"))
+        }
         Outcome::Misconfigured { reason } => {
             r.fail(format!("{shown}: refused: {reason}"), "check AUTH_HEADER or the client certificate")
         }

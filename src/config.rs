@@ -163,6 +163,15 @@ pub enum Compress {
     Gzip,
 }
 
+/// The wire format of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{server_id, sent_at, events}`, the events as the hooks wrote them.
+    Seed,
+    /// OTLP/HTTP logs, JSON encoding (see `src/otlp.rs`).
+    Otlp,
+}
+
 /// Every setting, checked, with the defaults the README documents.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -182,6 +191,7 @@ pub struct Settings {
     pub max_batch_events: u64,
     pub max_batch_bytes: u64,
     pub compress: Compress,
+    pub format: Format,
     pub auth_header: Option<String>,
     pub mtls_enabled: bool,
     pub client_cert: Option<PathBuf>,
@@ -217,6 +227,7 @@ impl Settings {
             max_batch_events: 1000,
             max_batch_bytes: 1024 * 1024,
             compress: Compress::None,
+            format: Format::Seed,
             auth_header: None,
             mtls_enabled: false,
             client_cert: None,
@@ -285,6 +296,13 @@ impl Settings {
                         "" | "none" | "0" => Compress::None,
                         "gzip" => Compress::Gzip,
                         _ => return Err(bad(format!("expected gzip or none, found {v:?}"))),
+                    }
+                }
+                "TELEMETRY_FORMAT" => {
+                    s.format = match v {
+                        "" | "seed" => Format::Seed,
+                        "otlp" => Format::Otlp,
+                        _ => return Err(bad(format!("expected seed or otlp, found {v:?}"))),
                     }
                 }
                 "AUTH_HEADER" => s.auth_header = auth_header_value(v).map_err(bad)?,

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 
-use crate::config::{Compress, Settings};
+use crate::config::{Compress, Format, Settings};
 
 /// The system trust store, as Debian/Ubuntu ship it (curl's default).
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -68,6 +68,9 @@ pub enum Outcome {
     /// 401/403 or a redirect: the operator must fix `AUTH_HEADER`, the
     /// client certificate or the URL. Keep it, complain loudly, retry slowly.
     Misconfigured { reason: String },
+    /// 2xx, but the receiver says it rejected `rejected` of the records
+    /// (OTLP `partialSuccess`): delete the batch, count those as dropped.
+    PartlyRejected { rejected: u64, message: String },
     /// 413: the batch must be split.
     TooLarge,
     /// Any other 4xx: this batch will never be accepted; set it aside in
@@ -87,6 +90,9 @@ pub struct Http {
     url: String,
     auth: Option<(String, String)>,
     gzip: bool,
+    format: Format,
+    /// `host.name` of the OTLP resource.
+    host: String,
 }
 
 /// Where delivery hands a batch, and what became of it. The agent's is
@@ -101,6 +107,14 @@ pub trait Deliver: Send {
     fn holds(&self) -> bool {
         false
     }
+    /// Bytes one event line adds to a request body (for `MAX_BATCH_BYTES`).
+    fn cost(&self, line: &[u8]) -> usize {
+        line.len() + 1
+    }
+    /// Bytes a request body adds around its events.
+    fn overhead(&self, server_id: &str) -> usize {
+        envelope_overhead(server_id)
+    }
 }
 
 impl Deliver for Sink {
@@ -112,6 +126,18 @@ impl Deliver for Sink {
     }
     fn holds(&self) -> bool {
         matches!(self, Sink::Hold)
+    }
+    fn cost(&self, line: &[u8]) -> usize {
+        match self {
+            Sink::Http(h) if h.format == Format::Otlp => crate::otlp::cost(line),
+            _ => line.len() + 1,
+        }
+    }
+    fn overhead(&self, server_id: &str) -> usize {
+        match self {
+            Sink::Http(h) if h.format == Format::Otlp => crate::otlp::OVERHEAD + 2 * server_id.len(),
+            _ => envelope_overhead(server_id),
+        }
     }
 }
 
@@ -129,7 +155,7 @@ impl Sink {
     /// Sends the events (raw JSON objects, as the hooks wrote them).
     pub fn send(&self, server_id: &str, events: &[&[u8]]) -> Outcome {
         match self {
-            Sink::Http(h) => h.post(&envelope(server_id, events)),
+            Sink::Http(h) => h.post(server_id, events),
             Sink::File(path) => match append_lines(path, events) {
                 Ok(()) => Outcome::Delivered,
                 Err(e) => Outcome::Retry { reason: format!("{}: {e}", path.display()), retry_after: None },
@@ -210,10 +236,17 @@ impl Http {
             url: url.to_string(),
             auth,
             gzip: s.compress == Compress::Gzip,
+            format: s.format,
+            host: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         })
     }
 
-    fn post(&self, body: &[u8]) -> Outcome {
+    fn post(&self, server_id: &str, events: &[&[u8]]) -> Outcome {
+        let body = match self.format {
+            Format::Seed => envelope(server_id, events),
+            Format::Otlp => crate::otlp::export_request(server_id, &self.host, events),
+        };
+        let body = &body[..];
         let mut req = self.agent.post(&self.url).header("Content-Type", "application/json");
         if let Some((name, value)) = &self.auth {
             req = req.header(name.as_str(), value.as_str());
@@ -252,7 +285,15 @@ impl Http {
             crate::fsutil::printable(&String::from_utf8_lossy(cut).replace(['\n', '\r'], " ")).into_owned()
         };
         match status {
-            200..=299 => Outcome::Delivered,
+            200..=299 => match self.format {
+                Format::Otlp => match crate::otlp::rejected(&answer) {
+                    Some((rejected, message)) => {
+                        Outcome::PartlyRejected { rejected, message: crate::fsutil::printable(&message).into_owned() }
+                    }
+                    None => Outcome::Delivered,
+                },
+                Format::Seed => Outcome::Delivered,
+            },
             401 | 403 => Outcome::Misconfigured {
                 reason: format!("HTTP {status} (check AUTH_HEADER / client certificate): {}", head()),
             },

@@ -17,6 +17,7 @@ mod hook;
 mod http;
 mod install;
 mod notify;
+mod otlp;
 mod ovpn_conf;
 mod privilege;
 mod resolve;

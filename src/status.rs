@@ -145,6 +145,7 @@ pub fn settings_masked(s: &Settings) -> Value {
         "MAX_SPOOL_BYTES": s.max_spool_bytes,
         "MAX_BATCH_EVENTS": s.max_batch_events,
         "MAX_BATCH_BYTES": s.max_batch_bytes,
+        "TELEMETRY_FORMAT": if s.format == crate::config::Format::Otlp { "otlp" } else { "seed" },
         "COMPRESS": if s.compress == Compress::Gzip { "gzip" } else { "none" },
         "AUTH_HEADER": s.auth_header.as_deref().map(|h| format!("{}: ***", h.split(':').next().unwrap_or("").trim())),
         "MTLS_ENABLED": s.mtls_enabled,

@@ -386,13 +386,18 @@ fn daemon_rotates_delivers_and_tells_systemd() {
 /// `kill -9` at random moments while batches are in flight: after every
 /// restart each event still arrives, and the only duplicates are from
 /// batches that were in flight when the agent died.
-#[test]
-fn kill_9_at_random_moments_loses_nothing() {
+/// kill -9 at random moments of a running daemon, round after round;
+/// nothing may be lost and duplicates stay within one batch per kill.
+fn kill_9_rounds(name: &str, otlp: bool) {
     const ROUNDS: usize = 24;
     const BATCH: usize = 7;
-    let site = Site::new("kill9");
-    let rx = Receiver::start(&site, &[]);
-    site.config(&format!("TELEMETRY_URL={}\nMAX_BATCH_EVENTS={BATCH}\nROTATE_INTERVAL_SECONDS=0\n", rx.url("http")));
+    let site = Site::new(name);
+    let rx = Receiver::start(&site, if otlp { &["--otlp"] } else { &[] });
+    let format = if otlp { "otlp" } else { "seed" };
+    site.config(&format!(
+        "TELEMETRY_URL={}\nTELEMETRY_FORMAT={format}\nMAX_BATCH_EVENTS={BATCH}\nROTATE_INTERVAL_SECONDS=0\n",
+        rx.url("http")
+    ));
     let mut written = HashSet::new();
     let mut seq = 1;
     for round in 0..ROUNDS {
@@ -419,6 +424,80 @@ fn kill_9_at_random_moments_loses_nothing() {
     eprintln!("kill -9: {} events, {dups} duplicates, {} requests", written.len(), rx.stats()["requests"]);
     assert!(dups <= ROUNDS * BATCH, "{dups} duplicates from {ROUNDS} kills of {BATCH}-event batches");
     assert!(site.spooled_ids().is_empty());
+    assert_eq!(rx.stats()["otlp_errors"], 0, "{}", rx.stats()["otlp_error_examples"]);
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing() {
+    kill_9_rounds("kill9", false);
+}
+
+#[test]
+fn kill_9_in_otlp_mode_loses_nothing() {
+    kill_9_rounds("kill9-otlp", true);
+}
+
+/// Every body the agent sends in OTLP mode is a valid ExportLogsServiceRequest
+/// to the opentelemetry-proto package's strict parser, and carries every event.
+#[test]
+fn otlp_bodies_pass_a_strict_parser_and_carry_every_event() {
+    let site = Site::new("otlp");
+    let rx = Receiver::start(&site, &["--otlp", "--script", "503,503", "--keep-bodies"]);
+    site.config(&format!(
+        "TELEMETRY_URL={}\nTELEMETRY_FORMAT=otlp\nCOMPRESS=gzip\nMAX_BATCH_EVENTS=7\n",
+        rx.url("http")
+    ));
+    site.hook_events(5);
+    let mut written = site.spooled_ids();
+    let (ids, mut lines) = event_lines(100, 20);
+    written.extend(ids);
+    // A second OpenVPN instance in the same batch: a resource of its own.
+    let (id, line) = site::event_line(200);
+    lines.push(line.replace(r#""type":"#, r#""instance":"tcp","type":"#));
+    written.push(id);
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(written));
+    let st = rx.stats();
+    assert_eq!(st["otlp_errors"], 0, "{}", st["otlp_error_examples"]);
+    assert!(st["log"].as_array().unwrap().iter().all(|e| e["gzip"] == true));
+    let bodies = fs::read_to_string(rx.db.join("bodies")).unwrap();
+    assert!(bodies.contains(r#""key":"openvpn.instance","value":{"stringValue":"tcp"}"#), "{bodies}");
+    assert!(bodies.contains(r#""key":"client.port","value":{"intValue":"5555"}"#));
+}
+
+/// An OTLP receiver that takes a batch but rejects some of its records
+/// (partialSuccess): those are counted as dropped and reported, never
+/// retried forever, never silently gone.
+#[test]
+fn otlp_partial_success_is_counted_and_reported() {
+    let site = Site::new("otlp-partial");
+    let rx = Receiver::start(&site, &["--otlp", "--script", "partial:2"]);
+    site.config(&format!("TELEMETRY_URL={}\nTELEMETRY_FORMAT=otlp\n", rx.url("http")));
+    let (_, lines) = event_lines(1, 6);
+    site.chunk("q0", &lines);
+    let out = site.once();
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rejected 2"), "{out:?}");
+    let st = site.status_json();
+    assert_eq!(st["dropped"]["count"], 2, "{st}");
+    assert_eq!((st["dropped"]["first_seq"].as_u64(), st["dropped"]["last_seq"].as_u64()), (Some(1), Some(6)));
+    let report = rx.events().into_iter().find(|e| e["type"] == "TELEMETRY_EVENTS_DROPPED").expect("a drop report");
+    assert_eq!(report["count"], 2);
+    assert_eq!(rx.stats()["requests"], 2, "the partly rejected batch is not sent again");
+}
+
+/// 400 from an OTLP endpoint sets the batch aside like any 4xx.
+#[test]
+fn otlp_bad_request_sets_the_batch_aside() {
+    let site = Site::new("otlp-400");
+    let rx = Receiver::start(&site, &["--otlp", "--script", "400"]);
+    site.config(&format!("TELEMETRY_URL={}\nTELEMETRY_FORMAT=otlp\nMAX_BATCH_EVENTS=3\n", rx.url("http")));
+    let (ids, lines) = event_lines(1, 6);
+    site.chunk("q0", &lines);
+    ok(&site.once());
+    assert_eq!(sorted(rx.ids()), sorted(ids[3..].to_vec()));
+    assert_eq!(site.failed_lines().len(), 3);
 }
 
 #[test]

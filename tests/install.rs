@@ -617,4 +617,12 @@ fn check_reaches_the_server_over_tls_and_reports_auth() {
     drop(rx);
     let closed = check(&format!("TELEMETRY_URL={url}\n"));
     assert!(closed.lines().any(|l| l.starts_with("FAIL TCP:") && l.contains("— fix:")), "{closed}");
+    // An OTLP endpoint (a strict ExportLogsServiceRequest parser) answers
+    // 200 to the empty request check sends; the seed envelope it refuses.
+    let otlp = site::Receiver::start(&s, &["--otlp"]);
+    let url = otlp.url("http");
+    let ok = check(&format!("TELEMETRY_URL={url}\nTELEMETRY_FORMAT=otlp\n"));
+    assert!(ok.contains("auth (plain http, no TLS) OK (an empty OTLP ExportLogsServiceRequest was accepted)"), "{ok}");
+    let seed = check(&format!("TELEMETRY_URL={url}\n"));
+    assert!(seed.contains("HTTP 400"), "the seed envelope is not OTLP:\n{seed}");
 }

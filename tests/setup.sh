@@ -24,7 +24,10 @@ set -euo pipefail
 #   iputils-ping     `make e2e`
 #   debootstrap, systemd-container  `make systemd-e2e` (a Debian 12 root
 #                    booted with systemd-nspawn)
-pkgs_test=(build-essential openssl python3 ca-certificates strace util-linux systemd
+#   python3-pip      the opentelemetry-proto package (PyPI) that strictly
+#                    parses every OTLP body in tests/agent.rs, installed
+#                    into $CARGO_TARGET_DIR/otlp-py (not system-wide)
+pkgs_test=(build-essential openssl python3 python3-pip ca-certificates strace util-linux systemd
            openvpn easy-rsa iproute2 procps acl)
 pkgs_e2e=("${pkgs_test[@]}" iputils-ping curl)
 pkgs_bench=(build-essential curl procps)
@@ -68,6 +71,21 @@ fi
 if [ "$(id -u)" != 0 ] && [[ " $* " == *" test "* ]] && [ -z "${OVT_TEST_ALLOW_MISSING:-}" ]; then
     echo "setup: not root: the tests that need root (install, security, mounts, hooks as nobody, live OpenVPN)" \
          "will FAIL saying so; run make test as root, or set OVT_TEST_ALLOW_MISSING=1 to skip them on purpose" >&2
+fi
+
+# The strict OTLP parser for the receiver's --otlp mode, pinned, beside the
+# build (tests/support/receiver.py looks there).
+if [[ " $* " == *" test "* ]]; then
+    otlp_py="${CARGO_TARGET_DIR:-$(dirname "$0")/../target}/otlp-py"
+    if ! PYTHONPATH="$otlp_py" python3 -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2' 2>/dev/null; then
+        echo "setup: installing opentelemetry-proto into $otlp_py"
+        mkdir -p "$otlp_py"
+        # --target installs beside the build, never into the system; older
+        # Debian pips still want the PEP 668 flag for it.
+        pip=(python3 -m pip install --quiet --disable-pip-version-check --target "$otlp_py" 'opentelemetry-proto==1.45.2')
+        "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages \
+            || echo "setup: could not install opentelemetry-proto; the OTLP tests will fail saying so" >&2
+    fi
 fi
 
 # clippy and rustfmt for `make lint`, where the toolchain is rustup's.

@@ -218,6 +218,24 @@ impl Delivery {
                 }
                 Ok(())
             }
+            Outcome::PartlyRejected { rejected, message } => {
+                // Delivered as far as the position goes; the receiver said
+                // how many it threw away, not which: they are counted as
+                // dropped with the batch's seq range and reported.
+                let (first_seq, last_seq) = seq_range(&lines);
+                let rejected = rejected.min((b - a) as u64);
+                log::warn!(
+                    "the receiver took {} events but rejected {rejected} (seq within {first_seq}..{last_seq}): \
+                     {message}; counted as dropped",
+                    b - a
+                );
+                self.record_drops(crate::state::DropCount { count: rejected, first_seq, last_seq });
+                self.delivered((b - a) as u64 - rejected);
+                if b < batch.items.len() {
+                    self.advance_to(batch, b - 1);
+                }
+                Ok(())
+            }
             Outcome::TooLarge if b - a > 1 => {
                 let size: usize = lines.iter().map(|l| l.len() + 1).sum();
                 self.byte_cap = self.byte_cap.min(size / 2).max(1024);
@@ -417,6 +435,17 @@ impl Delivery {
             self.save_state();
         }
     }
+}
+
+/// The lowest and highest `seq` among event lines (0, 0 when none has one).
+fn seq_range(lines: &[&[u8]]) -> (u64, u64) {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: Option<u64>,
+    }
+    let seqs = lines.iter().filter_map(|l| serde_json::from_slice::<Seq>(l).ok()?.seq);
+    seqs.fold(None, |r: Option<(u64, u64)>, s| Some(r.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s)))))
+        .unwrap_or((0, 0))
 }
 
 /// The users whose files delivery reads: root, the agent, and the hooks'

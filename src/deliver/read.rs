@@ -10,7 +10,6 @@ use std::io::{self, Write};
 use super::backlog::{self, Line, LineReader};
 use super::failed::{self, open_quarantine};
 use super::{Delivery, Fail, Step};
-use crate::http;
 use crate::spool;
 
 /// The longest line taken as an event (when `MAX_BATCH_BYTES` is not
@@ -65,7 +64,7 @@ impl Delivery {
     }
 
     pub(super) fn read_batch(&mut self) -> Result<Batch, ReadError> {
-        let budget = self.byte_cap.saturating_sub(http::envelope_overhead(&self.server_id)).max(1024);
+        let budget = self.byte_cap.saturating_sub(self.sink.overhead(&self.server_id)).max(1024);
         let max_events = self.settings.max_batch_events.min(usize::MAX as u64) as usize;
         let failed_dir = self.spool.failed();
         let mut batch = Batch::default();
@@ -136,11 +135,12 @@ impl Delivery {
                     Ok(false) => {}
                     Ok(true) => {
                         let len = line.len();
-                        if !batch.items.is_empty() && bytes + len + 1 > budget {
+                        let cost = self.sink.cost(line);
+                        if !batch.items.is_empty() && bytes + cost > budget {
                             batch.buf.truncate(start);
                             break true;
                         }
-                        bytes += len + 1;
+                        bytes += cost;
                         batch.items.push(Item { start, end: start + len, chunk: idx, next: offset + n as u64 });
                         offset += n as u64;
                         batch.end_offset = offset;

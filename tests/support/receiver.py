@@ -24,6 +24,14 @@ CLI (stable; the agent tests and the e2e helper both use it):
 - --error-body-hex: the body of every scripted non-2xx answer, as hex bytes
   (default `{"error":"scripted N"}`), e.g. a hostile server's terminal
   escape sequences;
+- --otlp: the body must be an OTLP/HTTP JSON ExportLogsServiceRequest,
+  parsed strictly by the opentelemetry-proto package (unknown or mistyped
+  fields are a 400 and are counted in "otlp_errors"); each LogRecord must
+  carry the event as its body and agree with it (eventName, openvpn.event_id,
+  openvpn.seq, timeUnixNano), else it counts in "otlp_errors" too. The
+  events are the records' bodies. The package is looked for in $OVT_OTLP_PY,
+  then target/otlp-py (tests/setup.sh installs it there). Script step
+  `partial:N` answers 200 with partialSuccess.rejectedLogRecords = N;
 - --keep-bodies (with --db): every POST body as received (gunzipped when
   gzip), appended to DIR/bodies followed by a newline, so a test can say
   what was ever sent, envelope or not.
@@ -47,6 +55,9 @@ class State:
         self.db = args.db
         self.error_body = bytes.fromhex(args.error_body_hex) if args.error_body_hex else None
         self.keep_bodies = args.keep_bodies
+        self.otlp = load_otlp() if args.otlp else None
+        self.otlp_errors = 0
+        self.otlp_error_examples = []
         self.steps = []
         self.max_body = None
         for item in filter(None, (args.script or "").split(",")):
@@ -84,6 +95,8 @@ class State:
                 "events": self.events,
                 "duplicates": self.duplicates,
                 "log": self.log,
+                "otlp_errors": self.otlp_errors,
+                "otlp_error_examples": self.otlp_error_examples[:5],
             }
         ).encode()
 
@@ -151,6 +164,10 @@ class Handler(BaseHTTPRequestHandler):
                 st.save_stats()
             st.hang.wait()
             return
+        partial = 0
+        if step is not None and step.startswith("partial:"):
+            partial = int(step.partition(":")[2])
+            step = None
         if step is not None:
             status, _, after = step.partition(":")
             status = int(status)
@@ -169,14 +186,28 @@ class Handler(BaseHTTPRequestHandler):
         if st.max_body is not None and len(body) > st.max_body:
             entry["status"] = 413
             return self.answer(413, b'{"error":"too large"}')
-        try:
-            env = json.loads(body)
-            events = env["events"]
-            assert isinstance(env["server_id"], str) and isinstance(env["sent_at"], str)
-            assert isinstance(events, list) and all(isinstance(e, dict) for e in events)
-        except (ValueError, KeyError, TypeError, AssertionError):
-            entry["status"] = 400
-            return self.answer(400, b'{"error":"bad envelope"}')
+        if st.otlp is not None:
+            try:
+                events, problems = otlp_events(st.otlp, body)
+            except Exception as e:  # the strict parser's verdict
+                with st.lock:
+                    st.otlp_errors += 1
+                    st.otlp_error_examples.append(str(e)[:300])
+                entry["status"] = 400
+                return self.answer(400, json.dumps({"error": str(e)[:300]}).encode())
+            if problems:
+                with st.lock:
+                    st.otlp_errors += len(problems)
+                    st.otlp_error_examples.extend(problems)
+        else:
+            try:
+                env = json.loads(body)
+                events = env["events"]
+                assert isinstance(env["server_id"], str) and isinstance(env["sent_at"], str)
+                assert isinstance(events, list) and all(isinstance(e, dict) for e in events)
+            except (ValueError, KeyError, TypeError, AssertionError):
+                entry["status"] = 400
+                return self.answer(400, b'{"error":"bad envelope"}')
         with st.lock:
             new = []
             for ev in events:
@@ -194,7 +225,56 @@ class Handler(BaseHTTPRequestHandler):
             st.batches += 1
             entry["status"] = 200
             entry["events"] = len(events)
-        self.answer(200, b'{"ok":true}')
+        if partial:
+            answer = {"partialSuccess": {"rejectedLogRecords": str(partial), "errorMessage": "scripted partial"}}
+            return self.answer(200, json.dumps(answer).encode())
+        self.answer(200, b'{}' if st.otlp is not None else b'{"ok":true}')
+
+
+def load_otlp():
+    here = os.path.dirname(os.path.abspath(__file__))
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(here, "..", "..", "target")
+    for d in filter(None, [os.environ.get("OVT_OTLP_PY"), os.path.join(target, "otlp-py")]):
+        if os.path.isdir(d):
+            sys.path.insert(0, d)
+    try:
+        from google.protobuf import json_format
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    except ImportError as e:
+        sys.exit("receiver: --otlp needs the opentelemetry-proto package (tests/setup.sh installs it into "
+                 "target/otlp-py; or set OVT_OTLP_PY): %s" % e)
+    return json_format, ExportLogsServiceRequest
+
+
+def any_value(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def otlp_events(otlp, body):
+    """Strictly parses an ExportLogsServiceRequest; returns the events (the
+    records' bodies) and the records that disagree with their event."""
+    json_format, Request = otlp
+    req = json_format.Parse(body, Request(), ignore_unknown_fields=False)
+    events, problems = [], []
+    for rl in req.resource_logs:
+        res = {a.key: any_value(a.value) for a in rl.resource.attributes}
+        if res.get("service.name") != "openvpn-telemetry" or "openvpn.server_id" not in res:
+            problems.append("resource without service.name/openvpn.server_id: %r" % res)
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                ev = json.loads(rec.body.string_value)
+                attrs = {a.key: any_value(a.value) for a in rec.attributes}
+                if rec.event_name != ev.get("type"):
+                    problems.append("eventName %r for type %r" % (rec.event_name, ev.get("type")))
+                if attrs.get("openvpn.event_id") != ev.get("event_id") or attrs.get("openvpn.seq") != ev.get("seq"):
+                    problems.append("attributes disagree with the body: %r" % attrs)
+                if ev.get("instance") is not None and res.get("openvpn.instance") != ev.get("instance"):
+                    problems.append("event of instance %r under resource %r" % (ev.get("instance"), res))
+                if "event_time_vpn" in ev and rec.time_unix_nano == 0:
+                    problems.append("no timeUnixNano for %r" % ev["event_time_vpn"])
+                events.append(ev)
+    return events, problems
 
 
 class Server(ThreadingHTTPServer):
@@ -214,6 +294,7 @@ def main():
     p.add_argument("--script")
     p.add_argument("--error-body-hex")
     p.add_argument("--keep-bodies", action="store_true")
+    p.add_argument("--otlp", action="store_true")
     args = p.parse_args()
     host, _, port = args.listen.rpartition(":")
     host = host.strip("[]")
