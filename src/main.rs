@@ -4,7 +4,10 @@
 //! Hooks are recognised before any argument parsing, so nothing a hook is
 //! given can make it exit non-zero.
 
-#![forbid(unsafe_code)]
+// No unsafe code, but for the entry point in src/rt.rs (issue 12: a hook
+// skips std's runtime set-up; there it says what and why).
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), no_main)]
 
 mod agent;
 mod check;
@@ -21,6 +24,8 @@ mod otlp;
 mod ovpn_conf;
 mod privilege;
 mod resolve;
+#[cfg(not(test))]
+mod rt;
 mod sources;
 mod spool;
 mod state;
@@ -28,11 +33,12 @@ mod status;
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::ExitCode;
 
 use hook::Hook;
 
-fn main() -> ExitCode {
+/// `main`, called by `rt::main` (the exported C entry point).
+#[cfg_attr(test, allow(dead_code))]
+fn real_main() -> i32 {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let arg0 = args.first().map(|a| Path::new(a).file_name().unwrap_or_default().to_os_string()).unwrap_or_default();
     let code = match arg0.to_str() {
@@ -50,7 +56,7 @@ fn main() -> ExitCode {
             _ => cli::run(&args),
         },
     };
-    ExitCode::from(code.clamp(0, 255) as u8)
+    code.clamp(0, 255)
 }
 
 /// A hook argument as text; non-UTF-8 is kept visible (lossily) so the

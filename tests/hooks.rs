@@ -644,3 +644,45 @@ fn a_stopped_lock_holder_is_bypassed_with_unique_seq() {
     let by_name = |n: &str| events.iter().find(|e| e.2 == n).unwrap().1;
     assert_eq!((by_name("before"), by_name("after")), (1, HOOKS as u64 + 2));
 }
+
+/// std's runtime set-up is skipped for speed (src/rt.rs); what of it the
+/// hooks need still holds. With fds 0-2 closed, no spool file is opened as
+/// "stderr": the warning about a bad setting goes nowhere, not into a spool
+/// file, and the line is still whole.
+#[test]
+fn closed_stdio_never_lets_a_warning_into_the_spool() {
+    let s = Site::new("closedfds");
+    s.config(&format!("SPOOL_DIR={}\nMAX_SPOOL_BYTES=lots\n", s.spool().display()));
+    for _ in 0..2 {
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg("exec \"$0\" <&- >&- 2>&-").arg(s.bin("telemetry-connect.sh"));
+        sh.env_clear().env("OPENVPN_TELEMETRY_CONFIG", s.config_path()).env("common_name", "alice");
+        let out = sh.output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+    }
+    assert_eq!(s.lines().len(), 2); // panics on a line that is not JSON
+    for f in ["seq.counter", "queue.lock"] {
+        let text = fs::read(s.spool().join(f)).unwrap();
+        assert!(!String::from_utf8_lossy(&text).contains("MAX_SPOOL_BYTES"), "warning written into {f}");
+    }
+}
+
+/// A stderr whose reader is gone (SIGPIPE would kill the hook, and OpenVPN
+/// would reject the client): the hook still exits 0 and stores the event.
+#[test]
+fn a_closed_pipe_on_stderr_still_exits_zero() {
+    let s = Site::new("epipe");
+    s.config(&format!("SPOOL_DIR={}\nMAX_SPOOL_BYTES=lots\n", s.spool().display()));
+    // The reader exits at once, so the pipe is closed before the hook
+    // warns; the hook's own status is what matters, kept in a file.
+    let status = s.root.join("status");
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg("( \"$0\" 2>&1; echo $? > \"$1\" ) | (exec 0<&-; true); sleep 0.2")
+        .arg(s.bin("telemetry-connect.sh"))
+        .arg(&status);
+    c.env_clear().env("OPENVPN_TELEMETRY_CONFIG", s.config_path()).env("common_name", "alice");
+    assert!(c.status().unwrap().success());
+    assert_eq!(fs::read_to_string(&status).unwrap().trim(), "0", "hook exit status with a closed stderr pipe");
+    assert_eq!(s.lines().len(), 1);
+}
