@@ -15,7 +15,7 @@ use crate::{Ctx, Res, SCRIPT_PATH, knob, linking};
 const HOOK_BUDGET: Duration = Duration::from_secs(75);
 
 /// The variables OpenVPN 2.6 sets for `client-connect` (no PATH, no HOME).
-fn openvpn_env(work: &Path) -> Vec<(String, String)> {
+pub(crate) fn openvpn_env(work: &Path) -> Vec<(String, String)> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let vars: &[(&str, &str)] = &[
         ("script_type", "client-connect"),
@@ -85,7 +85,12 @@ impl Candidate {
     }
 }
 
-fn hook_setup(work: &Path, name: &str, bin: &Path, env: &mut Vec<(String, String)>) -> Res<(PathBuf, PathBuf)> {
+pub(crate) fn hook_setup(
+    work: &Path,
+    name: &str,
+    bin: &Path,
+    env: &mut Vec<(String, String)>,
+) -> Res<(PathBuf, PathBuf)> {
     let dir = work.join(name);
     let spool = dir.join("spool");
     fs::create_dir_all(&spool).ctx(spool.display())?;
@@ -195,7 +200,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, dynamic: &Path, seed: 
     let pr = sorted_f(per_round);
     let _ = writeln!(
         md,
-        "\n- ours (static) / `/bin/true`: **{:.2}×** (target ≤ 1.1×; per-round ratios {:.2}–{:.2}, median {:.2})\n- seed `connect.sh` / ours (static): **{:.1}×** (target ≥ 8×)\n- dynamic / static: {:.2}×\n",
+        "\n- ours (static) / `/bin/true`: **{:.2}×** (target ≤ 1.05×; per-round ratios {:.2}–{:.2}, median {:.2})\n- seed `connect.sh` / ours (static): **{:.1}×** (target ≥ 8×)\n- dynamic / static: {:.2}×\n",
         ours_m / floor,
         pr[0],
         pr[pr.len() - 1],

@@ -7,12 +7,14 @@
 //!    code (why we link statically) and the seed's `connect.sh`, each spawned
 //!    with `std::process::Command` + wait in interleaved rounds, with the
 //!    environment OpenVPN gives a script. Every event written is counted.
-//! 2. Agent drain: 100,000 seed-format events in 100 chunks, delivered to a
+//! 2. Connection storm: 300 hooks at once while `queue.log` is rotated
+//!    every 2 ms, against the same burst of `/bin/true` (benches/bench/burst.rs).
+//! 3. Agent drain: 100,000 seed-format events in 100 chunks, delivered to a
 //!    loopback HTTP sink in this process by `agent --once` and by the seed's
 //!    shell agent; the sink checks that every event id arrived. CPU and peak
 //!    RSS come from `getrusage(RUSAGE_CHILDREN)` in a wrapper (this binary
 //!    re-executed with `--measure`), so they cover the whole process tree.
-//! 3. Idle CPU of `agent` on an empty spool, from `/proc/PID/task/*/schedstat`.
+//! 4. Idle CPU of `agent` on an empty spool, from `/proc/PID/task/*/schedstat`.
 //!
 //! Exit status is non-zero only when a sanity check fails (a hook did not
 //! write its event, an event did not arrive): a benchmark of a no-op is
@@ -20,8 +22,10 @@
 //!
 //! Knobs (environment): `OVT_BENCH_BIN` (static binary), `OVT_BENCH_OUT`
 //! (Markdown copy), `OVT_BENCH_SEED` (peer-seed dir), `OVT_BENCH_ROUNDS`,
-//! `OVT_BENCH_SPAWNS`, `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`.
+//! `OVT_BENCH_SPAWNS`, `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`,
+//! `OVT_BENCH_BURST`, `OVT_BENCH_BURST_RUNS`, `OVT_BENCH_BURST_ALT`, `OVT_BENCH_ONLY`.
 
+mod burst;
 mod drain;
 mod hooks;
 mod idle;
@@ -54,6 +58,9 @@ pub(crate) const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--rotate") {
+        return burst::rotator(Path::new(&args[i + 1]));
+    }
     if let Some(i) = args.iter().position(|a| a == "--measure") {
         return measure::wrapper(&args[i + 1..]);
     }
@@ -95,12 +102,18 @@ fn run() -> Res<bool> {
     let mut md = header(&ours);
     print!("{md}");
     let mut ok = true;
-    let sections: [Section; 3] = [
+    let sections: [Section; 4] = [
         &|md| hooks::section(md, &work.join("hook"), &ours, &dynamic, &seed),
+        &|md| burst::section(md, &work.join("burst"), &ours, &seed),
         &|md| drain::section(md, &work.join("drain"), &ours, &seed),
         &|md| idle::section(md, &work.join("idle"), &ours),
     ];
-    for section in sections {
+    // OVT_BENCH_ONLY=N runs only section N (1 hooks, 2 storm, 3 drain, 4 idle).
+    let only = knob("OVT_BENCH_ONLY", 0);
+    for (i, section) in sections.into_iter().enumerate() {
+        if only != 0 && only != i + 1 {
+            continue;
+        }
         let before = md.len();
         ok &= section(&mut md)?;
         print!("{}", &md[before..]);
