@@ -16,7 +16,7 @@
 //!   exactly as the hook wrote it as the body, so nothing is lost in
 //!   translation.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -32,109 +32,168 @@ fn attribute_key(field: &str) -> String {
     }
 }
 
-/// An OTLP `AnyValue`; `None` for JSON null.
-fn any_value(v: &Value) -> Option<Value> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Bool(b) => json!({ "boolValue": b }),
+/// Appends `s` as a JSON string.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends `{"key":KEY,"value":{"stringValue":VALUE}}`.
+fn put_string_attr(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend_from_slice(b"{\"key\":");
+    put_str(out, key);
+    out.extend_from_slice(b",\"value\":{\"stringValue\":");
+    put_str(out, value);
+    out.extend_from_slice(b"}}");
+}
+
+/// Appends an attribute for an event field as an OTLP `AnyValue`; false
+/// (nothing written) for JSON null.
+fn put_attr(out: &mut Vec<u8>, key: &str, v: &Value) -> bool {
+    let start = out.len();
+    out.extend_from_slice(b"{\"key\":");
+    put_str(out, key);
+    out.extend_from_slice(b",\"value\":{");
+    match v {
+        Value::Null => {
+            out.truncate(start);
+            return false;
+        }
+        Value::Bool(b) => out.extend_from_slice(if *b { b"\"boolValue\":true" } else { b"\"boolValue\":false" }),
         Value::Number(n) if n.is_i64() || n.is_u64() => match n.as_i64() {
-            Some(i) => json!({ "intValue": i.to_string() }),
+            Some(i) => {
+                out.extend_from_slice(b"\"intValue\":\"");
+                out.extend_from_slice(i.to_string().as_bytes());
+                out.push(b'"');
+            }
             // Over i64: OTLP has no unsigned 64-bit; keep the digits.
-            None => json!({ "stringValue": n.to_string() }),
+            None => {
+                out.extend_from_slice(b"\"stringValue\":");
+                put_str(out, &n.to_string());
+            }
         },
-        Value::Number(n) => json!({ "doubleValue": n.as_f64() }),
-        Value::String(s) => json!({ "stringValue": s }),
-        other => json!({ "stringValue": other.to_string() }),
-    })
-}
-
-fn key_value(key: &str, value: Value) -> Value {
-    json!({ "key": key, "value": value })
-}
-
-fn string_attr(key: &str, value: &str) -> Value {
-    key_value(key, json!({ "stringValue": value }))
+        Value::Number(n) => {
+            out.extend_from_slice(b"\"doubleValue\":");
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        Value::String(s) => {
+            out.extend_from_slice(b"\"stringValue\":");
+            put_str(out, s);
+        }
+        other => {
+            out.extend_from_slice(b"\"stringValue\":");
+            put_str(out, &other.to_string());
+        }
+    }
+    out.extend_from_slice(b"}}");
+    true
 }
 
 fn unix_nanos(t: OffsetDateTime) -> String {
     t.unix_timestamp_nanos().max(0).to_string()
 }
 
-/// One event line as a `LogRecord` (with the instance it belongs to), or
-/// `None` for a line that is not a JSON object (delivery never sends one).
-fn log_record(line: &[u8], observed: &str) -> Option<(Option<String>, Value)> {
-    let event: Map<String, Value> = serde_json::from_slice(line).ok()?;
-    let kind = event.get("type").and_then(Value::as_str).unwrap_or("EVENT").to_string();
-    let mut attributes = Vec::with_capacity(event.len());
-    for (field, value) in &event {
-        let key = attribute_key(field);
-        // client.port is an int in the conventions; a port that is not a
-        // number keeps its own name instead.
-        if key == "client.port" {
-            match value.as_str().and_then(|p| p.parse::<u16>().ok()).or(value.as_u64().map(|p| p as u16)) {
-                Some(port) => attributes.push(key_value(&key, json!({ "intValue": port.to_string() }))),
-                None => {
-                    if let Some(v) = any_value(value) {
-                        attributes.push(key_value("openvpn.real_port", v));
-                    }
-                }
-            }
-            continue;
-        }
-        if let Some(v) = any_value(value) {
-            attributes.push(key_value(&key, v));
-        }
-    }
+/// Appends one event line as a `LogRecord`.
+fn put_record(out: &mut Vec<u8>, line: &[u8], event: &Map<String, Value>, observed: &str) {
+    let kind = event.get("type").and_then(Value::as_str).unwrap_or("EVENT");
     let warn = kind == "TELEMETRY_EVENTS_DROPPED";
-    let mut record = json!({
-        "observedTimeUnixNano": observed,
-        "severityNumber": if warn { 13 } else { 9 },
-        "severityText": if warn { "WARN" } else { "INFO" },
-        "eventName": kind,
-        "body": { "stringValue": String::from_utf8_lossy(line) },
-        "attributes": attributes,
-    });
+    out.extend_from_slice(b"{");
     if let Some(t) =
         event.get("event_time_vpn").and_then(Value::as_str).and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
     {
-        record["timeUnixNano"] = Value::String(unix_nanos(t));
+        out.extend_from_slice(b"\"timeUnixNano\":\"");
+        out.extend_from_slice(unix_nanos(t).as_bytes());
+        out.extend_from_slice(b"\",");
     }
-    let instance = event.get("instance").and_then(Value::as_str).map(str::to_string);
-    Some((instance, record))
+    out.extend_from_slice(b"\"observedTimeUnixNano\":\"");
+    out.extend_from_slice(observed.as_bytes());
+    out.extend_from_slice(if warn {
+        b"\",\"severityNumber\":13,\"severityText\":\"WARN\",\"eventName\":"
+    } else {
+        b"\",\"severityNumber\":9,\"severityText\":\"INFO\",\"eventName\":"
+    });
+    put_str(out, kind);
+    out.extend_from_slice(b",\"body\":{\"stringValue\":");
+    put_str(out, &String::from_utf8_lossy(line));
+    out.extend_from_slice(b"},\"attributes\":[");
+    let mut first = true;
+    for (field, value) in event {
+        let mark = out.len();
+        if !first {
+            out.push(b',');
+        }
+        let key = attribute_key(field);
+        // client.port is an int in the conventions; a port that is not a
+        // number keeps its own name instead.
+        let written = if key == "client.port" {
+            match value.as_str().and_then(|p| p.parse::<u16>().ok()).or(value.as_u64().map(|p| p as u16)) {
+                Some(port) => put_attr(out, &key, &Value::from(port)),
+                None => put_attr(out, "openvpn.real_port", value),
+            }
+        } else {
+            put_attr(out, &key, value)
+        };
+        if written {
+            first = false;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// The `ExportLogsServiceRequest` for a batch (an empty batch is
-/// `{"resourceLogs":[]}`, which `check` sends to test an endpoint).
+/// `{"resourceLogs":[]}`, which `check` sends to test an endpoint). Lines
+/// that are not JSON objects are left out (delivery never sends one).
 pub fn export_request(server_id: &str, host: &str, events: &[&[u8]]) -> Vec<u8> {
     let observed = unix_nanos(OffsetDateTime::now_utc());
-    let mut groups: Vec<(Option<String>, Vec<Value>)> = Vec::new();
-    for line in events {
-        let Some((instance, record)) = log_record(line, &observed) else { continue };
-        match groups.iter_mut().find(|(i, _)| *i == instance) {
-            Some((_, records)) => records.push(record),
-            None => groups.push((instance, vec![record])),
+    let parsed: Vec<(&[u8], Map<String, Value>)> =
+        events.iter().filter_map(|l| Some((*l, serde_json::from_slice(l).ok()?))).collect();
+    let instance = |e: &Map<String, Value>| e.get("instance").and_then(Value::as_str).map(str::to_string);
+    let mut instances: Vec<Option<String>> = Vec::new();
+    for (_, e) in &parsed {
+        let i = instance(e);
+        if !instances.contains(&i) {
+            instances.push(i);
         }
     }
     let version = env!("CARGO_PKG_VERSION");
-    let resource_logs: Vec<Value> = groups
-        .into_iter()
-        .map(|(instance, records)| {
-            let mut attributes = vec![
-                string_attr("service.name", SCOPE),
-                string_attr("service.version", version),
-                string_attr("host.name", host),
-                string_attr("openvpn.server_id", server_id),
-            ];
-            if let Some(i) = &instance {
-                attributes.push(string_attr("openvpn.instance", i));
+    let size: usize = events.iter().map(|l| cost(l)).sum();
+    let mut out = Vec::with_capacity(size + OVERHEAD);
+    out.extend_from_slice(b"{\"resourceLogs\":[");
+    for (n, inst) in instances.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"resource\":{\"attributes\":[");
+        put_string_attr(&mut out, "service.name", SCOPE);
+        out.push(b',');
+        put_string_attr(&mut out, "service.version", version);
+        out.push(b',');
+        put_string_attr(&mut out, "host.name", host);
+        out.push(b',');
+        put_string_attr(&mut out, "openvpn.server_id", server_id);
+        if let Some(i) = inst {
+            out.push(b',');
+            put_string_attr(&mut out, "openvpn.instance", i);
+        }
+        out.extend_from_slice(b"]},\"scopeLogs\":[{\"scope\":{\"name\":");
+        put_str(&mut out, SCOPE);
+        out.extend_from_slice(b",\"version\":");
+        put_str(&mut out, version);
+        out.extend_from_slice(b"},\"logRecords\":[");
+        let mut first = true;
+        for (line, event) in parsed.iter().filter(|(_, e)| instance(e) == *inst) {
+            if !first {
+                out.push(b',');
             }
-            json!({
-                "resource": { "attributes": attributes },
-                "scopeLogs": [{ "scope": { "name": SCOPE, "version": version }, "logRecords": records }],
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({ "resourceLogs": resource_logs })).unwrap_or_default()
+            first = false;
+            put_record(&mut out, line, event, &observed);
+        }
+        out.extend_from_slice(b"]}]}");
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// An upper bound on the bytes one event line adds to the request, so
@@ -165,6 +224,7 @@ pub fn rejected(answer: &[u8]) -> Option<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn events_become_log_records_with_conventional_names() {

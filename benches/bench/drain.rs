@@ -67,13 +67,14 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
     let mut agents = [
         DrainAgent { name: "ours (`agent --once`)", runs: Vec::new(), outcome: None },
         DrainAgent { name: "seed shell agent (`ONCE=1`)", runs: Vec::new(), outcome: None },
+        DrainAgent { name: "ours, OTLP (`TELEMETRY_FORMAT=otlp`)", runs: Vec::new(), outcome: None },
     ];
     if !Path::new("/usr/bin/curl").exists() && !Path::new("/bin/curl").exists() {
         agents[1].outcome = Some(Outcome::Skipped("curl not installed (apt-get install -y curl)".into()));
     }
     for r in 0..runs {
-        for k in 0..2 {
-            let which = (r + k) % 2;
+        for k in 0..3 {
+            let which = (r + k) % 3;
             let a = &mut agents[which];
             if a.outcome.is_some() {
                 continue;
@@ -85,9 +86,13 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
                 fs::copy(e.path(), spool.join("pending").join(e.file_name())).ctx(e.path().display())?;
             }
             let mut cmd;
-            if which == 0 {
+            if which != 1 {
                 let conf = dir.join("agent.env");
-                let text = format!("SPOOL_DIR={}\nTELEMETRY_URL={url}\nSERVER_ID=bench\n", spool.display());
+                let format = if which == 2 { "otlp" } else { "seed" };
+                let text = format!(
+                    "SPOOL_DIR={}\nTELEMETRY_URL={url}\nSERVER_ID=bench\nTELEMETRY_FORMAT={format}\n",
+                    spool.display()
+                );
                 fs::write(&conf, text).ctx(conf.display())?;
                 cmd = Command::new(ours);
                 cmd.args(["agent", "--once"]).env_clear().env("OPENVPN_TELEMETRY_CONFIG", &conf);
@@ -127,7 +132,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
         writeln!(md, "| agent | wall s | events/s | CPU s (user+sys) | peak RSS MiB | requests | wall s, all runs |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|");
     let mut ok = true;
-    let mut med = [None, None];
+    let mut med = [None, None, None];
     for (i, a) in agents.iter_mut().enumerate() {
         match a.outcome.take() {
             None if !a.runs.is_empty() => {
@@ -160,7 +165,16 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
         }
     }
     md.push('\n');
-    if let [Some((o, rss)), Some((s, _))] = med {
+    if let [Some((o, _)), _, Some((t, rss))] = med {
+        let _ = writeln!(
+            md,
+            "- OTLP / seed format, ours: **{:.2}×** the wall time, {:.2}× the CPU (each event parsed and re-encoded with its attributes; peak RSS {:.1} MiB)",
+            t.wall / o.wall,
+            t.cpu / o.cpu,
+            rss as f64 / 1024.0
+        );
+    }
+    if let [Some((o, rss)), Some((s, _)), _] = med {
         let _ = writeln!(
             md,
             "- throughput ours / seed: **{:.1}×** (target ≥ 10×); CPU seed / ours: {:.1}×\n- our peak RSS: **{:.1} MiB** (target ≤ 8 MiB)\n",

@@ -122,13 +122,20 @@ fn read_chunked(rd: &mut impl BufRead) -> Res<Vec<u8>> {
     }
 }
 
-/// Occurrences of `"event_id"` and the ids they name.
+/// Occurrences of the event id key and the ids they name: `"event_id"`
+/// in the seed envelope, the `openvpn.event_id` attribute in OTLP.
 fn event_ids(body: &[u8]) -> (u64, Vec<String>) {
-    const KEY: &[u8] = b"\"event_id\"";
+    const OTLP: &[u8] = b"\"key\":\"openvpn.event_id\",\"value\":{\"stringValue\"";
+    let seed: &[u8] = b"\"event_id\"";
+    let key = if body.windows(OTLP.len()).any(|w| w == OTLP) { OTLP } else { seed };
+    ids_after(body, key)
+}
+
+fn ids_after(body: &[u8], key: &[u8]) -> (u64, Vec<String>) {
     let (mut n, mut ids, mut i) = (0, Vec::new(), 0);
-    while let Some(off) = body[i..].windows(KEY.len()).position(|w| w == KEY) {
+    while let Some(off) = body[i..].windows(key.len()).position(|w| w == key) {
         n += 1;
-        i += off + KEY.len();
+        i += off + key.len();
         let rest = &body[i..];
         let start = rest.iter().position(|&c| c == b'"').map_or(rest.len(), |p| p + 1);
         let end = rest[start..].iter().position(|&c| c == b'"').map_or(rest.len(), |p| start + p);
