@@ -422,7 +422,7 @@ const DELETE_TRAPS: [(&str, &str, bool); 2] = [
         // to the sink file (nobody may remove its own queue.lock and seq).
         "the agent's spool files -> the sink file",
         "for n in agent.lock queue.lock agent-state.json .agent-state.json.tmp sessions.state certs.state \
-                  dropped seq queue.log; do\n\
+                  dropped seq seq.counter queue.log; do\n\
              rm -f $n; ln -s ../../lib/ovt-sink/batches.ndjson $n\n\
          done",
         false,
@@ -527,7 +527,7 @@ fn a_fifo_in_failed_never_hangs_the_agent() {
 
 /// nobody replaces `queue.log` by a FIFO and records hook drops in
 /// `dropped` (so the agent has a report to append to it); or makes
-/// `dropped` or `queue.lock` a FIFO, or `queue.lock` a link. Outcome:
+/// `dropped`, `queue.lock` or `seq.counter` a FIFO, or `queue.lock` a link. Outcome:
 /// `agent --once` ends within the bound.
 #[test]
 fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
@@ -536,6 +536,7 @@ fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
         ("a FIFO as dropped", "rm -f dropped; mkfifo dropped"),
         ("a FIFO as queue.lock", "rm -f queue.lock; mkfifo queue.lock"),
         ("a link as queue.lock", "rm -f queue.lock; ln -s queue.log queue.lock"),
+        ("a FIFO as seq.counter", "rm -f seq.counter; mkfifo seq.counter"),
     ];
     let cases = LAYOUTS.into_iter().flat_map(|l| plants.into_iter().enumerate().map(move |p| (l, p)));
     each(cases, |(layout, (i, (what, plant)))| {
