@@ -168,7 +168,7 @@ fn missing_deleted_or_unwritable_spool_exits_zero_and_logs_the_event() {
     assert!(err.contains("event not stored") && err.contains("\"common_name\":\"alice\""), "{err}");
 
     // Read-only spool: as nobody (root ignores permission bits).
-    if is_root() {
+    if require::root("a read-only spool, as nobody") {
         fs::create_dir_all(s.spool()).unwrap();
         fs::set_permissions(s.spool(), fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&s.root, fs::Permissions::from_mode(0o755)).unwrap();
