@@ -1,7 +1,7 @@
 //! What an integration test needs from the machine, checked up front.
 //!
-//! A test that cannot run must never look like one that passed (issue 11):
-//! cargo's output capture hides an `eprintln!("skipped")`, so a missing
+//! A test that cannot run must never look like one that passed: cargo's
+//! output capture hides a "skipped" line printed before returning, so a missing
 //! package used to turn into a green "ok" in a few milliseconds. Here a
 //! missing prerequisite FAILS the test with what is missing and how to get
 //! it. `make test` (run as root) installs every package the tests need
