@@ -317,7 +317,8 @@ impl Spool {
         let mut file = open_create(&path, false)?;
         let mut text = String::new();
         file.read_to_string(&mut text)?;
-        let d = Dropped::parse(&text).unwrap_or_default().add(1, seq, seq);
+        let mut d = Dropped::parse(&text).unwrap_or_default();
+        d.add(Dropped { count: 1, first_seq: seq, last_seq: seq });
         file.seek(SeekFrom::Start(0))?;
         file.set_len(0)?;
         file.write_all(d.to_string().as_bytes())
@@ -385,8 +386,9 @@ impl Spool {
                 .and_then(|f| f.sync_all())
                 .map_err(io_err(&chunk))?;
         }
-        sync_dir(&self.pending())?;
-        sync_dir(&self.dir)?;
+        let pending = self.pending();
+        fsync_dir(&pending).map_err(io_err(&pending))?;
+        fsync_dir(&self.dir).map_err(io_err(&self.dir))?;
         Ok(Some(chunk))
     }
 
@@ -476,42 +478,11 @@ fn parse_header(h: &[u8]) -> Option<u64> {
     std::str::from_utf8(&h[..HEADER - 1]).ok()?.trim_end_matches(' ').parse::<u64>().ok().filter(|&b| b < SANE)
 }
 
-/// Events the spool had to refuse, as kept in the `dropped` file.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped {
-    pub count: u64,
-    pub first_seq: u64,
-    pub last_seq: u64,
-}
-
-impl Dropped {
-    pub fn parse(text: &str) -> Option<Dropped> {
-        let mut it = text.split_whitespace().map(|w| w.parse::<u64>());
-        match (it.next(), it.next(), it.next()) {
-            (Some(Ok(count)), Some(Ok(first_seq)), Some(Ok(last_seq))) => Some(Dropped { count, first_seq, last_seq }),
-            _ => None,
-        }
-    }
-    pub fn add(self, count: u64, first: u64, last: u64) -> Dropped {
-        if self.count == 0 {
-            return Dropped { count, first_seq: first, last_seq: last };
-        }
-        Dropped { count: self.count + count, first_seq: self.first_seq.min(first), last_seq: self.last_seq.max(last) }
-    }
-}
-
-impl fmt::Display for Dropped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} {} {}", self.count, self.first_seq, self.last_seq)
-    }
-}
+/// Events the spool had to refuse, as kept in the `dropped` file: the
+/// agent's own drop count type, so the two never drift apart.
+pub use crate::state::DropCount as Dropped;
 
 pub use crate::fsutil::fsync_dir;
-
-/// [`fsync_dir`], with the directory named in the error.
-pub fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    fsync_dir(dir).map_err(io_err(dir))
-}
 
 pub fn unix_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)

@@ -23,6 +23,17 @@ pub struct DropCount {
 }
 
 impl DropCount {
+    /// `count first_seq last_seq`, as the hooks keep it in `dropped`.
+    pub fn parse(text: &str) -> Option<DropCount> {
+        let mut it = text.split_whitespace().map(|w| w.parse::<u64>());
+        match (it.next(), it.next(), it.next()) {
+            (Some(Ok(count)), Some(Ok(first_seq)), Some(Ok(last_seq))) => {
+                Some(DropCount { count, first_seq, last_seq })
+            }
+            _ => None,
+        }
+    }
+
     pub fn add(&mut self, other: DropCount) {
         if other.count == 0 {
             return;
@@ -34,6 +45,12 @@ impl DropCount {
         self.count += other.count;
         self.first_seq = self.first_seq.min(other.first_seq);
         self.last_seq = self.last_seq.max(other.last_seq);
+    }
+}
+
+impl std::fmt::Display for DropCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} {} {}", self.count, self.first_seq, self.last_seq)
     }
 }
 

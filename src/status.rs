@@ -19,7 +19,7 @@ use crate::cli::StatusArgs;
 use crate::config::{self, Compress, Settings};
 use crate::fsutil::{self, Owners};
 use crate::spool::{self, Dropped};
-use crate::state::{AgentState, DropCount};
+use crate::state::AgentState;
 
 pub fn main(args: &StatusArgs) -> Result<i32, String> {
     let path = config::config_path();
@@ -73,7 +73,7 @@ pub fn gather(s: &Settings) -> Value {
         .unwrap_or_default();
     let mut dropped = agent_state.dropped;
     let mut unreported = agent_state.dropped_unreported;
-    let extra = DropCount { count: hook_drops.count, first_seq: hook_drops.first_seq, last_seq: hook_drops.last_seq };
+    let extra = hook_drops;
     dropped.add(extra);
     unreported.add(extra);
     let running = agent_state.pid != 0

@@ -63,7 +63,7 @@ impl Delivery {
                     d.first_seq,
                     d.last_seq
                 );
-                self.record_drops(DropCount { count: d.count, first_seq: d.first_seq, last_seq: d.last_seq });
+                self.record_drops(d);
             }
             Ok(_) => {}
             Err(e) => log::debug!("hook drop count not read now: {e}"),

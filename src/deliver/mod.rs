@@ -419,9 +419,10 @@ impl Delivery {
     }
 
     fn sync_pending(&mut self) {
-        match spool::sync_dir(&self.spool.pending()) {
+        let pending = self.spool.pending();
+        match spool::fsync_dir(&pending) {
             Ok(()) => self.dir_dirty = false,
-            Err(e) => log::warn!("{e}"),
+            Err(e) => log::warn!("{}: {e}", pending.display()),
         }
         self.dir_synced = Instant::now();
     }
