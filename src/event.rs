@@ -71,13 +71,15 @@ impl Event {
 /// The current time; tests may pin it with `OPENVPN_TELEMETRY_NOW` (unix
 /// seconds) so that time-dependent behaviour is checked without sleeping.
 pub fn now() -> OffsetDateTime {
-    if let Some(t) = std::env::var_os("OPENVPN_TELEMETRY_NOW")
-        .and_then(|v| v.to_str().and_then(|s| s.parse::<i64>().ok()))
-        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-    {
-        return t;
-    }
-    OffsetDateTime::now_utc()
+    // The test clock is looked up once per process, not on every call
+    // (every hook, every batch, every source round calls this).
+    static FIXED: std::sync::OnceLock<Option<OffsetDateTime>> = std::sync::OnceLock::new();
+    let fixed = FIXED.get_or_init(|| {
+        std::env::var_os("OPENVPN_TELEMETRY_NOW")
+            .and_then(|v| v.to_str().and_then(|s| s.parse::<i64>().ok()))
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+    });
+    fixed.unwrap_or_else(OffsetDateTime::now_utc)
 }
 
 /// RFC 3339 in UTC with a `Z` and whole seconds, as the seed writes it.
