@@ -397,9 +397,7 @@ fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
     // FIFO, a link, its own file that it keeps locked) is replaced: the
     // agent owns the directory. An agent's lock, even another user's (root
     // running `agent --once`), is respected.
-    let hooks_uid = crate::install::accounts::Accounts::for_root(std::path::Path::new("/"))
-        .uid(&s.openvpn_script_user)
-        .filter(|&u| u != 0);
+    let hooks_uid = s.hooks_uid().filter(|&u| u != 0);
     let planted = match crate::spool::open_create(&path, false) {
         Ok(f) => f.metadata().is_ok_and(|m| Some(m.uid()) == hooks_uid),
         Err(e) => e.kind() == std::io::ErrorKind::InvalidData,

@@ -210,6 +210,13 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The uid of `OPENVPN_SCRIPT_USER` (the hooks' user) on this host,
+    /// when it can be resolved: whose files the agent reads in the spool,
+    /// and never as a source.
+    pub fn hooks_uid(&self) -> Option<u32> {
+        crate::install::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
+    }
+
     pub fn defaults(path: &Path) -> Settings {
         Settings {
             path: path.to_path_buf(),

@@ -452,8 +452,7 @@ fn seq_range(lines: &[&[u8]]) -> (u64, u64) {
 /// The users whose files delivery reads: root, the agent, and the hooks'
 /// user (`OPENVPN_SCRIPT_USER`, when it can be resolved).
 fn spool_owners(settings: &Settings) -> Owners {
-    let accounts = crate::install::accounts::Accounts::for_root(std::path::Path::new("/"));
-    Owners::me_and(accounts.uid(&settings.openvpn_script_user))
+    Owners::me_and(settings.hooks_uid())
 }
 
 /// Exponential backoff from `sleep` to `max` seconds with "equal jitter"

@@ -198,6 +198,9 @@ struct Sources<'a> {
     certs: Option<certs::CertBook>,
     /// `index.txt` identity (inode, size, mtime) at the last full read.
     index_seen: Option<(u64, u64, i64, i64)>,
+    /// Who may own a status file or index.txt: anyone but the hooks' user
+    /// (the agent may hold CAP_DAC_READ_SEARCH while opening them).
+    source_owners: crate::fsutil::Owners,
 }
 
 impl<'a> Sources<'a> {
@@ -211,6 +214,7 @@ impl<'a> Sources<'a> {
             sessions,
             certs,
             index_seen: None,
+            source_owners: crate::fsutil::Owners::Not(settings.hooks_uid().into_iter().collect()),
         }
     }
 
@@ -235,7 +239,7 @@ impl<'a> Sources<'a> {
         for src in &found {
             let path = src.path.display();
             let key = path.to_string();
-            let parsed = match read_stable(&src.path) {
+            let parsed = match read_stable(&src.path, &self.source_owners) {
                 Ok(Got::Data(bytes, mtime)) => status_file::parse(&bytes, Some(mtime)).map_err(|e| e.to_string()),
                 Ok(Got::Skip(why)) => Err(why),
                 Err(e) => {
@@ -348,7 +352,7 @@ impl<'a> Sources<'a> {
         if self.certs.is_some() && seen == self.index_seen && !expiry_due {
             return Ok(());
         }
-        let bytes = match read_stable(index)? {
+        let bytes = match read_stable(index, &self.source_owners)? {
             Got::Data(bytes, _) => bytes,
             Got::Skip(why) => {
                 self.noise.warn(&key, format!("{key}: {why}; certificate round skipped"));
@@ -413,12 +417,12 @@ enum Got {
 /// Reads a file OpenVPN or Easy-RSA may be rewriting: [`Got::Skip`] when
 /// it is missing, over [`READ_CAP`] or changed while being read (after one
 /// retry); `Err` when it cannot be read at all (permissions).
-fn read_stable(path: &Path) -> Result<Got, String> {
+fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, String> {
     for attempt in 0..2 {
         // The agent may hold CAP_DAC_READ_SEARCH for these files: never
         // through a link, a FIFO, a second name, or a file the hooks' user
         // (a compromised OpenVPN) owns.
-        let mut file = match crate::privilege::for_sources(|| crate::fsutil::open_read(path, &source_owners())) {
+        let mut file = match crate::privilege::for_sources(|| crate::fsutil::open_read(path, owners)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(e.to_string()),
@@ -447,21 +451,6 @@ fn read_stable(path: &Path) -> Result<Got, String> {
         }
     }
     Ok(Got::Skip("changed while being read".into()))
-}
-
-/// Who may own a status file or index.txt: anyone but the hooks' user.
-fn source_owners() -> crate::fsutil::Owners {
-    use std::sync::OnceLock;
-    static OWNERS: OnceLock<crate::fsutil::Owners> = OnceLock::new();
-    OWNERS
-        .get_or_init(|| {
-            let user = crate::config::Settings::load(&crate::config::config_path())
-                .map(|s| s.openvpn_script_user)
-                .unwrap_or_else(|_| "nobody".into());
-            let accounts = crate::install::accounts::Accounts::for_root(Path::new("/"));
-            crate::fsutil::Owners::Not(accounts.uid(&user).into_iter().collect())
-        })
-        .clone()
 }
 
 /// Reads a state file; `None` when there is none (first run). A damaged
