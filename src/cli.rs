@@ -88,6 +88,10 @@ pub struct InstallArgs {
     /// print what would change and change nothing
     #[argh(switch)]
     pub dry_run: bool,
+    /// Debian package mode (its maintainer scripts; implied when run as
+    /// /usr/sbin/openvpn-telemetry): dpkg owns the binary and the unit
+    #[argh(switch)]
+    pub package: bool,
 }
 
 /// remove binary, links, unit and the OpenVPN config lines install added
@@ -103,6 +107,10 @@ pub struct UninstallArgs {
     /// print what would change and change nothing
     #[argh(switch)]
     pub dry_run: bool,
+    /// Debian package mode (its maintainer scripts; implied when run as
+    /// /usr/sbin/openvpn-telemetry): leave the binary and the unit to dpkg
+    #[argh(switch)]
+    pub package: bool,
 }
 
 /// show queue, backlog, last delivery and the settings in effect
