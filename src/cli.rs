@@ -88,7 +88,7 @@ pub struct InstallArgs {
     /// print what would change and change nothing
     #[argh(switch)]
     pub dry_run: bool,
-    /// Debian package mode (its maintainer scripts; implied when run as
+    /// package mode, for the Debian package (implied when run as
     /// /usr/sbin/openvpn-telemetry): dpkg owns the binary and the unit
     #[argh(switch)]
     pub package: bool,
@@ -107,7 +107,7 @@ pub struct UninstallArgs {
     /// print what would change and change nothing
     #[argh(switch)]
     pub dry_run: bool,
-    /// Debian package mode (its maintainer scripts; implied when run as
+    /// package mode, for the Debian package (implied when run as
     /// /usr/sbin/openvpn-telemetry): leave the binary and the unit to dpkg
     #[argh(switch)]
     pub package: bool,
