@@ -626,3 +626,130 @@ fn check_reaches_the_server_over_tls_and_reports_auth() {
     let seed = check(&format!("TELEMETRY_URL={url}\n"));
     assert!(seed.contains("HTTP 400"), "the seed envelope is not OTLP:\n{seed}");
 }
+
+// --- package mode (issue 15: the Debian package's maintainer scripts) --------
+
+const PKG_BIN: &str = "/usr/sbin/openvpn-telemetry";
+const DROPIN: &str = "etc/systemd/system/openvpn-telemetry-agent.service.d/10-install.conf";
+const HELPER: &str = "var/lib/openvpn-telemetry/openvpn-telemetry";
+const HOOKS: [&str; 2] = [LINKS[2], LINKS[3]];
+
+/// A chunk of one pending event in the staged spool.
+fn pending_chunk(r: &Root) -> PathBuf {
+    let chunk = r.p("var/spool/openvpn-telemetry/pending/1-q1.ndjson");
+    fs::write(&chunk, "{\"event_id\":\"e1\",\"seq\":1}\n").unwrap();
+    chunk
+}
+
+#[test]
+fn package_mode_takes_over_from_make_install_and_keeps_pending_events() {
+    need_root!();
+    let r = Root::new("pkg-takeover");
+    r.ok(&["install"]);
+    let chunk = pending_chunk(&r);
+    let out = r.ok(&["install", "--package"]);
+    assert!(out.contains("install --package"), "{out}");
+    // make install's copy, its /usr/local/sbin names and its unit are gone;
+    // the hooks point at the package's binary, which dpkg (not install) puts there.
+    for gone in [SBIN, UNIT, LINKS[0], LINKS[1]] {
+        assert!(fs::symlink_metadata(r.p(gone)).is_err(), "{gone} still there:\n{out}");
+    }
+    assert!(fs::symlink_metadata(r.p(PKG_BIN)).is_err(), "install never writes dpkg's file");
+    for l in HOOKS {
+        assert_eq!(fs::read_link(r.p(l)).unwrap(), Path::new(PKG_BIN), "{l}");
+    }
+    assert!(!r.p(DROPIN).exists(), "the defaults need no drop-in:\n{out}");
+    assert_eq!(fs::read_to_string(&chunk).unwrap(), "{\"event_id\":\"e1\",\"seq\":1}\n");
+    assert!(r.p("etc/openvpn-telemetry/agent.env").is_file());
+
+    let before = r.snapshot();
+    let out = r.ok(&["install", "--package"]);
+    assert!(out.contains("nothing to change"), "{out}");
+    assert_eq!(r.snapshot(), before);
+
+    // A source needs the read capability: the drop-in carries it, and goes
+    // again when the source does.
+    r.env("STATUS_LOG=/run/openvpn-server/status-server.log\n");
+    r.ok(&["install", "--package"]);
+    let dropin = fs::read_to_string(r.p(DROPIN)).unwrap();
+    assert!(
+        dropin.contains("\n[Service]\nCapabilityBoundingSet=\nCapabilityBoundingSet=CAP_DAC_READ_SEARCH\n"),
+        "{dropin}"
+    );
+    assert_eq!(meta(&r.p(DROPIN)), (0o644, 0, 0));
+    r.env("STATUS_LOG=\n");
+    r.ok(&["install", "--package"]);
+    assert!(!r.p(DROPIN).exists() && !r.p(DROPIN).parent().unwrap().exists());
+}
+
+#[test]
+fn package_mode_leaves_what_is_not_ours_in_usr_local_and_etc_systemd() {
+    need_root!();
+    let r = Root::new("pkg-foreign");
+    fs::create_dir_all(r.p("usr/local/sbin")).unwrap();
+    fs::create_dir_all(r.p(UNIT).parent().unwrap()).unwrap();
+    fs::write(r.p(SBIN), "#!/bin/sh\necho someone else's\n").unwrap();
+    fs::write(r.p(UNIT), "[Service]\nExecStart=/opt/site/agent\n").unwrap();
+    let out = r.ok(&["install", "--package"]);
+    assert!(out.contains("is not openvpn-telemetry: left alone"), "{out}");
+    assert!(out.contains("is not one openvpn-telemetry wrote"), "{out}");
+    assert!(r.p(SBIN).is_file() && r.p(UNIT).is_file());
+}
+
+#[test]
+fn make_install_is_refused_over_the_package() {
+    need_root!();
+    let r = Root::new("pkg-refuse");
+    fs::create_dir_all(r.p("usr/sbin")).unwrap();
+    fs::copy(BIN, r.p(PKG_BIN)).unwrap();
+    let before = r.snapshot();
+    for verb in ["install", "uninstall"] {
+        let out = r.run(&[verb], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("the Debian package openvpn-telemetry is installed"), "{err}");
+        assert!(err.contains("apt remove openvpn-telemetry"), "{err}");
+    }
+    assert_eq!(r.snapshot(), before, "refused before anything changed");
+}
+
+#[test]
+fn package_remove_keeps_the_spool_and_a_purge_helper_and_purge_removes_everything() {
+    need_root!();
+    let r = Root::new("pkg-remove");
+    fs::create_dir_all(r.p("etc/openvpn/server")).unwrap();
+    fs::write(r.p("etc/openvpn/server/s.conf"), "dev tun\n").unwrap();
+    r.env("OPENVPN_SERVER_CONF=/etc/openvpn/server/s.conf\n");
+    r.ok(&["install", "--package"]);
+    assert!(r.p(DROPIN).is_file(), "OPENVPN_SERVER_CONF set: the read capability");
+    let chunk = pending_chunk(&r);
+
+    // apt remove (prerm): hooks, conf lines and drop-in go; the spool, the
+    // settings and the user stay, and a copy of the binary for apt purge.
+    let out = r.ok(&["uninstall", "--package"]);
+    for gone in [DROPIN, HOOKS[0], HOOKS[1], "etc/openvpn/scripts"] {
+        assert!(fs::symlink_metadata(r.p(gone)).is_err(), "{gone} still there:\n{out}");
+    }
+    assert_eq!(fs::read_to_string(r.p("etc/openvpn/server/s.conf")).unwrap(), "dev tun\n");
+    assert!(chunk.is_file() && r.p("etc/openvpn-telemetry/.env").is_file());
+    assert_eq!(fs::read(r.p(HELPER)).unwrap(), fs::read(BIN).unwrap());
+    assert_eq!(meta(&r.p(HELPER)), (0o700, 0, 0));
+    assert!(out.contains("restart OpenVPN"), "{out}");
+    assert!(r.ok(&["uninstall", "--package"]).contains("nothing to change"));
+
+    // Back to make install meanwhile: apt purge leaves spool and settings to it.
+    r.ok(&["install"]);
+    let out = r.ok(&["uninstall", "--package", "--purge"]);
+    assert!(out.contains("the make install copy in /usr/local/sbin uses them now"), "{out}");
+    assert!(chunk.is_file() && !r.p("var/lib/openvpn-telemetry").exists());
+
+    // The package again, removed and purged: nothing of ours is left.
+    r.ok(&["install", "--package"]);
+    assert!(fs::symlink_metadata(r.p(SBIN)).is_err());
+    r.ok(&["uninstall", "--package"]);
+    let out = r.ok(&["uninstall", "--package", "--purge"]);
+    assert!(out.contains("delete system user"), "{out}");
+    for gone in ["var/spool/openvpn-telemetry", "etc/openvpn-telemetry", "var/lib/openvpn-telemetry"] {
+        assert!(!r.p(gone).exists(), "{gone} still there:\n{out}");
+    }
+    assert!(!fs::read_to_string(r.p("etc/passwd")).unwrap().contains("openvpn-telemetry:"));
+}

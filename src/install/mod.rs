@@ -8,10 +8,12 @@
 //! it. So a second install plans nothing and says so, `--dry-run` prints the
 //! plan, and a refusal changes nothing. `--root DIR` does all of it below a
 //! staging directory and never touches the host's accounts or services.
+//! `--package` is the Debian package's mode (see [`package`]).
 
 pub mod accounts;
 pub mod conf;
 pub mod envfile;
+pub mod package;
 pub mod plan;
 pub mod uninstall;
 pub mod unit;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{InstallArgs, UninstallArgs};
 use crate::config::{self, Settings};
 use accounts::{AGENT_USER, Accounts};
+use package::Mode;
 use plan::{Action, Change, Owner, Who};
 
 pub const ETC_DIR: &str = "/etc/openvpn-telemetry";
@@ -158,7 +161,10 @@ pub(crate) fn conf_change(path: &Path, text: String, chown: bool, why: &str) -> 
     Ok(Change { action, what })
 }
 
-fn plan_install(layout: &Layout, chown: bool) -> Result<Plan, String> {
+fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, String> {
+    if mode == Mode::Local {
+        package::refuse_local_over_package(layout, "install")?;
+    }
     let mut plan = Plan::default();
     let accounts = Accounts::for_root(&layout.root);
     let desired = desired_settings(layout)?;
@@ -273,30 +279,62 @@ fn plan_install(layout: &Layout, chown: bool) -> Result<Plan, String> {
         }
     }
 
-    // The binary and its names.
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's file: {e}"))?;
-    let bytes = fs::read(&exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
-    for d in ["/usr/local/sbin", "/etc/openvpn", SCRIPTS_DIR, "/etc/systemd/system"] {
+    // The binary and its names: `make install` copies this program to
+    // /usr/local/sbin; the package's binary and its /usr/sbin names are
+    // dpkg's, and only the hooks' links are made (see package.rs).
+    let dirs: &[&str] = match mode {
+        Mode::Local => &["/usr/local/sbin", "/etc/openvpn", SCRIPTS_DIR, "/etc/systemd/system"],
+        Mode::Package => &["/etc/openvpn", SCRIPTS_DIR],
+    };
+    for d in dirs {
         plan.add(traversable_dir(&layout.at(d), root_owner.clone(), &accounts));
     }
-    let bin_change = plan::file(&layout.at(unit::BIN), bytes, 0o755, root_owner.clone(), &accounts, "this binary");
-    let restart = bin_change.is_some();
-    plan.add(bin_change);
-    for l in LINKS {
-        plan.add(plan::link(&layout.at(l), Path::new(unit::BIN)));
+    let mut restart = false;
+    if mode == Mode::Local {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's file: {e}"))?;
+        let bytes = fs::read(&exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
+        let bin_change = plan::file(&layout.at(unit::BIN), bytes, 0o755, root_owner.clone(), &accounts, "this binary");
+        restart = bin_change.is_some();
+        plan.add(bin_change);
+    }
+    for l in mode.links() {
+        plan.add(plan::link(&layout.at(l), Path::new(mode.bin())));
     }
 
-    // The unit, and the conf lines last (hooks exist by then).
-    let unit_text = unit::render(s, &script_group).into_bytes();
-    let unit_change = plan::file(&layout.at(unit::UNIT_PATH), unit_text, 0o644, root_owner, &accounts, "systemd unit");
-    let reload = unit_change.is_some();
-    plan.add(unit_change);
+    // The unit (make install) or the package unit's drop-in, and the conf
+    // lines last (hooks exist by then). An earlier make install goes only
+    // after the hooks point at the package's binary: no hook ever finds
+    // nothing at its path.
+    let reload = match mode {
+        Mode::Local => {
+            let unit_text = unit::render(s, &script_group).into_bytes();
+            let unit_change =
+                plan::file(&layout.at(unit::UNIT_PATH), unit_text, 0o644, root_owner, &accounts, "systemd unit");
+            let reload = unit_change.is_some();
+            plan.add(unit_change);
+            reload
+        }
+        Mode::Package => {
+            let took_over = package::remove_local_copy(layout, &mut plan, true);
+            package::remove_purge_helper(layout, &mut plan);
+            let dropin = unit::dropin(s, &script_group);
+            let changed = package::plan_dropin(layout, &mut plan, dropin, root_owner, &accounts);
+            restart = took_over;
+            changed || took_over
+        }
+    };
     let confs_changed = !conf_changes.is_empty();
     plan.changes.extend(conf_changes);
 
     let settings_changed =
         plan.changes.iter().any(|c| matches!(&c.action, Action::File { path, .. } if path.ends_with("agent.env")));
-    plan_service_start(layout, &mut plan, reload, restart || reload || settings_changed);
+    match mode {
+        Mode::Local => plan_service_start(layout, &mut plan, reload, restart || reload || settings_changed),
+        // A make install agent it took over from is started as the
+        // package's at once; otherwise dpkg starts it.
+        Mode::Package if restart => package::plan_service(layout, &mut plan, reload, false, true),
+        Mode::Package => package::plan_service(layout, &mut plan, reload, reload || settings_changed, false),
+    }
     if s.openvpn_server_conf.is_empty() {
         let mut h =
             "OPENVPN_SERVER_CONF is not set: add these lines to your OpenVPN server conf, then restart OpenVPN:"
@@ -431,14 +469,29 @@ fn carry_out(verb: &str, layout: &Layout, plan: Plan, dry_run: bool) -> Result<i
 
 pub fn install(args: &InstallArgs) -> Result<i32, String> {
     let layout = Layout::new(args.root.as_deref());
+    let mode = Mode::detect(args.package, &layout);
     let chown = require_root(&layout, args.dry_run, "install")?;
-    let plan = plan_install(&layout, chown)?;
-    carry_out("install", &layout, plan, args.dry_run)
+    let plan = plan_install(&layout, chown, mode)?;
+    carry_out(verb("install", mode), &layout, plan, args.dry_run)
 }
 
 pub fn uninstall(args: &UninstallArgs) -> Result<i32, String> {
     let layout = Layout::new(args.root.as_deref());
+    let mode = Mode::detect(args.package, &layout);
+    if mode == Mode::Package && !args.package {
+        return Err("this is the Debian package's binary: remove it with apt remove openvpn-telemetry \
+                    (keeps the spool and the settings) or apt purge openvpn-telemetry (removes everything)"
+            .into());
+    }
     let chown = require_root(&layout, args.dry_run, "uninstall")?;
-    let plan = uninstall::plan(&layout, args.purge, chown)?;
-    carry_out("uninstall", &layout, plan, args.dry_run)
+    let plan = uninstall::plan(&layout, args.purge, chown, mode)?;
+    carry_out(verb("uninstall", mode), &layout, plan, args.dry_run)
+}
+
+fn verb(verb: &'static str, mode: Mode) -> &'static str {
+    match (verb, mode) {
+        ("install", Mode::Package) => "install --package",
+        ("uninstall", Mode::Package) => "uninstall --package",
+        _ => verb,
+    }
 }

@@ -3,16 +3,26 @@
 //! (pending events are not thrown away by an uninstall) unless `--purge`,
 //! which also deletes the agent's user. Links that do not point to the
 //! installed binary, and confs without the marked block, are left alone.
+//!
+//! `--package` (the Debian package's prerm and postrm): the binary and the
+//! unit are dpkg's, so only the drop-in goes besides the above; a removal
+//! keeps a copy of the binary for `apt purge` (see [`super::package`]), and
+//! a purge leaves the spool and settings to a `make install` layout that
+//! uses them by then.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::accounts::{AGENT_USER, Accounts};
+use super::package::{self, Mode};
 use super::plan::{Action, Change};
 use super::{AGENT_ENV, ETC_DIR, LINKS, Layout, Plan, SCRIPTS_DIR, conf, conf_change, systemctl, unit};
 use crate::config::Settings;
 
-pub fn plan(layout: &Layout, purge: bool, chown: bool) -> Result<Plan, String> {
+pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Plan, String> {
+    if mode == Mode::Local {
+        package::refuse_local_over_package(layout, "uninstall")?;
+    }
     let mut plan = Plan::default();
     let accounts = Accounts::for_root(&layout.root);
     let config = layout.at(AGENT_ENV);
@@ -20,40 +30,55 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool) -> Result<Plan, String> {
         plan.notes.push(format!("{e}; reading what can be read"));
         Ok::<_, String>(crate::hook::hook_settings(&config))
     })?;
-    let unit_path = layout.at(unit::UNIT_PATH);
-    let running = layout.systemd_running();
-    if running && unit_path.exists() {
-        let argv = systemctl(&["disable", "--now", unit::UNIT_NAME]);
-        plan.changes
-            .push(Change { action: Action::Run(argv), what: format!("systemctl disable --now {}", unit::UNIT_NAME) });
-    }
-    if fs::symlink_metadata(&unit_path).is_ok() {
-        plan.changes.push(Change {
-            action: Action::Remove(unit_path.clone()),
-            what: format!("remove {}", unit_path.display()),
-        });
-        if running {
-            plan.changes.push(Change {
-                action: Action::Run(systemctl(&["daemon-reload"])),
-                what: "systemctl daemon-reload".into(),
-            });
+    // The agent first: make install's unit is disabled and stopped (the
+    // package's is stopped by dpkg before prerm runs this).
+    let units_before = plan.changes.len();
+    match mode {
+        Mode::Local => {
+            // The binary and the /usr/local/sbin names go last (below).
+            let unit_path = layout.at(unit::UNIT_PATH);
+            if layout.systemd_running() && unit_path.exists() {
+                let argv = systemctl(&["disable", "--now", unit::UNIT_NAME]);
+                let what = format!("systemctl disable --now {}", unit::UNIT_NAME);
+                plan.changes.push(Change { action: Action::Run(argv), what });
+            }
+            if fs::symlink_metadata(&unit_path).is_ok() {
+                let what = format!("remove {}", unit_path.display());
+                plan.changes.push(Change { action: Action::Remove(unit_path), what });
+            }
         }
+        Mode::Package => package::remove_dropin(layout, &mut plan),
     }
+    if layout.systemd_running() && plan.changes.len() != units_before {
+        plan.changes.push(Change {
+            action: Action::Run(systemctl(&["daemon-reload"])),
+            what: "systemctl daemon-reload".into(),
+        });
+    }
+    let mut confs_changed = false;
     for conf in &s.openvpn_server_conf {
         let path = layout.at(conf);
         let Ok(text) = fs::read_to_string(&path) else { continue };
         if let Some(orig) = conf::unpatch(&text) {
             plan.changes.push(conf_change(&path, orig, chown, "remove the telemetry lines")?);
+            confs_changed = true;
         }
     }
-    for l in LINKS {
+    if confs_changed {
+        plan.hints.push(
+            "restart OpenVPN: until then it still runs the hooks its conf named when it started, and they are gone"
+                .into(),
+        );
+    }
+    let bin = mode.bin();
+    for l in mode.links() {
         let path = layout.at(l);
         match fs::read_link(&path) {
-            Ok(t) if t == Path::new(unit::BIN) => plan
+            Ok(t) if t == Path::new(bin) => plan
                 .changes
                 .push(Change { action: Action::Remove(path.clone()), what: format!("remove {}", path.display()) }),
             Ok(_) | Err(_) if fs::symlink_metadata(&path).is_ok() => {
-                plan.notes.push(format!("{} is not a link to {}; left alone", path.display(), unit::BIN))
+                plan.notes.push(format!("{} is not a link to {bin}; left alone", path.display()))
             }
             _ => {}
         }
@@ -64,13 +89,29 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool) -> Result<Plan, String> {
         let what = format!("remove {} (empty)", scripts.display());
         plan.changes.push(Change { action: Action::RemoveEmptyDir(scripts), what });
     }
-    let bin = layout.at(unit::BIN);
-    if fs::symlink_metadata(&bin).is_ok() {
-        plan.changes.push(Change { action: Action::Remove(bin.clone()), what: format!("remove {}", bin.display()) });
+    if mode == Mode::Local {
+        let bin = layout.at(unit::BIN);
+        if fs::symlink_metadata(&bin).is_ok() {
+            plan.changes
+                .push(Change { action: Action::Remove(bin.clone()), what: format!("remove {}", bin.display()) });
+        }
     }
     let spool = layout.at(&s.spool_dir);
     let etc = layout.at(ETC_DIR);
-    if purge {
+    let local_in_use = mode == Mode::Package && package::local_layout_present(layout);
+    if mode == Mode::Package && purge {
+        package::remove_purge_helper(layout, &mut plan);
+    } else if mode == Mode::Package {
+        package::keep_purge_helper(layout, &mut plan, chown, &accounts)?;
+    }
+    if purge && local_in_use {
+        plan.notes.push(format!(
+            "kept {} and {}: the make install copy in /usr/local/sbin uses them now; \
+             `openvpn-telemetry uninstall --purge` removes them",
+            spool.display(),
+            etc.display()
+        ));
+    } else if purge {
         for dir in [&spool, &etc] {
             if dir.exists() {
                 plan.changes.push(Change {

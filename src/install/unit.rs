@@ -17,6 +17,10 @@
 //! so every other installation keeps the tighter unit. Only paths named in
 //! agent.env are looked at: a `status` line inside a conf that points
 //! below /tmp or a home needs `STATUS_LOG` set to that path too.
+//!
+//! The Debian package ships the unit rendered with the defaults
+//! ([`PACKAGED`], in /usr/lib/systemd/system); what this installation's
+//! settings change in it goes into a drop-in ([`dropin`]) instead.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,24 @@ pub const TEMPLATE: &str = include_str!("../../assets/openvpn-telemetry-agent.se
 pub const UNIT_NAME: &str = "openvpn-telemetry-agent.service";
 pub const UNIT_PATH: &str = "/etc/systemd/system/openvpn-telemetry-agent.service";
 pub const BIN: &str = "/usr/local/sbin/openvpn-telemetry";
+/// The binary of the Debian package.
+pub const PACKAGE_BIN: &str = "/usr/sbin/openvpn-telemetry";
+/// The unit as the Debian package ships it: [`render_for`] with the
+/// defaults, the group `nogroup` and [`PACKAGE_BIN`] (a test keeps them
+/// equal).
+pub const PACKAGED: &str = include_str!("../../assets/debian/openvpn-telemetry-agent.service");
+pub const PACKAGED_PATH: &str = "/usr/lib/systemd/system/openvpn-telemetry-agent.service";
+/// Where the settings' changes to the package's unit go. Sorts before
+/// `override.conf` (`systemctl edit`), so the operator's edits still win.
+pub const DROPIN_DIR: &str = "/etc/systemd/system/openvpn-telemetry-agent.service.d";
+pub const DROPIN: &str = "/etc/systemd/system/openvpn-telemetry-agent.service.d/10-install.conf";
+/// How every unit this program ever wrote begins (`make install` and the
+/// package): tells our unit from someone else's.
+pub const MARKER: &str = "# openvpn-telemetry delivery agent";
+/// Settings that are lists in systemd: a drop-in must empty them before
+/// it sets them, or its value would be added to the unit's.
+const LIST_KEYS: [&str; 5] =
+    ["ExecStart", "ReadWritePaths", "SupplementaryGroups", "CapabilityBoundingSet", "AmbientCapabilities"];
 
 /// The directories the agent writes to.
 pub fn writable_paths(settings: &Settings) -> Vec<PathBuf> {
@@ -65,9 +87,15 @@ fn any_below(settings: &Settings, dirs: &[&str]) -> bool {
     source_paths(settings).iter().any(|p| dirs.iter().any(|d| p.starts_with(d)))
 }
 
-/// Renders the unit. Paths are quoted for systemd when they hold spaces;
-/// `-` makes a missing file:// sink directory not fatal at start.
+/// Renders the unit `make install` writes (the binary in /usr/local/sbin).
 pub fn render(settings: &Settings, script_group: &str) -> String {
+    render_for(settings, script_group, BIN)
+}
+
+/// Renders the unit for the binary at `bin`. Paths are quoted for systemd
+/// when they hold spaces; `-` makes a missing file:// sink directory not
+/// fatal at start.
+pub fn render_for(settings: &Settings, script_group: &str, bin: &str) -> String {
     let rw: Vec<String> = writable_paths(settings)
         .iter()
         .enumerate()
@@ -80,7 +108,7 @@ pub fn render(settings: &Settings, script_group: &str) -> String {
     let private_tmp = if any_below(settings, &["/tmp", "/var/tmp"]) { "no" } else { "yes" };
     let protect_home = if any_below(settings, &["/home", "/root", "/run/user"]) { "read-only" } else { "yes" };
     TEMPLATE
-        .replace("@BIN@", BIN)
+        .replace("@BIN@", bin)
         .replace("@SCRIPT_GROUP@", script_group)
         .replace("@READ_WRITE_PATHS@", &rw.join(" "))
         .replace("@CAPABILITIES@", caps)
@@ -88,9 +116,75 @@ pub fn render(settings: &Settings, script_group: &str) -> String {
         .replace("@PROTECT_HOME@", protect_home)
 }
 
+/// The drop-in that makes the package's unit what these settings need:
+/// every line of the rendered unit that differs from [`PACKAGED`] (each
+/// placeholder is one whole line of the template, so the lines pair up);
+/// `None` when nothing differs.
+pub fn dropin(settings: &Settings, script_group: &str) -> Option<String> {
+    let want = render_for(settings, script_group, PACKAGE_BIN);
+    let mut lines = String::new();
+    for (have, want) in PACKAGED.lines().zip(want.lines()).filter(|(h, w)| h != w) {
+        if want.starts_with('#') || have.starts_with('#') {
+            continue;
+        }
+        if let Some((key, _)) = want.split_once('=')
+            && LIST_KEYS.contains(&key)
+        {
+            lines.push_str(key);
+            lines.push_str("=\n");
+        }
+        lines.push_str(want);
+        lines.push('\n');
+    }
+    (!lines.is_empty()).then(|| {
+        format!(
+            "# Written by `openvpn-telemetry install` from /etc/openvpn-telemetry/agent.env: what these settings\n\
+             # change in the package's {PACKAGED_PATH}.\n\
+             # Regenerated on every install; put your own changes in override.conf (`systemctl edit {UNIT_NAME}`).\n\
+             [Service]\n{lines}"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_packaged_unit_is_the_default_render() {
+        let s = Settings::defaults(Path::new("/etc/openvpn-telemetry/agent.env"));
+        let want = render_for(&s, "nogroup", PACKAGE_BIN);
+        assert!(
+            PACKAGED == want,
+            "assets/debian/openvpn-telemetry-agent.service is stale; it must be exactly:\n{want}"
+        );
+        assert!(PACKAGED.starts_with(MARKER) && TEMPLATE.starts_with(MARKER));
+        assert_eq!(dropin(&s, "nogroup"), None, "the defaults need no drop-in");
+    }
+
+    #[test]
+    fn the_dropin_holds_only_what_the_settings_change_and_resets_lists() {
+        let mut s = Settings::defaults(Path::new("/x"));
+        s.spool_dir = "/srv/spool".into();
+        s.status_log = Some("/tmp/status.log".into());
+        let d = dropin(&s, "nobody").unwrap();
+        let body: Vec<&str> = d.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            body,
+            [
+                "[Service]",
+                "SupplementaryGroups=",
+                "SupplementaryGroups=nobody",
+                "ReadWritePaths=",
+                "ReadWritePaths=/srv/spool",
+                "CapabilityBoundingSet=",
+                "CapabilityBoundingSet=CAP_DAC_READ_SEARCH",
+                "AmbientCapabilities=",
+                "AmbientCapabilities=CAP_DAC_READ_SEARCH",
+                "PrivateTmp=no",
+            ]
+        );
+    }
 
     #[test]
     fn fills_every_placeholder() {
