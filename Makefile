@@ -15,7 +15,7 @@ OUT    := $(abspath $(or $(CARGO_TARGET_DIR),target))
 STATIC_RUSTFLAGS := -C target-feature=+crt-static --cfg getrandom_backend="linux_getrandom"
 BIN    := $(OUT)/$(TARGET)/release/openvpn-telemetry
 
-.PHONY: build build-static test install bench e2e systemd-e2e dist dist-check lint toolchain setup
+.PHONY: build build-static test install bench e2e systemd-e2e deb deb-e2e dist dist-check lint toolchain setup
 
 # The crate needs Rust >= rust-version in Cargo.toml (1.89). Says so, and how
 # to get one, when cargo is missing or older: the distributions' packaged
@@ -90,6 +90,49 @@ e2e: build
 # where it cannot run.
 systemd-e2e: build
 	OVT_BIN=$(BIN) OVT_OUT=$(OUT) tests/systemd-e2e/run.sh
+
+# --- deb: the Debian package (issue 15; README, "Debian package") -----------
+# $(DEB_DIR)/openvpn-telemetry_<version>_amd64.deb from the very file `build`
+# makes (cargo-deb --no-build --no-strip; checked byte for byte below), with
+# the metadata in Cargo.toml ([package.metadata.deb]) and the maintainer
+# scripts, unit, copyright, changelog, man page and lintian overrides in
+# assets/debian/. cargo-deb $(CARGO_DEB_VERSION) (crates.io) is installed once into
+# $(DEB_TOOLS). lintian runs when it is installed (tests/setup.sh deb).
+# DEB_REVISION=2 DEB_DIR=... builds the same with another Debian revision
+# (the upgrade in deb-e2e).
+CARGO_DEB_VERSION := 3.8.0
+DEB_TOOLS  := $(OUT)/deb-tools
+CARGO_DEB  := $(DEB_TOOLS)/bin/cargo-deb
+DEB_DIR    ?= $(OUT)/debian
+DEB_REVISION ?=
+deb: build
+	@[ "$$($(CARGO_DEB) --version 2>/dev/null)" = "cargo-deb $(CARGO_DEB_VERSION)" ] || { \
+		echo "deb: installing cargo-deb $(CARGO_DEB_VERSION) into $(DEB_TOOLS) (once)"; \
+		$(CARGO) install --locked --quiet cargo-deb --version $(CARGO_DEB_VERSION) --root $(DEB_TOOLS); }
+	@mkdir -p $(DEB_DIR) && rm -f $(DEB_DIR)/openvpn-telemetry_*.deb
+	@deb=$$($(CARGO_DEB) --no-build --no-strip --target $(TARGET) --output $(DEB_DIR)/ \
+		$(if $(DEB_REVISION),--deb-revision $(DEB_REVISION)) | tail -1) && \
+	dpkg-deb --fsys-tarfile $$deb | tar -xOf - ./usr/sbin/openvpn-telemetry | cmp -s - $(BIN) \
+		|| { echo "deb: FAIL: $$deb does not hold $(BIN) byte for byte"; exit 1; }; \
+	echo "$$deb: $$(stat -c %s $$deb) bytes; $$(dpkg-deb -f $$deb Version), Depends: $$(dpkg-deb -f $$deb Depends);" \
+		"usr/sbin/openvpn-telemetry = $(BIN) (sha256 $$(sha256sum $(BIN) | cut -c1-12))"; \
+	if command -v lintian >/dev/null; then \
+		lintian --pedantic --fail-on error,warning,info,pedantic $$deb && echo "lintian: clean (--pedantic; overrides: assets/debian/lintian-overrides)"; \
+	else echo "deb: lintian not installed, not checked (tests/setup.sh deb, or apt-get install lintian)"; fi
+
+# The package in the systemd container of systemd-e2e (tests/systemd-e2e/deb.sh):
+# apt install (also over a make install layout) -> agent active, a hook as
+# nobody delivered; upgrade to revision 2 -> restarted, events and settings
+# kept; apt remove -> stopped, spool kept; make install and back; apt purge
+# -> nothing left. Root only; prints "deb-e2e skipped: why" where it cannot run.
+deb-e2e: build
+	tests/setup.sh deb
+	@# (the revision-2 rebuild first: cargo-deb clears target/debian/ of
+	@# other .deb files when it writes the main one)
+	$(MAKE) --no-print-directory deb DEB_REVISION=2 DEB_DIR=$(OUT)/debian-upgrade
+	$(MAKE) --no-print-directory deb
+	OVT_BIN=$(BIN) OVT_OUT=$(OUT) OVT_DEB=$$(ls $(DEB_DIR)/openvpn-telemetry_*_amd64.deb | head -1) \
+		OVT_DEB2=$$(ls $(OUT)/debian-upgrade/openvpn-telemetry_*-2_amd64.deb | head -1) tests/systemd-e2e/deb.sh
 
 # --- dist: the one file that goes onto servers -------------------------------
 # DIST=static (default): the static-pie file `build` makes: no interpreter,

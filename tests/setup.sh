@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# tests/setup.sh [test|e2e|bench|systemd-e2e ...]: installs, on a Debian or
+# tests/setup.sh [test|e2e|bench|systemd-e2e|deb ...]: installs, on a Debian or
 # Ubuntu machine as root, the packages the named test targets need
-# (default: test, i.e. `make test`). `make test`, `make e2e`, `make bench`
-# and `make systemd-e2e` call it first, so each does its own set-up on a
+# (default: test, i.e. `make test`). `make test`, `make e2e`, `make bench`,
+# `make systemd-e2e` and `make deb-e2e` call it first, so each does its own set-up on a
 # fresh machine and `.ci/run` needs no list of its own.
 #
 # Not root, or not Debian/Ubuntu: prints what is missing and how to get it,
@@ -24,6 +24,8 @@ set -euo pipefail
 #   iputils-ping     `make e2e`
 #   debootstrap, systemd-container  `make systemd-e2e` (a Debian 12 root
 #                    booted with systemd-nspawn)
+#   lintian          `make deb` checks the package with it (`make deb-e2e`,
+#                    which also needs systemd-e2e's packages)
 #   python3-pip      the opentelemetry-proto package (PyPI) that strictly
 #                    parses every OTLP body in tests/agent.rs, installed
 #                    into $CARGO_TARGET_DIR/otlp-py (not system-wide)
@@ -32,6 +34,7 @@ pkgs_test=(build-essential openssl python3 python3-pip ca-certificates strace ut
 pkgs_e2e=("${pkgs_test[@]}" iputils-ping curl)
 pkgs_bench=(build-essential curl procps)
 pkgs_systemd_e2e=(openssl python3 ca-certificates util-linux debootstrap systemd-container)
+pkgs_deb=(lintian "${pkgs_systemd_e2e[@]}")
 
 [ $# -gt 0 ] || set -- test
 want=()
@@ -41,7 +44,8 @@ for t in "$@"; do
         e2e) want+=("${pkgs_e2e[@]}") ;;
         bench) want+=("${pkgs_bench[@]}") ;;
         systemd-e2e) want+=("${pkgs_systemd_e2e[@]}") ;;
-        *) echo "setup: unknown target $t (test, e2e, bench, systemd-e2e)" >&2; exit 2 ;;
+        deb) want+=("${pkgs_deb[@]}") ;;
+        *) echo "setup: unknown target $t (test, e2e, bench, systemd-e2e, deb)" >&2; exit 2 ;;
     esac
 done
 
