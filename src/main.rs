@@ -24,6 +24,7 @@ mod otlp;
 mod ovpn_conf;
 mod privilege;
 mod resolve;
+mod roles;
 #[cfg(not(test))]
 mod rt;
 mod sources;
@@ -34,27 +35,25 @@ mod status;
 use std::ffi::OsString;
 use std::path::Path;
 
-use hook::Hook;
-
-/// `main`, called by `rt::main` (the exported C entry point).
+/// `main`, called by `rt::main` (the exported C entry point): the program
+/// name first (how OpenVPN and systemd call it), then the subcommand, both
+/// looked up in [`roles::ROLES`].
 #[cfg_attr(test, allow(dead_code))]
 fn real_main() -> i32 {
     let mut args: Vec<OsString> = std::env::args_os().collect();
-    let arg0 = args.first().map(|a| Path::new(a).file_name().unwrap_or_default().to_os_string()).unwrap_or_default();
-    let code = match arg0.to_str() {
-        Some("telemetry-connect.sh") => hook::run(Hook::Connect),
-        Some("telemetry-disconnect.sh") => hook::run(Hook::Disconnect),
-        Some("openvpn-telemetry-write-event") => hook::run(Hook::WriteEvent(arg_string(args.get(1)))),
-        Some("openvpn-telemetry-agent") => {
+    let program = args.first().map(|a| Path::new(a).file_name().unwrap_or_default().to_os_string());
+    let (role, argument) = match program.as_ref().and_then(|p| roles::by_program(p.to_str()?)) {
+        Some(role) => (Some(role), 1),
+        None => (args.get(1).and_then(|a| roles::hook_by_subcommand(a.to_str()?)), 2),
+    };
+    let code = match role.map(|r| (r, roles::hook(r, arg_string(args.get(argument))))) {
+        Some((_, Some(hook))) => hook::run(hook),
+        Some((_, None)) => {
+            // The agent by its program name: `openvpn-telemetry-agent [--once]`.
             args.insert(1, "agent".into());
             cli::run(&args)
         }
-        _ => match args.get(1).and_then(|a| a.to_str()) {
-            Some("connect") => hook::run(Hook::Connect),
-            Some("disconnect") => hook::run(Hook::Disconnect),
-            Some("write-event") => hook::run(Hook::WriteEvent(arg_string(args.get(2)))),
-            _ => cli::run(&args),
-        },
+        None => cli::run(&args),
     };
     code.clamp(0, 255)
 }

@@ -10,8 +10,8 @@
 //! installer does the file work (backup, temp + rename, mode and owner).
 
 /// The hooks as OpenVPN must name them.
-pub const CONNECT: &str = "/etc/openvpn/scripts/telemetry-connect.sh";
-pub const DISCONNECT: &str = "/etc/openvpn/scripts/telemetry-disconnect.sh";
+pub const CONNECT: &str = crate::roles::link(crate::roles::Role::Connect);
+pub const DISCONNECT: &str = crate::roles::link(crate::roles::Role::Disconnect);
 
 const BEGIN: &str = "# BEGIN openvpn-telemetry (added by `openvpn-telemetry install`; `uninstall` removes it)";
 /// Appended to the BEGIN line when install had to end the file's last line.

@@ -38,13 +38,9 @@ pub const SCRIPTS_DIR: &str = "/etc/openvpn/scripts";
 pub const SPOOL_MODE: u32 = 0o3770;
 /// `failed/`: the agent's alone.
 pub const FAILED_MODE: u32 = 0o700;
-/// Every name the binary is reached by, besides [`unit::BIN`].
-pub const LINKS: [&str; 4] = [
-    "/usr/local/sbin/openvpn-telemetry-agent",
-    "/usr/local/sbin/openvpn-telemetry-write-event",
-    conf::CONNECT,
-    conf::DISCONNECT,
-];
+/// Every name the binary is reached by, besides [`unit::BIN`] (the role
+/// table's links).
+pub const LINKS: [&str; crate::roles::ROLES.len()] = crate::roles::links();
 
 /// Where things go: `/` or a staging root.
 #[derive(Debug, Clone)]
