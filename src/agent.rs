@@ -18,7 +18,10 @@
 //!   logged and delivery of `pending/` goes on;
 //! - idle, the agent wakes [`TICK`]-often for one `stat`; nothing spins.
 
+use std::fmt;
+use std::io;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -29,10 +32,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, ExitCode};
 use crate::config::{self, Settings};
 use crate::deliver::{AGENT_LOCK_WAIT, Delivery, Step};
-use crate::http::Sink;
+use crate::http::{Sink, SinkError};
 use crate::notify::Notifier;
 use crate::spool::SpoolError;
 
@@ -48,18 +51,118 @@ const RELIST: Duration = Duration::from_secs(30);
 /// Held (flock) by the running agent.
 const AGENT_LOCK: &str = "agent.lock";
 
-pub fn main(args: &AgentArgs) -> Result<i32, String> {
+/// Why the agent would not start, or why `--once` did not empty the spool.
+/// Each says what to do.
+#[derive(Debug)]
+pub enum Error {
+    Settings(config::ConfigError),
+    Sink {
+        path: PathBuf,
+        source: SinkError,
+    },
+    /// The spool is not one the agent may deliver from (`why` says how).
+    SpoolRefused {
+        dir: PathBuf,
+        why: String,
+    },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// A system call the agent's set-up needs (signals, poll, threads).
+    Setup {
+        what: &'static str,
+        source: io::Error,
+    },
+    AlreadyRunning {
+        pid: String,
+        spool: PathBuf,
+    },
+    /// `--once` was stopped by a signal.
+    Stopped {
+        signal: Option<&'static str>,
+    },
+    /// `--once` gave up on the server.
+    Undelivered {
+        attempts: u32,
+        reason: String,
+        spool: PathBuf,
+    },
+    /// `--once` without a TELEMETRY_URL.
+    Held {
+        config: PathBuf,
+        chunks: usize,
+        pending: PathBuf,
+    },
+    /// `--once` could not rotate queue.log.
+    QueueLockHeld {
+        lock: PathBuf,
+    },
+    Panicked,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Settings(e) => write!(f, "{e}"),
+            Error::Sink { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::SpoolRefused { dir, why } => write!(f, "{}: {why}", dir.display()),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Setup { what, source } => write!(f, "cannot set up {what}: {source}"),
+            Error::AlreadyRunning { pid, spool } => write!(
+                f,
+                "another agent (pid {pid}) is already delivering from {}; stop it first (systemctl stop openvpn-telemetry-agent)",
+                spool.display()
+            ),
+            Error::Stopped { signal: Some(signal) } => write!(f, "stopped by {signal} before the spool was empty"),
+            Error::Stopped { signal: None } => write!(f, "stopped before the spool was empty"),
+            Error::Undelivered { attempts, reason, spool } => {
+                write!(f, "cannot deliver after {attempts} attempt(s): {reason}; events kept in {}", spool.display())
+            }
+            Error::Held { config, chunks, pending } => {
+                write!(f, "no TELEMETRY_URL in {}: {chunks} chunk(s) held in {}", config.display(), pending.display())
+            }
+            Error::QueueLockHeld { lock } => write!(
+                f,
+                "{} is held by another process: queue.log was not rotated (pending/ was delivered)",
+                lock.display()
+            ),
+            Error::Panicked => write!(f, "internal error: the delivery thread panicked"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Settings(e) => Some(e),
+            Error::Sink { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Setup { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn setup(what: &'static str) -> impl FnOnce(nix::errno::Errno) -> Error {
+    move |e| Error::Setup { what, source: e.into() }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     // Before any file is opened and any thread or child started.
     crate::privilege::confine();
     let path = config::config_path();
-    let settings = Settings::load(&path).map_err(|e| e.to_string())?;
+    let settings = Settings::load(&path).map_err(Error::Settings)?;
     init_logging(&settings);
     for (line, key) in &settings.unknown_keys {
         log::warn!("{}:{line}: unknown setting {key}; ignored", path.display());
     }
     prepare_spool(&settings)?;
     let _only_agent = lock_spool(&settings)?;
-    let sink = Sink::from_settings(&settings).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sink = Sink::from_settings(&settings).map_err(|source| Error::Sink { path: path.clone(), source })?;
     let server_id = settings.server_id.clone().unwrap_or_else(hostname);
 
     // Start-up state is read before the stop signals are blocked: if that
@@ -71,10 +174,10 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
-    mask.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| format!("signalfd: {e}"))?;
-    let (done_rx, done_tx) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    mask.thread_block().map_err(setup("blocked signals"))?;
+    let signals =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(setup("a signalfd"))?;
+    let (done_rx, done_tx) = std::io::pipe().map_err(|source| Error::Setup { what: "a pipe", source })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
@@ -100,7 +203,7 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
         thread::Builder::new()
             .name("sources".into())
             .spawn(move || crate::sources::run(&s, &stop))
-            .map_err(|e| format!("cannot start the sources thread: {e}"))?;
+            .map_err(|source| Error::Setup { what: "the sources thread", source })?;
     }
 
     let mut worker = Worker {
@@ -119,7 +222,7 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
             let _done = done_tx; // closes when the worker ends, even by panic
             if once { worker.run_once() } else { worker.run() }
         })
-        .map_err(|e| format!("cannot start the delivery thread: {e}"))?;
+        .map_err(|source| Error::Setup { what: "the delivery thread", source })?;
 
     let notifier = Notifier::from_env();
     notifier.send("READY=1");
@@ -133,7 +236,7 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("poll: {e}")),
+            Err(e) => return Err(setup("poll")(e)),
         }
         if fds[1].any().unwrap_or(false) {
             return join(handle);
@@ -152,13 +255,13 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
             if matches!(nix::poll::poll(&mut fds, grace), Ok(n) if n > 0) {
                 let result = join(handle);
                 return if once {
-                    result.and(Err(format!("stopped by {name} before the spool was empty")))
+                    result.and(Err(Error::Stopped { signal: Some(name) }))
                 } else {
-                    Ok(0)
+                    Ok(ExitCode::SUCCESS)
                 };
             }
             log::warn!("a request was still in flight; its events stay in the spool and are sent again next start");
-            return if once { Err(format!("stopped by {name}")) } else { Ok(0) };
+            return if once { Err(Error::Stopped { signal: Some(name) }) } else { Ok(ExitCode::SUCCESS) };
         }
         // Watchdog: ping only while the worker shows signs of life.
         let beat = Duration::from_millis(heartbeat.load(Ordering::Relaxed));
@@ -168,8 +271,8 @@ pub fn main(args: &AgentArgs) -> Result<i32, String> {
     }
 }
 
-fn join(handle: thread::JoinHandle<Result<i32, String>>) -> Result<i32, String> {
-    handle.join().unwrap_or_else(|_| Err("internal error: the delivery thread panicked".into()))
+fn join(handle: thread::JoinHandle<Result<ExitCode, Error>>) -> Result<ExitCode, Error> {
+    handle.join().unwrap_or(Err(Error::Panicked))
 }
 
 struct Worker {
@@ -239,7 +342,7 @@ impl Worker {
         std::fs::symlink_metadata(self.delivery.spool.queue()).map(|m| m.len()).unwrap_or(0)
     }
 
-    fn run(&mut self) -> Result<i32, String> {
+    fn run(&mut self) -> Result<ExitCode, Error> {
         let every = Duration::from_secs(self.settings.rotate_interval_seconds).max(TICK);
         let mut next_rotate = Instant::now();
         let mut next_tick = Instant::now() + TICK;
@@ -270,38 +373,37 @@ impl Worker {
             self.sleep_until(wait_until);
         }
         self.delivery.flush();
-        Ok(0)
+        Ok(ExitCode::SUCCESS)
     }
 
-    fn run_once(&mut self) -> Result<i32, String> {
+    fn run_once(&mut self) -> Result<ExitCode, Error> {
         loop {
             let rotated = self.rotate();
             self.delivery.refresh();
             loop {
                 if self.stopping() {
                     self.delivery.flush();
-                    return Err("stopped before the spool was empty".into());
+                    return Err(Error::Stopped { signal: None });
                 }
                 self.beat();
                 match self.delivery.step() {
                     Step::Progress => {}
                     Step::Idle => break,
                     Step::Hold => {
-                        return Err(format!(
-                            "no TELEMETRY_URL in {}: {} chunk(s) held in {}",
-                            self.settings.path.display(),
-                            self.delivery.pending_chunks(),
-                            self.delivery.spool.pending().display()
-                        ));
+                        return Err(Error::Held {
+                            config: self.settings.path.clone(),
+                            chunks: self.delivery.pending_chunks(),
+                            pending: self.delivery.spool.pending(),
+                        });
                     }
                     Step::Wait { until, misconfigured, reason } => {
                         if misconfigured || self.delivery.fails >= ONCE_ATTEMPTS {
                             self.delivery.flush();
-                            return Err(format!(
-                                "cannot deliver after {} attempt(s): {reason}; events kept in {}",
-                                self.delivery.fails,
-                                self.delivery.spool.dir.display()
-                            ));
+                            return Err(Error::Undelivered {
+                                attempts: self.delivery.fails,
+                                reason,
+                                spool: self.delivery.spool.dir.clone(),
+                            });
                         }
                         self.sleep_until(until);
                     }
@@ -309,15 +411,12 @@ impl Worker {
             }
             self.delivery.flush();
             if !rotated {
-                return Err(format!(
-                    "{} is held by another process: queue.log was not rotated (pending/ was delivered)",
-                    self.delivery.spool.dir.join(crate::spool::QUEUE_LOCK).display()
-                ));
+                return Err(Error::QueueLockHeld { lock: self.delivery.spool.dir.join(crate::spool::QUEUE_LOCK) });
             }
             if self.queue_bytes() == 0 {
                 self.delivery.refresh();
                 if self.delivery.pending_chunks() == 0 {
-                    return Ok(0);
+                    return Ok(ExitCode::SUCCESS);
                 }
             }
         }
@@ -331,18 +430,17 @@ impl Worker {
 /// in them, so the hooks' user can add files but never rename or replace a
 /// directory; `failed/` is the agent's alone. Anything else is refused,
 /// with what to run, rather than delivered from.
-fn prepare_spool(s: &Settings) -> Result<(), String> {
+fn prepare_spool(s: &Settings) -> Result<(), Error> {
     let spool = &s.spool_dir;
     let meta = match std::fs::symlink_metadata(spool) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "{}: SPOOL_DIR {} does not exist (run 'openvpn-telemetry install')",
-                s.path.display(),
-                spool.display()
-            ));
+            return Err(Error::SpoolRefused {
+                dir: spool.clone(),
+                why: format!("SPOOL_DIR in {} does not exist (run 'openvpn-telemetry install')", s.path.display()),
+            });
         }
-        Err(e) => return Err(format!("{}: {e}", spool.display())),
+        Err(e) => return Err(io_at(spool)(e)),
     };
     check_spool_dir(spool, &meta, false)?;
     for sub in [crate::spool::PENDING, crate::spool::FAILED] {
@@ -351,11 +449,10 @@ fn prepare_spool(s: &Settings) -> Result<(), String> {
         if std::fs::symlink_metadata(&dir).is_err() {
             use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
             let mode = if failed { 0o700 } else { meta.mode() & 0o7777 };
-            std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io_at(&dir))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(io_at(&dir))?;
         }
-        let m = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let m = std::fs::symlink_metadata(&dir).map_err(io_at(&dir))?;
         check_spool_dir(&dir, &m, failed)?;
     }
     Ok(())
@@ -363,35 +460,32 @@ fn prepare_spool(s: &Settings) -> Result<(), String> {
 
 use std::os::unix::fs::MetadataExt;
 
-fn check_spool_dir(dir: &std::path::Path, m: &std::fs::Metadata, agent_only: bool) -> Result<(), String> {
+fn check_spool_dir(dir: &Path, m: &std::fs::Metadata, agent_only: bool) -> Result<(), Error> {
+    let refuse = |why: String| Err(Error::SpoolRefused { dir: dir.to_path_buf(), why });
     let fix = "run 'sudo openvpn-telemetry install', which gives the spool to the agent";
     let me = nix::unistd::geteuid().as_raw();
     if !m.is_dir() {
-        return Err(format!("{}: not a directory (a symlink?); refusing to deliver from it; {fix}", dir.display()));
+        return refuse(format!("not a directory (a symlink?); refusing to deliver from it; {fix}"));
     }
     if m.uid() != me && m.uid() != 0 {
-        return Err(format!(
-            "{}: owned by uid {}, not by the agent (uid {me}): whoever owns it can swap its directories; {fix}",
-            dir.display(),
+        return refuse(format!(
+            "owned by uid {}, not by the agent (uid {me}): whoever owns it can swap its directories; {fix}",
             m.uid()
         ));
     }
     let mode = m.mode() & 0o7777;
     if agent_only && mode & 0o077 != 0 {
-        return Err(format!("{}: mode {mode:04o}, but failed/ is the agent's alone (0700); {fix}", dir.display()));
+        return refuse(format!("mode {mode:04o}, but failed/ is the agent's alone (0700); {fix}"));
     }
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return Err(format!(
-            "{}: mode {mode:04o} lets others rename what is in it (no sticky bit); {fix}",
-            dir.display()
-        ));
+        return refuse(format!("mode {mode:04o} lets others rename what is in it (no sticky bit); {fix}"));
     }
     Ok(())
 }
 
 /// One agent per spool: two would send every chunk twice and fight over
 /// the state file. The lock lives as long as the process.
-fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
+fn lock_spool(s: &Settings) -> Result<std::fs::File, Error> {
     let path = s.spool_dir.join(AGENT_LOCK);
     // A name the hooks' user planted before the agent's first start (a
     // FIFO, a link, its own file that it keeps locked) is replaced: the
@@ -406,7 +500,7 @@ fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
         log::warn!("{}: not the agent's lock file; replaced", path.display());
         let _ = std::fs::remove_file(&path);
     }
-    let mut file = crate::spool::open_create(&path, false).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut file = crate::spool::open_create(&path, false).map_err(io_at(&path))?;
     // The agent's own files are 0600 (README, "Files, owners and modes").
     if file.metadata().is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o7777 != 0o600) {
         use std::os::unix::fs::PermissionsExt;
@@ -415,11 +509,7 @@ fn lock_spool(s: &Settings) -> Result<std::fs::File, String> {
     if file.try_lock().is_err() {
         let mut pid = String::new();
         let _ = std::io::Read::read_to_string(&mut file, &mut pid);
-        return Err(format!(
-            "another agent (pid {}) is already delivering from {}; stop it first (systemctl stop openvpn-telemetry-agent)",
-            pid.trim(),
-            s.spool_dir.display()
-        ));
+        return Err(Error::AlreadyRunning { pid: pid.trim().to_string(), spool: s.spool_dir.clone() });
     }
     let _ = file.set_len(0);
     let _ = std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes());

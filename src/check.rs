@@ -12,16 +12,16 @@
 //! - the only trace left in the spool is an empty `queue.log` if there was
 //!   none (the probe's test file is removed).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, ExitCode};
 use crate::config::{self, Settings};
 use crate::fsutil::printable;
 use crate::install::accounts::{AGENT_USER, Accounts};
@@ -49,7 +49,43 @@ impl Report {
 
 const REINSTALL: &str = "run `openvpn-telemetry install` again";
 
-pub fn main(args: &CheckArgs) -> Result<i32, String> {
+/// Why `check` could not run at all (what it finds wrong is reported as
+/// FAIL lines and exit status 1, not as an error), or why a probe failed.
+#[derive(Debug)]
+pub enum Error {
+    BadProbe(String),
+    Become { uid: u32, gid: u32, source: nix::errno::Errno },
+    Settings(config::ConfigError),
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadProbe(spec) => write!(f, "--probe: expected ROLE:UID:GID:GROUPS, found {spec:?}"),
+            Error::Become { uid, gid, source } => write!(f, "cannot become {uid}:{gid}: {source}"),
+            Error::Settings(e) => write!(f, "the agent cannot read its settings: {e}"),
+            Error::Io { what, path, source } => write!(f, "cannot {what} {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::BadProbe(_) => None,
+            Error::Become { source, .. } => Some(source),
+            Error::Settings(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
+        }
+    }
+}
+
+fn io_error<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> Error + 'p {
+    move |source| Error::Io { what, path: path.to_path_buf(), source }
+}
+
+pub fn main(args: &CheckArgs) -> Result<ExitCode, Error> {
     let layout = Layout::new(args.root.as_deref());
     if let Some(spec) = &args.probe {
         return probe(&layout, spec);
@@ -79,7 +115,7 @@ pub fn main(args: &CheckArgs) -> Result<i32, String> {
     check_sources(&mut r, &layout, &settings, &accounts);
     check_install(&mut r, &layout, &settings, &accounts);
     check_server(&mut r, &layout, &settings);
-    Ok(if r.failed { 1 } else { 0 })
+    Ok(if r.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// agent.env's mode and the hooks' companion.
@@ -182,9 +218,9 @@ fn check_probes(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accoun
 
 /// The child side of [`check_probes`]: drop to ROLE:UID:GID:GROUPS, then
 /// do what that user must be able to do. Prints one line; errors exit 1.
-fn probe(layout: &Layout, spec: &str) -> Result<i32, String> {
+fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
     use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
-    let bad = || format!("--probe: expected ROLE:UID:GID:GROUPS, found {spec:?}");
+    let bad = || Error::BadProbe(spec.to_string());
     let parts: Vec<&str> = spec.splitn(5, ':').collect();
     let (role, uid, gid, groups, files) = match parts[..] {
         [role, uid, gid, groups] => (role, uid, gid, groups, ""),
@@ -198,7 +234,7 @@ fn probe(layout: &Layout, spec: &str) -> Result<i32, String> {
     setgroups(&groups)
         .and_then(|_| setgid(Gid::from_raw(gid)))
         .and_then(|_| setuid(Uid::from_raw(uid)))
-        .map_err(|e| format!("cannot become {uid}:{gid}: {e}"))?;
+        .map_err(|source| Error::Become { uid, gid, source })?;
     if role == "read" {
         return probe_read(files);
     }
@@ -211,22 +247,22 @@ fn probe(layout: &Layout, spec: &str) -> Result<i32, String> {
             (spool_dir, spool)
         }
         "agent" => {
-            let s = Settings::load(&config).map_err(|e| format!("the agent cannot read its settings: {e}"))?;
+            let s = Settings::load(&config).map_err(Error::Settings)?;
             let pending = layout.at(&s.spool_dir).join(spool::PENDING);
             (s.spool_dir, pending)
         }
         _ => return Err(bad()),
     };
     let test = dir.join(format!(".check-{}", std::process::id()));
-    let mut f = spool::open_create(&test, true).map_err(|e| format!("cannot create {}: {e}", test.display()))?;
-    f.write_all(b"openvpn-telemetry check\n").map_err(|e| format!("cannot write {}: {e}", test.display()))?;
-    fs::remove_file(&test).map_err(|e| format!("cannot remove {}: {e}", test.display()))?;
+    let mut f = spool::open_create(&test, true).map_err(io_error("create", &test))?;
+    f.write_all(b"openvpn-telemetry check\n").map_err(io_error("write", &test))?;
+    fs::remove_file(&test).map_err(io_error("remove", &test))?;
     if role == "hook" {
         let queue = Spool::new(&dir).queue();
-        spool::open_create(&queue, true).map_err(|e| format!("cannot append to {}: {e}", queue.display()))?;
+        spool::open_create(&queue, true).map_err(io_error("append to", &queue))?;
     }
     println!("can write and remove files in {} (SPOOL_DIR={})", dir.display(), spool_dir.display());
-    Ok(0)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// "agent can read STATUS_LOG / EASYRSA_INDEX": OpenVPN writes its status
@@ -278,13 +314,13 @@ fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
 
 /// The child side of [`check_sources`], already running as the agent's
 /// user: open and read each file (one per line of `files`).
-fn probe_read(files: &str) -> Result<i32, String> {
+fn probe_read(files: &str) -> Result<ExitCode, Error> {
     use std::io::Read as _;
     for path in files.lines() {
         let mut byte = [0u8; 1];
-        fs::File::open(path).and_then(|mut f| f.read(&mut byte)).map_err(|e| format!("{path}: {e}"))?;
+        fs::File::open(path).and_then(|mut f| f.read(&mut byte)).map_err(io_error("read", Path::new(path)))?;
     }
-    Ok(0)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Binary, links, unit, OpenVPN conf lines.

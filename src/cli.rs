@@ -3,9 +3,13 @@
 //! that turns an error into a message and a status.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use argh::FromArgs;
+
+use crate::roles;
 
 /// Connect/disconnect telemetry for OpenVPN servers that never puts the VPN
 /// at risk. OpenVPN runs the hooks as telemetry-connect.sh and
@@ -21,52 +25,15 @@ pub struct Cli {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
-#[allow(dead_code)] // the hook variants' fields: see ConnectArgs
 pub enum Command {
-    Connect(ConnectArgs),
-    Disconnect(DisconnectArgs),
-    WriteEvent(WriteEventArgs),
+    /// The hooks, listed from [`crate::roles::ROLES`].
+    #[argh(dynamic)]
+    Hook(HookCommand),
     Agent(AgentArgs),
     Install(InstallArgs),
     Uninstall(UninstallArgs),
     Status(StatusArgs),
     Check(CheckArgs),
-}
-
-/// client-connect hook: append SESSION_CONNECTED (always exits 0)
-// Hooks are dispatched in main before any parsing; this struct only
-// exists so that --help lists the hook.
-#[allow(dead_code)]
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "connect")]
-pub struct ConnectArgs {
-    /// arguments OpenVPN appends (ignored)
-    #[argh(positional)]
-    pub rest: Vec<String>,
-}
-
-/// client-disconnect hook: append SESSION_DISCONNECTED (always exits 0)
-// Hooks are dispatched in main before any parsing; this struct only
-// exists so that --help lists the hook.
-#[allow(dead_code)]
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "disconnect")]
-pub struct DisconnectArgs {
-    /// arguments OpenVPN appends (ignored)
-    #[argh(positional)]
-    pub rest: Vec<String>,
-}
-
-/// append one event of TYPE from OpenVPN's environment to the spool
-// Hooks are dispatched in main before any parsing; this struct only
-// exists so that --help lists the hook.
-#[allow(dead_code)]
-#[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "write-event")]
-pub struct WriteEventArgs {
-    /// event type, e.g. SESSION_CONNECTED
-    #[argh(positional)]
-    pub kind: Option<String>,
 }
 
 /// run the delivery agent in the foreground (as the systemd unit does)
@@ -134,51 +101,150 @@ pub struct CheckArgs {
     pub probe: Option<String>,
 }
 
-/// Parses the arguments of a non-hook invocation and runs it.
+/// A hook's subcommand as `--help` lists it. `main` runs the hooks before
+/// any parsing (nothing a hook is given may make it exit non-zero), so
+/// this only ever names one.
+#[derive(Debug)]
+pub struct HookCommand;
+
+impl argh::DynamicSubCommand for HookCommand {
+    fn commands() -> &'static [&'static argh::CommandInfo] {
+        static HOOKS: LazyLock<Vec<&'static argh::CommandInfo>> = LazyLock::new(|| {
+            roles::ROLES
+                .iter()
+                .filter(|n| n.role != roles::Role::Agent)
+                .map(|n| {
+                    &*Box::leak(Box::new(argh::CommandInfo { name: n.subcommand, short: &'\0', description: n.about }))
+                })
+                .collect()
+        });
+        &HOOKS
+    }
+
+    fn try_redact_arg_values(command_name: &[&str], args: &[&str]) -> Option<Result<Vec<String>, argh::EarlyExit>> {
+        Self::try_from_args(command_name, args).map(|r| r.map(|_| Vec::new()))
+    }
+
+    fn try_from_args(command_name: &[&str], _args: &[&str]) -> Option<Result<Self, argh::EarlyExit>> {
+        command_name.last().and_then(|c| roles::hook_by_subcommand(c)).map(|_| Ok(HookCommand))
+    }
+}
+
+/// A command's exit status. Not `std::process::ExitCode`: the entry point
+/// (src/rt.rs) returns the status to the C runtime as a number, and std's
+/// type cannot be read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitCode(pub u8);
+
+impl ExitCode {
+    pub const SUCCESS: ExitCode = ExitCode(0);
+    /// The command ran and found problems (`check`), or failed.
+    pub const FAILURE: ExitCode = ExitCode(1);
+    /// The arguments were wrong.
+    pub const USAGE: ExitCode = ExitCode(2);
+}
+
+/// Why a command failed, by boundary; [`run`] prints it as one line.
+#[derive(Debug)]
+pub enum Error {
+    NoCommand,
+    Agent(crate::agent::Error),
+    Install(String),
+    Status(crate::status::Error),
+    Check(crate::check::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoCommand => write!(f, "no command given; run 'openvpn-telemetry --help'"),
+            Error::Agent(e) => write!(f, "{e}"),
+            Error::Install(e) => write!(f, "{e}"),
+            Error::Status(e) => write!(f, "{e}"),
+            Error::Check(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::NoCommand | Error::Install(_) => None,
+            Error::Agent(e) => Some(e),
+            Error::Status(e) => Some(e),
+            Error::Check(e) => Some(e),
+        }
+    }
+}
+
+impl From<crate::agent::Error> for Error {
+    fn from(e: crate::agent::Error) -> Error {
+        Error::Agent(e)
+    }
+}
+impl From<crate::status::Error> for Error {
+    fn from(e: crate::status::Error) -> Error {
+        Error::Status(e)
+    }
+}
+impl From<crate::check::Error> for Error {
+    fn from(e: crate::check::Error) -> Error {
+        Error::Check(e)
+    }
+}
+
+/// Parses the arguments of a non-hook invocation and runs it; the one
+/// place where a command's error becomes a message and a status.
 pub fn run(args: &[OsString]) -> i32 {
+    let code = match parse(args) {
+        Ok(cli) => match command(cli) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("openvpn-telemetry: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(code) => code,
+    };
+    i32::from(code.0)
+}
+
+/// The arguments, or the status to exit with once argh's output (help,
+/// or what was wrong) is printed.
+fn parse(args: &[OsString]) -> Result<Cli, ExitCode> {
     let strings: Result<Vec<String>, _> = args.iter().map(|a| a.clone().into_string()).collect();
     let Ok(strings) = strings else {
         eprintln!("openvpn-telemetry: arguments must be valid UTF-8");
-        return 2;
+        return Err(ExitCode::USAGE);
     };
     let name = "openvpn-telemetry";
     let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
-    let cli = match Cli::from_args(&[name], &rest) {
-        Ok(cli) => cli,
-        Err(early) => {
-            return match early.status {
-                Ok(()) => {
-                    print!("{}", early.output);
-                    0
-                }
-                Err(()) => {
-                    eprint!("{}", early.output);
-                    eprintln!("Run '{name} --help' for usage.");
-                    2
-                }
-            };
+    Cli::from_args(&[name], &rest).map_err(|early| match early.status {
+        Ok(()) => {
+            print!("{}", early.output);
+            ExitCode::SUCCESS
         }
-    };
+        Err(()) => {
+            eprint!("{}", early.output);
+            eprintln!("Run '{name} --help' for usage.");
+            ExitCode::USAGE
+        }
+    })
+}
+
+fn command(cli: Cli) -> Result<ExitCode, Error> {
     if cli.version {
         println!("openvpn-telemetry {}", env!("CARGO_PKG_VERSION"));
-        return 0;
+        return Ok(ExitCode::SUCCESS);
     }
-    let result = match cli.command {
-        None => Err("no command given; run 'openvpn-telemetry --help'".to_string()),
-        // Hooks are dispatched in main before parsing; these arms only
-        // exist so that --help lists them.
-        Some(Command::Connect(_) | Command::Disconnect(_) | Command::WriteEvent(_)) => Ok(0),
-        Some(Command::Agent(a)) => crate::agent::main(&a),
-        Some(Command::Install(a)) => crate::install::install(&a),
-        Some(Command::Uninstall(a)) => crate::install::uninstall(&a),
-        Some(Command::Status(a)) => crate::status::main(&a),
-        Some(Command::Check(a)) => crate::check::main(&a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(msg) => {
-            eprintln!("openvpn-telemetry: {msg}");
-            1
-        }
+    let installed = |r: Result<i32, String>| r.map(|c| ExitCode(u8::try_from(c).unwrap_or(1))).map_err(Error::Install);
+    match cli.command.ok_or(Error::NoCommand)? {
+        // main runs the hooks before parsing: nothing is left to do.
+        Command::Hook(HookCommand) => Ok(ExitCode::SUCCESS),
+        Command::Agent(a) => Ok(crate::agent::main(&a)?),
+        Command::Install(a) => installed(crate::install::install(&a)),
+        Command::Uninstall(a) => installed(crate::install::uninstall(&a)),
+        Command::Status(a) => Ok(crate::status::main(&a)?),
+        Command::Check(a) => Ok(crate::check::main(&a)?),
     }
 }

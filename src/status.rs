@@ -7,6 +7,7 @@
 //! files are shown by path, never by content); a reader that goes away
 //! early (`status --json | head -1`) is a normal end, not an error.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -15,29 +16,64 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::StatusArgs;
+use crate::cli::{ExitCode, StatusArgs};
 use crate::config::{self, Compress, Settings};
 use crate::fsutil::{self, Owners};
 use crate::spool::{self, Dropped};
 use crate::state::AgentState;
 
-pub fn main(args: &StatusArgs) -> Result<i32, String> {
+/// Why `status` could not report.
+#[derive(Debug)]
+pub enum Error {
+    Settings(config::ConfigError),
+    Stdout(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Settings(e) => write!(f, "{e}"),
+            Error::Stdout(e) => write!(f, "cannot write the status to stdout: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Settings(e) => Some(e),
+            Error::Stdout(e) => Some(e),
+        }
+    }
+}
+
+pub fn main(args: &StatusArgs) -> Result<ExitCode, Error> {
     let path = config::config_path();
-    let settings = Settings::load(&path).map_err(|e| e.to_string())?;
+    let settings = Settings::load(&path).map_err(Error::Settings)?;
     let report = gather(&settings);
     let mut out = io::stdout().lock();
-    let written = if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())
-    } else {
-        write!(out, "{}", text(&report))
-    };
+    let written = if args.json { writeln!(out, "{}", json_text(&report)) } else { write!(out, "{}", text(&report)) };
     // println! panics on a closed pipe; the reader having seen enough is
     // what `| head` means, so EPIPE ends quietly with status 0.
     match written.and_then(|()| out.flush()) {
-        Ok(()) => Ok(0),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(format!("cannot write the status to stdout: {e}")),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(Error::Stdout(e)),
     }
+}
+
+/// The report as pretty JSON with every control character escaped: serde
+/// escapes C0 (below U+0020) but writes C1 (U+0080-U+009F) as is, and a
+/// terminal takes some of those as commands. They can occur only inside
+/// strings (file names, server answers), where `\u00XX` means the same.
+fn json_text(report: &Value) -> String {
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    if !text.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c)) {
+        return text;
+    }
+    text.chars()
+        .map(|c| if ('\u{80}'..='\u{9f}').contains(&c) { format!("\\u{:04x}", c as u32) } else { c.to_string() })
+        .collect()
 }
 
 /// Everything `status` reports, as JSON (the text form is made from it).
@@ -277,4 +313,18 @@ fn text(r: &Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_text_escapes_c1_characters_and_stays_the_same_json() {
+        let v = json!({"file": "a\u{9b}31mb\u{85}", "name": "é\u{1b}"});
+        let t = json_text(&v);
+        assert!(!t.contains('\u{9b}') && !t.contains('\u{85}'), "{t}");
+        assert!(t.contains("\\u009b") && t.contains("\\u001b") && t.contains('é'), "{t}");
+        assert_eq!(serde_json::from_str::<Value>(&t).ok(), Some(v));
+    }
 }
