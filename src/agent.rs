@@ -195,7 +195,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
         log::warn!("no TELEMETRY_URL in {}: holding events in the spool (bounds still apply)", path.display());
     }
     if args.once {
-        if let Err(e) = crate::sources::run_once(&settings) {
+        for e in crate::sources::run_once(&settings) {
             log::warn!("event sources: {e}");
         }
     } else {

@@ -28,6 +28,7 @@ use time::{Date, Month, PrimitiveDateTime, Time};
 
 use super::{EventWriter, Stored};
 use crate::event::{self, Event};
+use crate::spool::SpoolError;
 
 /// `V`, `R` or `E`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +322,7 @@ impl CertBook {
         sink: &EventWriter,
         now: i64,
         inventory: bool,
-    ) -> Result<Checked, String> {
+    ) -> Result<Checked, SpoolError> {
         let mut done = Checked { written: 0, spool_full: false };
         for e in entries {
             let steps: [(&str, bool); 3] = {

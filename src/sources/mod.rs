@@ -20,10 +20,11 @@ mod sessions;
 mod status_file;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs;
 use std::io::{self, Read as _};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Settings;
 use crate::event::{self, Event};
-use crate::spool::{Spool, Written};
+use crate::spool::{Spool, SpoolError, Written};
 
 /// Largest status file or index read; beyond it the round is skipped so a
 /// runaway file cannot exhaust the agent's memory.
@@ -59,6 +60,49 @@ pub struct EventWriter {
     max_bytes: u64,
 }
 
+/// What an operator must fix for a source to work: skipped rounds (a file
+/// missing or being rewritten) are logged, not errors.
+#[derive(Debug)]
+pub enum Error {
+    /// A status file or index.txt the agent cannot read, or refused to
+    /// (`source` says which: a link, a FIFO, the hooks' user's file).
+    Read { path: PathBuf, source: io::Error },
+    /// The spool did not take an event read from `file`.
+    Spool { file: PathBuf, source: SpoolError },
+    /// A state file (`sessions.state`, `certs.state`) was not written.
+    State { path: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read { source, .. } if source.kind() == io::ErrorKind::InvalidData => write!(f, "{source}"),
+            Error::Read { path, source } if source.kind() == io::ErrorKind::PermissionDenied => write!(
+                f,
+                "{}: cannot open: {source} (the agent's user needs read access to it and its directories)",
+                path.display()
+            ),
+            Error::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
+            Error::Spool { file, source } => write!(f, "{}: spool: {source}", file.display()),
+            Error::State { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Read { source, .. } | Error::State { source, .. } => Some(source),
+            Error::Spool { source, .. } => Some(source),
+        }
+    }
+}
+
+/// Every error of a round, as one log line.
+fn joined(errors: &[Error]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// Whether the spool kept an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -72,11 +116,10 @@ impl EventWriter {
         EventWriter { spool: Spool::new(&settings.spool_dir), max_bytes: settings.max_spool_bytes }
     }
 
-    pub fn append(&self, ev: &Event) -> Result<Stored, String> {
-        match self.spool.append(ev, APPEND_WAIT, self.max_bytes) {
-            Ok(Written::Queue { .. } | Written::Bypass { .. }) => Ok(Stored::Yes),
-            Ok(Written::Dropped { .. }) => Ok(Stored::Dropped),
-            Err(e) => Err(format!("spool: {e}")),
+    pub fn append(&self, ev: &Event) -> Result<Stored, SpoolError> {
+        match self.spool.append(ev, APPEND_WAIT, self.max_bytes)? {
+            Written::Queue { .. } | Written::Bypass { .. } => Ok(Stored::Yes),
+            Written::Dropped { .. } => Ok(Stored::Dropped),
         }
     }
 }
@@ -104,8 +147,8 @@ pub fn run(settings: &Settings, stop: &AtomicBool) {
                     sources.noise.over("sessions");
                     ok
                 }
-                Err(e) => {
-                    sources.noise.warn("sessions", format!("sessions: {e}"));
+                Err(errors) => {
+                    sources.noise.warn("sessions", format!("sessions: {}", joined(&errors)));
                     false
                 }
             };
@@ -143,9 +186,9 @@ fn sleep_until(wake: Option<Instant>, stop: &AtomicBool) {
 
 /// One round of every enabled source (snapshot + update + certificates),
 /// for `agent --once` and tests. Skipped rounds (file missing or being
-/// rewritten) are logged, not errors; errors are what an operator must fix
-/// (unreadable file, spool or state not writable).
-pub fn run_once(settings: &Settings) -> Result<(), String> {
+/// rewritten) are logged, not errors; the errors returned are what an
+/// operator must fix (unreadable file, spool or state not writable).
+pub fn run_once(settings: &Settings) -> Vec<Error> {
     let mut sources = Sources::new(settings);
     let snap = settings.snapshot_interval_seconds > 0;
     let upd = settings.session_update_interval_seconds > 0;
@@ -153,14 +196,14 @@ pub fn run_once(settings: &Settings) -> Result<(), String> {
     if (snap || upd)
         && let Err(e) = sources.status_round(snap, upd, unix_now())
     {
-        errors.push(format!("sessions: {e}"));
+        errors.extend(e);
     }
     if settings.easyrsa_index.is_some()
         && let Err(e) = sources.certs_round(unix_now())
     {
-        errors.push(format!("certificates: {e}"));
+        errors.push(e);
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    errors
 }
 
 /// Wall-clock now (or `OPENVPN_TELEMETRY_NOW`), unix seconds.
@@ -220,7 +263,7 @@ impl<'a> Sources<'a> {
 
     /// Reads every status file once and writes the updates and/or the
     /// snapshot. `Ok(false)`: some file was skipped (logged).
-    fn status_round(&mut self, snapshot: bool, update: bool, now: i64) -> Result<bool, String> {
+    fn status_round(&mut self, snapshot: bool, update: bool, now: i64) -> Result<bool, Vec<Error>> {
         let (found, problems) = conf::status_sources(self.settings);
         if found.is_empty() && !problems.is_empty() {
             self.noise.warn("config", format!("sessions off: {}", problems.join("; ")));
@@ -269,7 +312,7 @@ impl<'a> Sources<'a> {
                         log::warn!("{path}: spool full after {n} SESSION_UPDATE; the rest carry over");
                         complete = false;
                     }
-                    Err(e) => errors.push(format!("{path}: {e}")),
+                    Err(source) => errors.push(Error::Spool { file: src.path.clone(), source }),
                 }
                 if let Err(e) = saved {
                     errors.push(e);
@@ -290,15 +333,15 @@ impl<'a> Sources<'a> {
                             complete = false;
                             break;
                         }
-                        Err(e) => {
-                            errors.push(format!("{path}: {e}"));
+                        Err(source) => {
+                            errors.push(Error::Spool { file: src.path.clone(), source });
                             break;
                         }
                     }
                 }
             }
         }
-        if errors.is_empty() { Ok(complete) } else { Err(errors.join("; ")) }
+        if errors.is_empty() { Ok(complete) } else { Err(errors) }
     }
 
     /// Reports rows of a status file that were left out as unreadable: a
@@ -336,7 +379,7 @@ impl<'a> Sources<'a> {
 
     /// Looks at `index.txt` and writes what changed; a cheap `stat` when
     /// the file is as last read and no known certificate has expired.
-    fn certs_round(&mut self, now: i64) -> Result<(), String> {
+    fn certs_round(&mut self, now: i64) -> Result<(), Error> {
         let Some(index) = &self.settings.easyrsa_index else { return Ok(()) };
         let key = index.display().to_string();
         let meta = match fs::metadata(index) {
@@ -345,7 +388,7 @@ impl<'a> Sources<'a> {
                 self.noise.warn(&key, format!("{key}: not found; certificate round skipped"));
                 return Ok(());
             }
-            Err(e) => return Err(format!("{key}: {e}")),
+            Err(source) => return Err(Error::Read { path: index.clone(), source }),
         };
         let seen = Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()));
         let expiry_due = self.certs.as_ref().and_then(certs::CertBook::next_expiry).is_some_and(|t| t <= now);
@@ -370,7 +413,7 @@ impl<'a> Sources<'a> {
         book.unreadable_lines = bad.len();
         let result = book.check(&entries, &self.sink, now, inventory);
         save_state(&self.settings.spool_dir.join(CERTS_STATE), book)?;
-        let done = result?;
+        let done = result.map_err(|source| Error::Spool { file: index.clone(), source })?;
         if done.spool_full {
             log::warn!("{}: spool full; remaining certificate events wait for the next round", index.display());
         } else {
@@ -417,7 +460,8 @@ enum Got {
 /// Reads a file OpenVPN or Easy-RSA may be rewriting: [`Got::Skip`] when
 /// it is missing, over [`READ_CAP`] or changed while being read (after one
 /// retry); `Err` when it cannot be read at all (permissions).
-fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, String> {
+fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, Error> {
+    let err = |source: io::Error| Error::Read { path: path.to_path_buf(), source };
     for attempt in 0..2 {
         // The agent may hold CAP_DAC_READ_SEARCH for these files: never
         // through a link, a FIFO, a second name, or a file the hooks' user
@@ -425,16 +469,8 @@ fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, Strin
         let mut file = match crate::privilege::for_sources(|| crate::fsutil::open_read(path, owners)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(e.to_string()),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(format!(
-                    "{}: cannot open: {e} (the agent's user needs read access to it and its directories)",
-                    path.display()
-                ));
-            }
-            Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
+            Err(e) => return Err(err(e)),
         };
-        let err = |e: io::Error| format!("{}: {e}", path.display());
         let before = file.metadata().map_err(err)?;
         if before.len() > READ_CAP {
             return Ok(Got::Skip(format!("{} bytes, over the {READ_CAP}-byte cap", before.len())));
@@ -465,9 +501,10 @@ fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
 
 /// Writes a state file atomically and durably, 0600 for the agent alone
 /// ([`crate::fsutil::replace_file`]).
-fn save_state<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
-    let body = serde_json::to_vec(value).map_err(|e| format!("{}: {e}", path.display()))?;
-    crate::fsutil::replace_file(path, &body, 0o600).map_err(|e| format!("{}: {e}", path.display()))
+fn save_state<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let state = |source: io::Error| Error::State { path: path.to_path_buf(), source };
+    let body = serde_json::to_vec(value).map_err(|e| state(e.into()))?;
+    crate::fsutil::replace_file(path, &body, 0o600).map_err(state)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use super::conf::StatusSource;
 use super::status_file::{Client, Status};
 use super::{EventWriter, Stored};
 use crate::event::{self, Event};
+use crate::spool::SpoolError;
 
 /// At most this many sessions per `SESSION_SNAPSHOT` event ...
 pub const SNAPSHOT_PART_SESSIONS: usize = 500;
@@ -86,7 +87,7 @@ impl SessionBook {
         src: &StatusSource,
         sink: &EventWriter,
         now: i64,
-    ) -> Result<Updated, String> {
+    ) -> Result<Updated, SpoolError> {
         let key = src.path.display().to_string();
         let stamp = status.written_at;
         if stamp.is_some() && self.last_update.get(&key) == stamp.as_ref() {
