@@ -4,8 +4,8 @@
 //! Hooks are recognised before any argument parsing, so nothing a hook is
 //! given can make it exit non-zero.
 
-// No unsafe code, but for the entry point in src/rt.rs (issue 12: a hook
-// skips std's runtime set-up; there it says what and why).
+// No unsafe code, but for the entry point in src/rt.rs (a hook skips std's
+// runtime set-up; there it says what and why).
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), no_main)]
 

@@ -1,8 +1,10 @@
-//! The delivery agent (issue 3) against real servers on loopback: the test
+//! The delivery agent against real servers on loopback: the test
 //! receiver (Python's HTTP server, with real TLS and client certificates)
 //! driven through every answer the agent must survive. Each test runs the
 //! real binary on its own temporary spool; events come from the real hook
 //! or are written as seed-format chunks.
+// Set-up that cannot go right is a failed test: unwrap and expect say where.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/agent_site.rs"]
 mod site;

@@ -3,6 +3,8 @@
 //! process (a static build aborts when NSS must dlopen a module). Runs the
 //! real binary against the loopback receiver; `localhost` comes from
 //! /etc/hosts, so no query leaves the machine.
+// Set-up that cannot go right is a failed test: unwrap and expect say where.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/require.rs"]
 mod require;

@@ -1,4 +1,4 @@
-//! Attacks (issue 9), each tried for real against a staged install: the
+//! Attacks, each tried for real against a staged install: the
 //! attacker is user `nobody`, which is what OpenVPN drops to, so "whoever
 //! compromises OpenVPN"; or a hostile telemetry server. Every test tries
 //! each step of its attack (a step the fix refuses simply fails) and then
@@ -17,6 +17,8 @@
 //! Needs root (it fails, never skips, without). `OVT_TEST_BIN=path` runs
 //! the attacks against another build of the binary; `OVT_TEST_KEEP=1`
 //! keeps the staging roots (/tmp/ovt-sec-*) for a look.
+// Set-up that cannot go right is a failed test: unwrap and expect say where.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/attack.rs"]
 mod attack;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/e2e/fixtures.sh: captures real OpenVPN 2.6 artefacts into
-# tests/fixtures/ for the parsers' tests (issue 6):
+# tests/fixtures/ for the parsers' tests:
 #   status-v1.log, status-v2.log, status-v3.log  (>= 2 clients, after traffic)
 #   status-v2-midwrite.log   (v2 cut inside CLIENT_LIST, no END: a file caught
 #                             while OpenVPN rewrites it)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/e2e/run.sh: the end-to-end proof (issue 5). A real OpenVPN 2.6 server
+# tests/e2e/run.sh: the end-to-end proof. A real OpenVPN 2.6 server
 # runs the hooks that `openvpn-telemetry install` installed, as nobody:nogroup;
 # real clients connect from another network namespace; the agent runs as the
 # unit's user and delivers over mTLS + bearer token to a local HTTPS receiver.

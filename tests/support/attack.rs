@@ -1,4 +1,4 @@
-//! Helpers for tests/security.rs (issue 9): a real staged install to
+//! Helpers for tests/security.rs: a real staged install to
 //! attack, the attacker (`nobody`, as OpenVPN drops to), the agent run the
 //! way its systemd unit runs it, root's own commands, and bounded runs (a
 //! hang must fail a test, not stall the suite).
