@@ -125,7 +125,7 @@ impl Delivery {
                 };
                 let line = backlog::trim_newline(&batch.buf[start..]);
                 let verdict = if too_long {
-                    Err(format!("line of {n} bytes is over the {LINE_CAP}-byte limit for one event"))
+                    Err(Malformed::TooLong(n))
                 } else if line.trim_ascii().is_empty() {
                     Ok(false)
                 } else {
@@ -187,15 +187,35 @@ impl Delivery {
     }
 }
 
+/// Why a line in a chunk is not an event (it goes to `failed/`).
+#[derive(Debug)]
+enum Malformed {
+    TooLong(usize),
+    NotUtf8,
+    NotObject,
+    Json(serde_json::Error),
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Malformed::TooLong(n) => write!(f, "line of {n} bytes is over the {LINE_CAP}-byte limit for one event"),
+            Malformed::NotUtf8 => write!(f, "not valid UTF-8"),
+            Malformed::NotObject => write!(f, "not a JSON object"),
+            Malformed::Json(e) => write!(f, "invalid JSON: {e}"),
+        }
+    }
+}
+
 /// Checks that a line is one UTF-8 JSON object, without building it.
-fn check_line(line: &[u8]) -> Result<(), String> {
+fn check_line(line: &[u8]) -> Result<(), Malformed> {
     if std::str::from_utf8(line).is_err() {
-        return Err("not valid UTF-8".into());
+        return Err(Malformed::NotUtf8);
     }
     if !line.trim_ascii_start().starts_with(b"{") {
-        return Err("not a JSON object".into());
+        return Err(Malformed::NotObject);
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(line).map(|_| ()).map_err(|e| format!("invalid JSON: {e}"))
+    serde_json::from_slice::<serde::de::IgnoredAny>(line).map(|_| ()).map_err(Malformed::Json)
 }
 
 #[cfg(test)]
