@@ -25,6 +25,7 @@ use crate::cli::{CheckArgs, ExitCode};
 use crate::config::{self, Settings};
 use crate::fsutil::printable;
 use crate::install::accounts::{AGENT_USER, Accounts};
+use crate::install::package::Mode;
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};
 
@@ -284,7 +285,7 @@ fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
         return;
     }
     let shown = files.iter().map(|(k, p)| format!("{k} {}", p.display())).collect::<Vec<_>>().join(", ");
-    let unit_text = fs::read_to_string(layout.at(unit::UNIT_PATH)).unwrap_or_default();
+    let unit_text = installed_unit(layout);
     let grant = format!("AmbientCapabilities={}", unit::READ_CAPABILITY);
     if unit_text.lines().any(|l| l == grant) {
         return r.ok(format!("agent can read {shown} (its unit grants {}, read-only)", unit::READ_CAPABILITY));
@@ -323,31 +324,70 @@ fn probe_read(files: &str) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Binary, links, unit, OpenVPN conf lines.
+/// Whose layout this is: the Debian package's when its binary is there,
+/// else `make install`'s.
+fn mode(layout: &Layout) -> Mode {
+    if fs::symlink_metadata(layout.at(unit::PACKAGE_BIN)).is_ok() { Mode::Package } else { Mode::Local }
+}
+
+/// The agent's unit as systemd reads it: `make install`'s file, or the
+/// package's unit followed by install's drop-in.
+fn installed_unit(layout: &Layout) -> String {
+    let read = |p: &str| fs::read_to_string(layout.at(p)).unwrap_or_default();
+    match mode(layout) {
+        Mode::Local => read(unit::UNIT_PATH),
+        Mode::Package => read(unit::PACKAGED_PATH) + &read(unit::DROPIN),
+    }
+}
+
+/// Binary, links, unit, OpenVPN conf lines: `make install`'s, or the
+/// Debian package's.
 fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
-    let bin = layout.at(unit::BIN);
+    let mode = mode(layout);
+    let target = mode.bin();
+    let bin = layout.at(target);
     match fs::metadata(&bin) {
         Ok(m) if m.is_file() && m.mode() & 0o755 == 0o755 => r.ok(format!("{} is installed", bin.display())),
         Ok(m) => r.fail(format!("{} has mode {:04o}", bin.display(), m.mode() & 0o7777), REINSTALL),
         Err(e) => r.fail(format!("{}: {e}", bin.display()), REINSTALL),
     }
     let mut broken = Vec::new();
-    for l in install::LINKS {
-        if fs::read_link(layout.at(l)).ok().as_deref() != Some(Path::new(unit::BIN)) {
+    for l in mode.links() {
+        if fs::read_link(layout.at(l)).ok().as_deref() != Some(Path::new(target)) {
             broken.push(l);
         }
     }
     if broken.is_empty() {
-        r.ok(format!("hooks and helpers link to {}", unit::BIN));
+        r.ok(format!("hooks and helpers link to {target}"));
     } else {
-        r.fail(format!("not links to {}: {}", unit::BIN, broken.join(", ")), REINSTALL);
+        r.fail(format!("not links to {target}: {}", broken.join(", ")), REINSTALL);
     }
     let group = s.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
-    let unit_path = layout.at(unit::UNIT_PATH);
-    match fs::read_to_string(&unit_path) {
-        Ok(text) if text == unit::render(s, &group) => r.ok(format!("{} is up to date", unit_path.display())),
-        Ok(_) => r.fail(format!("{} differs from what the settings need", unit_path.display()), REINSTALL),
-        Err(e) => r.fail(format!("{}: {e}", unit_path.display()), REINSTALL),
+    match mode {
+        Mode::Local => {
+            let unit_path = layout.at(unit::UNIT_PATH);
+            let want = unit::render(s, &group);
+            match fs::read_to_string(&unit_path) {
+                Ok(text) if text == want => r.ok(format!("{} is up to date", unit_path.display())),
+                Ok(_) => r.fail(format!("{} differs from what the settings need", unit_path.display()), REINSTALL),
+                Err(e) => r.fail(format!("{}: {e}", unit_path.display()), REINSTALL),
+            }
+        }
+        Mode::Package => {
+            // The package's unit, plus the drop-in install writes when the
+            // settings need something else.
+            let dropin = layout.at(unit::DROPIN);
+            match (fs::read_to_string(&dropin), unit::dropin(s, &group)) {
+                (Ok(text), Some(want)) if text == want => {
+                    r.ok(format!("{} and {} are up to date", unit::PACKAGED_PATH, dropin.display()))
+                }
+                (Err(e), None) if e.kind() == std::io::ErrorKind::NotFound => {
+                    r.ok(format!("{} is what the settings need", unit::PACKAGED_PATH))
+                }
+                (Err(e), Some(_)) => r.fail(format!("{}: {e}", dropin.display()), REINSTALL),
+                _ => r.fail(format!("{} differs from what the settings need", dropin.display()), REINSTALL),
+            }
+        }
     }
     if layout.systemd_running() {
         let active = Command::new("systemctl").args(["is-active", "--quiet", unit::UNIT_NAME]).status();

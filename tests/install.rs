@@ -1,4 +1,4 @@
-//! The installer (issue 4), run for real: `install --root` into a staging
+//! The installer, run for real: `install --root` into a staging
 //! root that carries a copy of this host's account files (so `useradd
 //! --root` works there and ids resolve as on a target), then every file,
 //! mode, owner and link is looked at. One test installs on this machine's
@@ -458,7 +458,7 @@ fn exposure(unit: &Path) -> f64 {
         .unwrap_or_else(|| panic!("no exposure level in\n{text}{}", String::from_utf8_lossy(&out.stderr)))
 }
 
-/// Every variant of the unit the installer renders: none of the issue-6
+/// Every variant of the unit the installer renders: none of the
 /// sources (no capabilities), a source (CAP_DAC_READ_SEARCH), and sources
 /// under /tmp and /root (PrivateTmp=no, ProtectHome=read-only). Each is
 /// chosen from the final agent.env on (re)install, rates <= 2.0 and
@@ -627,11 +627,13 @@ fn check_reaches_the_server_over_tls_and_reports_auth() {
     assert!(seed.contains("HTTP 400"), "the seed envelope is not OTLP:\n{seed}");
 }
 
-// --- package mode (issue 15: the Debian package's maintainer scripts) --------
+// --- package mode (the Debian package's maintainer scripts) -----------------
 
 const PKG_BIN: &str = "/usr/sbin/openvpn-telemetry";
 const DROPIN: &str = "etc/systemd/system/openvpn-telemetry-agent.service.d/10-install.conf";
 const HELPER: &str = "var/lib/openvpn-telemetry/openvpn-telemetry";
+const PACKAGED_UNIT: &str = "/usr/lib/systemd/system/openvpn-telemetry-agent.service";
+const PACKAGED_UNIT_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/debian/openvpn-telemetry-agent.service");
 const HOOKS: [&str; 2] = [LINKS[2], LINKS[3]];
 
 /// A chunk of one pending event in the staged spool.
@@ -680,6 +682,35 @@ fn package_mode_takes_over_from_make_install_and_keeps_pending_events() {
     r.env("STATUS_LOG=\n");
     r.ok(&["install", "--package"]);
     assert!(!r.p(DROPIN).exists() && !r.p(DROPIN).parent().unwrap().exists());
+}
+
+/// `check` on the package's layout: its binary, the hook links to it, and
+/// its unit plus install's drop-in (which carries the read capability).
+#[test]
+fn check_knows_the_package_layout() {
+    need_root!();
+    let r = Root::new("pkg-check");
+    let status = r.p("run/openvpn-server/status-server.log");
+    fs::create_dir_all(status.parent().unwrap()).unwrap();
+    fs::write(&status, "TITLE,OpenVPN 2.6\n").unwrap();
+    fs::set_permissions(&status, fs::Permissions::from_mode(0o600)).unwrap();
+    r.env("TELEMETRY_URL=file:///var/tmp-sink/out\nSTATUS_LOG=/run/openvpn-server/status-server.log\n");
+    fs::create_dir_all(r.p("var/tmp-sink")).unwrap();
+    // What dpkg unpacks before postinst runs `install --package`.
+    for (from, to) in [(BIN, PKG_BIN), (PACKAGED_UNIT_SRC, PACKAGED_UNIT)] {
+        fs::create_dir_all(r.p(to).parent().unwrap()).unwrap();
+        fs::copy(from, r.p(to)).unwrap();
+    }
+    r.ok(&["install", "--package"]);
+    let text = r.ok(&["check"]);
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains(&format!("OK   hooks and helpers link to {PKG_BIN}")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("OK   agent can read STATUS_LOG") && l.contains("CAP_DAC_READ_SEARCH")));
+    // A drop-in edited by hand is found.
+    fs::write(r.p(DROPIN), "[Service]\n").unwrap();
+    let out = r.run(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains("10-install.conf differs")), "{text}");
 }
 
 #[test]
