@@ -149,7 +149,7 @@ impl ExitCode {
 pub enum Error {
     NoCommand,
     Agent(crate::agent::Error),
-    Install(String),
+    Install(crate::install::Error),
     Status(crate::status::Error),
     Check(crate::check::Error),
 }
@@ -169,7 +169,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::NoCommand | Error::Install(_) => None,
+            Error::NoCommand => None,
+            Error::Install(e) => Some(e),
             Error::Agent(e) => Some(e),
             Error::Status(e) => Some(e),
             Error::Check(e) => Some(e),
@@ -237,13 +238,12 @@ fn command(cli: Cli) -> Result<ExitCode, Error> {
         println!("openvpn-telemetry {}", env!("CARGO_PKG_VERSION"));
         return Ok(ExitCode::SUCCESS);
     }
-    let installed = |r: Result<i32, String>| r.map(|c| ExitCode(u8::try_from(c).unwrap_or(1))).map_err(Error::Install);
     match cli.command.ok_or(Error::NoCommand)? {
         // main runs the hooks before parsing: nothing is left to do.
         Command::Hook(HookCommand) => Ok(ExitCode::SUCCESS),
         Command::Agent(a) => Ok(crate::agent::main(&a)?),
-        Command::Install(a) => installed(crate::install::install(&a)),
-        Command::Uninstall(a) => installed(crate::install::uninstall(&a)),
+        Command::Install(a) => crate::install::install(&a).map_err(Error::Install),
+        Command::Uninstall(a) => crate::install::uninstall(&a).map_err(Error::Install),
         Command::Status(a) => Ok(crate::status::main(&a)?),
         Command::Check(a) => Ok(crate::check::main(&a)?),
     }

@@ -11,6 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::plan::ApplyError;
+
 /// The agent's dedicated system user and its own group.
 pub const AGENT_USER: &str = "openvpn-telemetry";
 
@@ -160,12 +162,19 @@ fn getent(db: &str, name: &str) -> Option<Vec<String>> {
 
 /// Runs an account or service tool, turning failure into a message that
 /// names the command.
-pub fn run_tool(argv: &[String]) -> Result<(), String> {
-    let (prog, args) = argv.split_first().ok_or("empty command")?;
-    let out = Command::new(prog).args(args).output().map_err(|e| format!("cannot run {prog}: {e}"))?;
+pub fn run_tool(argv: &[String]) -> Result<(), ApplyError> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(ApplyError::Spawn { prog: String::new(), source: std::io::Error::other("empty command") });
+    };
+    let out =
+        Command::new(prog).args(args).output().map_err(|source| ApplyError::Spawn { prog: prog.clone(), source })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("`{}` failed ({}): {}", argv.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()))
+        Err(ApplyError::Tool {
+            command: argv.join(" "),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }

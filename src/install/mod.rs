@@ -18,12 +18,13 @@ pub mod plan;
 pub mod uninstall;
 pub mod unit;
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{InstallArgs, UninstallArgs};
+use crate::cli::{ExitCode, InstallArgs, UninstallArgs};
 use crate::config::{self, Settings};
 use accounts::{AGENT_USER, Accounts};
 use package::Mode;
@@ -66,6 +67,55 @@ impl Layout {
     }
 }
 
+/// Why `install` or `uninstall` changed nothing, or stopped part-way.
+#[derive(Debug)]
+pub enum Error {
+    /// agent.env or .env cannot be read, or holds a bad value.
+    Settings(config::ConfigError),
+    /// Refused before changing anything; the text says what is wrong and
+    /// what to do (a conflicting `client-connect`, a stranger's directory).
+    Refused(String),
+    /// A file install must read (its own binary, an OpenVPN conf).
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+    /// A step failed; the steps printed before it were done.
+    Stopped { verb: &'static str, source: plan::ApplyError },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Settings(e) => write!(f, "{e}"),
+            Error::Refused(why) => f.write_str(why),
+            Error::Io { what, path, source } => write!(f, "{what} {}: {source}", path.display()),
+            Error::Stopped { verb, source } => {
+                write!(f, "{verb} stopped: {source} (the steps above were done; fix this and run {verb} again)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Settings(e) => Some(e),
+            Error::Refused(_) => None,
+            Error::Io { source, .. } => Some(source),
+            Error::Stopped { source, .. } => Some(source),
+        }
+    }
+}
+
+/// For [`Error::Io`]: `what` is how the message starts ("cannot read").
+pub(crate) fn io_error<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> Error + 'p {
+    move |source| Error::Io { what, path: path.to_path_buf(), source }
+}
+
+/// This program's own file, for the copy install makes of it.
+pub(crate) fn this_binary() -> Result<Vec<u8>, Error> {
+    let exe = std::env::current_exe().map_err(io_error("cannot find this program's file", Path::new("")))?;
+    fs::read(&exe).map_err(io_error("cannot read", &exe))
+}
+
 /// The settings `install` would write, checked, and where they came from.
 pub struct Desired {
     pub text: String,
@@ -77,11 +127,11 @@ pub struct Desired {
 }
 
 /// `agent.env` from the template, the current file and `.env`.
-pub fn desired_settings(layout: &Layout) -> Result<Desired, String> {
-    let overrides = envfile::read_entries(&layout.at(ENV_OVERRIDES)).map_err(|e| e.to_string())?;
-    let existing = envfile::read_entries(&layout.at(AGENT_ENV)).map_err(|e| e.to_string())?;
+pub fn desired_settings(layout: &Layout) -> Result<Desired, Error> {
+    let overrides = envfile::read_entries(&layout.at(ENV_OVERRIDES)).map_err(Error::Settings)?;
+    let existing = envfile::read_entries(&layout.at(AGENT_ENV)).map_err(Error::Settings)?;
     let text = envfile::render(&existing, &overrides);
-    let settings = Settings::from_text(Path::new(AGENT_ENV), &text).map_err(|e| e.to_string())?;
+    let settings = Settings::from_text(Path::new(AGENT_ENV), &text).map_err(Error::Settings)?;
     let truthy = |v: &str| matches!(v, "1" | "yes" | "true" | "on");
     let force =
         envfile::lookup(&overrides, "FORCE").is_some_and(truthy) || std::env::var("FORCE").is_ok_and(|v| truthy(&v));
@@ -97,18 +147,18 @@ pub fn desired_settings(layout: &Layout) -> Result<Desired, String> {
 }
 
 /// OpenVPN's script user and group, checked to exist.
-pub fn script_account(settings: &Settings, accounts: &Accounts) -> Result<(String, String), String> {
+pub fn script_account(settings: &Settings, accounts: &Accounts) -> Result<(String, String), Error> {
     let user = settings.openvpn_script_user.clone();
     let group = settings.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
     if accounts.uid(&user).is_none() {
-        return Err(format!(
+        return Err(Error::Refused(format!(
             "OPENVPN_SCRIPT_USER={user}: no such user; set it in {ENV_OVERRIDES} to the user OpenVPN runs hooks as"
-        ));
+        )));
     }
     if accounts.gid(&group).is_none() {
-        return Err(format!(
+        return Err(Error::Refused(format!(
             "OPENVPN_SCRIPT_GROUP={group}: no such group; set it in {ENV_OVERRIDES} to OpenVPN's `group`"
-        ));
+        )));
     }
     Ok((user, group))
 }
@@ -128,10 +178,10 @@ impl Plan {
     }
 }
 
-fn require_root(layout: &Layout, dry_run: bool, verb: &str) -> Result<bool, String> {
+fn require_root(layout: &Layout, dry_run: bool, verb: &str) -> Result<bool, Error> {
     let root = nix::unistd::geteuid().is_root();
     if !root && !layout.staged() && !dry_run {
-        return Err(format!("{verb} must run as root: sudo openvpn-telemetry {verb}"));
+        return Err(Error::Refused(format!("{verb} must run as root: sudo openvpn-telemetry {verb}")));
     }
     Ok(root)
 }
@@ -142,8 +192,8 @@ fn timestamp() -> String {
 }
 
 /// A conf file change that keeps the file's mode and owner and backs it up.
-pub(crate) fn conf_change(path: &Path, text: String, chown: bool, why: &str) -> Result<Change, String> {
-    let m = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub(crate) fn conf_change(path: &Path, text: String, chown: bool, why: &str) -> Result<Change, Error> {
+    let m = fs::metadata(path).map_err(io_error("cannot stat", path))?;
     let owner = chown.then(|| Owner { user: Who::Id(m.uid()), group: Who::Id(m.gid()) });
     let backup = PathBuf::from(format!("{}.bak-{}", path.display(), timestamp()));
     let what = format!("patch {} ({why}; backup {})", path.display(), backup.display());
@@ -157,7 +207,7 @@ pub(crate) fn conf_change(path: &Path, text: String, chown: bool, why: &str) -> 
     Ok(Change { action, what })
 }
 
-fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, String> {
+fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error> {
     if mode == Mode::Local {
         package::refuse_local_over_package(layout, "install")?;
     }
@@ -174,11 +224,10 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, String
     let mut conflicts = String::new();
     for conf in &s.openvpn_server_conf {
         if !conf.is_absolute() {
-            return Err(format!("OPENVPN_SERVER_CONF: {} is not an absolute path", conf.display()));
+            return Err(Error::Refused(format!("OPENVPN_SERVER_CONF: {} is not an absolute path", conf.display())));
         }
         let path = layout.at(conf);
-        let text =
-            fs::read_to_string(&path).map_err(|e| format!("OPENVPN_SERVER_CONF names {}: {e}", path.display()))?;
+        let text = fs::read_to_string(&path).map_err(io_error("OPENVPN_SERVER_CONF names", &path))?;
         match conf::patch(&text, desired.force) {
             conf::Patch::Unchanged => {}
             conf::Patch::Changed { text, notes } => {
@@ -193,7 +242,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, String
         }
     }
     if !conflicts.is_empty() {
-        return Err(format!("refusing to install, nothing was changed:\n{}", conflicts.trim_end()));
+        return Err(Error::Refused(format!("refusing to install, nothing was changed:\n{}", conflicts.trim_end())));
     }
 
     // The agent's user, member of the hooks' group.
@@ -287,8 +336,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, String
     }
     let mut restart = false;
     if mode == Mode::Local {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's file: {e}"))?;
-        let bytes = fs::read(&exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
+        let bytes = this_binary()?;
         let bin_change = plan::file(&layout.at(unit::BIN), bytes, 0o755, root_owner.clone(), &accounts, "this binary");
         restart = bin_change.is_some();
         plan.add(bin_change);
@@ -428,7 +476,7 @@ fn plan_service_start(layout: &Layout, plan: &mut Plan, reload: bool, restart: b
 }
 
 /// Prints the plan, applies it unless `dry_run`, and says what happened.
-fn carry_out(verb: &str, layout: &Layout, plan: Plan, dry_run: bool) -> Result<i32, String> {
+fn carry_out(verb: &'static str, layout: &Layout, plan: Plan, dry_run: bool) -> Result<ExitCode, Error> {
     let accounts = Accounts::for_root(&layout.root);
     let where_ = if layout.staged() { format!(" below {}", layout.root.display()) } else { String::new() };
     let version = env!("CARGO_PKG_VERSION");
@@ -441,9 +489,7 @@ fn carry_out(verb: &str, layout: &Layout, plan: Plan, dry_run: bool) -> Result<i
     for c in &plan.changes {
         println!("  {}", c.what);
         if !dry_run {
-            c.apply(&accounts).map_err(|e| {
-                format!("{verb} stopped: {e} (the steps above were done; fix this and run {verb} again)")
-            })?;
+            c.apply(&accounts).map_err(|source| Error::Stopped { verb, source })?;
         }
     }
     for n in &plan.notes {
@@ -460,10 +506,10 @@ fn carry_out(verb: &str, layout: &Layout, plan: Plan, dry_run: bool) -> Result<i
             println!("done: {n} change(s)");
         }
     }
-    Ok(0)
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn install(args: &InstallArgs) -> Result<i32, String> {
+pub fn install(args: &InstallArgs) -> Result<ExitCode, Error> {
     let layout = Layout::new(args.root.as_deref());
     let mode = Mode::detect(args.package, &layout);
     let chown = require_root(&layout, args.dry_run, "install")?;
@@ -471,13 +517,15 @@ pub fn install(args: &InstallArgs) -> Result<i32, String> {
     carry_out(verb("install", mode), &layout, plan, args.dry_run)
 }
 
-pub fn uninstall(args: &UninstallArgs) -> Result<i32, String> {
+pub fn uninstall(args: &UninstallArgs) -> Result<ExitCode, Error> {
     let layout = Layout::new(args.root.as_deref());
     let mode = Mode::detect(args.package, &layout);
     if mode == Mode::Package && !args.package {
-        return Err("this is the Debian package's binary: remove it with apt remove openvpn-telemetry \
-                    (keeps the spool and the settings) or apt purge openvpn-telemetry (removes everything)"
-            .into());
+        return Err(Error::Refused(
+            "this is the Debian package's binary: remove it with apt remove openvpn-telemetry \
+             (keeps the spool and the settings) or apt purge openvpn-telemetry (removes everything)"
+                .into(),
+        ));
     }
     let chown = require_root(&layout, args.dry_run, "uninstall")?;
     let plan = uninstall::plan(&layout, args.purge, chown, mode)?;

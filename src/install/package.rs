@@ -29,7 +29,7 @@ use std::path::Path;
 
 use super::accounts::Accounts;
 use super::plan::{self, Action, Change, Owner};
-use super::{LINKS, Layout, Plan, systemctl, unit};
+use super::{Error, LINKS, Layout, Plan, systemctl, unit};
 
 /// Where `uninstall --package` keeps the binary for `apt purge`.
 pub const PURGE_DIR: &str = "/var/lib/openvpn-telemetry";
@@ -76,18 +76,18 @@ fn in_usr_local(path: &str) -> bool {
 }
 
 /// Refuses a `make install` layout over an installed package.
-pub fn refuse_local_over_package(layout: &Layout, verb: &str) -> Result<(), String> {
+pub fn refuse_local_over_package(layout: &Layout, verb: &str) -> Result<(), Error> {
     let bin = layout.at(unit::PACKAGE_BIN);
     if fs::symlink_metadata(&bin).is_err() {
         return Ok(());
     }
-    Err(format!(
+    Err(Error::Refused(format!(
         "the Debian package openvpn-telemetry is installed ({}): a `make install` copy in /usr/local/sbin and \
          /etc/systemd/system would shadow its binary and unit, so {verb} changed nothing. Upgrade the package \
          instead, run /usr/sbin/openvpn-telemetry {verb}, or first `apt remove openvpn-telemetry` (keeps the \
          spool, its pending events and the settings)",
         bin.display()
-    ))
+    )))
 }
 
 /// Whether the unit file at `path` is one this program wrote (any version,
@@ -232,9 +232,8 @@ pub(crate) fn keep_purge_helper(
     plan: &mut Plan,
     chown: bool,
     accounts: &Accounts,
-) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's file: {e}"))?;
-    let bytes = fs::read(&exe).map_err(|e| format!("cannot read {}: {e}", exe.display()))?;
+) -> Result<(), Error> {
+    let bytes = super::this_binary()?;
     let owner = chown.then(Owner::root);
     plan.add(plan::dir(&layout.at(PURGE_DIR), 0o700, owner.clone(), accounts));
     let why = "runs `uninstall --purge` for apt purge";

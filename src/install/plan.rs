@@ -131,16 +131,34 @@ pub struct Change {
 /// What can go wrong while applying; names the path and the operation.
 #[derive(Debug)]
 pub enum ApplyError {
-    Io { op: &'static str, path: PathBuf, source: io::Error },
-    Tool(String),
-    Unresolved { path: PathBuf, owner: String },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// An account or service tool could not be started.
+    Spawn {
+        prog: String,
+        source: io::Error,
+    },
+    /// It ran and failed.
+    Tool {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    Unresolved {
+        path: PathBuf,
+        owner: String,
+    },
 }
 
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApplyError::Io { op, path, source } => write!(f, "cannot {op} {}: {source}", path.display()),
-            ApplyError::Tool(msg) => f.write_str(msg),
+            ApplyError::Spawn { prog, source } => write!(f, "cannot run {prog}: {source}"),
+            ApplyError::Tool { command, status, stderr } => write!(f, "`{command}` failed ({status}): {stderr}"),
             ApplyError::Unresolved { path, owner } => {
                 write!(f, "cannot give {} to {owner}: no such user or group", path.display())
             }
@@ -151,7 +169,7 @@ impl fmt::Display for ApplyError {
 impl std::error::Error for ApplyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ApplyError::Io { source, .. } => Some(source),
+            ApplyError::Io { source, .. } | ApplyError::Spawn { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -198,22 +216,22 @@ pub fn spool_dir(
     owner: Option<Owner>,
     accounts: &Accounts,
     allowed_uids: &[u32],
-) -> Result<Option<Change>, String> {
+) -> Result<Option<Change>, super::Error> {
     let show = |o: &Option<Owner>| o.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
     let action = Action::SpoolDir { path: path.into(), mode, owner: owner.clone() };
     match fs::symlink_metadata(path) {
-        Ok(m) if !m.is_dir() => Err(format!(
+        Ok(m) if !m.is_dir() => Err(super::Error::Refused(format!(
             "refusing to install, nothing was changed: {} is not a directory ({}); the OpenVPN hooks' user may \
              have put it there. Look at it, move it away, and run install again",
             path.display(),
             if m.file_type().is_symlink() { "a symlink" } else { "a file" }
-        )),
-        Ok(m) if m.uid() != 0 && !allowed_uids.contains(&m.uid()) => Err(format!(
+        ))),
+        Ok(m) if m.uid() != 0 && !allowed_uids.contains(&m.uid()) => Err(super::Error::Refused(format!(
             "refusing to install, nothing was changed: {} is owned by uid {}, not by root, the hooks' user or \
              the agent; check SPOOL_DIR, then chown it to root and run install again",
             path.display(),
             m.uid()
-        )),
+        ))),
         Ok(m) => {
             if m.mode() & 0o7777 == mode && !owner_differs(&m, owner.as_ref(), accounts) {
                 return Ok(None);
@@ -225,7 +243,7 @@ pub fn spool_dir(
             let what = format!("mkdir {} ({mode:04o}{})", path.display(), show(&owner));
             Ok(Some(Change { action, what }))
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(super::io_error("cannot stat", path)(e)),
     }
 }
 
@@ -363,7 +381,7 @@ fn set_meta(path: &Path, mode: u32, owner: Option<&Owner>, accounts: &Accounts) 
 impl Change {
     pub fn apply(&self, accounts: &Accounts) -> Result<(), ApplyError> {
         match &self.action {
-            Action::Run(argv) => run_tool(argv).map_err(ApplyError::Tool),
+            Action::Run(argv) => run_tool(argv),
             Action::Dir { path, mode, owner } => {
                 // Missing parents are made 0755 whatever the umask: the
                 // hooks' user must be able to pass through them.

@@ -16,20 +16,20 @@ use std::path::{Path, PathBuf};
 use super::accounts::{AGENT_USER, Accounts};
 use super::package::{self, Mode};
 use super::plan::{Action, Change};
-use super::{AGENT_ENV, ETC_DIR, LINKS, Layout, Plan, SCRIPTS_DIR, conf, conf_change, systemctl, unit};
+use super::{AGENT_ENV, ETC_DIR, Error, LINKS, Layout, Plan, SCRIPTS_DIR, conf, conf_change, systemctl, unit};
 use crate::config::Settings;
 
-pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Plan, String> {
+pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Plan, Error> {
     if mode == Mode::Local {
         package::refuse_local_over_package(layout, "uninstall")?;
     }
     let mut plan = Plan::default();
     let accounts = Accounts::for_root(&layout.root);
     let config = layout.at(AGENT_ENV);
-    let s = Settings::load(&config).or_else(|e| {
+    let s = Settings::load(&config).unwrap_or_else(|e| {
         plan.notes.push(format!("{e}; reading what can be read"));
-        Ok::<_, String>(crate::hook::hook_settings(&config))
-    })?;
+        crate::hook::hook_settings(&config)
+    });
     // The agent first: make install's unit is disabled and stopped (the
     // package's is stopped by dpkg before prerm runs this).
     let units_before = plan.changes.len();
