@@ -4,6 +4,8 @@
 //! mode, owner and link is looked at. One test installs on this machine's
 //! real paths and removes everything again. Tests that need root fail when
 //! not root, saying so (tests/support/require.rs).
+// Set-up that cannot go right is a failed test: unwrap and expect say where.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};

@@ -399,6 +399,7 @@ impl Staged {
         c.env_clear().env("PATH", "/usr/bin:/bin").envs(env.iter().copied());
         let mask = nix::sys::stat::Mode::from_bits_truncate(umask);
         // SAFETY: umask(2) is async-signal-safe; nothing else runs here.
+        #[allow(unsafe_code)]
         unsafe {
             c.pre_exec(move || {
                 nix::sys::stat::umask(mask);
