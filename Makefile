@@ -71,7 +71,7 @@ bench: build
 	OVT_BENCH_BIN=$(BIN) OVT_BENCH_OUT=$(BENCH_OUT)/bench.md \
 		$(CARGO) bench --locked --bench bench
 
-# End-to-end proof with a real OpenVPN 2.6 in network namespaces (issue 5):
+# End-to-end proof with a real OpenVPN 2.6 in network namespaces:
 # installs the static build for real, runs >= 20 clients, an outage, agent
 # kill -9 and the tunnel set-up cost; always cleans up. Needs root,
 # /dev/net/tun and `ip netns`; prints "e2e skipped: why" (exit 0) otherwise.
@@ -91,7 +91,7 @@ e2e: build
 systemd-e2e: build
 	OVT_BIN=$(BIN) OVT_OUT=$(OUT) tests/systemd-e2e/run.sh
 
-# --- deb: the Debian package (issue 15; README, "Debian package") -----------
+# --- deb: the Debian package (README, "Debian package") ---------------------
 # $(DEB_DIR)/openvpn-telemetry_<version>_amd64.deb from the very file `build`
 # makes (cargo-deb --no-build --no-strip; checked byte for byte below), with
 # the metadata in Cargo.toml ([package.metadata.deb]) and the maintainer

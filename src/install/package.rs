@@ -1,4 +1,4 @@
-//! The Debian package's side of `install` and `uninstall` (issue 15).
+//! The Debian package's side of `install` and `uninstall`.
 //!
 //! One installer, two layouts. [`Mode::Local`] is `make install` and the
 //! scp'd binary: the program copies itself to /usr/local/sbin, links its

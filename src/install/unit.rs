@@ -5,7 +5,7 @@
 //! comments); the only writable paths are the spool and, for a `file://`
 //! sink, that sink's directory.
 //!
-//! Two variants, chosen from the final agent.env: without issue-6 sources
+//! Two variants, chosen from the final agent.env: without event sources
 //! the capability set is empty; with `STATUS_LOG`, `OPENVPN_SERVER_CONF` or
 //! `EASYRSA_INDEX` set, the agent gets `CAP_DAC_READ_SEARCH` (bounding and
 //! ambient), because OpenVPN writes its status file 0600 root and Easy-RSA's
@@ -69,7 +69,7 @@ pub fn writable_paths(settings: &Settings) -> Vec<PathBuf> {
 /// The capability that lets the agent read root-only sources.
 pub const READ_CAPABILITY: &str = "CAP_DAC_READ_SEARCH";
 
-/// The issue-6 source files agent.env names (status file, server confs,
+/// The event-source files agent.env names (status file, server confs,
 /// Easy-RSA index).
 pub fn source_paths(settings: &Settings) -> Vec<&Path> {
     let mut paths: Vec<&Path> = settings.openvpn_server_conf.iter().map(PathBuf::as_path).collect();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/systemd-e2e/deb.sh (`make deb-e2e`): the Debian package (issue 15)
+# tests/systemd-e2e/deb.sh (`make deb-e2e`): the Debian package
 # in the same Debian 12 container with systemd as PID 1 that run.sh boots
 # (lib.sh). Proves, with what an operator runs:
 #   a `make install` layout with pending events -> `apt install ./….deb`

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/systemd-e2e/run.sh (`make systemd-e2e`): the release binary on a
-# real systemd host, i.e. a Debian 12 container booted with systemd as PID 1
-# (issue 11). Proves, with what an operator runs:
+# real systemd host, i.e. a Debian 12 container booted with systemd as PID 1.
+# Proves, with what an operator runs:
 #   install -> unit active and READY (Type=notify); a hook as nobody
 #   delivered to an HTTPS receiver in the container; a real
 #   openvpn-server@server unit with the patched conf and a real client
