@@ -326,6 +326,8 @@ fn stuck_lock_costs_milliseconds_and_loses_nothing() {
 }
 
 #[test]
+// The switch exists only in dev-profile builds (src/hook.rs).
+#[cfg_attr(not(debug_assertions), ignore = "OPENVPN_TELEMETRY_TEST_PANIC exists only in dev builds")]
 fn a_panic_is_caught_and_exits_zero_in_one_line() {
     let s = Site::new("panic");
     let mut c = s.hook("telemetry-connect.sh", &[], ALICE);
