@@ -64,7 +64,7 @@ pub(crate) fn openvpn_env(work: &Path) -> Vec<(String, String)> {
 }
 
 struct Candidate {
-    name: &'static str,
+    name: String,
     linking: &'static str,
     cmd: Command,
     /// Spool whose written lines are counted; `None` for `/bin/true`.
@@ -76,11 +76,12 @@ struct Candidate {
 }
 
 impl Candidate {
-    fn new(name: &'static str, prog: &Path, env: &[(String, String)], spool: Option<PathBuf>) -> Candidate {
+    fn new(name: &str, prog: &Path, env: &[(String, String)], spool: Option<PathBuf>) -> Candidate {
         let mut cmd = Command::new(prog);
         // OpenVPN appends the client-connect temp file to the arguments.
         cmd.args(env.iter().filter(|(k, _)| k == "client_connect_config_file").map(|(_, v)| v));
         cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(Stdio::null());
+        let name = name.to_string();
         Candidate { name, linking: linking(prog), cmd, spool, rounds: Vec::new(), written: 0, failed_exits: 0 }
     }
 }
@@ -121,11 +122,32 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, dynamic: &Path, seed: 
     env.push(("PATH".into(), SCRIPT_PATH.into()));
     env.push(("SPOOL_DIR".into(), seed_spool.display().to_string()));
     cands.push(Candidate::new("seed connect.sh", &seed_dir.join("connect.sh"), &env, Some(seed_spool)));
+    // Other builds of the hook, measured in the same interleaved rounds
+    // (how a build flag was chosen): OVT_BENCH_HOOK_ALT="label=path;...".
+    let alts = std::env::var("OVT_BENCH_HOOK_ALT").unwrap_or_default();
+    for (i, (label, path)) in alts.split(';').filter_map(|a| a.split_once('=')).enumerate() {
+        let mut env = base.clone();
+        let (link, spool) = hook_setup(work, &format!("alt{i}"), Path::new(path), &mut env)?;
+        cands.push(Candidate::new(label, &link, &env, Some(spool)));
+    }
 
+    // Every program file starts from the same page-cache state, the one
+    // after a reboot: read in by exec's own page faults. How the file got
+    // into the cache changes the hook by 0.1× /bin/true: written by the
+    // linker or `cp`, or read with read(2), its pages sit in large folios
+    // that exec maps cheaply; faulted in by exec, they are small folios
+    // mapped one by one (README, Benchmarks). `/bin/true`'s libc, mapped
+    // by every running process, stays as the system has it.
+    for p in [Path::new("/bin/true"), ours, dynamic] {
+        evict(p);
+    }
+    for (_, path) in alts.split(';').filter_map(|a| a.split_once('=')) {
+        evict(Path::new(path));
+    }
     // One warm-up spawn each, with stderr shown: a hook that complains is
     // not measuring the path that matters.
     for c in &mut cands {
-        let out = c.cmd.stderr(Stdio::piped()).output().ctx(c.name)?;
+        let out = c.cmd.stderr(Stdio::piped()).output().ctx(&c.name)?;
         if !out.stderr.is_empty() {
             eprintln!("bench: {} said: {}", c.name, String::from_utf8_lossy(&out.stderr).trim_end());
         }
@@ -134,12 +156,19 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, dynamic: &Path, seed: 
             c.written += count_and_clear(s)?;
         }
     }
-    // Interleaved spawn by spawn, in an order that rotates every time, so a
-    // burst of load elsewhere hits every candidate alike. The seed's shell
-    // hook is slow on a loaded machine: stop after HOOK_BUDGET (≥ 5 rounds).
+    // Interleaved spawn by spawn, so a burst of load elsewhere hits every
+    // candidate alike, in a fresh random order every time: what runs just
+    // before a spawn matters (the seed's shell hook leaves the kernel work
+    // of its exits and its children behind), and an order that only
+    // rotated put each candidate behind the same neighbour almost every
+    // time (`/bin/true` behind the seed: 0.1× of difference). The seed's
+    // shell hook is slow on a loaded machine: stop after HOOK_BUDGET
+    // (≥ 5 rounds).
     let n = cands.len();
     let start = Instant::now();
     let mut done = 0;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     for r in 0..rounds {
         if r >= 5 && start.elapsed() > HOOK_BUDGET {
             break;
@@ -147,11 +176,12 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, dynamic: &Path, seed: 
         for c in &mut cands {
             c.rounds.push(Vec::with_capacity(spawns));
         }
-        for i in 0..spawns {
-            for k in 0..n {
-                let c = &mut cands[(r + i + k) % n];
+        for _ in 0..spawns {
+            rng.shuffle(&mut order);
+            for &k in &order {
+                let c = &mut cands[k];
                 let t = Instant::now();
-                let st = c.cmd.status().ctx(c.name)?;
+                let st = c.cmd.status().ctx(&c.name)?;
                 c.rounds[r].push(t.elapsed().as_nanos() as u64);
                 c.failed_exits += u64::from(!st.success());
             }
@@ -172,7 +202,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, dynamic: &Path, seed: 
     let mut ok = true;
     let _ = writeln!(
         md,
-        "## Hook latency\n\n{rounds} rounds × {spawns} spawns per candidate, interleaved spawn by spawn in rotating order (`Command` + wait), OpenVPN's environment, own spool each.\n"
+        "## Hook latency\n\n{rounds} rounds × {spawns} spawns per candidate, interleaved spawn by spawn in random order (`Command` + wait), OpenVPN's environment, own spool each.\n"
     );
     let _ = writeln!(md, "| candidate | linking | median µs | p95 µs | × /bin/true | events written |");
     let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
@@ -208,7 +238,46 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, dynamic: &Path, seed: 
         seed_m / ours_m,
         median(&all[2]) / ours_m
     );
+    for (j, c) in cands.iter().enumerate().skip(4) {
+        let pr = sorted_f((0..rounds).map(|r| med_of(&c.rounds[r]) / med_of(&cands[0].rounds[r])).collect());
+        let _ = writeln!(
+            md,
+            "- {} / `/bin/true`: {:.2}× (per-round {:.2}–{:.2}); / ours (static): {:.3}×",
+            c.name,
+            median(&all[j]) / floor,
+            pr[0],
+            pr[pr.len() - 1],
+            median(&all[j]) / ours_m
+        );
+    }
     Ok(ok)
+}
+
+/// Drops `path`'s pages from the page cache (written back first: dirty
+/// pages cannot be dropped), so the next exec reads it in by page faults.
+fn evict(path: &Path) {
+    if let Ok(f) = fs::File::open(path) {
+        let _ = f.sync_data();
+        let _ = nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    }
+}
+
+/// A fixed-seed xorshift64: the same orders in every run, no dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Fisher-Yates.
+    fn shuffle(&mut self, v: &mut [usize]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, (self.next() % (i as u64 + 1)) as usize);
+        }
+    }
 }
 
 /// Counts event lines in `queue.log` and `pending/`, then removes them.

@@ -23,7 +23,8 @@
 //! Knobs (environment): `OVT_BENCH_BIN` (static binary), `OVT_BENCH_OUT`
 //! (Markdown copy), `OVT_BENCH_SEED` (peer-seed dir), `OVT_BENCH_ROUNDS`,
 //! `OVT_BENCH_SPAWNS`, `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`,
-//! `OVT_BENCH_BURST`, `OVT_BENCH_BURST_RUNS`, `OVT_BENCH_BURST_ALT`, `OVT_BENCH_ONLY`.
+//! `OVT_BENCH_BURST`, `OVT_BENCH_BURST_RUNS`, `OVT_BENCH_BURST_ALT`, `OVT_BENCH_HOOK_ALT`,
+//! `OVT_BENCH_ONLY`.
 
 mod burst;
 mod drain;
