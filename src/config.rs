@@ -79,9 +79,22 @@ impl std::error::Error for ConfigError {
     }
 }
 
-/// Parses shell-style `KEY=value` text. Errors carry the line number; the
-/// caller adds the path.
-pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
+/// A line of settings text that is not `KEY=value`; the caller knows the
+/// file and makes it a [`ConfigError::Syntax`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub line: usize,
+    pub what: String,
+}
+
+impl SyntaxError {
+    pub fn at(self, path: &Path) -> ConfigError {
+        ConfigError::Syntax { path: path.to_path_buf(), line: self.line, what: self.what }
+    }
+}
+
+/// Parses shell-style `KEY=value` text.
+pub fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
     let mut entries = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
         let line = idx + 1;
@@ -91,13 +104,13 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
         }
         let s = s.strip_prefix("export ").map(str::trim_start).unwrap_or(s);
         let Some((key, rest)) = s.split_once('=') else {
-            return Err((line, format!("expected KEY=value, found {:?}", truncate(s, 60))));
+            return Err(SyntaxError { line, what: format!("expected KEY=value, found {:?}", truncate(s, 60)) });
         };
         let key = key.trim_end();
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err((line, format!("invalid key {:?}", truncate(key, 60))));
+            return Err(SyntaxError { line, what: format!("invalid key {:?}", truncate(key, 60)) });
         }
-        let value = unquote(rest).map_err(|what| (line, format!("{key}: {what}")))?;
+        let value = unquote(rest).map_err(|what| SyntaxError { line, what: format!("{key}: {what}") })?;
         entries.push(Entry { line, key: key.to_string(), value });
     }
     Ok(entries)
@@ -269,8 +282,7 @@ impl Settings {
     }
 
     pub fn from_text(path: &Path, text: &str) -> Result<Settings, ConfigError> {
-        let entries =
-            parse(text).map_err(|(line, what)| ConfigError::Syntax { path: path.to_path_buf(), line, what })?;
+        let entries = parse(text).map_err(|e| e.at(path))?;
         Self::from_entries(path, &entries)
     }
 
@@ -437,10 +449,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        assert_eq!(parse("A=1\nnot a line\n").unwrap_err().0, 2);
-        assert_eq!(parse("A=\"open\n").unwrap_err().0, 1);
-        assert_eq!(parse("A='x' y\n").unwrap_err().0, 1);
-        assert_eq!(parse("BAD-KEY=1\n").unwrap_err().0, 1);
+        assert_eq!(parse("A=1\nnot a line\n").unwrap_err().line, 2);
+        assert_eq!(parse("A=\"open\n").unwrap_err().line, 1);
+        assert_eq!(parse("A='x' y\n").unwrap_err().line, 1);
+        assert_eq!(parse("BAD-KEY=1\n").unwrap_err().line, 1);
     }
 
     #[test]

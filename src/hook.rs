@@ -142,7 +142,7 @@ fn lenient(path: &Path, text: &str) -> Settings {
                 }
                 good.extend(entries);
             }
-            Err((_, what)) => say(&format!("{}:{}: {what}; line ignored", path.display(), idx + 1)),
+            Err(e) => say(&format!("{}:{}: {}; line ignored", path.display(), idx + 1, e.what)),
         }
     }
     loop {

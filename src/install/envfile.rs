@@ -31,7 +31,7 @@ pub fn read_entries(path: &Path) -> Result<Vec<Entry>, ConfigError> {
         Err(source) => return Err(ConfigError::Read { path: path.to_path_buf(), source }),
     };
     Settings::from_text(path, &text)?;
-    config::parse(&text).map_err(|(line, what)| ConfigError::Syntax { path: path.to_path_buf(), line, what })
+    config::parse(&text).map_err(|e| e.at(path))
 }
 
 /// The value of `key` as the last entry sets it.
