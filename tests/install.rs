@@ -581,7 +581,7 @@ fn real_install_and_purge_leave_this_machine_clean() {
     assert!(!fs::read_to_string("/etc/passwd").unwrap().contains("\nopenvpn-telemetry:"), "user left behind");
     assert!(!fs::read_to_string("/etc/group").unwrap().contains("openvpn-telemetry"), "group left behind");
     if !had_openvpn {
-        let _ = fs::remove_dir("/etc/openvpn");
+        assert!(fs::symlink_metadata("/etc/openvpn").is_err(), "/etc/openvpn, made by install, left behind");
     }
 }
 
@@ -713,6 +713,23 @@ fn check_knows_the_package_layout() {
     let out = r.run(&["check"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains("10-install.conf differs")), "{text}");
+}
+
+/// On a host without OpenVPN's package, install makes /etc/openvpn for the
+/// hooks; uninstall takes it away again, but never one with more in it.
+#[test]
+fn uninstall_removes_the_etc_openvpn_that_install_made_and_only_that() {
+    need_root!();
+    let r = Root::new("etc-openvpn");
+    assert!(!r.p("etc/openvpn").exists());
+    r.ok(&["install"]);
+    assert!(r.p("etc/openvpn/scripts").is_dir());
+    let out = r.ok(&["uninstall"]);
+    assert!(!r.p("etc/openvpn").exists(), "{out}");
+    r.ok(&["install"]);
+    fs::write(r.p("etc/openvpn/site.conf"), "dev tun\n").unwrap();
+    r.ok(&["uninstall"]);
+    assert!(r.p("etc/openvpn/site.conf").is_file() && !r.p("etc/openvpn/scripts").exists());
 }
 
 #[test]

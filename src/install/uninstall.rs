@@ -87,7 +87,17 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
     let ours = |name: &std::ffi::OsStr| LINKS.iter().any(|l| Path::new(l) == scripts_entry(name));
     if fs::read_dir(&scripts).is_ok_and(|mut d| d.all(|e| e.is_ok_and(|e| ours(&e.file_name())))) {
         let what = format!("remove {} (empty)", scripts.display());
-        plan.changes.push(Change { action: Action::RemoveEmptyDir(scripts), what });
+        plan.changes.push(Change { action: Action::RemoveEmptyDir(scripts.clone()), what });
+        // install made /etc/openvpn for the hooks where OpenVPN's package
+        // had not (its own has client/ and server/): then it goes too.
+        let openvpn = scripts.parent().map(Path::to_path_buf).unwrap_or_default();
+        let only_scripts = fs::read_dir(&openvpn).is_ok_and(|d| {
+            d.map(|e| e.map(|e| e.file_name())).collect::<Result<Vec<_>, _>>().is_ok_and(|n| n == ["scripts"])
+        });
+        if only_scripts {
+            let what = format!("remove {} (empty but for the hooks' scripts/)", openvpn.display());
+            plan.changes.push(Change { action: Action::RemoveEmptyDir(openvpn), what });
+        }
     }
     if mode == Mode::Local {
         let bin = layout.at(unit::BIN);
