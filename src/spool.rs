@@ -67,6 +67,9 @@ const MOVED: &[u8] = b"moved to seq.counter\n";
 /// How long making `seq.counter` waits for the old `seq` lock (only older
 /// binaries still take it). Past it the counter starts above the time.
 const LEGACY_WAIT: Duration = Duration::from_millis(5);
+/// How long a hook that could not take the old `seq` lock waits for the
+/// holder's `seq.counter` to appear, before starting one above the time.
+const MIGRATION_WAIT: Duration = Duration::from_millis(200);
 
 pub const QUEUE: &str = "queue.log";
 pub const QUEUE_LOCK: &str = "queue.lock";
@@ -259,6 +262,25 @@ impl Spool {
                     Err(_) => None,
                 };
                 last.unwrap_or_else(after_time)
+            }
+            // Another process holds the old lock: most likely a hook of this
+            // version moving it into seq.counter this very moment (an
+            // upgrade met by a burst of hooks). Its counter is the one to
+            // use; starting one above the time would be a gap of 10^15 the
+            // server sees, and could win the rename race against it.
+            None if !replace && legacy.is_some() => {
+                let deadline = Instant::now() + MIGRATION_WAIT;
+                let mut nap = NAP_MIN;
+                loop {
+                    match self.open_counter() {
+                        Ok(c) => return Ok(c),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {
+                            std::thread::sleep(nap);
+                            nap = (nap * 2).min(NAP_MAX);
+                        }
+                        Err(_) => break after_time(),
+                    }
+                }
             }
             _ => after_time(),
         };
