@@ -188,18 +188,8 @@ C systemctl stop ovt-e2e-receiver
 t0=$(now)
 apt_ purge openvpn-telemetry || { tail -30 "$RUN/apt.out" >&2; die "apt-get purge failed"; }
 t1=$(now)
-snapshot >"$RUN/after.list"
 # dpkg's and apt's own bookkeeping (status-old, extended_states) is theirs.
-own='^/var/lib/(dpkg|apt)/'
-added=$(LC_ALL=C comm -13 "$RUN/before.list" "$RUN/after.list" | grep -vE "$own" || true)
-removed=$(LC_ALL=C comm -23 "$RUN/before.list" "$RUN/after.list" | grep -vE "$own" || true)
-unexpected=$(echo "$added" | grep . | grep -vE '^/etc/openvpn/server/server\.conf\.bak-[0-9]{14} f ' || true)
-backups=$(echo "$added" | grep -cE '^/etc/openvpn/server/server\.conf\.bak-' || true)
-accounts=same
-for f in passwd group shadow gshadow; do
-    C cat "/etc/$f" | cmp -s - "$RUN/before.$f" || accounts="/etc/$f differs"
-done
-conf=$(C sha256sum /etc/openvpn/server/server.conf | cmp -s - "$RUN/before.conf.sha" && echo "byte for byte" || echo "DIFFERS")
+compare_with_before '^/var/lib/(dpkg|apt)/'
 state=$(pkg_state)
 if [ -z "$unexpected" ] && [ -z "$removed" ] && [ "$accounts" = same ] && [ "$conf" = "byte for byte" ] && [ -z "$state" ]; then
     pass "$STEP" "apt-get purge $(ms "$t0" "$t1") ms; $(wc -l <"$RUN/before.list") paths compared (dpkg's and apt's own state left out): only $backups server.conf.bak-* added, none removed or changed; passwd/group/shadow/gshadow identical; server.conf restored $conf; dpkg knows no openvpn-telemetry"

@@ -244,6 +244,26 @@ snapshot() {
 snapshot >"$RUN/before.list"
 for f in passwd group shadow gshadow; do C cat "/etc/$f" >"$RUN/before.$f"; done
 C sha256sum /etc/openvpn/server/server.conf >"$RUN/before.conf.sha"
+
+# The system now against that first look, after an uninstall or purge: sets
+# added, removed (paths matching the regex $1 left out of both), unexpected
+# (added beyond the documented server.conf.bak-YYYYmmddHHMMSS backups, the
+# conf before patching), backups (their count), accounts ("same" or which
+# file differs) and conf ("byte for byte" or "DIFFERS").
+compare_with_before() {
+    local ignore=${1:-^$} f
+    snapshot >"$RUN/after.list"
+    added=$(LC_ALL=C comm -13 "$RUN/before.list" "$RUN/after.list" | grep -vE "$ignore" || true)
+    removed=$(LC_ALL=C comm -23 "$RUN/before.list" "$RUN/after.list" | grep -vE "$ignore" || true)
+    unexpected=$(echo "$added" | grep . | grep -vE '^/etc/openvpn/server/server\.conf\.bak-[0-9]{14} f ' || true)
+    backups=$(echo "$added" | grep -cE '^/etc/openvpn/server/server\.conf\.bak-' || true)
+    accounts=same
+    for f in passwd group shadow gshadow; do
+        C cat "/etc/$f" | cmp -s - "$RUN/before.$f" || accounts="/etc/$f differs"
+    done
+    conf=$(C sha256sum /etc/openvpn/server/server.conf | cmp -s - "$RUN/before.conf.sha" && echo "byte for byte" || echo "DIFFERS")
+}
+
 C install -d -m 0755 /etc/openvpn-telemetry
 C sh -c 'umask 077; cat >/etc/openvpn-telemetry/.env' <"$RUN/env"
 

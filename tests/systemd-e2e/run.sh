@@ -265,17 +265,7 @@ C systemctl stop ovt-e2e-receiver 2>/dev/null || true
 C ip netns del ovt-cli 2>/dev/null || true
 C /usr/local/sbin/openvpn-telemetry uninstall --purge >"$RUN/uninstall.out" 2>&1 \
     || { cat "$RUN/uninstall.out" >&2; fail "$STEP" "uninstall --purge failed"; }
-snapshot >"$RUN/after.list"
-added=$(LC_ALL=C comm -13 "$RUN/before.list" "$RUN/after.list")
-removed=$(LC_ALL=C comm -23 "$RUN/before.list" "$RUN/after.list")
-# Documented: server.conf.bak-YYYYmmddHHMMSS (the conf before patching).
-unexpected=$(echo "$added" | grep . | grep -vE '^/etc/openvpn/server/server\.conf\.bak-[0-9]{14} f ' || true)
-backups=$(echo "$added" | grep -cE '^/etc/openvpn/server/server\.conf\.bak-' || true)
-accounts=same
-for f in passwd group shadow gshadow; do
-    C cat "/etc/$f" | cmp -s - "$RUN/before.$f" || accounts="/etc/$f differs"
-done
-conf=$(C sha256sum /etc/openvpn/server/server.conf | cmp -s - "$RUN/before.conf.sha" && echo "byte for byte" || echo "DIFFERS")
+compare_with_before
 if [ -z "$unexpected" ] && [ -z "$removed" ] && [ "$accounts" = same ] && [ "$conf" = "byte for byte" ]; then
     pass "$STEP" "$(wc -l <"$RUN/before.list") paths compared: only $backups server.conf.bak-* added, none removed or changed; passwd/group/shadow/gshadow identical; server.conf restored $conf"
 else
