@@ -22,6 +22,8 @@ mod site;
 const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
 const SBIN: &str = "/usr/local/sbin/openvpn-telemetry";
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
+/// Where the tests' OpenVPN writes its status file, below the root.
+const STATUS_LOG: &str = "run/openvpn-server/status-server.log";
 const LINKS: [&str; 4] = [
     "usr/local/sbin/openvpn-telemetry-agent",
     "usr/local/sbin/openvpn-telemetry-write-event",
@@ -95,6 +97,14 @@ impl Root {
         let rec =
             text.lines().find(|l| l.split(':').next() == Some(name)).unwrap_or_else(|| panic!("{name} in {file}"));
         rec.split(':').nth(2).unwrap().parse().unwrap()
+    }
+    /// OpenVPN's status file as OpenVPN leaves it: root's, 0600.
+    fn status_file(&self) -> PathBuf {
+        let status = self.p(STATUS_LOG);
+        fs::create_dir_all(status.parent().unwrap()).unwrap();
+        fs::write(&status, "TITLE,OpenVPN 2.6\n").unwrap();
+        fs::set_permissions(&status, fs::Permissions::from_mode(0o600)).unwrap();
+        status
     }
     /// Every path below the root with what a change would alter.
     fn snapshot(&self) -> BTreeMap<PathBuf, String> {
@@ -421,10 +431,7 @@ fn check_fails_on_a_spool_the_hooks_cannot_write_and_install_fixes_it() {
 fn check_says_whether_the_agent_can_read_its_sources() {
     need_root!();
     let r = Root::new("sources");
-    let status = r.p("run/openvpn-server/status-server.log");
-    fs::create_dir_all(status.parent().unwrap()).unwrap();
-    fs::write(&status, "TITLE,OpenVPN 2.6\n").unwrap();
-    fs::set_permissions(&status, fs::Permissions::from_mode(0o600)).unwrap();
+    let status = r.status_file();
     r.env("STATUS_LOG=/run/openvpn-server/status-server.log\nEASYRSA_INDEX=/etc/openvpn/easy-rsa/pki/index.txt\n");
     r.ok(&["install"]);
     let line = |text: &str| -> String {
@@ -692,10 +699,7 @@ fn package_mode_takes_over_from_make_install_and_keeps_pending_events() {
 fn check_knows_the_package_layout() {
     need_root!();
     let r = Root::new("pkg-check");
-    let status = r.p("run/openvpn-server/status-server.log");
-    fs::create_dir_all(status.parent().unwrap()).unwrap();
-    fs::write(&status, "TITLE,OpenVPN 2.6\n").unwrap();
-    fs::set_permissions(&status, fs::Permissions::from_mode(0o600)).unwrap();
+    r.status_file();
     r.env("TELEMETRY_URL=file:///var/tmp-sink/out\nSTATUS_LOG=/run/openvpn-server/status-server.log\n");
     fs::create_dir_all(r.p("var/tmp-sink")).unwrap();
     // What dpkg unpacks before postinst runs `install --package`.
