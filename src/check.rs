@@ -25,7 +25,7 @@ use crate::cli::{CheckArgs, ExitCode};
 use crate::config::{self, Settings};
 use crate::fsutil::printable;
 use crate::install::accounts::{AGENT_USER, Accounts};
-use crate::install::package::Mode;
+use crate::install::package::{self, Mode};
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};
 
@@ -324,17 +324,11 @@ fn probe_read(files: &str) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whose layout this is: the Debian package's when its binary is there,
-/// else `make install`'s.
-fn mode(layout: &Layout) -> Mode {
-    if fs::symlink_metadata(layout.at(unit::PACKAGE_BIN)).is_ok() { Mode::Package } else { Mode::Local }
-}
-
 /// The agent's unit as systemd reads it: `make install`'s file, or the
 /// package's unit followed by install's drop-in.
 fn installed_unit(layout: &Layout) -> String {
     let read = |p: &str| fs::read_to_string(layout.at(p)).unwrap_or_default();
-    match mode(layout) {
+    match package::installed(layout) {
         Mode::Local => read(unit::UNIT_PATH),
         Mode::Package => read(unit::PACKAGED_PATH) + &read(unit::DROPIN),
     }
@@ -343,7 +337,7 @@ fn installed_unit(layout: &Layout) -> String {
 /// Binary, links, unit, OpenVPN conf lines: `make install`'s, or the
 /// Debian package's.
 fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
-    let mode = mode(layout);
+    let mode = package::installed(layout);
     let target = mode.bin();
     let bin = layout.at(target);
     match fs::metadata(&bin) {

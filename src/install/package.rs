@@ -75,12 +75,18 @@ fn in_usr_local(path: &str) -> bool {
     path.starts_with("/usr/local/")
 }
 
+/// Whose layout is installed: the package's when dpkg has put its binary
+/// in place (`install` itself never writes it), else `make install`'s.
+pub fn installed(layout: &Layout) -> Mode {
+    if fs::symlink_metadata(layout.at(unit::PACKAGE_BIN)).is_ok() { Mode::Package } else { Mode::Local }
+}
+
 /// Refuses a `make install` layout over an installed package.
 pub fn refuse_local_over_package(layout: &Layout, verb: &str) -> Result<(), Error> {
-    let bin = layout.at(unit::PACKAGE_BIN);
-    if fs::symlink_metadata(&bin).is_err() {
+    if installed(layout) == Mode::Local {
         return Ok(());
     }
+    let bin = layout.at(unit::PACKAGE_BIN);
     Err(Error::Refused(format!(
         "the Debian package openvpn-telemetry is installed ({}): a `make install` copy in /usr/local/sbin and \
          /etc/systemd/system would shadow its binary and unit, so {verb} changed nothing. Upgrade the package \
