@@ -2,9 +2,9 @@
 //! collector's memory limiter, a quota, a schema filter), against the real
 //! agent: every rejection is counted as a drop, the drop report that
 //! follows is sent once, a rejected report is counted but begets no other,
-//! `agent --once` ends, and the receiver's words reach the log capped and
-//! escaped. Each test bounds the agent's run, so "never ends" is a failure,
-//! not a hang.
+//! `agent --once` ends (whatever keeps arriving), and the receiver's words
+//! reach the log capped and escaped. Each test bounds the agent's run, so
+//! "never ends" is a failure, not a hang.
 // Set-up that cannot go right is a failed test: unwrap and expect say where.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,6 +13,7 @@ mod site;
 
 use std::io::Read;
 use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -183,4 +184,46 @@ fn the_daemon_sends_no_report_for_a_rejected_report() {
     assert_eq!((before, after), (4, 4), "{}", site.log());
     let st: Value = site.status_json();
     assert_eq!(st["dropped"]["count"], 8);
+}
+
+/// Sets the flag when dropped, so a writer thread stops even when the
+/// test fails.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `--once` delivers what was there when it started and ends, though the
+/// hooks never stop writing: what they add meanwhile is left (exit 3) or,
+/// if none came after the second rotation, delivered too (exit 0).
+#[test]
+fn once_ends_while_the_hooks_keep_writing() {
+    let site = Site::new("busy");
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    site.hook_events(3);
+    let before = site.spooled_ids();
+    let stop = AtomicBool::new(false);
+    let (out, written) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                site.hook_events(1);
+                n += 1;
+            }
+            n
+        });
+        let guard = StopOnDrop(&stop);
+        let out = once(&site);
+        drop(guard);
+        (out, writer.join().unwrap())
+    });
+    let code = out.status.code();
+    assert!(code == Some(EMPTY) || code == Some(LEFT), "{code:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let got = rx.ids();
+    assert!(before.iter().all(|id| got.contains(id)), "what was pending at the start is delivered");
+    assert!(written > 0, "the hooks wrote while --once ran");
 }
