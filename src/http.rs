@@ -32,6 +32,8 @@ const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const SYSTEM_DIR: &str = "/etc/ssl/certs";
 /// How much of a refusal's body goes into the log.
 const BODY_HEAD: usize = 200;
+/// How much of an answer is read at all.
+const ANSWER_CAP: u64 = 64 * 1024;
 
 /// A setting whose file could not be used; names the key and the path.
 #[derive(Debug)]
@@ -276,7 +278,16 @@ impl Http {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         // Reading the (small) answer to the end lets ureq reuse the connection.
-        let answer = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
+        let answer = match resp.body_mut().with_config().limit(ANSWER_CAP).read_to_vec() {
+            Ok(answer) => answer,
+            // Taken as an empty answer: for a 2xx, rejections it may
+            // have listed are not known, so say so.
+            Err(e) => {
+                let e = server_text(e.to_string().as_bytes());
+                log::warn!("HTTP {status}: the answer could not be read ({e}); taken as empty");
+                Vec::new()
+            }
+        };
         let head = || server_text(&answer);
         match status {
             200..=299 => accepted(self.format, &answer),

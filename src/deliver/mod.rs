@@ -17,7 +17,11 @@
 //!   `event_id`);
 //! - 413 splits the batch in halves, each acknowledged half advances the
 //!   position, a single event still refused goes to `failed/`; any other 4xx
-//!   sends the batch to `failed/` (fsynced) before the position moves on;
+//!   sends the batch to `failed/` (fsynced) before the position moves on
+//!   (a refused drop report is counted as dropped instead: see [`drops`]);
+//! - a 2xx whose answer says some records were rejected (OTLP
+//!   `partialSuccess`) advances the position like any 2xx; the rejected
+//!   count, capped at the batch's size, is counted as dropped;
 //! - retryable failures leave the position where it was: the batch is read
 //!   again for the next attempt;
 //! - unlinks are made durable by an fsync of `pending/` at most once a
