@@ -264,10 +264,8 @@ impl Http {
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::Retry {
-                    reason: crate::fsutil::printable(&e.to_string()).into_owned(),
-                    retry_after: None,
-                };
+                // A transport error may quote what the server sent.
+                return Outcome::Retry { reason: server_text(e.to_string().as_bytes()), retry_after: None };
             }
         };
         let status = resp.status().as_u16();
