@@ -11,45 +11,17 @@
 #[path = "support/agent_site.rs"]
 mod site;
 
-use std::io::Read;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use site::{PATIENCE, Receiver, Site, event_lines, wait_for};
+use site::{Receiver, Site, event_lines, wait_for};
 
 /// `agent --once` has ended with 0.
 const EMPTY: i32 = 0;
 /// `agent --once` handled what was pending but left something in the spool.
 const LEFT: i32 = 3;
-
-/// Runs `agent --once`, killed (and the test failed) if it has not ended
-/// within PATIENCE.
-fn once(site: &Site) -> Output {
-    let mut child = site.agent().arg("--once").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = reader.join().unwrap();
-            let tail = String::from_utf8_lossy(&err[err.len().saturating_sub(2000)..]).into_owned();
-            panic!("agent --once did not end within {PATIENCE:?}; its log ends with: {tail}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output { status, stdout: Vec::new(), stderr: reader.join().unwrap() }
-}
 
 fn exits(out: &Output, code: i32) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -81,7 +53,7 @@ fn some_records_rejected_are_counted_and_reported_once() {
     let (site, rx) = otlp_site("some", "2", "");
     let (_, lines) = event_lines(1, 6);
     site.chunk("q0", &lines);
-    let err = exits(&once(&site), EMPTY);
+    let err = exits(&site.once(), EMPTY);
     assert!(err.contains("rejected 2"), "{err}");
     assert_eq!(requests(&rx), 2, "the batch, then its drop report");
     assert_eq!(rx.events().len(), 4);
@@ -98,7 +70,7 @@ fn all_records_rejected_cost_a_bounded_number_of_posts() {
     let (site, rx) = otlp_site("all", "all", "MAX_BATCH_EVENTS=3\n");
     let (_, lines) = event_lines(1, 6);
     site.chunk("q0", &lines);
-    let err = exits(&once(&site), LEFT);
+    let err = exits(&site.once(), LEFT);
     assert!(err.contains("left in the spool"), "{err}");
     assert_eq!(requests(&rx), 3, "two batches and the first report");
     assert_eq!(dropped(&site), (7, 0), "6 events and the first report");
@@ -113,7 +85,7 @@ fn all_records_rejected_cost_a_bounded_number_of_posts() {
     );
     assert_eq!(second["total_count"], 7, "the running total, with the rejected first report");
 
-    exits(&once(&site), EMPTY);
+    exits(&site.once(), EMPTY);
     assert_eq!(requests(&rx), 4);
     assert_eq!(dropped(&site), (8, 0));
     assert!(site.spooled_ids().is_empty());
@@ -131,7 +103,7 @@ fn a_hostile_count_and_message_are_capped() {
     site.config(&format!("TELEMETRY_URL={}\nTELEMETRY_FORMAT=otlp\n", rx.url("http")));
     let (_, lines) = event_lines(1, 6);
     site.chunk("q0", &lines);
-    let out = once(&site);
+    let out = site.once();
     let err = exits(&out, EMPTY);
     assert_eq!(requests(&rx), 2);
     assert_eq!(dropped(&site), (7, 0), "6 events and the report, not a million");
@@ -154,7 +126,7 @@ fn a_json_receiver_refusing_the_drop_report_is_counted_once() {
         let (_, lines) = event_lines(1 + c * 3, 3);
         site.chunk(&format!("q{c}"), &lines);
     }
-    exits(&once(&site), EMPTY);
+    exits(&site.once(), EMPTY);
     assert_eq!(requests(&rx), 2, "the kept chunks, then the report");
     assert_eq!(rx.events().len(), 6);
     assert_eq!(dropped(&site), (10, 0), "9 over the bound and the refused report");
@@ -217,7 +189,7 @@ fn once_ends_while_the_hooks_keep_writing() {
             n
         });
         let guard = StopOnDrop(&stop);
-        let out = once(&site);
+        let out = site.once();
         drop(guard);
         (out, writer.join().unwrap())
     });
