@@ -45,6 +45,8 @@ const TICK: Duration = Duration::from_millis(250);
 const STOP_GRACE: Duration = Duration::from_millis(1500);
 /// `--once` gives up after this many failed attempts in a row.
 const ONCE_ATTEMPTS: u32 = 3;
+/// `--once` delivered what was pending, but the spool is not empty.
+pub const ONCE_LEFT: ExitCode = ExitCode(3);
 /// How often `pending/` is listed again even without a rotation (for
 /// chunks the hooks wrote themselves while `queue.lock` was stuck).
 const RELIST: Duration = Duration::from_secs(30);
@@ -376,50 +378,68 @@ impl Worker {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// `--once`: rotates and delivers the chunks that are then pending;
+    /// if the spool is not empty after that (the drop report this run
+    /// wrote, events the hooks wrote meanwhile), rotates once more and
+    /// delivers those, and stops. The work is bounded by what was there,
+    /// never by what keeps arriving: anything left is for the next run or
+    /// the daemon, and the exit status says so ([`ONCE_LEFT`]).
     fn run_once(&mut self) -> Result<ExitCode, Error> {
-        loop {
+        for _pass in 0..2 {
             let rotated = self.rotate();
             self.delivery.refresh();
-            loop {
-                if self.stopping() {
-                    self.delivery.flush();
-                    return Err(Error::Stopped { signal: None });
-                }
-                self.beat();
-                match self.delivery.step() {
-                    Step::Progress => {}
-                    Step::Idle => break,
-                    Step::Hold => {
-                        return Err(Error::Held {
-                            config: self.settings.path.clone(),
-                            chunks: self.delivery.pending_chunks(),
-                            pending: self.delivery.spool.pending(),
-                        });
-                    }
-                    Step::Wait { until, misconfigured, reason } => {
-                        if misconfigured || self.delivery.fails >= ONCE_ATTEMPTS {
-                            self.delivery.flush();
-                            return Err(Error::Undelivered {
-                                attempts: self.delivery.fails,
-                                reason,
-                                spool: self.delivery.spool.dir.clone(),
-                            });
-                        }
-                        self.sleep_until(until);
-                    }
-                }
-            }
+            let these = self.delivery.chunk_names();
+            self.deliver_once(&these)?;
             self.delivery.flush();
             if !rotated {
                 return Err(Error::QueueLockHeld { lock: self.delivery.spool.dir.join(crate::spool::QUEUE_LOCK) });
             }
-            if self.queue_bytes() == 0 {
-                self.delivery.refresh();
-                if self.delivery.pending_chunks() == 0 {
-                    return Ok(ExitCode::SUCCESS);
+            self.delivery.refresh();
+            if self.queue_bytes() == 0 && self.delivery.pending_chunks() == 0 {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        log::warn!(
+            "{} chunk(s) and {} bytes of queue.log left in the spool (written while this run delivered, or the drop \
+             report it wrote): the agent delivers them, or run 'agent --once' again",
+            self.delivery.pending_chunks(),
+            self.queue_bytes()
+        );
+        Ok(ONCE_LEFT)
+    }
+
+    /// Delivers until none of `these` chunks is left (delivered, set aside
+    /// or dropped); chunks listed later wait.
+    fn deliver_once(&mut self, these: &std::collections::HashSet<String>) -> Result<(), Error> {
+        while self.delivery.holds_any(these) {
+            if self.stopping() {
+                self.delivery.flush();
+                return Err(Error::Stopped { signal: None });
+            }
+            self.beat();
+            match self.delivery.step() {
+                Step::Progress | Step::Idle => {}
+                Step::Hold => {
+                    return Err(Error::Held {
+                        config: self.settings.path.clone(),
+                        chunks: self.delivery.pending_chunks(),
+                        pending: self.delivery.spool.pending(),
+                    });
+                }
+                Step::Wait { until, misconfigured, reason } => {
+                    if misconfigured || self.delivery.fails >= ONCE_ATTEMPTS {
+                        self.delivery.flush();
+                        return Err(Error::Undelivered {
+                            attempts: self.delivery.fails,
+                            reason,
+                            spool: self.delivery.spool.dir.clone(),
+                        });
+                    }
+                    self.sleep_until(until);
                 }
             }
         }
+        Ok(())
     }
 }
 

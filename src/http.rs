@@ -32,6 +32,8 @@ const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const SYSTEM_DIR: &str = "/etc/ssl/certs";
 /// How much of a refusal's body goes into the log.
 const BODY_HEAD: usize = 200;
+/// How much of an answer is read at all.
+const ANSWER_CAP: u64 = 64 * 1024;
 
 /// A setting whose file could not be used; names the key and the path.
 #[derive(Debug)]
@@ -262,10 +264,8 @@ impl Http {
         let mut resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::Retry {
-                    reason: crate::fsutil::printable(&e.to_string()).into_owned(),
-                    retry_after: None,
-                };
+                // A transport error may quote what the server sent.
+                return Outcome::Retry { reason: server_text(e.to_string().as_bytes()), retry_after: None };
             }
         };
         let status = resp.status().as_u16();
@@ -276,30 +276,25 @@ impl Http {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         // Reading the (small) answer to the end lets ureq reuse the connection.
-        let answer = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
-        let head = || {
-            // The server's words reach logs, `status` and root's terminal:
-            // control bytes (escape sequences, a forged second log line)
-            // are shown escaped, never passed on.
-            let cut = &answer[..answer.len().min(BODY_HEAD)];
-            crate::fsutil::printable(&String::from_utf8_lossy(cut).replace(['\n', '\r'], " ")).into_owned()
+        let answer = match resp.body_mut().with_config().limit(ANSWER_CAP).read_to_vec() {
+            Ok(answer) => answer,
+            // Taken as an empty answer: for a 2xx, rejections it may
+            // have listed are not known, so say so.
+            Err(e) => {
+                let e = server_text(e.to_string().as_bytes());
+                log::warn!("HTTP {status}: the answer could not be read ({e}); taken as empty");
+                Vec::new()
+            }
         };
+        let head = || server_text(&answer);
         match status {
-            200..=299 => match self.format {
-                Format::Otlp => match crate::otlp::rejected(&answer) {
-                    Some((rejected, message)) => {
-                        Outcome::PartlyRejected { rejected, message: crate::fsutil::printable(&message).into_owned() }
-                    }
-                    None => Outcome::Delivered,
-                },
-                Format::Seed => Outcome::Delivered,
-            },
+            200..=299 => accepted(self.format, &answer),
             401 | 403 => Outcome::Misconfigured {
                 reason: format!("HTTP {status} (check AUTH_HEADER / client certificate): {}", head()),
             },
             300..=399 => {
                 let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("?");
-                let to = crate::fsutil::printable(to);
+                let to = server_text(to.as_bytes());
                 Outcome::Misconfigured {
                     reason: format!("HTTP {status} redirect to {} not followed; fix TELEMETRY_URL", mask_url(&to)),
                 }
@@ -311,6 +306,34 @@ impl Http {
             _ => Outcome::SetAside { status, body_head: head() },
         }
     }
+}
+
+/// What a 2xx answer says: delivered, or (OTLP `partialSuccess`) taken
+/// with some records rejected. The receiver's message is the server's
+/// words like any body: capped and escaped ([`server_text`]).
+fn accepted(format: Format, answer: &[u8]) -> Outcome {
+    match format {
+        Format::Otlp => match crate::otlp::rejected(answer) {
+            Some((rejected, message)) => Outcome::PartlyRejected { rejected, message: server_text(message.as_bytes()) },
+            None => Outcome::Delivered,
+        },
+        Format::Seed => Outcome::Delivered,
+    }
+}
+
+/// Text from the server (a body, an `errorMessage`, a header), fit for a
+/// log line, `status` and root's terminal: at most [`BODY_HEAD`] bytes (a
+/// cut is marked with `…`), newlines as spaces, and every other control
+/// byte (escape sequences, a forged second log line) shown escaped by
+/// [`crate::fsutil::printable`], never passed on.
+pub fn server_text(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(BODY_HEAD)];
+    let text = String::from_utf8_lossy(cut).replace(['\n', '\r'], " ");
+    let mut text = crate::fsutil::printable(&text).into_owned();
+    if cut.len() < bytes.len() {
+        text.push('…');
+    }
+    text
 }
 
 fn gzip(body: &[u8]) -> io::Result<Vec<u8>> {
@@ -532,6 +555,30 @@ mod tests {
             Some(("10.0.0.1".into(), 8080))
         );
         assert!(url_parts("https://").is_none() && url_parts("ftp://h/").is_none() && url_parts("h/x").is_none());
+    }
+
+    /// A receiver's 60 KB errorMessage full of escapes and newlines
+    /// becomes one short, escaped line; so does a body.
+    #[test]
+    fn the_servers_words_are_capped_and_escaped() {
+        let piece = "\u{1b}[2Jhostile\r\nERROR root: owned\u{202e} xxxxxxxxxx";
+        let message = piece.repeat(60_000 / piece.len());
+        assert!(message.len() > 59_000);
+        let answer = serde_json::json!({"partialSuccess":{"rejectedLogRecords":"3","errorMessage":message}});
+        let Outcome::PartlyRejected { rejected, message } = accepted(Format::Otlp, answer.to_string().as_bytes())
+        else {
+            panic!("not read as a partial success")
+        };
+        assert_eq!(rejected, 3);
+        assert!(message.len() < 4 * BODY_HEAD, "{} bytes", message.len());
+        assert!(message.ends_with('…'), "the cut is marked");
+        assert!(!message.chars().any(|c| c.is_control() || c == '\u{202e}'), "{message:?}");
+        assert!(message.starts_with("\\u{1b}[2Jhostile  ERROR root: owned\\u{202e} x"), "{message:?}");
+        assert_eq!(accepted(Format::Seed, answer.to_string().as_bytes()), Outcome::Delivered);
+        assert_eq!(server_text(b"short\x07"), "short\\u{7}");
+        // A cut inside a multi-byte character is no panic, just a U+FFFD.
+        let wide = "ü".repeat(BODY_HEAD);
+        assert!(server_text(wide.as_bytes()).ends_with('…'));
     }
 
     #[test]

@@ -208,13 +208,17 @@ pub fn cost(line: &[u8]) -> usize {
 pub const OVERHEAD: usize = 1024;
 
 /// `partialSuccess` of a 2xx answer: how many records the receiver
-/// rejected, and its message. `None` when it rejected none.
+/// rejected, and its message (as sent: the caller caps and escapes it).
+/// `None` when it rejected none. A count too large for a u64 is read as
+/// `u64::MAX`, never as none: the caller caps it at the batch's size.
 pub fn rejected(answer: &[u8]) -> Option<(u64, String)> {
     let v: Value = serde_json::from_slice(answer).ok()?;
     let partial = v.get("partialSuccess")?;
     let n = match partial.get("rejectedLogRecords")? {
-        Value::String(s) => s.parse().ok()?,
-        Value::Number(n) => n.as_u64()?,
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().unwrap_or(u64::MAX),
+        Value::Number(n) => {
+            n.as_u64().unwrap_or_else(|| if n.as_f64().is_some_and(|f| f >= 1.0) { u64::MAX } else { 0 })
+        }
         _ => return None,
     };
     let message = partial.get("errorMessage").and_then(Value::as_str).unwrap_or("").to_string();
@@ -269,6 +273,12 @@ mod tests {
             Some((2, "bad".into()))
         );
         assert_eq!(rejected(br#"{"partialSuccess":{"rejectedLogRecords":3}}"#), Some((3, String::new())));
+        assert_eq!(
+            rejected(br#"{"partialSuccess":{"rejectedLogRecords":"99999999999999999999999"}}"#).unwrap().0,
+            u64::MAX
+        );
+        assert_eq!(rejected(br#"{"partialSuccess":{"rejectedLogRecords":1e30}}"#).unwrap().0, u64::MAX);
+        assert_eq!(rejected(br#"{"partialSuccess":{"rejectedLogRecords":"-1"}}"#), None);
         assert_eq!(rejected(br#"{"partialSuccess":{}}"#), None);
         assert_eq!(rejected(b"{}"), None);
         assert_eq!(rejected(b""), None);

@@ -97,6 +97,10 @@ pub struct AgentState {
     pub dropped: DropCount,
     /// The part of `dropped` not yet reported as TELEMETRY_EVENTS_DROPPED.
     pub dropped_unreported: DropCount,
+    /// The `event_id` of the TELEMETRY_EVENTS_DROPPED written to the spool
+    /// and not yet answered: no other is written meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_report: Option<String>,
     pub progress: Option<Progress>,
 }
 

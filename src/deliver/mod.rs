@@ -17,7 +17,11 @@
 //!   `event_id`);
 //! - 413 splits the batch in halves, each acknowledged half advances the
 //!   position, a single event still refused goes to `failed/`; any other 4xx
-//!   sends the batch to `failed/` (fsynced) before the position moves on;
+//!   sends the batch to `failed/` (fsynced) before the position moves on
+//!   (a refused drop report is counted as dropped instead: see [`drops`]);
+//! - a 2xx whose answer says some records were rejected (OTLP
+//!   `partialSuccess`) advances the position like any 2xx; the rejected
+//!   count, capped at the batch's size, is counted as dropped;
 //! - retryable failures leave the position where it was: the batch is read
 //!   again for the next attempt;
 //! - unlinks are made durable by an fsync of `pending/` at most once a
@@ -157,11 +161,22 @@ impl Delivery {
         self.backlog.chunks.len()
     }
 
+    /// The chunks to deliver, as last listed.
+    pub fn chunk_names(&self) -> HashSet<String> {
+        self.backlog.chunks.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// Whether any of `names` is still to be delivered.
+    pub fn holds_any(&self, names: &HashSet<String>) -> bool {
+        self.backlog.chunks.iter().any(|c| names.contains(&c.name))
+    }
+
     /// Delivers (or moves aside) one batch.
     pub fn step(&mut self) -> Step {
         if self.backlog.chunks.is_empty() {
             self.refresh();
             if self.backlog.chunks.is_empty() {
+                self.forget_lost_report();
                 self.flush();
                 return Step::Idle;
             }
@@ -210,6 +225,7 @@ impl Delivery {
         let lines = Self::lines(batch, a, b);
         match self.sink.send(&self.server_id, &lines) {
             Outcome::Delivered => {
+                self.answered(&lines, 0);
                 self.delivered((b - a) as u64);
                 // The end of the whole batch is recorded by finish_batch
                 // (which saves the position only when it is inside a chunk).
@@ -220,17 +236,17 @@ impl Delivery {
             }
             Outcome::PartlyRejected { rejected, message } => {
                 // Delivered as far as the position goes; the receiver said
-                // how many it threw away, not which: they are counted as
-                // dropped with the batch's seq range and reported.
-                let (first_seq, last_seq) = seq_range(&lines);
-                let rejected = rejected.min((b - a) as u64);
+                // how many it threw away (capped at the batch), not which:
+                // they are counted as dropped with the batch's seq range.
+                let lost = self.answered(&lines, rejected);
                 log::warn!(
-                    "the receiver took {} events but rejected {rejected} (seq within {first_seq}..{last_seq}): \
-                     {message}; counted as dropped",
-                    b - a
+                    "the receiver took {} events but rejected {} (seq within {}..{}): {message}; counted as dropped",
+                    b - a,
+                    lost.count,
+                    lost.first_seq,
+                    lost.last_seq
                 );
-                self.record_drops(crate::state::DropCount { count: rejected, first_seq, last_seq });
-                self.delivered((b - a) as u64 - rejected);
+                self.delivered((b - a) as u64 - lost.count);
                 if b < batch.items.len() {
                     self.advance_to(batch, b - 1);
                 }
@@ -256,16 +272,29 @@ impl Delivery {
     }
 
     /// Moves refused lines to `failed/` durably, then past them. If they
-    /// cannot be set aside they are kept (retried) rather than lost.
+    /// cannot be set aside they are kept (retried) rather than lost. A
+    /// refused drop report is counted as dropped instead (see [`drops`]):
+    /// kept in `failed/`, its deletion there would be a loss to report.
     fn reject(&mut self, batch: &Batch, a: usize, b: usize, status: u16, body_head: &str) -> Result<(), Fail> {
         let name = format!("{:020}-http{status}.ndjson", spool::unix_nanos());
-        let lines = Self::lines(batch, a, b);
-        if let Err(e) = failed::write_failed(&self.spool.failed(), &name, &lines) {
-            let reason = format!("server refused {} events with HTTP {status}; cannot write failed/{name}: {e}", b - a);
-            return Err(Fail::Retry { reason, retry_after: None });
+        let (reports, lines): (Vec<&[u8]>, Vec<&[u8]>) =
+            Self::lines(batch, a, b).into_iter().partition(|l| drops::is_report(l));
+        if !lines.is_empty() {
+            if let Err(e) = failed::write_failed(&self.spool.failed(), &name, &lines) {
+                let reason =
+                    format!("server refused {} events with HTTP {status}; cannot write failed/{name}: {e}", b - a);
+                return Err(Fail::Retry { reason, retry_after: None });
+            }
+            log::error!(
+                "server refused {} events with HTTP {status} ({body_head}); moved to failed/{name}",
+                lines.len()
+            );
         }
-        log::error!("server refused {} events with HTTP {status} ({body_head}); moved to failed/{name}", b - a);
-        self.state.failed_events += (b - a) as u64;
+        if !reports.is_empty() {
+            log::error!("server refused {} drop report(s) with HTTP {status} ({body_head})", reports.len());
+            self.answered(&reports, reports.len() as u64);
+        }
+        self.state.failed_events += lines.len() as u64;
         // A server refusing everything fills failed/ fastest: keep it
         // within its share right away, not only at the next listing.
         self.enforce_failed_bound();
@@ -436,17 +465,6 @@ impl Delivery {
             self.save_state();
         }
     }
-}
-
-/// The lowest and highest `seq` among event lines (0, 0 when none has one).
-fn seq_range(lines: &[&[u8]]) -> (u64, u64) {
-    #[derive(serde::Deserialize)]
-    struct Seq {
-        seq: Option<u64>,
-    }
-    let seqs = lines.iter().filter_map(|l| serde_json::from_slice::<Seq>(l).ok()?.seq);
-    seqs.fold(None, |r: Option<(u64, u64)>, s| Some(r.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s)))))
-        .unwrap_or((0, 0))
 }
 
 /// The users whose files delivery reads: root, the agent, and the hooks'

@@ -190,3 +190,49 @@ fn backoff_grows_with_jitter_and_caps() {
     }
     assert!(backoff(0, 1, 1) >= Duration::from_millis(50));
 }
+
+/// Reports written to the spool (queue.log is not rotated here).
+fn reports_in_queue(site: &Site) -> Vec<serde_json::Value> {
+    fs::read_to_string(site.dir.join("queue.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "TELEMETRY_EVENTS_DROPPED")
+        .collect()
+}
+
+#[test]
+fn rejections_are_put_on_reports_first_and_one_report_is_outstanding() {
+    let site = Site::new("reject", "MAX_BATCH_EVENTS=3\n");
+    site.chunk("1-q0.ndjson", 1..=6);
+    let rejected = |n| Outcome::PartlyRejected { rejected: n, message: "no".into() };
+    // More than the batch held: capped at its 3 events.
+    let mut d = site.delivery(vec![rejected(u64::MAX), rejected(1)]);
+    site.drain(&mut d);
+    assert_eq!(site.sent(), vec![vec![1, 2, 3], vec![4, 5, 6]]);
+    assert_eq!((d.state.dropped.count, d.state.dropped_unreported.count), (4, 1));
+    let reports = reports_in_queue(&site);
+    assert_eq!(reports.len(), 1, "the second loss waits for the first report's answer: {reports:?}");
+    assert_eq!((reports[0]["count"].as_u64(), reports[0]["total_count"].as_u64()), (Some(3), Some(3)));
+    let id = reports[0]["event_id"].as_str().unwrap().to_string();
+    assert_eq!(d.state.drop_report.as_deref(), Some(id.as_str()));
+
+    // The report comes back in a batch with an event; one of the two is
+    // rejected: put on the report, it begets nothing and settles it, and
+    // the loss that waited is reported next, with the running total.
+    let line = fs::read_to_string(site.dir.join("queue.log")).unwrap();
+    fs::remove_file(site.dir.join("queue.log")).unwrap();
+    fs::write(
+        site.dir.join("pending/2-q1.ndjson"),
+        format!("{line}{{\"event_id\":\"e9\",\"seq\":9,\"type\":\"X\"}}\n"),
+    )
+    .unwrap();
+    d.sink = Box::new(Scripted { answers: vec![rejected(1)].into(), sent: Arc::clone(&site.sent) });
+    d.refresh();
+    site.drain(&mut d);
+    assert_eq!((d.state.dropped.count, d.state.dropped_unreported.count), (5, 0));
+    let next = reports_in_queue(&site);
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!((next[0]["count"].as_u64(), next[0]["total_count"].as_u64()), (Some(1), Some(5)));
+    assert_ne!(d.state.drop_report.as_deref(), Some(id.as_str()));
+}

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -121,8 +121,34 @@ impl Site {
         c
     }
 
+    /// Runs `agent --once`; one that has not ended within PATIENCE is
+    /// killed and fails the test, so "never ends" is a failure, not a hang.
     pub fn once(&self) -> Output {
-        self.agent().arg("--once").output().unwrap()
+        let mut child = self.agent().arg("--once").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let read_all = |mut from: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = from.read_to_end(&mut buf);
+                buf
+            })
+        };
+        let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+        let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = stderr.join().unwrap();
+                let tail = String::from_utf8_lossy(&err[err.len().saturating_sub(2000)..]).into_owned();
+                panic!("agent --once did not end within {PATIENCE:?}; its log ends with: {tail}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
     }
 
     /// The daemon, with its log going to `agent.log` in the site.

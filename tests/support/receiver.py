@@ -32,6 +32,17 @@ CLI (stable; the agent tests and the e2e helper both use it):
   events are the records' bodies. The package is looked for in $OVT_OTLP_PY,
   then target/otlp-py (tests/setup.sh installs it there). Script step
   `partial:N` answers 200 with partialSuccess.rejectedLogRecords = N;
+- --reject SPEC: a standing rule for every POST that would be taken, as a
+  collector's memory limiter, quota or schema filter does: `all` (every
+  event), `N` (the first N events, at most as many as the batch holds),
+  `N!` (claims N whatever the batch held: a hostile count), `type=T` (the
+  events of type T). With --otlp the answer is 200 with
+  partialSuccess.rejectedLogRecords and an errorMessage; without, a batch
+  with any rejected event is refused whole with 400 (the JSON API has no
+  partial answer). Rejected events are not stored; "rejected" in /stats
+  counts them (claimed, for `N!`);
+- --reject-message-bytes K: the errorMessage (or 400 body) is K bytes of
+  text full of terminal escapes and newlines, as a hostile server's;
 - --keep-bodies (with --db): every POST body as received (gunzipped when
   gzip), appended to DIR/bodies followed by a newline, so a test can say
   what was ever sent, envelope or not.
@@ -59,6 +70,9 @@ class State:
         self.otlp_errors = 0
         self.otlp_error_examples = []
         self.steps = []
+        self.reject = args.reject
+        self.reject_message = hostile_text(args.reject_message_bytes) if args.reject_message_bytes else "rejected"
+        self.rejected = 0
         self.max_body = None
         for item in filter(None, (args.script or "").split(",")):
             item = item.strip()
@@ -94,6 +108,7 @@ class State:
                 "batches": self.batches,
                 "events": self.events,
                 "duplicates": self.duplicates,
+                "rejected": self.rejected,
                 "log": self.log,
                 "otlp_errors": self.otlp_errors,
                 "otlp_error_examples": self.otlp_error_examples[:5],
@@ -208,7 +223,18 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, KeyError, TypeError, AssertionError):
                 entry["status"] = 400
                 return self.answer(400, b'{"error":"bad envelope"}')
+        refused = rejected_events(st.reject, events)
+        claimed = len(refused)
+        if st.reject and st.reject.endswith("!"):
+            claimed = int(st.reject[:-1])
+        if claimed and st.otlp is None:
+            with st.lock:
+                st.rejected += claimed
+            entry["status"] = 400
+            return self.answer(400, json.dumps({"error": st.reject_message}).encode())
+        events = [ev for i, ev in enumerate(events) if i not in refused]
         with st.lock:
+            st.rejected += claimed
             new = []
             for ev in events:
                 eid = ev.get("event_id")
@@ -228,7 +254,27 @@ class Handler(BaseHTTPRequestHandler):
         if partial:
             answer = {"partialSuccess": {"rejectedLogRecords": str(partial), "errorMessage": "scripted partial"}}
             return self.answer(200, json.dumps(answer).encode())
+        if claimed:
+            answer = {"partialSuccess": {"rejectedLogRecords": str(claimed), "errorMessage": st.reject_message}}
+            return self.answer(200, json.dumps(answer, ensure_ascii=False).encode())
         self.answer(200, b'{}' if st.otlp is not None else b'{"ok":true}')
+
+
+def rejected_events(spec, events):
+    """The indexes of the events --reject SPEC refuses."""
+    if not spec:
+        return set()
+    if spec == "all":
+        return set(range(len(events)))
+    if spec.startswith("type="):
+        return {i for i, ev in enumerate(events) if ev.get("type") == spec[5:]}
+    return set(range(min(int(spec.rstrip("!")), len(events))))
+
+
+def hostile_text(size):
+    """`size` bytes of text a terminal or a log must not take as it is."""
+    piece = "\x1b[2Jhostile\r\nERROR root: owned\u202e " + "x" * 100
+    return (piece * (size // len(piece.encode()) + 1)).encode()[:size].decode("utf-8", "ignore")
 
 
 def load_otlp():
@@ -295,6 +341,8 @@ def main():
     p.add_argument("--error-body-hex")
     p.add_argument("--keep-bodies", action="store_true")
     p.add_argument("--otlp", action="store_true")
+    p.add_argument("--reject")
+    p.add_argument("--reject-message-bytes", type=int)
     args = p.parse_args()
     host, _, port = args.listen.rpartition(":")
     host = host.strip("[]")
