@@ -1,4 +1,4 @@
-//! Connection storm (issue 12): `BURST` hooks released at the same instant
+//! Connection storm: `BURST` hooks released at the same instant
 //! while `queue.log` is rotated every 2 ms (a busy agent), against the same
 //! burst of `/bin/true` and of the bash baseline `connect.sh`. Reports how many
 //! events reached `queue.log` (rather than a bypass chunk in `pending/`),
