@@ -5,7 +5,7 @@ TARGET := x86_64-unknown-linux-gnu
 OUT    := $(abspath $(or $(CARGO_TARGET_DIR),target))
 # `build` is what `make install` installs, `make e2e` tests and `make bench`
 # measures: a static-pie release build (no interpreter, no shared libraries),
-# the fastest hook exec (README, "Benchmarks"). Static glibc is only unsafe
+# the fastest hook exec (docs/benchmarks.md). Static glibc is only unsafe
 # when it must load NSS modules, and this binary never does NSS in-process:
 # hooks look nothing up, the agent and `check` resolve names with `getent
 # ahosts` as a child (src/resolve.rs), the installer reads accounts with
@@ -73,13 +73,13 @@ install: build
 	$(BIN) install
 
 # Speed as ratios against baselines in the same run (benches/bench/main.rs):
-# hook latency vs /bin/true and the seed's shell hook, agent drain and idle
-# CPU vs the seed's shell agent. Measures the static binary that `build` made;
+# hook latency vs /bin/true and the bash baseline's hook, agent drain and idle
+# CPU vs its agent (benches/baseline/). Measures the static binary that `build` made;
 # the table is printed and copied to target/bench.md.
 BENCH_OUT := $(abspath $(or $(CARGO_TARGET_DIR),target))
 bench: build
 	tests/setup.sh bench
-	@command -v curl >/dev/null || echo "bench: curl not installed; the seed agent baseline is skipped (apt-get install -y curl)"
+	@command -v curl >/dev/null || echo "bench: curl not installed; the bash baseline's agent is skipped (apt-get install -y curl)"
 	OVT_BENCH_BIN=$(BIN) OVT_BENCH_OUT=$(BENCH_OUT)/bench.md \
 		$(CARGO) bench --locked --bench bench
 
@@ -103,7 +103,7 @@ e2e: build
 systemd-e2e: build
 	OVT_BIN=$(BIN) OVT_OUT=$(OUT) tests/systemd-e2e/run.sh
 
-# --- deb: the Debian package (README, "Debian package") ---------------------
+# --- deb: the Debian package (docs/packaging.md) ----------------------------
 # $(DEB_DIR)/openvpn-telemetry_<version>_amd64.deb from the very file `build`
 # makes (cargo-deb --no-build --no-strip; checked byte for byte below), with
 # the metadata in Cargo.toml ([package.metadata.deb]) and the maintainer

@@ -1,6 +1,6 @@
-//! Connection storm (issue 12): `BURST` hooks released at the same instant
+//! Connection storm: `BURST` hooks released at the same instant
 //! while `queue.log` is rotated every 2 ms (a busy agent), against the same
-//! burst of `/bin/true` and of the seed's `connect.sh`. Reports how many
+//! burst of `/bin/true` and of the bash baseline `connect.sh`. Reports how many
 //! events reached `queue.log` (rather than a bypass chunk in `pending/`),
 //! whether every seq is a unique non-zero integer increasing within each
 //! file, and p50/p99/max hook latency (spawn to exit, as each spawning
@@ -130,7 +130,7 @@ fn rotate(spool: &Path, n: u64) {
     }
 }
 
-pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bool> {
+pub fn section(md: &mut String, work: &Path, ours: &Path, baseline: &Path) -> Res<bool> {
     let n = knob("OVT_BENCH_BURST", 300);
     let runs = knob("OVT_BENCH_BURST_RUNS", 5);
     let base = openvpn_env(work);
@@ -163,16 +163,16 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
         c.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
         cands.push((label.clone(), c, Some(spool)));
     }
-    let seed_dir = work.join("burst-seed");
-    let seed_spool = seed_dir.join("spool");
-    fs::create_dir_all(seed_spool.join("pending")).ctx(seed_spool.display())?;
+    let baseline_dir = work.join("burst-baseline");
+    let baseline_spool = baseline_dir.join("spool");
+    fs::create_dir_all(baseline_spool.join("pending")).ctx(baseline_spool.display())?;
     for f in ["connect.sh", "write-event"] {
-        fs::copy(seed.join(f), seed_dir.join(f)).ctx(seed.join(f).display())?;
+        fs::copy(baseline.join(f), baseline_dir.join(f)).ctx(baseline.join(f).display())?;
     }
-    let mut c = Command::new(seed_dir.join("connect.sh"));
+    let mut c = Command::new(baseline_dir.join("connect.sh"));
     c.env_clear().envs(base.iter().map(|(k, v)| (k, v)));
-    c.env("PATH", SCRIPT_PATH).env("SPOOL_DIR", &seed_spool);
-    cands.push(("seed connect.sh".into(), c, Some(seed_spool)));
+    c.env("PATH", SCRIPT_PATH).env("SPOOL_DIR", &baseline_spool);
+    cands.push(("bash baseline connect.sh".into(), c, Some(baseline_spool)));
 
     let _ = writeln!(
         md,
@@ -208,7 +208,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
             let unique: usize = outs.iter().map(|o| o.unique).sum();
             let zero: usize = outs.iter().map(|o| o.zero).sum();
             let mis: usize = outs.iter().map(|o| o.misordered).sum();
-            if (events != runs * n && !label.starts_with("seed")) || bad > 0 {
+            if (events != runs * n && !label.starts_with("bash baseline")) || bad > 0 {
                 ok = false;
             }
             format!(

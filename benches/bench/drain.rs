@@ -1,5 +1,5 @@
-//! Agent drain: 100,000 seed-format events in 100 chunks, delivered to the
-//! loopback sink by `agent --once` and by the seed's shell agent in
+//! Agent drain: 100,000 `json`-format events in 100 chunks, delivered to the
+//! loopback sink by `agent --once` and by the bash baseline agent in
 //! interleaved runs; every event id is checked at the sink.
 
 use std::fmt::Write as _;
@@ -14,7 +14,7 @@ use crate::{Ctx, Res, SCRIPT_PATH, knob};
 const EVENTS: usize = 100_000;
 const CHUNKS: usize = 100;
 
-/// 100 chunks of 1,000 events as the seed's writer formats them.
+/// 100 chunks of 1,000 events as the bash baseline writer formats them.
 fn make_backlog(dir: &Path) -> Res<Vec<String>> {
     fs::create_dir_all(dir).ctx(dir.display())?;
     let fmt = time::format_description::well_known::Rfc3339;
@@ -59,14 +59,14 @@ struct DrainAgent {
     outcome: Option<Outcome>,
 }
 
-pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bool> {
+pub fn section(md: &mut String, work: &Path, ours: &Path, baseline: &Path) -> Res<bool> {
     let runs = knob("OVT_BENCH_DRAIN_RUNS", 3);
     let ids = make_backlog(&work.join("backlog"))?;
     let (port, sink) = sink::start()?;
     let url = format!("http://127.0.0.1:{port}/");
     let mut agents = [
         DrainAgent { name: "ours (`agent --once`)", runs: Vec::new(), outcome: None },
-        DrainAgent { name: "seed shell agent (`ONCE=1`)", runs: Vec::new(), outcome: None },
+        DrainAgent { name: "bash baseline agent (`ONCE=1`)", runs: Vec::new(), outcome: None },
         DrainAgent { name: "ours, OTLP (`TELEMETRY_FORMAT=otlp`)", runs: Vec::new(), outcome: None },
     ];
     if !Path::new("/usr/bin/curl").exists() && !Path::new("/bin/curl").exists() {
@@ -97,7 +97,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
                 cmd = Command::new(ours);
                 cmd.args(["agent", "--once"]).env_clear().env("OPENVPN_TELEMETRY_CONFIG", &conf);
             } else {
-                cmd = Command::new(seed.join("agent"));
+                cmd = Command::new(baseline.join("agent"));
                 cmd.env_clear().env("PATH", SCRIPT_PATH).env("SPOOL_DIR", &spool).env("TELEMETRY_URL", &url);
                 cmd.env("SERVER_ID", "bench").env("ONCE", "1").env("ROTATE_INTERVAL_SECONDS", "0");
             }
@@ -125,7 +125,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
     }
     let _ = writeln!(
         md,
-        "## Agent drain\n\n{EVENTS} seed-format events in {CHUNKS} chunks of {} in `pending/`, delivered to a loopback HTTP/1.1 sink answering 200 (in the bench process; every event id checked); {runs} interleaved runs each, median run shown; CPU and peak RSS of the whole process tree (`getrusage(RUSAGE_CHILDREN)`, peak = largest single process).\n",
+        "## Agent drain\n\n{EVENTS} `json`-format events in {CHUNKS} chunks of {} in `pending/`, delivered to a loopback HTTP/1.1 sink answering 200 (in the bench process; every event id checked); {runs} interleaved runs each, median run shown; CPU and peak RSS of the whole process tree (`getrusage(RUSAGE_CHILDREN)`, peak = largest single process).\n",
         EVENTS / CHUNKS
     );
     let _ =
@@ -168,7 +168,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
     if let [Some((o, _)), _, Some((t, rss))] = med {
         let _ = writeln!(
             md,
-            "- OTLP / seed format, ours: **{:.2}×** the wall time, {:.2}× the CPU (each event parsed and re-encoded with its attributes; peak RSS {:.1} MiB)",
+            "- OTLP / `json` format, ours: **{:.2}×** the wall time, {:.2}× the CPU (each event parsed and re-encoded with its attributes; peak RSS {:.1} MiB)",
             t.wall / o.wall,
             t.cpu / o.cpu,
             rss as f64 / 1024.0
@@ -177,7 +177,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, seed: &Path) -> Res<bo
     if let [Some((o, rss)), Some((s, _)), _] = med {
         let _ = writeln!(
             md,
-            "- throughput ours / seed: **{:.1}×** (target ≥ 10×); CPU seed / ours: {:.1}×\n- our peak RSS: **{:.1} MiB** (target ≤ 8 MiB)\n",
+            "- throughput ours / bash baseline: **{:.1}×** (target ≥ 10×); CPU bash baseline / ours: {:.1}×\n- our peak RSS: **{:.1} MiB** (target ≤ 8 MiB)\n",
             s.wall / o.wall,
             s.cpu / o.cpu,
             rss as f64 / 1024.0

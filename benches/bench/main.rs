@@ -1,17 +1,17 @@
-//! `make bench`: the speed promises of issues 2 and 3, measured as ratios
+//! `make bench`: the speed promises (hook latency, storms, drain, idle), measured as ratios
 //! against baselines run side by side in the same run — never as timed
 //! assertions, because machines are noisy and only ratios travel.
 //!
 //! 1. Hook latency: `/bin/true` (the floor), our static binary through a
 //!    `telemetry-connect.sh` link, the dynamically linked build of the same
-//!    code (why we link statically) and the seed's `connect.sh`, each spawned
+//!    code (why we link statically) and the bash baseline `connect.sh`, each spawned
 //!    with `std::process::Command` + wait in interleaved rounds, with the
 //!    environment OpenVPN gives a script. Every event written is counted.
 //! 2. Connection storm: 300 hooks at once while `queue.log` is rotated
 //!    every 2 ms, against the same burst of `/bin/true` (benches/bench/burst.rs).
-//! 3. Agent drain: 100,000 seed-format events in 100 chunks, delivered to a
-//!    loopback HTTP sink in this process by `agent --once` and by the seed's
-//!    shell agent; the sink checks that every event id arrived. CPU and peak
+//! 3. Agent drain: 100,000 `json`-format events in 100 chunks, delivered to a
+//!    loopback HTTP sink in this process by `agent --once` and by the bash
+//!    baseline's agent; the sink checks that every event id arrived. CPU and peak
 //!    RSS come from `getrusage(RUSAGE_CHILDREN)` in a wrapper (this binary
 //!    re-executed with `--measure`), so they cover the whole process tree.
 //! 4. Idle CPU of `agent` on an empty spool, from `/proc/PID/task/*/schedstat`.
@@ -21,7 +21,8 @@
 //! worthless. Missed targets are reported, not failed.
 //!
 //! Knobs (environment): `OVT_BENCH_BIN` (static binary), `OVT_BENCH_OUT`
-//! (Markdown copy), `OVT_BENCH_SEED` (peer-seed dir), `OVT_BENCH_ROUNDS`,
+//! (Markdown copy), `OVT_BENCH_BASELINE` (the bash baseline's directory,
+//! default benches/baseline/), `OVT_BENCH_ROUNDS`,
 //! `OVT_BENCH_SPAWNS`, `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`,
 //! `OVT_BENCH_BURST`, `OVT_BENCH_BURST_RUNS`, `OVT_BENCH_BURST_ALT`, `OVT_BENCH_HOOK_ALT`,
 //! `OVT_BENCH_ONLY`.
@@ -53,7 +54,7 @@ impl<T, E: std::fmt::Display> Ctx<T> for Result<T, E> {
     }
 }
 
-/// What Debian's OpenVPN unit hands a script as PATH; only the seed's shell
+/// What Debian's OpenVPN unit hands a script as PATH; only the bash baseline's
 /// scripts need one (they exec flock, cat, date).
 pub(crate) const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -91,10 +92,13 @@ fn run() -> Res<bool> {
         return Err(format!("{}: no static binary; run `make build` (or `make bench`)", ours.display()));
     }
     let dynamic = PathBuf::from(env!("CARGO_BIN_EXE_openvpn-telemetry"));
-    let seed =
-        std::env::var_os("OVT_BENCH_SEED").map(PathBuf::from).unwrap_or_else(|| root.join("../shared/bench/peer-seed"));
-    if !seed.join("connect.sh").is_file() || !seed.join("agent").is_file() {
-        return Err(format!("{}: the seed's shell baseline is not there; set OVT_BENCH_SEED", seed.display()));
+    // The original bash design, written from its description and kept in
+    // the repository (benches/baseline/README.md), so a bench needs
+    // nothing outside it.
+    let baseline =
+        std::env::var_os("OVT_BENCH_BASELINE").map(PathBuf::from).unwrap_or_else(|| root.join("benches/baseline"));
+    if let Some(missing) = ["connect.sh", "write-event", "agent"].iter().find(|f| !baseline.join(f).is_file()) {
+        return Err(format!("{}: the bash baseline's {missing} is not there", baseline.display()));
     }
     let out = std::env::var_os("OVT_BENCH_OUT").map(PathBuf::from).unwrap_or_else(|| root.join("target/bench.md"));
     let work = std::env::temp_dir().join(format!("ovt-bench-{}", std::process::id()));
@@ -104,9 +108,9 @@ fn run() -> Res<bool> {
     print!("{md}");
     let mut ok = true;
     let sections: [Section; 4] = [
-        &|md| hooks::section(md, &work.join("hook"), &ours, &dynamic, &seed),
-        &|md| burst::section(md, &work.join("burst"), &ours, &seed),
-        &|md| drain::section(md, &work.join("drain"), &ours, &seed),
+        &|md| hooks::section(md, &work.join("hook"), &ours, &dynamic, &baseline),
+        &|md| burst::section(md, &work.join("burst"), &ours, &baseline),
+        &|md| drain::section(md, &work.join("drain"), &ours, &baseline),
         &|md| idle::section(md, &work.join("idle"), &ours),
     ];
     // OVT_BENCH_ONLY=N runs only section N (1 hooks, 2 storm, 3 drain, 4 idle).

@@ -1,6 +1,6 @@
 //! The `--measure` wrapper: this bench binary re-executed to run one command
 //! and report its wall time, CPU and peak RSS from `getrusage(RUSAGE_CHILDREN)`,
-//! which covers the whole process tree (the seed agent's curl and bash too)
+//! which covers the whole process tree (the bash baseline agent's curl and bash too)
 //! and nothing of the bench itself (its sink threads).
 
 use std::fs;

@@ -123,11 +123,11 @@ fn read_chunked(rd: &mut impl BufRead) -> Res<Vec<u8>> {
 }
 
 /// Occurrences of the event id key and the ids they name: `"event_id"`
-/// in the seed envelope, the `openvpn.event_id` attribute in OTLP.
+/// in the `json` envelope, the `openvpn.event_id` attribute in OTLP.
 fn event_ids(body: &[u8]) -> (u64, Vec<String>) {
     const OTLP: &[u8] = b"\"key\":\"openvpn.event_id\",\"value\":{\"stringValue\"";
-    let seed: &[u8] = b"\"event_id\"";
-    let key = if body.windows(OTLP.len()).any(|w| w == OTLP) { OTLP } else { seed };
+    let json: &[u8] = b"\"event_id\"";
+    let key = if body.windows(OTLP.len()).any(|w| w == OTLP) { OTLP } else { json };
     ids_after(body, key)
 }
 
