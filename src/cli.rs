@@ -40,7 +40,7 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "agent")]
 pub struct AgentArgs {
-    /// rotate, deliver everything, and exit: 0 when the spool is empty
+    /// rotate, deliver what is pending (and what that delivery produced, once), and exit: 0 when the spool is empty, 1 when delivery failed (events kept), 3 when something is left
     #[argh(switch)]
     pub once: bool,
 }
