@@ -7,8 +7,9 @@
 //! seed) and, only when OpenVPN set them, the extra fields the README lists.
 //!
 //! Everything a VPN client controls (`common_name`, `username`, `IV_*`) is
-//! untrusted: invalid UTF-8 is written as `\xNN`, JSON escaping is done by
-//! serde_json, and every string is capped at [`FIELD_CAP`] bytes so a client
+//! untrusted: invalid UTF-8 is written as `\xNN`, the line is escaped by
+//! hand exactly as serde_json would escape it ([`push_json_str`]), and every
+//! string is capped at [`FIELD_CAP`] bytes so a client
 //! cannot bloat the spool.
 
 use std::ffi::{OsStr, OsString};
@@ -158,8 +159,11 @@ fn push_rfc3339(out: &mut Vec<u8>, t: OffsetDateTime) {
     out.push(b'Z');
 }
 
-/// The current time; tests may pin it with `OPENVPN_TELEMETRY_NOW` (unix
-/// seconds) so that time-dependent behaviour is checked without sleeping.
+/// The one wall clock: every timestamp the hooks and the agent write (event
+/// times, the agent's state, OTLP's observed time) is read here and passed
+/// on. `OPENVPN_TELEMETRY_NOW` (unix seconds) is a testing aid that pins it,
+/// so time-dependent behaviour is checked without sleeping; operators never
+/// set it. Durations and deadlines use `Instant`, which it does not touch.
 pub fn now() -> OffsetDateTime {
     // The test clock is looked up once per process, not on every call
     // (every hook, every batch, every source round calls this).

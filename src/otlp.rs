@@ -146,7 +146,7 @@ fn put_record(out: &mut Vec<u8>, line: &[u8], event: &Map<String, Value>, observ
 /// `{"resourceLogs":[]}`, which `check` sends to test an endpoint). Lines
 /// that are not JSON objects are left out (delivery never sends one).
 pub fn export_request(server_id: &str, host: &str, events: &[&[u8]]) -> Vec<u8> {
-    let observed = unix_nanos(OffsetDateTime::now_utc());
+    let observed = unix_nanos(crate::event::now());
     let parsed: Vec<(&[u8], Map<String, Value>)> =
         events.iter().filter_map(|l| Some((*l, serde_json::from_slice(l).ok()?))).collect();
     let instance = |e: &Map<String, Value>| e.get("instance").and_then(Value::as_str).map(str::to_string);

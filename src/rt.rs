@@ -1,5 +1,5 @@
 //! The process entry point, and the crate's one exception to "no unsafe
-//! code" (issue 12): `#![no_main]` plus an exported C `main`, so that a
+//! code": `#![no_main]` plus an exported C `main`, so that a
 //! hook does not pay for std's runtime set-up. That set-up costs a hook
 //! about 18 system calls before any of its own work: reading
 //! `/proc/self/maps` (via `pthread_getattr_np`, with a `prlimit64` and a

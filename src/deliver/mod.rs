@@ -112,7 +112,7 @@ impl Delivery {
             }
         };
         state.pid = std::process::id();
-        state.started = event::rfc3339(time::OffsetDateTime::now_utc());
+        state.started = event::rfc3339(event::now());
         state.sink = sink.describe();
         let backlog = Backlog::resume(state.progress.clone());
         let byte_cap = settings.max_batch_bytes.min(usize::MAX as u64) as usize;
@@ -376,7 +376,7 @@ impl Delivery {
         self.fails = 0;
         self.next_attempt = None;
         self.state.delivered_events += events;
-        self.state.last_success = Some(Success { time: event::rfc3339(time::OffsetDateTime::now_utc()), events });
+        self.state.last_success = Some(Success { time: event::rfc3339(event::now()), events });
         self.state_dirty = true;
         if self.state.dropped_unreported.count > 0 {
             self.report_drops();
@@ -394,7 +394,7 @@ impl Delivery {
             Fail::Misconfigured { reason } => (reason, max, true),
         };
         let until = Instant::now() + delay;
-        let at = time::OffsetDateTime::now_utc() + delay;
+        let at = event::now() + delay;
         let next = event::rfc3339(at);
         if misconfigured {
             log::error!(
@@ -409,11 +409,8 @@ impl Delivery {
                 delay.as_secs_f64()
             );
         }
-        self.state.last_error = Some(Failure {
-            time: event::rfc3339(time::OffsetDateTime::now_utc()),
-            message: reason.clone(),
-            next_retry: Some(next),
-        });
+        self.state.last_error =
+            Some(Failure { time: event::rfc3339(event::now()), message: reason.clone(), next_retry: Some(next) });
         self.state_dirty = true;
         self.next_attempt = Some(until);
         Step::Wait { until, misconfigured, reason }
@@ -421,14 +418,13 @@ impl Delivery {
 
     /// Notes a problem that is not a delivery attempt (for `status`).
     pub fn note_error(&mut self, message: String) {
-        self.state.last_error =
-            Some(Failure { time: event::rfc3339(time::OffsetDateTime::now_utc()), message, next_retry: None });
+        self.state.last_error = Some(Failure { time: event::rfc3339(event::now()), message, next_retry: None });
         self.state_dirty = true;
     }
 
     fn save_state(&mut self) {
         self.state.progress = self.backlog.position().cloned();
-        self.state.updated = event::rfc3339(time::OffsetDateTime::now_utc());
+        self.state.updated = event::rfc3339(event::now());
         match self.state.save(&self.settings.spool_dir) {
             Ok(()) => {
                 self.state_dirty = false;
