@@ -8,6 +8,7 @@
 //! `time_string`, `format_hex_ex`), so a column of the wrong shape is told
 //! apart from a right one; [`text`] cleans and caps like a hook field.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
@@ -22,12 +23,27 @@ pub(super) fn text(raw: &[u8]) -> String {
     event::clean(OsStr::from_bytes(raw))
 }
 
-/// A decimal number of ASCII digits only (no sign, no spaces).
+/// [`text`] without a copy when the value is clean already (valid UTF-8
+/// within [`event::FIELD_CAP`], what OpenVPN writes): the same string.
+pub(super) fn text_ref(raw: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) if raw.len() <= event::FIELD_CAP => Cow::Borrowed(s),
+        _ => Cow::Owned(text(raw)),
+    }
+}
+
+/// A decimal number of ASCII digits only (no sign, no spaces) that fits
+/// in a `u64`.
 pub(super) fn number(raw: &[u8]) -> Option<u64> {
-    if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+    if raw.is_empty() {
         return None;
     }
-    std::str::from_utf8(raw).ok()?.parse().ok()
+    raw.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 /// Protocol prefixes OpenVPN 2.7 puts before a real address
@@ -53,20 +69,33 @@ const PROTOCOLS: [&str; 13] = [
 /// same behind a protocol prefix and IPv6 as `[2001:db8::1]:5555`; an
 /// IPv4-mapped IPv6 peer is printed as IPv4. `None`: not an address.
 pub(super) fn split_real_address(addr: &str) -> Option<(String, String)> {
-    let rest = PROTOCOLS.iter().find_map(|p| addr.strip_prefix(p)?.strip_prefix(':')).unwrap_or(addr);
+    real_parts(addr).map(|(ip, port)| (ip.to_string(), port.to_string()))
+}
+
+/// [`split_real_address`] without copies, for telling a real address
+/// from other columns.
+fn real_parts(addr: &str) -> Option<(&str, &str)> {
+    // Every protocol prefix starts with one of these; an address
+    // (digits or hex) seldom does, and then no prefix is tried.
+    let rest = if addr.starts_with(['u', 't', '[']) {
+        PROTOCOLS.iter().find_map(|p| addr.strip_prefix(p)?.strip_prefix(':')).unwrap_or(addr)
+    } else {
+        addr
+    };
     let port_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok();
     if let Some(v6) = rest.strip_prefix('[') {
         let (ip, port) = v6.split_once("]:")?;
-        return (ip.parse::<Ipv6Addr>().is_ok() && port_ok(port)).then(|| (ip.to_string(), port.to_string()));
+        return (ip.parse::<Ipv6Addr>().is_ok() && port_ok(port)).then_some((ip, port));
     }
-    if rest.parse::<Ipv6Addr>().is_ok() {
-        return Some((rest.to_string(), String::new()));
+    // IPv4 with a port first, the common form: no string is both that
+    // and a bare address (an IPv4 has no ':'; an IPv6 ends in no port).
+    if let Some((ip, port)) = rest.rsplit_once(':')
+        && ip.parse::<Ipv4Addr>().is_ok()
+        && port_ok(port)
+    {
+        return Some((ip, port));
     }
-    if rest.parse::<Ipv4Addr>().is_ok() {
-        return Some((rest.to_string(), String::new()));
-    }
-    let (ip, port) = rest.rsplit_once(':')?;
-    (ip.parse::<Ipv4Addr>().is_ok() && port_ok(port)).then(|| (ip.to_string(), port.to_string()))
+    (rest.parse::<Ipv6Addr>().is_ok() || rest.parse::<Ipv4Addr>().is_ok()).then_some((rest, ""))
 }
 
 /// A routing table's `Virtual Address`: what kind of route it is.
@@ -140,7 +169,7 @@ pub(super) fn fits(shape: Shape, raw: &[u8]) -> bool {
     let s = || std::str::from_utf8(raw).ok();
     match shape {
         Shape::Free => !raw.is_empty(),
-        Shape::Real => s().and_then(split_real_address).is_some(),
+        Shape::Real => s().and_then(real_parts).is_some(),
         Shape::Ipv4OrEmpty => raw.is_empty() || s().is_some_and(|s| s.parse::<Ipv4Addr>().is_ok()),
         Shape::Ipv6OrEmpty => raw.is_empty() || s().is_some_and(|s| s.parse::<Ipv6Addr>().is_ok()),
         Shape::Number => number(raw).is_some(),
@@ -220,6 +249,25 @@ mod tests {
         }
         for junk in ["", "22:1d:63:bf:62", "22:1d:63:bf:62:38@x", "10.8.0.6/x"] {
             assert_eq!(route_kind(junk), None, "{junk}");
+        }
+    }
+
+    #[test]
+    fn text_ref_is_text_without_the_copy() {
+        let long = "x".repeat(event::FIELD_CAP + 1);
+        for raw in [&b"alice"[..], b"", b"Smith, John", "Jos\u{e9}".as_bytes(), b"bad \xff byte", long.as_bytes()] {
+            assert_eq!(text_ref(raw), text(raw), "{raw:?}");
+        }
+        assert!(matches!(text_ref(b"alice"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn numbers_are_digits_that_fit() {
+        assert_eq!(number(b"0"), Some(0));
+        assert_eq!(number(b"1795762800"), Some(1_795_762_800));
+        assert_eq!(number(b"18446744073709551615"), Some(u64::MAX));
+        for junk in [&b""[..], b"18446744073709551616", b"-1", b"+1", b" 1", b"1x", b"\xd9\xa3"] {
+            assert_eq!(number(junk), None, "{junk:?}");
         }
     }
 }

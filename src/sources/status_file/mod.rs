@@ -33,7 +33,7 @@ mod v23;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::event;
@@ -135,7 +135,18 @@ pub fn parse(bytes: &[u8], mtime: Option<i64>) -> Result<Status, StatusError> {
         _ => Err(bad(1, "not an OpenVPN status file (expected TITLE or \"OpenVPN CLIENT LIST\")")),
     }?;
     // OpenVPN 2.3 was seen printing a CLIENT_LIST row twice: one session.
+    // A session_id is a hash (UUIDv5) of the name, real IP, port and
+    // connect time, so only clients that share a real IP and a connect
+    // time can share one: only they are hashed.
+    let mut peers: HashMap<(&str, i64), usize> = HashMap::with_capacity(status.clients.len());
+    for c in &status.clients {
+        *peers.entry((c.real_ip.as_str(), c.connected_since)).or_default() += 1;
+    }
+    let shared: Vec<bool> =
+        status.clients.iter().map(|c| peers[&(c.real_ip.as_str(), c.connected_since)] > 1).collect();
+    drop(peers);
     let mut seen = HashSet::new();
-    status.clients.retain(|c| seen.insert(c.session_id()));
+    let mut shared = shared.into_iter();
+    status.clients.retain(|c| !shared.next().unwrap_or(true) || seen.insert(c.session_id()));
     Ok(status)
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::columns::{RouteKind, Shape, local_datetime, number, route_kind, split_real_address, text};
-use super::resolve::{Split, check_routes, readings};
+use super::resolve::{Route, Split, check_routes, readings};
 use super::{Client, RowError, Status, StatusError, bad};
 
 /// Version 1: fixed headers, comma-separated, dates in local time, the
@@ -98,7 +98,7 @@ pub(super) fn parse_v1(body: &[&[u8]], mtime: Option<i64>) -> Result<Status, Sta
                 _ => {}
             }
         }
-        routes.push((n, cn, real));
+        routes.push(Route { line: n, cn: cn.into(), real: real.into() });
         i += 1;
     }
     if i >= body.len() {

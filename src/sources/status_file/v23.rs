@@ -9,21 +9,19 @@
 //! by its routes (`resolve`); `connected_since` is the header's
 //! `Connected Since (time_t)`, the hook's `time_unix`.
 
-use std::collections::HashSet;
-
 use super::columns::{number, shape, split_real_address, text};
-use super::resolve::{Row, Split, check_routes, identity, readings, settle};
+use super::resolve::{Route, Row, Split, check_routes, identity, readings, settle};
 use super::{Client, RowError, Status, StatusError, bad};
 
 /// Versions 2 (commas) and 3 (tabs): `TITLE`, `TIME`, then `HEADER` rows
 /// naming the columns of the `CLIENT_LIST` and `ROUTING_TABLE` rows that
 /// follow, `GLOBAL_STATS`, `END` (already cut off by the caller).
-pub(super) fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, StatusError> {
+pub(super) fn parse_v23<'a>(body: &[&'a [u8]], sep: u8, version: u8) -> Result<Status, StatusError> {
     let mut status = Status { version, written_at: None, clients: Vec::new(), dco: None, unreadable: Vec::new() };
     let mut client_cols: Option<Vec<&[u8]>> = None;
     let mut route_cols: Option<Vec<&[u8]>> = None;
-    let mut client_rows: Vec<Row> = Vec::new();
-    let mut routes: Vec<(usize, String, String)> = Vec::new();
+    let mut client_rows: Vec<Row<'a>> = Vec::new();
+    let mut routes: Vec<Route<'a>> = Vec::new();
     // Sections must come in OpenVPN's order; going back means a stale tail.
     let mut stage = 0u8;
     let mut advance = |n: usize, to: u8| {
@@ -37,9 +35,11 @@ pub(super) fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, 
     let mut client_shapes = Vec::new();
     let mut route_shapes = Vec::new();
     let mut route_at = (0, 0);
-    for (i, line) in body.iter().enumerate() {
+    let mut f: Vec<&'a [u8]> = Vec::new();
+    for (i, &line) in body.iter().enumerate() {
         let n = i + 1;
-        let f: Vec<&[u8]> = line.split(|&b| b == sep).collect();
+        f.clear();
+        f.extend(line.split(|&b| b == sep));
         match f[0] {
             b"TITLE" if n == 1 => {}
             b"TIME" if n == 2 => {
@@ -63,9 +63,9 @@ pub(super) fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, 
                 if client_cols.is_none() {
                     return Err(bad(n, "CLIENT_LIST before its HEADER"));
                 }
-                let fields = f[1..].to_vec();
-                let result = readings(&fields, &client_shapes, sep);
-                client_rows.push(Row { line: n, fields, result });
+                let result = readings(&f[1..], &client_shapes, sep);
+                let raw = line.get(f[0].len() + 1..).unwrap_or_default();
+                client_rows.push(Row { line: n, raw, result });
             }
             b"HEADER" if f.get(1) == Some(&&b"ROUTING_TABLE"[..]) => {
                 advance(n, 2)?;
@@ -86,7 +86,7 @@ pub(super) fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, 
                 match readings(&f[1..], &route_shapes, sep) {
                     Ok(r) => {
                         let (cn, real) = identity(&r, route_at.0, route_at.1);
-                        routes.push((n, cn, real));
+                        routes.push(Route { line: n, cn, real });
                     }
                     Err(Split::Short) => {
                         return Err(bad(n, "routing row shorter than its header (file caught mid-rewrite?)"));
@@ -108,14 +108,18 @@ pub(super) fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, 
     let Some(cols) = client_cols else {
         return Err(bad(body.len(), "no HEADER for CLIENT_LIST"));
     };
+    // Where each column is, looked up once for all rows.
     let at = |name: &[u8]| cols.iter().position(|c| *c == name);
     let (cn, real) = (at(b"Common Name").unwrap_or(0), at(b"Real Address").unwrap_or(0));
-    let routed: HashSet<(String, String)> = routes.iter().map(|(_, c, r)| (c.clone(), r.clone())).collect();
+    let (vip, vip6, user) = (at(b"Virtual Address"), at(b"Virtual IPv6 Address"), at(b"Username"));
+    let (rx, tx, since) = (at(b"Bytes Received"), at(b"Bytes Sent"), at(b"Connected Since (time_t)"));
     let mut skipped = Vec::new();
-    for (n, row) in settle(client_rows, cn, real, &routed, sep, &mut status.unreadable, &mut skipped)? {
-        let get = |name: &[u8]| at(name).map(|i| row[i].as_slice());
-        let num = |name: &[u8]| get(name).and_then(number).unwrap_or_default();
-        let opt = |name: &[u8]| get(name).filter(|v| !v.is_empty() && *v != b"UNDEF").map(text);
+    let settled = settle(client_rows, cn, real, &routes, &mut status.unreadable, &mut skipped)?;
+    status.clients.reserve(settled.len());
+    for (n, row) in settled {
+        let get = |i: Option<usize>| i.map(|i| &*row[i]);
+        let num = |i: Option<usize>| get(i).and_then(number).unwrap_or_default();
+        let opt = |i: Option<usize>| get(i).filter(|v| !v.is_empty() && *v != b"UNDEF").map(text);
         let real_address = text(&row[real]);
         let Some((real_ip, real_port)) = split_real_address(&real_address) else {
             return Err(bad(n, "unreadable Real Address")); // fits() made sure; never here
@@ -125,12 +129,12 @@ pub(super) fn parse_v23(body: &[&[u8]], sep: u8, version: u8) -> Result<Status, 
             real_address,
             real_ip,
             real_port,
-            virtual_ip: opt(b"Virtual Address").unwrap_or_default(),
-            virtual_ipv6: opt(b"Virtual IPv6 Address"),
-            bytes_received: num(b"Bytes Received"),
-            bytes_sent: num(b"Bytes Sent"),
-            connected_since: num(b"Connected Since (time_t)") as i64,
-            username: opt(b"Username"),
+            virtual_ip: opt(vip).unwrap_or_default(),
+            virtual_ipv6: opt(vip6),
+            bytes_received: num(rx),
+            bytes_sent: num(tx),
+            connected_since: num(since) as i64,
+            username: opt(user),
         });
     }
     check_routes(&status.clients, &routes, &skipped, char::from(sep))?;
@@ -227,6 +231,18 @@ END\n";
         }
         s.push_str("GLOBAL_STATS,dco_enabled,0\nEND\n");
         s
+    }
+
+    /// A row printed twice is one session; two sessions from one address
+    /// that connected in the same second stay two.
+    #[test]
+    fn a_session_listed_twice_is_listed_once() {
+        let alice = v2_row("alice", "192.0.2.2:1194", "10.8.0.2", 10, 1_796_155_200, "UNDEF");
+        let bob = v2_row("bob", "192.0.2.2:1195", "10.8.0.3", 20, 1_796_155_200, "UNDEF");
+        let routes = [("10.8.0.2", "alice", "192.0.2.2:1194"), ("10.8.0.3", "bob", "192.0.2.2:1195")];
+        let s = parse(v2_file(&[alice.clone(), bob, alice], &routes).as_bytes(), None).unwrap();
+        let got: Vec<(&str, u64)> = s.clients.iter().map(|c| (c.common_name.as_str(), c.bytes_received)).collect();
+        assert_eq!(got, [("alice", 10), ("bob", 20)]);
     }
 
     /// A common name crafted to look like the columns after it (a VPN
