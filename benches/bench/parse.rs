@@ -7,9 +7,9 @@
 //! the crate is a binary crate, so there is no library to link, and timing
 //! `agent --once` would bury the parse under process start, state and
 //! 10,000 events written to the spool. Baseline in the same run: the same
-//! file only cut into lines and fields (what any reader pays, and about
-//! what the old reader did that counted separators and refused a comma in
-//! a name). Every parse must give every client and no unreadable row.
+//! file only cut into lines and fields, what any reader pays before it
+//! looks at a column. Every parse must give every client and no
+//! unreadable row, or the section fails.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
