@@ -15,6 +15,8 @@
 //!    RSS come from `getrusage(RUSAGE_CHILDREN)` in a wrapper (this binary
 //!    re-executed with `--measure`), so they cover the whole process tree.
 //! 4. Idle CPU of `agent` on an empty spool, from `/proc/PID/task/*/schedstat`.
+//! 5. Status-file parse: a 10,000-client status file, against only cutting it
+//!    into lines and fields (benches/bench/parse.rs).
 //!
 //! Exit status is non-zero only when a sanity check fails (a hook did not
 //! write its event, an event did not arrive): a benchmark of a no-op is
@@ -25,14 +27,25 @@
 //! default benches/baseline/), `OVT_BENCH_ROUNDS`,
 //! `OVT_BENCH_SPAWNS`, `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`,
 //! `OVT_BENCH_BURST`, `OVT_BENCH_BURST_RUNS`, `OVT_BENCH_BURST_ALT`, `OVT_BENCH_HOOK_ALT`,
-//! `OVT_BENCH_ONLY`.
+//! `OVT_BENCH_PARSE_RUNS`, `OVT_BENCH_ONLY`.
 
 mod burst;
 mod drain;
 mod hooks;
 mod idle;
 mod measure;
+mod parse;
 mod sink;
+
+// The status-file parser, compiled from its source for section 5 (a binary
+// crate has no library to link); `event` is the one module it uses. Their
+// unit tests come along but are never built as tests here, hence the allow.
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/event.rs"]
+mod event;
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/sources/status_file/mod.rs"]
+mod status_file;
 
 use std::fs;
 use std::io::Write;
@@ -107,13 +120,14 @@ fn run() -> Res<bool> {
     let mut md = header(&ours);
     print!("{md}");
     let mut ok = true;
-    let sections: [Section; 4] = [
+    let sections: [Section; 5] = [
         &|md| hooks::section(md, &work.join("hook"), &ours, &dynamic, &baseline),
         &|md| burst::section(md, &work.join("burst"), &ours, &baseline),
         &|md| drain::section(md, &work.join("drain"), &ours, &baseline),
         &|md| idle::section(md, &work.join("idle"), &ours),
+        &|md| parse::section(md),
     ];
-    // OVT_BENCH_ONLY=N runs only section N (1 hooks, 2 storm, 3 drain, 4 idle).
+    // OVT_BENCH_ONLY=N runs only section N (1 hooks, 2 storm, 3 drain, 4 idle, 5 parse).
     let only = knob("OVT_BENCH_ONLY", 0);
     for (i, section) in sections.into_iter().enumerate() {
         if only != 0 && only != i + 1 {
