@@ -243,7 +243,7 @@ impl Http {
 
     fn post(&self, server_id: &str, events: &[&[u8]]) -> Outcome {
         let body = match self.format {
-            Format::Seed => envelope(server_id, events),
+            Format::Json => envelope(server_id, events),
             Format::Otlp => crate::otlp::export_request(server_id, &self.host, events),
         };
         let body = &body[..];
@@ -292,7 +292,7 @@ impl Http {
                     }
                     None => Outcome::Delivered,
                 },
-                Format::Seed => Outcome::Delivered,
+                Format::Json => Outcome::Delivered,
             },
             401 | 403 => Outcome::Misconfigured {
                 reason: format!("HTTP {status} (check AUTH_HEADER / client certificate): {}", head()),
