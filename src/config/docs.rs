@@ -1,24 +1,25 @@
 //! The texts generated from [`super::SETTINGS`] (test-only: they are
 //! committed, and these tests fail when a committed copy drifts from the
 //! table): `assets/agent.env`, the template `install` renders, and
-//! `docs/configuration.md`. `OVT_REGENERATE=1 cargo test --bin
-//! openvpn-telemetry generated` rewrites them.
+//! `docs/configuration.md`. `make generated` (`OVT_REGENERATE=1 cargo test
+//! --bin openvpn-telemetry generated`) rewrites them.
 
 use std::path::Path;
 
 use super::table::{INSTALLER_SWITCHES, Kind, SETTINGS, Section, Setting};
 
 /// How to regenerate, for the generated files' headers and the failures.
-pub const REGENERATE: &str = "OVT_REGENERATE=1 cargo test --bin openvpn-telemetry generated";
+pub const REGENERATE: &str = "make generated";
 
 /// Compares `text` with the committed file `rel` (from the crate root), or
-/// writes it there when `OVT_REGENERATE` is set.
-pub fn check_generated(rel: &str, text: &str) {
+/// writes it there when `OVT_REGENERATE` is set. True when it compared
+/// (a copy the binary embeds is only up to date once it is rebuilt).
+pub fn check_generated(rel: &str, text: &str) -> bool {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
     if std::env::var_os("OVT_REGENERATE").is_some_and(|v| !v.is_empty() && v != "0") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
-        return;
+        return false;
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     if committed != text {
@@ -32,6 +33,7 @@ pub fn check_generated(rel: &str, text: &str) {
              regenerate it with `{REGENERATE}` and commit it"
         );
     }
+    true
 }
 
 /// `text` as `# ` comment lines of at most 78 characters.
@@ -139,7 +141,6 @@ pub fn configuration_md() -> String {
 }
 
 /// The settings for the man page (roff), one `.TP` paragraph each.
-#[allow(dead_code)]
 pub fn man_settings() -> String {
     let esc = |s: &str| s.replace('\\', "\\e").replace('-', "\\-").replace('`', "");
     let mut out = String::new();
@@ -168,8 +169,9 @@ mod tests {
 
     #[test]
     fn generated_agent_env_is_the_table() {
-        check_generated("assets/agent.env", &agent_env());
-        assert_eq!(crate::install::envfile::TEMPLATE, agent_env(), "the embedded template is the generated one");
+        if check_generated("assets/agent.env", &agent_env()) {
+            assert_eq!(crate::install::envfile::TEMPLATE, agent_env(), "the embedded template is the generated one");
+        }
     }
 
     #[test]

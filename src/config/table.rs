@@ -6,8 +6,8 @@
 //! `docs/configuration.md` and the man page, which tests keep equal to it.
 //!
 //! Adding a setting: a field in [`super::Settings`] and a row here; then
-//! `OVT_REGENERATE=1 cargo test --bin openvpn-telemetry generated` rewrites
-//! the generated files (a plain `cargo test` fails until they match).
+//! `make generated` rewrites the generated files (a plain `cargo test`
+//! fails until they match).
 
 use std::path::PathBuf;
 
