@@ -104,7 +104,8 @@ pub struct Setting {
     pub empty: &'static str,
     /// One line for `agent.env`, the docs and the man page.
     pub doc: &'static str,
-    /// Never shown in full: `status` masks it, `check` never prints it.
+    /// Never shown in full: `status` masks it (URLs lose user info and
+    /// query, headers their value, anything else is `***`).
     pub secret: bool,
     /// Also written to the hooks' world-readable companion file, so it must
     /// not be a secret (a unit test holds that).
