@@ -22,7 +22,7 @@ ORDER_FILE  := $(CURDIR)/benches/hook-order/hook.order
 ORDER_FLAGS := -C link-arg=-Wl,--symbol-ordering-file=$(ORDER_FILE) -C link-arg=-Wl,--no-warn-symbol-ordering
 BIN    := $(OUT)/$(TARGET)/release/openvpn-telemetry
 
-.PHONY: build build-static test install bench e2e systemd-e2e deb deb-e2e deb-bullseye dist dist-check lint toolchain setup
+.PHONY: build build-static test install bench e2e systemd-e2e deb deb-e2e deb-bullseye dist dist-check lint toolchain setup generated
 
 # The crate needs Rust >= rust-version in Cargo.toml (1.89). Says so, and how
 # to get one, when cargo is missing or older: the distributions' packaged
@@ -71,6 +71,14 @@ test: toolchain
 
 install: build
 	$(BIN) install
+
+# Rewrites the files generated from the code: assets/agent.env and
+# docs/configuration.md (from the settings table, src/config/table.rs) and
+# the man page assets/debian/openvpn-telemetry.8 (from --help's argh
+# descriptions and the same table). `make test` fails while a committed
+# copy differs from what the code generates.
+generated:
+	OVT_REGENERATE=1 $(CARGO) test --locked --bin openvpn-telemetry generated
 
 # Speed as ratios against baselines in the same run (benches/bench/main.rs):
 # hook latency vs /bin/true and the bash baseline's hook, agent drain and idle

@@ -470,7 +470,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
         if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
     let empty = match s.format {
         crate::config::Format::Otlp => "an empty OTLP ExportLogsServiceRequest",
-        crate::config::Format::Seed => "an empty batch",
+        crate::config::Format::Json => "an empty batch",
     };
     match sink.send(&server_id, &[]) {
         Outcome::Delivered | Outcome::PartlyRejected { .. } => {

@@ -7,14 +7,17 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
+// argh's ArgsInfo derive names these unqualified for the dynamic (hook)
+// subcommands; `ArgsInfo` feeds the man page (src/cli/man.rs).
+use argh::{CommandInfoWithArgs, SubCommandInfo};
 
 use crate::roles;
 
 /// Connect/disconnect telemetry for OpenVPN servers that never puts the VPN
 /// at risk. OpenVPN runs the hooks as telemetry-connect.sh and
 /// telemetry-disconnect.sh (links to this binary).
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 pub struct Cli {
     /// print the version and exit
     #[argh(switch)]
@@ -23,7 +26,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand)]
 pub enum Command {
     /// The hooks, listed from [`crate::roles::ROLES`].
@@ -37,7 +40,7 @@ pub enum Command {
 }
 
 /// run the delivery agent in the foreground (as the systemd unit does)
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "agent")]
 pub struct AgentArgs {
     /// rotate, deliver what is pending (and what that delivery produced, once), and exit: 0 when the spool is empty, 1 when delivery failed (events kept), 3 when something is left
@@ -46,7 +49,7 @@ pub struct AgentArgs {
 }
 
 /// install or upgrade: binary, links, spool, agent.env, systemd unit, OpenVPN config lines
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "install")]
 pub struct InstallArgs {
     /// install below this directory instead of / (packaging, tests)
@@ -62,7 +65,7 @@ pub struct InstallArgs {
 }
 
 /// remove binary, links, unit and the OpenVPN config lines install added
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "uninstall")]
 pub struct UninstallArgs {
     /// uninstall below this directory instead of /
@@ -81,7 +84,7 @@ pub struct UninstallArgs {
 }
 
 /// show queue, backlog, last delivery and the settings in effect
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "status")]
 pub struct StatusArgs {
     /// print JSON instead of text
@@ -90,14 +93,14 @@ pub struct StatusArgs {
 }
 
 /// check the installation and the path to the telemetry server
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand, name = "check")]
 pub struct CheckArgs {
     /// check the installation below this directory instead of /
     #[argh(option)]
     pub root: Option<PathBuf>,
     /// internal: only probe the spool as ROLE:UID:GID:GROUPS (hook or agent); check runs it itself
-    #[argh(option)]
+    #[argh(option, hidden_help)]
     pub probe: Option<String>,
 }
 
@@ -232,6 +235,10 @@ fn parse(args: &[OsString]) -> Result<Cli, ExitCode> {
         }
     })
 }
+
+/// The man page, generated from the same argh descriptions as `--help`.
+#[cfg(test)]
+mod man;
 
 fn command(cli: Cli) -> Result<ExitCode, Error> {
     if cli.version {

@@ -9,13 +9,25 @@
 //! [`Settings::from_entries`] checks every value and names file, line and key
 //! when one is wrong.
 //!
+//! Every setting is one row of [`table::SETTINGS`] (key, default, kind,
+//! description, secret or not, needed by hooks or not): parsing, defaults,
+//! `status`, the hooks' companion file and the generated documentation all
+//! come from it.
+//!
 //! Hooks run as `nobody` and must not read the agent's secrets, so the
 //! installer writes a *hook companion* next to the settings file
-//! ([`hook_companion`]) that holds only what a hook needs (`SPOOL_DIR`).
+//! ([`hook_companion`]) that holds only what a hook needs (the rows marked
+//! `hooks`).
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+
+#[cfg(test)]
+pub mod docs;
+pub mod table;
+
+pub use table::SETTINGS;
 
 /// Where the settings live unless `OPENVPN_TELEMETRY_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG: &str = "/etc/openvpn-telemetry/agent.env";
@@ -170,23 +182,28 @@ fn unquote(rest: &str) -> Result<String, String> {
 }
 
 /// How request bodies are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compress {
+    #[default]
     None,
     Gzip,
 }
 
-/// The wire format of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The wire format of a batch (`TELEMETRY_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
+    /// `json` (also accepted as `seed`, the original installer's name):
     /// `{server_id, sent_at, events}`, the events as the hooks wrote them.
-    Seed,
+    #[default]
+    Json,
     /// OTLP/HTTP logs, JSON encoding (see `src/otlp.rs`).
     Otlp,
 }
 
-/// Every setting, checked, with the defaults the README documents.
-#[derive(Debug, Clone)]
+/// Every setting, checked. One field per row of [`SETTINGS`], which holds
+/// the defaults; `Settings::default()` is only the blank that
+/// [`Settings::defaults`] fills in from the table.
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// The file these came from (for messages; may not exist).
     pub path: PathBuf,
@@ -230,39 +247,15 @@ impl Settings {
         crate::install::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
     }
 
+    /// The defaults of [`SETTINGS`] (the file `path` need not exist).
     pub fn defaults(path: &Path) -> Settings {
-        Settings {
-            path: path.to_path_buf(),
-            spool_dir: PathBuf::from(DEFAULT_SPOOL_DIR),
-            telemetry_url: None,
-            server_id: None,
-            rotate_interval_seconds: 5,
-            rotate_max_bytes: 131_072,
-            retry_sleep_seconds: 2,
-            retry_max_seconds: 300,
-            connect_timeout_seconds: 10,
-            request_timeout_seconds: 30,
-            max_pending_files: 10_000,
-            max_spool_bytes: 512 * 1024 * 1024,
-            max_batch_events: 1000,
-            max_batch_bytes: 1024 * 1024,
-            compress: Compress::None,
-            format: Format::Seed,
-            auth_header: None,
-            mtls_enabled: false,
-            client_cert: None,
-            client_key: None,
-            ca_cert: None,
-            log_level: None,
-            status_log: None,
-            session_update_interval_seconds: 60,
-            snapshot_interval_seconds: 300,
-            easyrsa_index: None,
-            openvpn_server_conf: Vec::new(),
-            openvpn_script_user: "nobody".into(),
-            openvpn_script_group: None,
-            unknown_keys: Vec::new(),
+        let mut s = Settings { path: path.to_path_buf(), ..Settings::default() };
+        for row in SETTINGS {
+            // Every default is accepted by its own parser (a unit test
+            // checks each row), so there is no error to handle here.
+            let _ = (row.set)(&mut s, row.default);
         }
+        s
     }
 
     /// Reads the settings file; a missing file means defaults.
@@ -291,55 +284,19 @@ impl Settings {
     pub fn from_entries(path: &Path, entries: &[Entry]) -> Result<Settings, ConfigError> {
         let mut s = Settings::defaults(path);
         for e in entries {
-            let bad =
-                |what: String| ConfigError::Value { path: path.to_path_buf(), line: e.line, key: e.key.clone(), what };
-            let v = e.value.as_str();
-            let opt = |v: &str| if v.is_empty() { None } else { Some(v.to_string()) };
-            let opt_path = |v: &str| if v.is_empty() { None } else { Some(PathBuf::from(v)) };
-            match e.key.as_str() {
-                "SPOOL_DIR" => s.spool_dir = spool_dir_value(v).map_err(bad)?,
-                "TELEMETRY_URL" => s.telemetry_url = url_value(v).map_err(bad)?,
-                "SERVER_ID" => s.server_id = opt(v),
-                "ROTATE_INTERVAL_SECONDS" => s.rotate_interval_seconds = number(v).map_err(bad)?,
-                "ROTATE_MAX_BYTES" => s.rotate_max_bytes = positive(v).map_err(bad)?,
-                "RETRY_SLEEP_SECONDS" => s.retry_sleep_seconds = number(v).map_err(bad)?,
-                "RETRY_MAX_SECONDS" => s.retry_max_seconds = positive(v).map_err(bad)?,
-                "CONNECT_TIMEOUT_SECONDS" => s.connect_timeout_seconds = positive(v).map_err(bad)?,
-                "REQUEST_TIMEOUT_SECONDS" => s.request_timeout_seconds = positive(v).map_err(bad)?,
-                "MAX_PENDING_FILES" => s.max_pending_files = positive(v).map_err(bad)?,
-                "MAX_SPOOL_BYTES" => s.max_spool_bytes = positive(v).map_err(bad)?,
-                "MAX_BATCH_EVENTS" => s.max_batch_events = positive(v).map_err(bad)?,
-                "MAX_BATCH_BYTES" => s.max_batch_bytes = positive(v).map_err(bad)?,
-                "COMPRESS" => {
-                    s.compress = match v {
-                        "" | "none" | "0" => Compress::None,
-                        "gzip" => Compress::Gzip,
-                        _ => return Err(bad(format!("expected gzip or none, found {v:?}"))),
-                    }
+            match table::setting(&e.key) {
+                Some(row) => {
+                    // An empty value means the default, as `agent.env` says.
+                    let v = if e.value.is_empty() { row.default } else { e.value.as_str() };
+                    (row.set)(&mut s, v).map_err(|what| ConfigError::Value {
+                        path: path.to_path_buf(),
+                        line: e.line,
+                        key: e.key.clone(),
+                        what,
+                    })?;
                 }
-                "TELEMETRY_FORMAT" => {
-                    s.format = match v {
-                        "" | "seed" => Format::Seed,
-                        "otlp" => Format::Otlp,
-                        _ => return Err(bad(format!("expected seed or otlp, found {v:?}"))),
-                    }
-                }
-                "AUTH_HEADER" => s.auth_header = auth_header_value(v).map_err(bad)?,
-                "MTLS_ENABLED" => s.mtls_enabled = boolean(v).map_err(bad)?,
-                "CLIENT_CERT" => s.client_cert = opt_path(v),
-                "CLIENT_KEY" => s.client_key = opt_path(v),
-                "CA_CERT" => s.ca_cert = opt_path(v),
-                "LOG_LEVEL" => s.log_level = opt(v),
-                "STATUS_LOG" => s.status_log = opt_path(v),
-                "SESSION_UPDATE_INTERVAL_SECONDS" => s.session_update_interval_seconds = number(v).map_err(bad)?,
-                "SNAPSHOT_INTERVAL_SECONDS" => s.snapshot_interval_seconds = number(v).map_err(bad)?,
-                "EASYRSA_INDEX" => s.easyrsa_index = opt_path(v),
-                "OPENVPN_SERVER_CONF" => s.openvpn_server_conf = v.split_whitespace().map(PathBuf::from).collect(),
-                "OPENVPN_SCRIPT_USER" => s.openvpn_script_user = if v.is_empty() { "nobody".into() } else { v.into() },
-                "OPENVPN_SCRIPT_GROUP" => s.openvpn_script_group = opt(v),
-                // Installer-only switches that may sit in the same file.
-                "FORCE" => {}
-                _ => s.unknown_keys.push((e.line, e.key.clone())),
+                None if table::INSTALLER_SWITCHES.iter().any(|(k, _)| *k == e.key) => {}
+                None => s.unknown_keys.push((e.line, e.key.clone())),
             }
         }
         if s.mtls_enabled && (s.client_cert.is_none() || s.client_key.is_none()) {

@@ -245,7 +245,7 @@ impl Http {
 
     fn post(&self, server_id: &str, events: &[&[u8]]) -> Outcome {
         let body = match self.format {
-            Format::Seed => envelope(server_id, events),
+            Format::Json => envelope(server_id, events),
             Format::Otlp => crate::otlp::export_request(server_id, &self.host, events),
         };
         let body = &body[..];
@@ -317,7 +317,7 @@ fn accepted(format: Format, answer: &[u8]) -> Outcome {
             Some((rejected, message)) => Outcome::PartlyRejected { rejected, message: server_text(message.as_bytes()) },
             None => Outcome::Delivered,
         },
-        Format::Seed => Outcome::Delivered,
+        Format::Json => Outcome::Delivered,
     }
 }
 
@@ -574,7 +574,7 @@ mod tests {
         assert!(message.ends_with('…'), "the cut is marked");
         assert!(!message.chars().any(|c| c.is_control() || c == '\u{202e}'), "{message:?}");
         assert!(message.starts_with("\\u{1b}[2Jhostile  ERROR root: owned\\u{202e} x"), "{message:?}");
-        assert_eq!(accepted(Format::Seed, answer.to_string().as_bytes()), Outcome::Delivered);
+        assert_eq!(accepted(Format::Json, answer.to_string().as_bytes()), Outcome::Delivered);
         assert_eq!(server_text(b"short\x07"), "short\\u{7}");
         // A cut inside a multi-byte character is no panic, just a U+FFFD.
         let wide = "ü".repeat(BODY_HEAD);

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::cli::{ExitCode, StatusArgs};
-use crate::config::{self, Compress, Settings};
+use crate::config::{self, Settings};
 use crate::fsutil::{self, Owners};
 use crate::spool::{self, Dropped};
 use crate::state::AgentState;
@@ -163,33 +163,32 @@ fn delivery(s: &Settings) -> String {
     }
 }
 
-/// The settings in effect, secrets masked.
+/// Every setting in effect, in the table's order (config::SETTINGS),
+/// secrets masked: a URL keeps scheme, host and path but loses user info
+/// and query, a header keeps its name, any other secret is `***`. Numbers
+/// and switches are JSON numbers and booleans; an empty value is null but
+/// for `SERVER_ID`, shown as the host name it stands for.
 pub fn settings_masked(s: &Settings) -> Value {
-    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
-    json!({
-        "SPOOL_DIR": s.spool_dir,
-        "TELEMETRY_URL": s.telemetry_url.as_deref().map(crate::http::mask_url),
-        "SERVER_ID": s.server_id.clone().unwrap_or_else(|| format!("{} (host name)",
-            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default())),
-        "ROTATE_INTERVAL_SECONDS": s.rotate_interval_seconds,
-        "ROTATE_MAX_BYTES": s.rotate_max_bytes,
-        "RETRY_SLEEP_SECONDS": s.retry_sleep_seconds,
-        "RETRY_MAX_SECONDS": s.retry_max_seconds,
-        "CONNECT_TIMEOUT_SECONDS": s.connect_timeout_seconds,
-        "REQUEST_TIMEOUT_SECONDS": s.request_timeout_seconds,
-        "MAX_PENDING_FILES": s.max_pending_files,
-        "MAX_SPOOL_BYTES": s.max_spool_bytes,
-        "MAX_BATCH_EVENTS": s.max_batch_events,
-        "MAX_BATCH_BYTES": s.max_batch_bytes,
-        "TELEMETRY_FORMAT": if s.format == crate::config::Format::Otlp { "otlp" } else { "seed" },
-        "COMPRESS": if s.compress == Compress::Gzip { "gzip" } else { "none" },
-        "AUTH_HEADER": s.auth_header.as_deref().map(|h| format!("{}: ***", h.split(':').next().unwrap_or("").trim())),
-        "MTLS_ENABLED": s.mtls_enabled,
-        "CLIENT_CERT": path(&s.client_cert),
-        "CLIENT_KEY": path(&s.client_key),
-        "CA_CERT": path(&s.ca_cert),
-        "LOG_LEVEL": s.log_level.clone().unwrap_or_else(|| "info".into()),
-    })
+    use crate::config::table::Kind;
+    let mut out = serde_json::Map::new();
+    for row in config::SETTINGS {
+        let v = (row.get)(s);
+        let shown = match row.kind {
+            _ if v.is_empty() && row.key == "SERVER_ID" => json!(format!(
+                "{} (host name)",
+                nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+            )),
+            _ if v.is_empty() => Value::Null,
+            Kind::Url if row.secret => json!(crate::http::mask_url(&v)),
+            Kind::Header if row.secret => json!(format!("{}: ***", v.split(':').next().unwrap_or("").trim())),
+            _ if row.secret => json!("***"),
+            Kind::Switch => json!(v == "1"),
+            k if k.is_number() => v.parse::<u64>().map_or(json!(v), |n| json!(n)),
+            _ => json!(v),
+        };
+        out.insert(row.key.to_string(), shown);
+    }
+    Value::Object(out)
 }
 
 /// A spool directory to list, or nothing: a symlink in its place (the
@@ -326,5 +325,24 @@ mod tests {
         assert!(!t.contains('\u{9b}') && !t.contains('\u{85}'), "{t}");
         assert!(t.contains("\\u009b") && t.contains("\\u001b") && t.contains('é'), "{t}");
         assert_eq!(serde_json::from_str::<Value>(&t).ok(), Some(v));
+    }
+
+    /// Every setting of the table is shown, and no secret in full.
+    #[test]
+    fn settings_lists_every_key_and_masks_secrets() {
+        let text = "TELEMETRY_URL=https://user:pw-SECRET@t.example/api?key=SECRET\n\
+                    AUTH_HEADER=\"Authorization: Bearer SECRET\"\nMTLS_ENABLED=1\nCLIENT_CERT=/c.pem\n\
+                    CLIENT_KEY=/k.pem\nMAX_SPOOL_BYTES=4096\n";
+        let s = Settings::from_text(Path::new("/x/agent.env"), text).unwrap();
+        let shown = settings_masked(&s);
+        let keys: Vec<&str> = shown.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, config::SETTINGS.iter().map(|r| r.key).collect::<Vec<_>>());
+        let all = shown.to_string();
+        assert!(!all.contains("SECRET"), "{all}");
+        assert_eq!(shown["TELEMETRY_URL"], "https://***@t.example/api?***");
+        assert_eq!(shown["AUTH_HEADER"], "Authorization: ***");
+        assert_eq!((shown["MTLS_ENABLED"].clone(), shown["MAX_SPOOL_BYTES"].clone()), (json!(true), json!(4096)));
+        assert_eq!((shown["CLIENT_KEY"].clone(), shown["CA_CERT"].clone()), (json!("/k.pem"), Value::Null));
+        assert_eq!(shown["TELEMETRY_FORMAT"], "json");
     }
 }

@@ -23,12 +23,6 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-/// Targets created by work that lands at the same time as these docs: the
-/// settings reference generated from the code, and the payload's JSON
-/// Schema. Allowed to be missing until both are merged; remove this list
-/// then, so that they are checked like every other target.
-const NOT_YET_MERGED: &[&str] = &["docs/configuration.md", "docs/schema"];
-
 /// Top-level directories whose paths in inline code are checked.
 const REPO_DIRS: &[&str] = &["src/", "tests/", "benches/", "assets/", "docs/", ".ci/"];
 /// Top-level files whose names in inline code are checked.
@@ -37,9 +31,10 @@ const REPO_FILES: &[&str] = &["Cargo.toml", "Cargo.lock", "Makefile", "README.md
 /// Text that would send a reader outside the repository.
 const OUTSIDE: &[&str] = &["shared/", "/work/", "peer-seed", "installer-README"];
 
-/// The file where the earlier name of `TELEMETRY_FORMAT=json` may be named
-/// (as an accepted alias).
-const ALIASES_DOC: &str = "docs/compatibility.md";
+/// The files where the earlier name of `TELEMETRY_FORMAT=json` may be named
+/// (as an accepted alias): the upgrade notes, and the settings reference
+/// generated from the table that accepts it.
+const ALIASES_DOCS: &[&str] = &["docs/compatibility.md", "docs/configuration.md"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -120,10 +115,6 @@ fn inside(base: &Path, target: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-fn not_yet_merged(rel: &Path) -> bool {
-    NOT_YET_MERGED.iter().any(|a| rel.starts_with(a))
-}
-
 /// Everything wrong with one file, as `file:line: what` lines.
 fn problems(file: &Path, text: &str) -> Vec<String> {
     let mut bad = Vec::new();
@@ -139,14 +130,14 @@ fn problems(file: &Path, text: &str) -> Vec<String> {
         }
         match inside(dir, path) {
             None => bad.push(format!("{}:{line}: link {target:?} leaves the repository", file.display())),
-            Some(rel) if !root().join(&rel).exists() && !not_yet_merged(&rel) => {
+            Some(rel) if !root().join(&rel).exists() => {
                 bad.push(format!("{}:{line}: link {target:?}: {} does not exist", file.display(), rel.display()))
             }
             Some(_) => {}
         }
     }
     for Ref { line, target } in code {
-        if repo_path(&target) && !root().join(&target).exists() && !not_yet_merged(Path::new(&target)) {
+        if repo_path(&target) && !root().join(&target).exists() {
             bad.push(format!("{}:{line}: `{target}` does not exist in the repository", file.display()));
         }
     }
@@ -162,10 +153,10 @@ fn problems(file: &Path, text: &str) -> Vec<String> {
             let after = lower[at + 4..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
             !before && !after
         });
-        if seed && file != Path::new(ALIASES_DOC) {
+        if seed && !ALIASES_DOCS.iter().any(|d| file == Path::new(d)) {
             bad.push(format!(
                 "{}:{}: says \"seed\": the default format is `json`, the original is \"the original bash installer\" \
-                 (the alias is documented only in {ALIASES_DOC})",
+                 (the alias is documented only in {ALIASES_DOCS:?})",
                 file.display(),
                 i + 1
             ));
@@ -219,7 +210,9 @@ fn the_checker_catches_what_it_is_for() {
     assert!(has("says \"seed\""), "{found:#?}");
     assert_eq!(found.len(), 5, "nothing else is a problem: {found:#?}");
     // The same "seed" is allowed where the aliases are documented.
-    assert!(!problems(Path::new(ALIASES_DOC), "`seed` is an alias of `json`.\n").iter().any(|p| p.contains("seed")));
-    // Targets of work not merged yet are allowed to be missing, only those.
+    assert!(
+        !problems(Path::new(ALIASES_DOCS[0]), "`seed` is an alias of `json`.\n").iter().any(|p| p.contains("seed"))
+    );
+    // Targets that exist, files and directories, resolve.
     assert!(problems(Path::new("README.md"), "[s](docs/schema/) [c](docs/configuration.md)\n").is_empty());
 }

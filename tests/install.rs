@@ -807,3 +807,39 @@ fn package_remove_keeps_the_spool_and_a_purge_helper_and_purge_removes_everythin
     }
     assert!(!fs::read_to_string(r.p("etc/passwd")).unwrap().contains("openvpn-telemetry:"));
 }
+
+/// make install's man page: the generated page (the one the package
+/// ships), where `man` looks for /usr/local/sbin's programs, found by
+/// `man` and rendered without a warning; uninstall takes it away, and the
+/// man8 directory install had to make.
+#[test]
+fn make_install_writes_the_man_page_and_uninstall_removes_it() {
+    need_root!();
+    let r = Root::new("man");
+    let page = "usr/local/share/man/man8/openvpn-telemetry.8";
+    fs::create_dir_all(r.p("usr/local/share/man")).unwrap();
+    r.ok(&["install"]);
+    assert_eq!(meta(&r.p(page)), (0o644, 0, 0));
+    let shipped = fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/debian/openvpn-telemetry.8")).unwrap();
+    assert_eq!(fs::read(r.p(page)).unwrap(), shipped);
+    if require::program("man", "--version", "man-db") {
+        let found = Command::new("man")
+            .args(["-w", "openvpn-telemetry"])
+            .env("MANPATH", r.p("usr/local/share/man"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), r.p(page).to_str().unwrap(), "{found:?}");
+        let shown = Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z"])
+            .arg(r.p(page))
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        assert!(shown.status.success() && shown.stderr.is_empty(), "{}", String::from_utf8_lossy(&shown.stderr));
+    }
+    assert!(r.ok(&["install"]).contains("nothing to change"));
+    r.ok(&["uninstall"]);
+    assert!(fs::symlink_metadata(r.p(page)).is_err(), "man page left behind");
+    assert!(fs::symlink_metadata(r.p("usr/local/share/man/man8")).is_err(), "man8, made by install, left behind");
+    assert!(r.p("usr/local/share/man").is_dir(), "the man directory is not ours");
+}

@@ -28,7 +28,10 @@ set -euo pipefail
 #                    which also needs systemd-e2e's packages)
 #   python3-pip      the opentelemetry-proto package (PyPI) that strictly
 #                    parses every OTLP body in tests/agent.rs, installed
-#                    into $CARGO_TARGET_DIR/otlp-py (not system-wide)
+#                    into $CARGO_TARGET_DIR/otlp-py (not system-wide), and
+#                    the jsonschema package that validates every body
+#                    against docs/schema/ in tests/schema.rs, into
+#                    $CARGO_TARGET_DIR/schema-py
 pkgs_test=(build-essential openssl python3 python3-pip ca-certificates strace util-linux systemd
            openvpn easy-rsa iproute2 procps acl)
 pkgs_e2e=("${pkgs_test[@]}" iputils-ping curl)
@@ -77,19 +80,27 @@ if [ "$(id -u)" != 0 ] && [[ " $* " == *" test "* ]] && [ -z "${OVT_TEST_ALLOW_M
          "will FAIL saying so; run make test as root, or set OVT_TEST_ALLOW_MISSING=1 to skip them on purpose" >&2
 fi
 
-# The strict OTLP parser for the receiver's --otlp mode, pinned, beside the
-# build (tests/support/receiver.py looks there).
-if [[ " $* " == *" test "* ]]; then
-    otlp_py="${CARGO_TARGET_DIR:-$(dirname "$0")/../target}/otlp-py"
-    if ! PYTHONPATH="$otlp_py" python3 -c 'import opentelemetry.proto.collector.logs.v1.logs_service_pb2' 2>/dev/null; then
-        echo "setup: installing opentelemetry-proto into $otlp_py"
-        mkdir -p "$otlp_py"
+# Python packages from PyPI, pinned, beside the build (never into the
+# system): the strict OTLP parser for the receiver's --otlp mode
+# (tests/support/receiver.py looks in otlp-py) and the JSON Schema validator
+# of tests/schema.rs (tests/support/schema_check.py looks in schema-py).
+pip_into() { # DIR IMPORT PACKAGE==VERSION
+    # Installed there, not merely importable from a system-wide copy.
+    if ! PYTHONPATH="$1" python3 -c "import os, sys, $2 as m
+sys.exit(not os.path.realpath(m.__file__).startswith(os.path.realpath(sys.argv[1])))" "$1" 2>/dev/null; then
+        echo "setup: installing $3 into $1"
+        mkdir -p "$1"
         # --target installs beside the build, never into the system; older
         # Debian pips still want the PEP 668 flag for it.
-        pip=(python3 -m pip install --quiet --disable-pip-version-check --target "$otlp_py" 'opentelemetry-proto==1.45.2')
+        pip=(python3 -m pip install --quiet --disable-pip-version-check --target "$1" "$3")
         "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages \
-            || echo "setup: could not install opentelemetry-proto; the OTLP tests will fail saying so" >&2
+            || echo "setup: could not install $3; the tests that need it will fail saying so" >&2
     fi
+}
+if [[ " $* " == *" test "* ]]; then
+    target="${CARGO_TARGET_DIR:-$(dirname "$0")/../target}"
+    pip_into "$target/otlp-py" opentelemetry.proto.collector.logs.v1.logs_service_pb2 'opentelemetry-proto==1.45.2'
+    pip_into "$target/schema-py" jsonschema 'jsonschema==4.23.0'
 fi
 
 # clippy and rustfmt for `make lint`, where the toolchain is rustup's.

@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod conf;
 pub mod envfile;
+pub mod manpage;
 pub mod package;
 pub mod plan;
 pub mod uninstall;
@@ -340,6 +341,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
         let bin_change = plan::file(&layout.at(unit::BIN), bytes, 0o755, root_owner.clone(), &accounts, "this binary");
         restart = bin_change.is_some();
         plan.add(bin_change);
+        manpage::plan_install(layout, &mut plan, root_owner.clone(), &accounts);
     }
     for l in mode.links() {
         plan.add(plan::link(&layout.at(l), Path::new(mode.bin())));

@@ -163,6 +163,8 @@ pub(crate) fn remove_local_copy(layout: &Layout, plan: &mut Plan, only_ours: boo
             _ => {}
         }
     }
+    // make install's man page would shadow the package's (/usr/local first).
+    super::manpage::plan_remove(layout, plan);
     let bin = layout.at(unit::BIN);
     if fs::symlink_metadata(&bin).is_ok() {
         if !only_ours || binary_is_ours(&bin) {

@@ -100,6 +100,7 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
         }
     }
     if mode == Mode::Local {
+        super::manpage::plan_remove(layout, &mut plan);
         let bin = layout.at(unit::BIN);
         if fs::symlink_metadata(&bin).is_ok() {
             plan.changes

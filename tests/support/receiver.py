@@ -157,6 +157,11 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if len(raw) < length:
+            # The sender went away mid-body (a test kills the agent with -9
+            # while it posts): not a request, nothing to answer or count.
+            self.close_connection = True
+            return
         gz = (self.headers.get("Content-Encoding") or "").lower() == "gzip"
         with st.lock:
             st.requests += 1
