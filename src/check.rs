@@ -225,19 +225,28 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
     let parts: Vec<&str> = spec.splitn(5, ':').collect();
     let (role, uid, gid, groups, files) = match parts[..] {
         [role, uid, gid, groups] => (role, uid, gid, groups, ""),
-        ["read", uid, gid, groups, files] => ("read", uid, gid, groups, files),
+        [role @ ("read" | "readcap"), uid, gid, groups, files] => (role, uid, gid, groups, files),
         _ => return Err(bad()),
     };
     let uid: u32 = uid.parse().map_err(|_| bad())?;
     let gid: u32 = gid.parse().map_err(|_| bad())?;
     let groups: Vec<Gid> =
         groups.split(',').map(|g| g.parse().map(Gid::from_raw)).collect::<Result<_, _>>().map_err(|_| bad())?;
+    // The unit's privileges: CAP_DAC_READ_SEARCH kept across setuid, then
+    // only it, permitted and not effective (what the agent has once it
+    // confined it).
+    if role == "readcap" {
+        caps::securebits::set_keepcaps(true).map_err(|e| Error::BadProbe(format!("{spec}: keepcaps: {e}")))?;
+    }
     setgroups(&groups)
         .and_then(|_| setgid(Gid::from_raw(gid)))
         .and_then(|_| setuid(Uid::from_raw(uid)))
         .map_err(|source| Error::Become { uid, gid, source })?;
-    if role == "read" {
-        return probe_read(files);
+    if role == "readcap" {
+        crate::privilege::keep_only_read().map_err(|e| Error::BadProbe(format!("{spec}: {e}")))?;
+    }
+    if role == "read" || role == "readcap" {
+        return probe_read(layout, files);
     }
     let config = layout.at(install::AGENT_ENV);
     let (spool_dir, dir) = match role {
@@ -266,35 +275,53 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// "agent can read STATUS_LOG / EASYRSA_INDEX": OpenVPN writes its status
-/// file 0600 root and Easy-RSA's pki/ is 0700. When the installed unit
-/// grants CAP_DAC_READ_SEARCH the agent reads them whatever their modes;
-/// otherwise the kernel is asked, as the agent's user (like the spool).
+/// "agent can read ...": each source file the agent would read (STATUS_LOG,
+/// or each OPENVPN_SERVER_CONF and the status file it names or its stock
+/// unit passes; EASYRSA_INDEX), opened for real by a probe running as the
+/// agent's user with exactly the privileges the installed unit gives it
+/// (`CAP_DAC_READ_SEARCH` permitted, raised the way the agent raises it),
+/// through the agent's own walk: OK, or the path component that blocks it.
+/// Then whether that capability is confined (see [`check_confinement`]).
 fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
-    let named = [("STATUS_LOG", &s.status_log), ("EASYRSA_INDEX", &s.easyrsa_index)];
+    let mut named: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(p) = &s.status_log {
+        named.push(("STATUS_LOG".into(), p.clone()));
+    }
+    for c in &s.openvpn_server_conf {
+        named.push(("OPENVPN_SERVER_CONF".into(), c.clone()));
+        if s.status_log.is_none()
+            && let Ok(text) = fs::read_to_string(layout.at(c))
+            && let Some(status) = crate::sources::conf_status_file(c, &text)
+        {
+            named.push((format!("the status file of {}", c.display()), status));
+        }
+    }
+    if let Some(p) = &s.easyrsa_index {
+        named.push(("EASYRSA_INDEX".into(), p.clone()));
+    }
+    let unit_text = installed_unit(layout);
+    let grant = format!("AmbientCapabilities={}", unit::READ_CAPABILITY);
+    let grants = unit_text.lines().any(|l| l == grant);
     let mut files = Vec::new();
-    for (key, path) in named.iter().filter_map(|(k, p)| Some((k, p.as_deref()?))) {
-        let at = layout.at(path);
-        if at.exists() {
+    for (key, path) in named {
+        let at = layout.at(&path);
+        if fs::symlink_metadata(&at).is_ok() {
             files.push((key, at));
         } else {
             r.warn(format!("{key} {} does not exist (yet); the agent reads it once it does", at.display()));
         }
     }
+    if grants {
+        check_confinement(r, layout, &unit_text);
+    }
     if files.is_empty() {
         return;
     }
-    let shown = files.iter().map(|(k, p)| format!("{k} {}", p.display())).collect::<Vec<_>>().join(", ");
-    let unit_text = installed_unit(layout);
-    let grant = format!("AmbientCapabilities={}", unit::READ_CAPABILITY);
-    if unit_text.lines().any(|l| l == grant) {
-        return r.ok(format!("agent can read {shown} (its unit grants {}, read-only)", unit::READ_CAPABILITY));
-    }
     let (Some(uid), Some(gid)) = (accounts.uid(AGENT_USER), accounts.primary_gid(AGENT_USER)) else {
-        return r.fail(format!("agent cannot read {shown}: user {AGENT_USER} does not exist"), REINSTALL);
+        return r.fail(format!("agent cannot read its sources: user {AGENT_USER} does not exist"), REINSTALL);
     };
     if !nix::unistd::geteuid().is_root() {
-        return r.warn(format!("not root: cannot test whether the agent can read {shown} (run check with sudo)"));
+        return r.warn("not root: cannot test whether the agent can read its sources (run check with sudo)");
     }
     let group = s.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
     let groups = accounts.gid(&group).map_or(gid.to_string(), |sgid| format!("{gid},{sgid}"));
@@ -303,23 +330,123 @@ fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
         Ok(exe) => exe,
         Err(e) => return r.fail(format!("cannot find this program to run the probe: {e}"), "run check by its path"),
     };
-    match Command::new(exe).args(["check", "--probe", &format!("read:{uid}:{gid}:{groups}:{paths}")]).output() {
-        Ok(out) if out.status.success() => r.ok(format!("agent can read {shown}")),
-        Ok(out) => r.fail(
-            format!("agent cannot read {shown}: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            format!("{REINSTALL} (it grants the agent {} when these are set)", unit::READ_CAPABILITY),
-        ),
-        Err(e) => r.fail(format!("cannot run the probe: {e}"), "run check by its path"),
+    let role = if grants { "readcap" } else { "read" };
+    let mut cmd = Command::new(exe);
+    cmd.args(["check", "--probe", &format!("{role}:{uid}:{gid}:{groups}:{paths}")]);
+    if layout.staged() {
+        cmd.arg("--root").arg(&layout.root);
+    }
+    let out = match cmd.output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => {
+            return r.fail(
+                format!("cannot probe the sources as {AGENT_USER}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                "run check as root",
+            );
+        }
+        Err(e) => return r.fail(format!("cannot run the probe: {e}"), "run check by its path"),
+    };
+    let how = if grants {
+        format!("as {AGENT_USER} with its unit's {}, read-only", unit::READ_CAPABILITY)
+    } else {
+        format!("as {AGENT_USER}, without capabilities")
+    };
+    let mut answers = out.lines();
+    for (key, path) in &files {
+        match answers.next() {
+            Some("OK") => r.ok(format!("agent can read {key} {} ({how})", path.display())),
+            Some(why) => r.fail(
+                format!("agent cannot read {key} {} ({how}): {}", path.display(), why.trim_start_matches("ERR ")),
+                if grants {
+                    "make every directory above it root's and not writable by others (or move the file), or correct the path in .env".to_string()
+                } else {
+                    format!("{REINSTALL} (it grants the agent {} when sources are set)", unit::READ_CAPABILITY)
+                },
+            ),
+            None => r.fail(format!("the probe said nothing about {}", path.display()), "run check again"),
+        }
     }
 }
 
+/// Whether the read capability is confined: the unit must let the agent
+/// call `capset` (or the agent refuses to read any source), and a running
+/// agent must hold it effective on none of its threads.
+fn check_confinement(r: &mut Report, layout: &Layout, unit_text: &str) {
+    let filters: Vec<&str> = unit_text.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")).collect();
+    let denied = filters.iter().any(|f| f.split_whitespace().any(|w| w == "~@privileged" || w == "~capset"));
+    let allowed = filters.iter().rposition(|f| f.split_whitespace().any(|w| w == "capset"));
+    let last_deny = filters.iter().rposition(|f| f.split_whitespace().any(|w| w == "~@privileged" || w == "~capset"));
+    if denied && allowed.zip(last_deny).is_none_or(|(a, d)| a < d) {
+        r.fail(
+            format!(
+                "the agent's unit grants {} but its SystemCallFilter denies capset: the agent cannot confine it \
+                 and reads no source",
+                unit::READ_CAPABILITY
+            ),
+            REINSTALL,
+        );
+    }
+    if !layout.systemd_running() {
+        return;
+    }
+    let pid = Command::new("systemctl")
+        .args(["show", "-p", "MainPID", "--value", unit::UNIT_NAME])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
+        .filter(|p| *p != 0);
+    let Some(pid) = pid else { return };
+    // The sources' thread holds it for the instant of a read: look again
+    // before calling it a failure.
+    let mut last = (0, 0);
+    for _ in 0..5 {
+        last = effective_threads(pid);
+        if last.0 == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match last {
+        (_, 0) => r.warn(format!("cannot read the threads of the agent (PID {pid}) in /proc")),
+        (0, n) => r.ok(format!(
+            "{} is confined: effective on 0 of the agent's {n} threads (PID {pid}), raised only to read a source",
+            unit::READ_CAPABILITY
+        )),
+        (k, n) => r.fail(
+            format!("{} is effective on {k} of the agent's {n} threads (PID {pid})", unit::READ_CAPABILITY),
+            format!("{REINSTALL}, then systemctl restart {}", unit::UNIT_NAME),
+        ),
+    }
+}
+
+/// (threads with CAP_DAC_READ_SEARCH effective, threads) of process `pid`.
+fn effective_threads(pid: u32) -> (usize, usize) {
+    let bit = crate::privilege::READ.bitmask();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return (0, 0) };
+    let (mut on, mut all) = (0, 0);
+    for task in tasks.flatten() {
+        let Ok(text) = fs::read_to_string(task.path().join("status")) else { continue };
+        let Some(eff) = text.lines().find_map(|l| l.strip_prefix("CapEff:")) else { continue };
+        all += 1;
+        if u64::from_str_radix(eff.trim(), 16).map_or(true, |v| v & bit != 0) {
+            on += 1;
+        }
+    }
+    (on, all)
+}
+
 /// The child side of [`check_sources`], already running as the agent's
-/// user: open and read each file (one per line of `files`).
-fn probe_read(files: &str) -> Result<ExitCode, Error> {
-    use std::io::Read as _;
+/// user (with the capability permitted when `with_cap`): opens and reads
+/// each file (one per line of `files`) the way the agent does, and prints
+/// `OK` or `ERR why` for each, in order.
+fn probe_read(layout: &Layout, files: &str) -> Result<ExitCode, Error> {
+    let hooks = Settings::load(&layout.at(install::AGENT_ENV)).ok().and_then(|s| s.hooks_uid());
+    let owners = crate::fsutil::Owners::Not(hooks.into_iter().collect());
     for path in files.lines() {
-        let mut byte = [0u8; 1];
-        fs::File::open(path).and_then(|mut f| f.read(&mut byte)).map_err(io_error("read", Path::new(path)))?;
+        match crate::sources::probe(Path::new(path), &owners) {
+            Ok(()) => println!("OK"),
+            Err(e) => println!("ERR {}", e.to_string().replace('\n', " ")),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -259,7 +259,7 @@ fn parent_beneath(path: &Path) -> io::Result<(OwnedFd, OsString, PathBuf)> {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!(
-                        "{}: {} (mode {:04o}, uid {}, gid {}) cannot be searched",
+                        "{}: {} (mode {:04o}, uid {}, gid {}) cannot be searched: Permission denied",
                         path.display(),
                         at.display(),
                         st.st_mode & 0o7777,

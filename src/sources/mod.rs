@@ -466,6 +466,22 @@ pub fn unreadable_text(report: &serde_json::Value) -> String {
     format!("{rows} in status files, {} in index.txt (left out; see the agent's log)", report["index_lines"])
 }
 
+/// The status file a server conf names, or the stock unit for it passes
+/// on its command line (for `check`, which reads the conf itself).
+pub fn conf_status_file(conf: &Path, text: &str) -> Option<PathBuf> {
+    conf::status_directive(conf, text).or_else(|| conf::unit_default(conf))
+}
+
+/// Opens `path` and reads a byte the way the sources do (the same walk,
+/// the same checks, the capability raised the same way): `check`'s probe,
+/// run as the agent's user with the unit's capability.
+pub fn probe(path: &Path, owners: &crate::fsutil::Owners) -> io::Result<()> {
+    crate::privilege::for_sources(|| {
+        let opened = crate::fsutil::open_beneath(path, owners)?;
+        io::Read::by_ref(&mut &opened.file).take(1).read_to_end(&mut Vec::new()).map(|_| ())
+    })
+}
+
 /// What [`read_stable`] got.
 enum Got {
     /// The bytes and the mtime (unix seconds).
