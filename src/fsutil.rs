@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 
 /// `open(2)` flags for anything another user may have placed.
 pub fn guarded_flags() -> i32 {
@@ -151,7 +151,7 @@ impl Stamp {
     pub fn of(m: &Metadata) -> Stamp {
         Stamp { ino: m.ino(), size: m.len(), mtime: m.mtime(), mtime_nsec: m.mtime_nsec() }
     }
-    fn of_stat(st: &nix::sys::stat::FileStat) -> Stamp {
+    fn of_stat(st: &FileStat) -> Stamp {
         Stamp { ino: st.st_ino, size: st.st_size as u64, mtime: st.st_mtime, mtime_nsec: st.st_mtime_nsec }
     }
 }
@@ -185,9 +185,18 @@ impl Beneath {
 /// `NotFound`, a refused component `InvalidData`, a directory that cannot be
 /// searched `PermissionDenied`.
 pub fn open_beneath(path: &Path, owners: &Owners) -> io::Result<Beneath> {
-    let (dir, name, at) = parent_beneath(path)?;
+    let (dir, name, at, st) = parent_beneath(path)?;
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = openat(&dir, name.as_os_str(), flags, Mode::empty()).map_err(|e| walk_error(path, &at.join(&name), e))?;
+    let fd = match openat(&dir, name.as_os_str(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // The directory (O_PATH needed no search of it), or the file?
+        Err(Errno::EACCES) => match fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(Errno::EACCES) => return Err(not_searchable(path, &at, &st)),
+            Ok(f) => return Err(not_searchable(path, path, &f)),
+            Err(e) => return Err(walk_error(path, path, e)),
+        },
+        Err(e) => return Err(loop_is_link(path, walk_error(path, path, e))),
+    };
     let file = File::from(fd);
     check_file(path, &file, owners)?;
     Ok(Beneath { file, dir, name, path: path.to_path_buf() })
@@ -196,8 +205,12 @@ pub fn open_beneath(path: &Path, owners: &Owners) -> io::Result<Beneath> {
 /// The same walk as [`open_beneath`], then `lstat` of the file: for a cheap
 /// "has it changed?" look. A symlink there is refused.
 pub fn stat_beneath(path: &Path) -> io::Result<Stamp> {
-    let (dir, name, _) = parent_beneath(path)?;
-    let st = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| walk_error(path, path, e))?;
+    let (dir, name, at, parent) = parent_beneath(path)?;
+    let st = match fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::EACCES) => return Err(not_searchable(path, &at, &parent)),
+        Err(e) => return Err(walk_error(path, path, e)),
+    };
     if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFLNK {
         return Err(invalid(path, "a symlink".into()));
     }
@@ -217,8 +230,8 @@ pub fn read_beneath(path: &Path, cap: u64, owners: &Owners) -> io::Result<Vec<u8
 }
 
 /// Walks to the directory `path` is in: that directory's `O_PATH` fd, the
-/// file's name and the directory's path.
-fn parent_beneath(path: &Path) -> io::Result<(OwnedFd, OsString, PathBuf)> {
+/// file's name, the directory's path and its `fstat`.
+fn parent_beneath(path: &Path) -> io::Result<(OwnedFd, OsString, PathBuf, FileStat)> {
     use std::path::Component;
     let refuse = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {what}", path.display()));
     let mut names = Vec::new();
@@ -255,26 +268,31 @@ fn parent_beneath(path: &Path) -> io::Result<(OwnedFd, OsString, PathBuf)> {
                     ),
                 ));
             }
-            Err(Errno::EACCES) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{}: {} (mode {:04o}, uid {}, gid {}) cannot be searched: Permission denied",
-                        path.display(),
-                        at.display(),
-                        st.st_mode & 0o7777,
-                        st.st_uid,
-                        st.st_gid
-                    ),
-                ));
-            }
+            Err(Errno::EACCES) => return Err(not_searchable(path, &at, &st)),
             Err(e) => return Err(walk_error(path, &next, e)),
         };
         st = fstat(&fd).map_err(|e| walk_error(path, &next, e))?;
         trusted_dir(path, &next, &st)?;
         (dir, at) = (fd, next);
     }
-    Ok((dir, name.to_os_string(), at))
+    Ok((dir, name.to_os_string(), at, st))
+}
+
+/// `EACCES` on the way: the directory (or file) `at` that stops the agent's
+/// user, with its mode and owner.
+fn not_searchable(path: &Path, at: &Path, st: &FileStat) -> io::Error {
+    let dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+    let (what, how) = if dir { (at.display().to_string(), "searched") } else { ("the file".to_string(), "read") };
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{}: {what} (mode {:04o}, uid {}, gid {}) cannot be {how}: Permission denied",
+            path.display(),
+            st.st_mode & 0o7777,
+            st.st_uid,
+            st.st_gid
+        ),
+    )
 }
 
 /// A directory a source may be below: owned by root (or by the running
@@ -282,7 +300,7 @@ fn parent_beneath(path: &Path) -> io::Result<(OwnedFd, OsString, PathBuf)> {
 /// may only add names; what they add is refused by the next step). In any
 /// other directory another user could rename a directory away and put a
 /// link or a tree of their choosing in its place between two looks.
-pub fn trusted_dir(path: &Path, dir: &Path, st: &nix::sys::stat::FileStat) -> io::Result<()> {
+pub fn trusted_dir(path: &Path, dir: &Path, st: &FileStat) -> io::Result<()> {
     let mode = st.st_mode;
     let sticky = mode & 0o1000 != 0;
     let me = nix::unistd::geteuid().as_raw();

@@ -221,7 +221,7 @@ mod tests {
     fn capability_and_visibility_follow_the_sources() {
         let lines = |s: &Settings| {
             let unit = render(s, "nogroup");
-            let capset = unit.lines().filter(|l| l.starts_with("SystemCallFilter=")).last().unwrap_or_default();
+            let capset = unit.lines().rfind(|l| l.starts_with("SystemCallFilter=")).unwrap_or_default();
             ["CapabilityBoundingSet=", "AmbientCapabilities=", "PrivateTmp=", "ProtectHome="]
                 .map(|k| unit.lines().find(|l| l.starts_with(k)).unwrap_or_default().to_string())
                 .into_iter()
