@@ -12,7 +12,9 @@
 //!   `getent` children get none) and `CAP_DAC_READ_SEARCH` not effective;
 //!   every thread started later inherits that. It checks the result: when
 //!   the capability is held and cannot be confined (a seccomp filter that
-//!   denies `capset`), it says so and the agent runs no source with it;
+//!   denies `capset`), the agent starts itself again without it (the
+//!   ambient set cleared, `execve` gives a user other than root none) and
+//!   says why; where even that fails, it says so and runs no source;
 //! - [`for_sources`] raises it on the calling thread around one walk to a
 //!   status file, server conf or index.txt (every path step, stat, open and
 //!   re-stat: a 0710 directory needs it at each), and drops it again: the
@@ -77,8 +79,45 @@ pub fn confine() -> Confinement {
         "CAP_DAC_READ_SEARCH cannot be confined: {} (does a seccomp filter deny capset? the unit must allow it)",
         why.join("; ")
     );
+    let why = match without_it(&why) {
+        // Only returns when it could not.
+        Err(e) => format!("{why}; starting again without it failed too ({e})"),
+        Ok(()) => why,
+    };
     let _ = UNSAFE.set(why.clone());
     Confinement::Failed(why)
+}
+
+/// Set by [`without_it`] for the program it starts again: why.
+const RESTARTED: &str = "OPENVPN_TELEMETRY_UNCONFINED";
+
+/// When the capability cannot be confined but the ambient set could be
+/// cleared: runs this program again in place (same PID, arguments and
+/// environment, so systemd's `Type=notify` and watchdog carry on). Without
+/// ambient capabilities a user other than root gets none at `execve`
+/// (`NoNewPrivileges`, no file capabilities), so the agent then holds the
+/// capability nowhere, and says why once ([`restarted_without`]). Done once
+/// only: the second start never tries again.
+fn without_it(why: &str) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(RESTARTED).is_some() || nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let ambient = caps::read(None, CapSet::Ambient).map_err(|e| io::Error::other(e.to_string()))?;
+    if !ambient.is_empty() {
+        return Err(io::Error::other("the ambient set is not empty"));
+    }
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let exe = std::env::current_exe()?;
+    Err(std::process::Command::new(exe).arg0(arg0).args(args).env(RESTARTED, why).exec())
+}
+
+/// Why the capability was given up by starting again without it, when it
+/// was: the sources say so once (they read what the user's own rights
+/// allow).
+pub fn restarted_without() -> Option<String> {
+    std::env::var(RESTARTED).ok()
 }
 
 /// Runs `walk` with `CAP_DAC_READ_SEARCH` effective on this thread only

@@ -131,6 +131,7 @@ pub fn run(settings: &Settings, stop: &AtomicBool) {
     if refused() {
         return;
     }
+    said_restarted();
     let mut sources = Sources::new(settings);
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let snapshot_every = every(settings.snapshot_interval_seconds);
@@ -197,6 +198,7 @@ pub fn run_once(settings: &Settings) -> Vec<Error> {
     if refused() {
         return Vec::new();
     }
+    said_restarted();
     let mut sources = Sources::new(settings);
     let snap = settings.snapshot_interval_seconds > 0;
     let upd = settings.session_update_interval_seconds > 0;
@@ -222,6 +224,17 @@ fn refused() -> bool {
     let Some(why) = crate::privilege::refused() else { return false };
     log::error!("event sources off (no SESSION_UPDATE, SESSION_SNAPSHOT or CERT_*): {why}");
     true
+}
+
+/// The agent started itself again without the capability it could not
+/// confine: one error line, then the sources read what they can without it.
+fn said_restarted() {
+    if let Some(why) = crate::privilege::restarted_without() {
+        log::error!(
+            "{}; the agent started again without it: sources it cannot read with its own rights are not read",
+            crate::fsutil::printable(&why)
+        );
+    }
 }
 
 /// Wall-clock now (or `OPENVPN_TELEMETRY_NOW`), unix seconds.
