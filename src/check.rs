@@ -311,9 +311,9 @@ fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
             r.warn(format!("{key} {} does not exist (yet); the agent reads it once it does", at.display()));
         }
     }
-    if grants {
-        check_confinement(r, layout, &unit_text);
-    }
+    // A unit that keeps the agent from confining the capability makes it
+    // start again without: probe as it will run then.
+    let grants = grants && check_confinement(r, layout, &unit_text);
     if files.is_empty() {
         return;
     }
@@ -353,25 +353,31 @@ fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
     };
     let mut answers = out.lines();
     for (key, path) in &files {
-        match answers.next() {
-            Some("OK") => r.ok(format!("agent can read {key} {} ({how})", path.display())),
-            Some(why) => r.fail(
-                format!("agent cannot read {key} {} ({how}): {}", path.display(), why.trim_start_matches("ERR ")),
-                if grants {
-                    "make every directory above it root's and not writable by others (or move the file), or correct the path in .env".to_string()
-                } else {
-                    format!("{REINSTALL} (it grants the agent {} when sources are set)", unit::READ_CAPABILITY)
-                },
-            ),
-            None => r.fail(format!("the probe said nothing about {}", path.display()), "run check again"),
-        }
+        let answer = answers.next().unwrap_or("ERR the probe said nothing about it");
+        let Some(why) = answer.strip_prefix("ERR ") else {
+            r.ok(format!("agent can read {key} {} ({how})", path.display()));
+            continue;
+        };
+        // The walk's message begins with the path, already on the line.
+        let why = why.strip_prefix(&format!("{}: ", path.display())).unwrap_or(why);
+        let fix = if why.ends_with("Permission denied") && !grants {
+            format!("{REINSTALL} (it grants the agent {} when sources are set)", unit::READ_CAPABILITY)
+        } else if why.contains("directory") || why.contains("symlink") {
+            "make every directory above it root's and writable by no one else (or move the file), or correct the \
+             path in .env"
+                .to_string()
+        } else {
+            "correct the file's owner or mode, or the path in .env".to_string()
+        };
+        r.fail(format!("agent cannot read {key} {} ({how}): {why}", path.display()), fix);
     }
 }
 
 /// Whether the read capability is confined: the unit must let the agent
-/// call `capset` (or the agent refuses to read any source), and a running
-/// agent must hold it effective on none of its threads.
-fn check_confinement(r: &mut Report, layout: &Layout, unit_text: &str) {
+/// call `capset` (or the agent gives the capability up and reads only what
+/// its own rights allow; false then), and a running agent must hold it
+/// effective on none of its threads.
+fn check_confinement(r: &mut Report, layout: &Layout, unit_text: &str) -> bool {
     let filters: Vec<&str> = unit_text.lines().filter_map(|l| l.strip_prefix("SystemCallFilter=")).collect();
     let denied = filters.iter().any(|f| f.split_whitespace().any(|w| w == "~@privileged" || w == "~capset"));
     let allowed = filters.iter().rposition(|f| f.split_whitespace().any(|w| w == "capset"));
@@ -379,15 +385,16 @@ fn check_confinement(r: &mut Report, layout: &Layout, unit_text: &str) {
     if denied && allowed.zip(last_deny).is_none_or(|(a, d)| a < d) {
         r.fail(
             format!(
-                "the agent's unit grants {} but its SystemCallFilter denies capset: the agent cannot confine it \
-                 and reads no source",
+                "the agent's unit grants {} but its SystemCallFilter denies capset: the agent cannot confine it, \
+                 so it gives it up and reads only what its own user may",
                 unit::READ_CAPABILITY
             ),
             REINSTALL,
         );
+        return false;
     }
     if !layout.systemd_running() {
-        return;
+        return true;
     }
     let pid = Command::new("systemctl")
         .args(["show", "-p", "MainPID", "--value", unit::UNIT_NAME])
@@ -395,7 +402,7 @@ fn check_confinement(r: &mut Report, layout: &Layout, unit_text: &str) {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
         .filter(|p| *p != 0);
-    let Some(pid) = pid else { return };
+    let Some(pid) = pid else { return true };
     // The sources' thread holds it for the instant of a read: look again
     // before calling it a failure.
     let mut last = (0, 0);
@@ -417,6 +424,7 @@ fn check_confinement(r: &mut Report, layout: &Layout, unit_text: &str) {
             format!("{REINSTALL}, then systemctl restart {}", unit::UNIT_NAME),
         ),
     }
+    true
 }
 
 /// (threads with CAP_DAC_READ_SEARCH effective, threads) of process `pid`.

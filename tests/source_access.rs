@@ -253,3 +253,93 @@ fn a_parent_writable_by_another_user_is_refused() {
         assert!(s.events().is_empty() && !s.anywhere("secret-below-"), "{what}: read anyway");
     }
 }
+
+/// A staging root with the host's accounts (minus ours), for `install` and
+/// `check --root`; removed on drop (it is a [`Site`]'s tree).
+fn staged(name: &str) -> Site {
+    let s = Site::new(name);
+    fs::create_dir_all(s.p("etc/openvpn-telemetry")).unwrap();
+    for f in ["passwd", "group", "shadow", "gshadow"] {
+        let Ok(text) = fs::read_to_string(Path::new("/etc").join(f)) else { continue };
+        let kept: String =
+            text.lines().filter(|l| !l.starts_with("openvpn-telemetry:")).map(|l| format!("{l}\n")).collect();
+        fs::write(s.p(&format!("etc/{f}")), kept).unwrap();
+        mode(&s.p(&format!("etc/{f}")), if f.contains("shadow") { 0o600 } else { 0o644 });
+    }
+    s
+}
+
+fn root_cmd(s: &Site, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["60", BIN])
+        .args(args)
+        .arg("--root")
+        .arg(&s.root)
+        .env_remove("OPENVPN_TELEMETRY_CONFIG")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// `check` opens each source as the agent's user with exactly the unit's
+/// privileges, through the agent's walk: OK for the stock 0710/0600
+/// status file (with the capability), FAIL naming the directory for a
+/// parent the hooks' user owns, FAIL naming the 0710 directory once the
+/// unit no longer grants the capability, and FAIL when the unit's filter
+/// would keep the agent from confining it.
+#[test]
+fn check_names_what_blocks_each_source() {
+    if !require::root("install --root and a probe that changes user") {
+        return;
+    }
+    let s = staged("check");
+    let run = s.p("run/openvpn-server");
+    status_file(&run.join("status-server.log"), "ovt-client-");
+    mode(&s.p("run"), 0o755);
+    mode(&run, 0o710);
+    let index = s.p("srv/vpn/pki/index.txt");
+    fs::create_dir_all(index.parent().unwrap()).unwrap();
+    fs::write(&index, "").unwrap();
+    mode(&s.p("srv"), 0o755);
+    mode(&s.p("srv/vpn/pki"), 0o700);
+    std::os::unix::fs::chown(s.p("srv/vpn"), Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::write(
+        s.p("etc/openvpn-telemetry/.env"),
+        "STATUS_LOG=/run/openvpn-server/status-server.log\nEASYRSA_INDEX=/srv/vpn/pki/index.txt\n",
+    )
+    .unwrap();
+    let out = root_cmd(&s, &["install"]);
+    let unit = s.p("etc/systemd/system/openvpn-telemetry-agent.service");
+    assert!(unit.exists(), "install: {out}");
+    let line = |text: &str, key: &str| -> String {
+        text.lines().find(|l| l.contains("agent can") && l.contains(key)).unwrap_or_default().to_string()
+    };
+
+    let text = root_cmd(&s, &["check"]);
+    let status = line(&text, "STATUS_LOG");
+    assert!(status.starts_with("OK   agent can read STATUS_LOG") && status.contains("CAP_DAC_READ_SEARCH"), "{text}");
+    let easyrsa = line(&text, "EASYRSA_INDEX");
+    let blocked = format!("directory {} is owned by uid {NOBODY}", s.p("srv/vpn").display());
+    assert!(easyrsa.starts_with("FAIL agent cannot read EASYRSA_INDEX") && easyrsa.contains(&blocked), "{text}");
+    assert!(!text.contains("denies capset"), "{text}");
+
+    // The unit before this one: capset denied by ~@privileged.
+    let good = fs::read_to_string(&unit).unwrap();
+    fs::write(&unit, good.replace("SystemCallFilter=capset\n", "")).unwrap();
+    let text = root_cmd(&s, &["check"]);
+    assert!(text.lines().any(|l| l.starts_with("FAIL") && l.contains("denies capset")), "{text}");
+    // ... so the agent runs without it, and the probe too.
+    let status = line(&text, "STATUS_LOG");
+    assert!(
+        status.starts_with("FAIL agent cannot read STATUS_LOG") && status.contains("without capabilities"),
+        "{text}"
+    );
+
+    // No capability: the 0710 directory is what stops the agent's user.
+    fs::write(&unit, good.replace("AmbientCapabilities=CAP_DAC_READ_SEARCH", "AmbientCapabilities=")).unwrap();
+    let text = root_cmd(&s, &["check"]);
+    let status = line(&text, "STATUS_LOG");
+    let dir = format!("{} (mode 0710, uid 0, gid 0) cannot be searched", run.display());
+    assert!(status.starts_with("FAIL agent cannot read STATUS_LOG") && status.contains(&dir), "{text}");
+    assert!(status.contains("— fix: run `openvpn-telemetry install` again"), "{status}");
+}
