@@ -294,4 +294,15 @@ receiver_up() { # (it keeps deduplicating against its store across restarts)
 }
 receiver_up
 EV() { C python3 /srv/ovt/events.py /srv/ovt/rx "$@"; }
+# The capabilities of every thread of process $1 in the container, as
+# "comm=CapEff/CapPrm ..." (hex, from /proc/PID/task/*/status).
+threads_caps() {
+    C sh -c 'for t in /proc/$1/task/*; do
+        printf "%s=%s/%s " "$(cat "$t/comm")" "$(sed -n "s/^CapEff:\t//p" "$t/status")" "$(sed -n "s/^CapPrm:\t//p" "$t/status")"
+    done' sh "$1"
+}
+# Whether every thread in threads_caps's output $2 has exactly $1 (EFF/PRM).
+all_threads() {
+    [ -n "$2" ] && ! tr ' ' '\n' <<<"${2% }" | grep -qvE "^[^=]+=$1\$"
+}
 jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }

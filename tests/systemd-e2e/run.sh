@@ -143,11 +143,6 @@ fi
 # CAP_DAC_READ_SEARCH under the unit as shipped: permitted (the unit grants
 # it) and effective on no thread while the agent idles; it is raised only on
 # the sources' thread for the instant of a read.
-threads_caps() { # PID -> "comm=CapEff/CapPrm ..." for every thread
-    C sh -c 'for t in /proc/$1/task/*; do
-        printf "%s=%s/%s " "$(cat "$t/comm")" "$(sed -n "s/^CapEff:\t//p" "$t/status")" "$(sed -n "s/^CapPrm:\t//p" "$t/status")"
-    done' sh "$1"
-}
 STEP="CAP_DAC_READ_SEARCH confined under the unit: CapEff of every agent thread while idle"
 apid=$(show MainPID)
 samples=0; clean=0; seen=
@@ -155,9 +150,7 @@ for _ in 1 2 3 4 5; do
     seen=$(threads_caps "$apid")
     samples=$((samples + 1))
     # Every thread: CapEff 0, CapPrm exactly CAP_DAC_READ_SEARCH (bit 2).
-    if ! grep -qvE '^[^=]+=0000000000000000/0000000000000004$' <<<"$(tr ' ' '\n' <<<"${seen% }")"; then
-        clean=$((clean + 1))
-    fi
+    all_threads 0000000000000000/0000000000000004 "$seen" && clean=$((clean + 1))
     sleep 0.5
 done
 confine_log=$(C journalctl -u openvpn-telemetry-agent --no-pager -o cat | grep -c "cannot be confined" || true)
@@ -235,7 +228,7 @@ C rm -rf "$DENY"
 C systemctl daemon-reload
 C systemctl restart openvpn-telemetry-agent
 if [ -n "$said" ] && grep -q "capset" <<<"$said" && [ "$denied_active" = active ] \
-    && ! grep -qvE '^[^=]+=0000000000000000/0000000000000000$' <<<"$(tr ' ' '\n' <<<"${denied_caps% }")"; then
+    && all_threads 0000000000000000/0000000000000000 "$denied_caps"; then
     pass "$STEP" "$denied_active; threads of PID $denied_pid (CapEff/CapPrm): ${denied_caps% }; log: $(sed 's/.*capset failure: //' <<<"$said" | cut -c1-200 | sed 's/|/\\|/g')"
 else
     fail "$STEP" "$denied_active; log: ${said:-no 'started again without it' line}; threads: ${denied_caps% }"
