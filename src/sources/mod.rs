@@ -81,6 +81,10 @@ impl fmt::Display for Error {
                 "cannot open: {source} (the agent needs CAP_DAC_READ_SEARCH from its unit, or read access to \
                  the file and its directories)"
             ),
+            // (The walk's messages begin with the path.)
+            Error::Read { path, source } if source.to_string().starts_with(&format!("{}: ", path.display())) => {
+                write!(f, "cannot read {source}")
+            }
             Error::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
             Error::Spool { file, source } => write!(f, "{}: spool: {source}", file.display()),
             Error::State { path, source } => write!(f, "{}: {source}", path.display()),
