@@ -29,6 +29,9 @@ use crate::install::package::{self, Mode};
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};
 
+mod sources;
+use sources::{check_sources, probe_read};
+
 /// Collects the lines and remembers whether one failed.
 #[derive(Default)]
 struct Report {
@@ -225,19 +228,28 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
     let parts: Vec<&str> = spec.splitn(5, ':').collect();
     let (role, uid, gid, groups, files) = match parts[..] {
         [role, uid, gid, groups] => (role, uid, gid, groups, ""),
-        ["read", uid, gid, groups, files] => ("read", uid, gid, groups, files),
+        [role @ ("read" | "readcap"), uid, gid, groups, files] => (role, uid, gid, groups, files),
         _ => return Err(bad()),
     };
     let uid: u32 = uid.parse().map_err(|_| bad())?;
     let gid: u32 = gid.parse().map_err(|_| bad())?;
     let groups: Vec<Gid> =
         groups.split(',').map(|g| g.parse().map(Gid::from_raw)).collect::<Result<_, _>>().map_err(|_| bad())?;
+    // The unit's privileges: CAP_DAC_READ_SEARCH kept across setuid, then
+    // only it, permitted and not effective (what the agent has once it
+    // confined it).
+    if role == "readcap" {
+        caps::securebits::set_keepcaps(true).map_err(|e| Error::BadProbe(format!("{spec}: keepcaps: {e}")))?;
+    }
     setgroups(&groups)
         .and_then(|_| setgid(Gid::from_raw(gid)))
         .and_then(|_| setuid(Uid::from_raw(uid)))
         .map_err(|source| Error::Become { uid, gid, source })?;
-    if role == "read" {
-        return probe_read(files);
+    if role == "readcap" {
+        crate::privilege::keep_only_read().map_err(|e| Error::BadProbe(format!("{spec}: {e}")))?;
+    }
+    if role == "read" || role == "readcap" {
+        return probe_read(layout, files);
     }
     let config = layout.at(install::AGENT_ENV);
     let (spool_dir, dir) = match role {
@@ -266,67 +278,9 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// "agent can read STATUS_LOG / EASYRSA_INDEX": OpenVPN writes its status
-/// file 0600 root and Easy-RSA's pki/ is 0700. When the installed unit
-/// grants CAP_DAC_READ_SEARCH the agent reads them whatever their modes;
-/// otherwise the kernel is asked, as the agent's user (like the spool).
-fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
-    let named = [("STATUS_LOG", &s.status_log), ("EASYRSA_INDEX", &s.easyrsa_index)];
-    let mut files = Vec::new();
-    for (key, path) in named.iter().filter_map(|(k, p)| Some((k, p.as_deref()?))) {
-        let at = layout.at(path);
-        if at.exists() {
-            files.push((key, at));
-        } else {
-            r.warn(format!("{key} {} does not exist (yet); the agent reads it once it does", at.display()));
-        }
-    }
-    if files.is_empty() {
-        return;
-    }
-    let shown = files.iter().map(|(k, p)| format!("{k} {}", p.display())).collect::<Vec<_>>().join(", ");
-    let unit_text = installed_unit(layout);
-    let grant = format!("AmbientCapabilities={}", unit::READ_CAPABILITY);
-    if unit_text.lines().any(|l| l == grant) {
-        return r.ok(format!("agent can read {shown} (its unit grants {}, read-only)", unit::READ_CAPABILITY));
-    }
-    let (Some(uid), Some(gid)) = (accounts.uid(AGENT_USER), accounts.primary_gid(AGENT_USER)) else {
-        return r.fail(format!("agent cannot read {shown}: user {AGENT_USER} does not exist"), REINSTALL);
-    };
-    if !nix::unistd::geteuid().is_root() {
-        return r.warn(format!("not root: cannot test whether the agent can read {shown} (run check with sudo)"));
-    }
-    let group = s.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
-    let groups = accounts.gid(&group).map_or(gid.to_string(), |sgid| format!("{gid},{sgid}"));
-    let paths = files.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join("\n");
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return r.fail(format!("cannot find this program to run the probe: {e}"), "run check by its path"),
-    };
-    match Command::new(exe).args(["check", "--probe", &format!("read:{uid}:{gid}:{groups}:{paths}")]).output() {
-        Ok(out) if out.status.success() => r.ok(format!("agent can read {shown}")),
-        Ok(out) => r.fail(
-            format!("agent cannot read {shown}: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            format!("{REINSTALL} (it grants the agent {} when these are set)", unit::READ_CAPABILITY),
-        ),
-        Err(e) => r.fail(format!("cannot run the probe: {e}"), "run check by its path"),
-    }
-}
-
-/// The child side of [`check_sources`], already running as the agent's
-/// user: open and read each file (one per line of `files`).
-fn probe_read(files: &str) -> Result<ExitCode, Error> {
-    use std::io::Read as _;
-    for path in files.lines() {
-        let mut byte = [0u8; 1];
-        fs::File::open(path).and_then(|mut f| f.read(&mut byte)).map_err(io_error("read", Path::new(path)))?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The agent's unit as systemd reads it: `make install`'s file, or the
 /// package's unit followed by install's drop-in.
-fn installed_unit(layout: &Layout) -> String {
+pub(crate) fn installed_unit(layout: &Layout) -> String {
     let read = |p: &str| fs::read_to_string(layout.at(p)).unwrap_or_default();
     match package::installed(layout) {
         Mode::Local => read(unit::UNIT_PATH),

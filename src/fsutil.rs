@@ -15,6 +15,11 @@
 //!
 //! Anything else is an `io::Error` of kind `InvalidData` saying what was
 //! found, and is never read, copied or sent.
+//!
+//! Files of other programs that the agent may open with its read capability
+//! (OpenVPN's status file, Easy-RSA's index.txt) are opened through
+//! [`open_beneath`] (`fsutil/beneath.rs`): no symlink anywhere on the path,
+//! only directories only root can change.
 
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
@@ -22,6 +27,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use nix::fcntl::OFlag;
+
+mod beneath;
+pub use beneath::{Stamp, open_beneath, read_beneath, stat_beneath};
 
 /// `open(2)` flags for anything another user may have placed.
 pub fn guarded_flags() -> i32 {

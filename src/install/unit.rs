@@ -8,9 +8,12 @@
 //! Two variants, chosen from the final agent.env: without event sources
 //! the capability set is empty; with `STATUS_LOG`, `OPENVPN_SERVER_CONF` or
 //! `EASYRSA_INDEX` set, the agent gets `CAP_DAC_READ_SEARCH` (bounding and
-//! ambient), because OpenVPN writes its status file 0600 root and Easy-RSA's
-//! `pki/` is 0700. That capability reads and searches, never writes
-//! (`ProtectSystem=strict` stays). A source under `/tmp` or `/var/tmp`
+//! ambient), because OpenVPN writes its status file 0600 root into the 0710
+//! `/run/openvpn-server` and Easy-RSA's `pki/` is 0700. That capability
+//! reads and searches, never writes (`ProtectSystem=strict` stays); the
+//! seccomp filter then allows `capset` back (and only then), because the
+//! agent confines the capability with it to its sources' thread and refuses
+//! to read sources when it cannot. A source under `/tmp` or `/var/tmp`
 //! would be invisible behind `PrivateTmp=yes`, and one under a home
 //! directory (`/root/easy-rsa` is common) behind `ProtectHome=yes`: only
 //! then are those relaxed, to `PrivateTmp=no` / `ProtectHome=read-only`,
@@ -105,6 +108,10 @@ pub fn render_for(settings: &Settings, script_group: &str, bin: &str) -> String 
         })
         .collect();
     let caps = if grants_read(settings) { READ_CAPABILITY } else { "" };
+    // Allowed only with the capability; `~capset` otherwise (already denied
+    // by `~@privileged`), so that the line pairs up in the drop-in and
+    // never empties the filter.
+    let capset = if grants_read(settings) { "capset" } else { "~capset" };
     let private_tmp = if any_below(settings, &["/tmp", "/var/tmp"]) { "no" } else { "yes" };
     let protect_home = if any_below(settings, &["/home", "/root", "/run/user"]) { "read-only" } else { "yes" };
     TEMPLATE
@@ -112,6 +119,7 @@ pub fn render_for(settings: &Settings, script_group: &str, bin: &str) -> String 
         .replace("@SCRIPT_GROUP@", script_group)
         .replace("@READ_WRITE_PATHS@", &rw.join(" "))
         .replace("@CAPABILITIES@", caps)
+        .replace("@CAPSET@", capset)
         .replace("@PRIVATE_TMP@", private_tmp)
         .replace("@PROTECT_HOME@", protect_home)
 }
@@ -182,6 +190,7 @@ mod tests {
                 "AmbientCapabilities=",
                 "AmbientCapabilities=CAP_DAC_READ_SEARCH",
                 "PrivateTmp=no",
+                "SystemCallFilter=capset",
             ]
         );
     }
@@ -191,9 +200,15 @@ mod tests {
         let mut s = Settings::defaults(Path::new("/x"));
         s.telemetry_url = Some("file:///srv/sink/batches.ndjson".into());
         let unit = render(&s, "nobody");
-        for placeholder in
-            ["@BIN@", "@SCRIPT_GROUP@", "@READ_WRITE_PATHS@", "@CAPABILITIES@", "@PRIVATE_TMP@", "@PROTECT_HOME@"]
-        {
+        for placeholder in [
+            "@BIN@",
+            "@SCRIPT_GROUP@",
+            "@READ_WRITE_PATHS@",
+            "@CAPABILITIES@",
+            "@CAPSET@",
+            "@PRIVATE_TMP@",
+            "@PROTECT_HOME@",
+        ] {
             assert!(!unit.contains(placeholder), "{unit}");
         }
         assert!(unit.contains("\nReadWritePaths=/var/spool/openvpn-telemetry -/srv/sink\n"));
@@ -206,21 +221,27 @@ mod tests {
     fn capability_and_visibility_follow_the_sources() {
         let lines = |s: &Settings| {
             let unit = render(s, "nogroup");
+            let capset = unit.lines().rfind(|l| l.starts_with("SystemCallFilter=")).unwrap_or_default();
             ["CapabilityBoundingSet=", "AmbientCapabilities=", "PrivateTmp=", "ProtectHome="]
                 .map(|k| unit.lines().find(|l| l.starts_with(k)).unwrap_or_default().to_string())
+                .into_iter()
+                .chain([capset.to_string()])
+                .collect::<Vec<_>>()
         };
         let mut s = Settings::defaults(Path::new("/x"));
-        assert_eq!(lines(&s), ["CapabilityBoundingSet=", "AmbientCapabilities=", "PrivateTmp=yes", "ProtectHome=yes"]);
+        let none = ["CapabilityBoundingSet=", "AmbientCapabilities=", "PrivateTmp=yes", "ProtectHome=yes"];
+        assert_eq!(lines(&s), [&none[..], &["SystemCallFilter=~capset"]].concat());
         s.openvpn_server_conf = vec!["/etc/openvpn/server/server.conf".into()];
         let read = ["CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "AmbientCapabilities=CAP_DAC_READ_SEARCH"];
-        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=yes"]);
+        let capset = "SystemCallFilter=capset";
+        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=yes", capset]);
         s.openvpn_server_conf.clear();
         s.status_log = Some("/tmp/openvpn-status.log".into());
-        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=no", "ProtectHome=yes"]);
+        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=no", "ProtectHome=yes", capset]);
         s.status_log = Some("/tmpfoo/status.log".into());
         assert_eq!(lines(&s)[2], "PrivateTmp=yes", "whole components only");
         s.status_log = None;
         s.easyrsa_index = Some("/root/easy-rsa/pki/index.txt".into());
-        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=read-only"]);
+        assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=read-only", capset]);
     }
 }

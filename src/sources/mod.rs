@@ -21,9 +21,7 @@ mod status_file;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs;
 use std::io::{self, Read as _};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -77,11 +75,16 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Read { source, .. } if source.kind() == io::ErrorKind::InvalidData => write!(f, "{source}"),
-            Error::Read { path, source } if source.kind() == io::ErrorKind::PermissionDenied => write!(
+            // The walk's errors name the path and the component already.
+            Error::Read { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => write!(
                 f,
-                "{}: cannot open: {source} (the agent's user needs read access to it and its directories)",
-                path.display()
+                "cannot open: {source} (the agent needs CAP_DAC_READ_SEARCH from its unit, or read access to \
+                 the file and its directories)"
             ),
+            // (The walk's messages begin with the path.)
+            Error::Read { path, source } if source.to_string().starts_with(&format!("{}: ", path.display())) => {
+                write!(f, "cannot read {source}")
+            }
             Error::Read { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
             Error::Spool { file, source } => write!(f, "{}: spool: {source}", file.display()),
             Error::State { path, source } => write!(f, "{}: {source}", path.display()),
@@ -129,6 +132,10 @@ impl EventWriter {
 /// `SESSION_UPDATE_INTERVAL_SECONDS`, certificates every [`CERT_INTERVAL`]
 /// (an interval of 0 turns that source off).
 pub fn run(settings: &Settings, stop: &AtomicBool) {
+    if refused() {
+        return;
+    }
+    said_restarted();
     let mut sources = Sources::new(settings);
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let snapshot_every = every(settings.snapshot_interval_seconds);
@@ -167,6 +174,9 @@ pub fn run(settings: &Settings, stop: &AtomicBool) {
             }
             next_certs = certs_every.map(|d| Instant::now() + d);
         }
+        if refused() {
+            return;
+        }
         let wake = [next_snapshot, next_update, next_certs].into_iter().flatten().min();
         sleep_until(wake, stop);
     }
@@ -189,6 +199,10 @@ fn sleep_until(wake: Option<Instant>, stop: &AtomicBool) {
 /// rewritten) are logged, not errors; the errors returned are what an
 /// operator must fix (unreadable file, spool or state not writable).
 pub fn run_once(settings: &Settings) -> Vec<Error> {
+    if refused() {
+        return Vec::new();
+    }
+    said_restarted();
     let mut sources = Sources::new(settings);
     let snap = settings.snapshot_interval_seconds > 0;
     let upd = settings.session_update_interval_seconds > 0;
@@ -204,6 +218,27 @@ pub fn run_once(settings: &Settings) -> Vec<Error> {
         errors.push(e);
     }
     errors
+}
+
+/// Whether the sources must not run because the read capability could not
+/// be confined (or dropped again): says so in one error line (which the
+/// journal keeps), so that no source is ever read with it effective on
+/// every thread.
+fn refused() -> bool {
+    let Some(why) = crate::privilege::refused() else { return false };
+    log::error!("event sources off (no SESSION_UPDATE, SESSION_SNAPSHOT or CERT_*): {why}");
+    true
+}
+
+/// The agent started itself again without the capability it could not
+/// confine: one error line, then the sources read what they can without it.
+fn said_restarted() {
+    if let Some(why) = crate::privilege::restarted_without() {
+        log::error!(
+            "{}; the agent started again without it: sources it cannot read with its own rights are not read",
+            crate::fsutil::printable(&why)
+        );
+    }
 }
 
 /// Wall-clock now (or `OPENVPN_TELEMETRY_NOW`), unix seconds.
@@ -240,7 +275,7 @@ struct Sources<'a> {
     sessions: sessions::SessionBook,
     certs: Option<certs::CertBook>,
     /// `index.txt` identity (inode, size, mtime) at the last full read.
-    index_seen: Option<(u64, u64, i64, i64)>,
+    index_seen: Option<crate::fsutil::Stamp>,
     /// Who may own a status file or index.txt: anyone but the hooks' user
     /// (the agent may hold CAP_DAC_READ_SEARCH while opening them).
     source_owners: crate::fsutil::Owners,
@@ -382,15 +417,14 @@ impl<'a> Sources<'a> {
     fn certs_round(&mut self, now: i64) -> Result<(), Error> {
         let Some(index) = &self.settings.easyrsa_index else { return Ok(()) };
         let key = index.display().to_string();
-        let meta = match fs::metadata(index) {
-            Ok(m) => m,
+        let seen = match crate::privilege::for_sources(|| crate::fsutil::stat_beneath(index)) {
+            Ok(stamp) => Some(stamp),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.noise.warn(&key, format!("{key}: not found; certificate round skipped"));
                 return Ok(());
             }
             Err(source) => return Err(Error::Read { path: index.clone(), source }),
         };
-        let seen = Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()));
         let expiry_due = self.certs.as_ref().and_then(certs::CertBook::next_expiry).is_some_and(|t| t <= now);
         if self.certs.is_some() && seen == self.index_seen && !expiry_due {
             return Ok(());
@@ -449,6 +483,22 @@ pub fn unreadable_text(report: &serde_json::Value) -> String {
     format!("{rows} in status files, {} in index.txt (left out; see the agent's log)", report["index_lines"])
 }
 
+/// The status file a server conf names, or the stock unit for it passes
+/// on its command line (for `check`, which reads the conf itself).
+pub fn conf_status_file(conf: &Path, text: &str) -> Option<PathBuf> {
+    conf::status_directive(conf, text).or_else(|| conf::unit_default(conf))
+}
+
+/// Opens `path` and reads a byte the way the sources do (the same walk,
+/// the same checks, the capability raised the same way): `check`'s probe,
+/// run as the agent's user with the unit's capability.
+pub fn probe(path: &Path, owners: &crate::fsutil::Owners) -> io::Result<()> {
+    crate::privilege::for_sources(|| {
+        let opened = crate::fsutil::open_beneath(path, owners)?;
+        io::Read::by_ref(&mut &opened.file).take(1).read_to_end(&mut Vec::new()).map(|_| ())
+    })
+}
+
 /// What [`read_stable`] got.
 enum Got {
     /// The bytes and the mtime (unix seconds).
@@ -459,28 +509,37 @@ enum Got {
 
 /// Reads a file OpenVPN or Easy-RSA may be rewriting: [`Got::Skip`] when
 /// it is missing, over [`READ_CAP`] or changed while being read (after one
-/// retry); `Err` when it cannot be read at all (permissions).
+/// retry); `Err` when it cannot be read at all (permissions, or refused).
+///
+/// The agent may hold `CAP_DAC_READ_SEARCH` for these files, and needs it
+/// for every step through a 0710 `/run/openvpn-server` or a 0700 `pki/`:
+/// the walk, the open, the read and the second look all run inside one
+/// [`crate::privilege::for_sources`], on this thread, through
+/// [`crate::fsutil::open_beneath`] (no link anywhere on the path, only
+/// directories only root can change, never a FIFO, a second name or a file
+/// the hooks' user owns). Nothing else happens while it is raised.
 fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, Error> {
     let err = |source: io::Error| Error::Read { path: path.to_path_buf(), source };
     for attempt in 0..2 {
-        // The agent may hold CAP_DAC_READ_SEARCH for these files: never
-        // through a link, a FIFO, a second name, or a file the hooks' user
-        // (a compromised OpenVPN) owns.
-        let mut file = match crate::privilege::for_sources(|| crate::fsutil::open_read(path, owners)) {
-            Ok(f) => f,
+        let read = || -> io::Result<Option<(Vec<u8>, crate::fsutil::Stamp, crate::fsutil::Stamp)>> {
+            let opened = crate::fsutil::open_beneath(path, owners)?;
+            let before = crate::fsutil::Stamp::of(&opened.file.metadata()?);
+            if before.size > READ_CAP {
+                return Ok(None);
+            }
+            let mut bytes = Vec::with_capacity(before.size as usize);
+            io::Read::by_ref(&mut &opened.file).take(READ_CAP + 1).read_to_end(&mut bytes)?;
+            let after = opened.restat()?;
+            Ok(Some((bytes, before, after)))
+        };
+        let (bytes, before, after) = match crate::privilege::for_sources(read) {
+            Ok(Some(got)) => got,
+            Ok(None) => return Ok(Got::Skip(format!("over the {READ_CAP}-byte cap"))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
             Err(e) => return Err(err(e)),
         };
-        let before = file.metadata().map_err(err)?;
-        if before.len() > READ_CAP {
-            return Ok(Got::Skip(format!("{} bytes, over the {READ_CAP}-byte cap", before.len())));
-        }
-        let mut bytes = Vec::with_capacity(before.len() as usize);
-        io::Read::by_ref(&mut file).take(READ_CAP + 1).read_to_end(&mut bytes).map_err(err)?;
-        let after = fs::metadata(path).map_err(err)?;
-        let stamp = |m: &fs::Metadata| (m.ino(), m.len(), m.mtime(), m.mtime_nsec());
-        if stamp(&before) == stamp(&after) && bytes.len() as u64 == after.len() {
-            return Ok(Got::Data(bytes, after.mtime()));
+        if before == after && bytes.len() as u64 == after.size {
+            return Ok(Got::Data(bytes, after.mtime));
         }
         if attempt == 0 {
             std::thread::sleep(Duration::from_millis(100));

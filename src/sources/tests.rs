@@ -2,6 +2,7 @@
 //! files written the way OpenVPN writes them, and an Easy-RSA PKI made by
 //! Debian's `easyrsa` when it is installed.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

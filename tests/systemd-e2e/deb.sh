@@ -83,6 +83,14 @@ else
     fail "$STEP" "active=$active enabled=$enabled unit=$frag exe=$exe left=[${left}] hooks=[$hooks]"
     tail -20 "$RUN/apt.out" >&2
 fi
+# The package's agent with the drop-in's capability: confined to the
+# sources' thread, effective on no thread while idle.
+caps_seen=$(threads_caps "$(show MainPID)")
+if all_threads 0000000000000000/0000000000000004 "$caps_seen"; then
+    pass "package's agent: CAP_DAC_READ_SEARCH permitted, effective on no thread" "${caps_seen% } (comm=CapEff/CapPrm)"
+else
+    fail "package's agent: CAP_DAC_READ_SEARCH permitted, effective on no thread" "${caps_seen% }"
+fi
 dropin=$(C cat /etc/systemd/system/$UNIT.service.d/10-install.conf 2>/dev/null | grep -c '^[A-Z]' || true)
 ambient=$(show AmbientCapabilities)
 exposure=$(C systemd-analyze security "$UNIT" --no-pager 2>/dev/null \

@@ -18,7 +18,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 OUT=${OVT_OUT:-$REPO/target}
 BIN=${OVT_BIN:-$OUT/x86_64-unknown-linux-gnu/release/openvpn-telemetry}
 SUITE=bookworm
-INCLUDE=systemd,systemd-sysv,dbus,openvpn,iproute2,ca-certificates,python3,openssl,procps
+INCLUDE=systemd,systemd-sysv,dbus,openvpn,iproute2,ca-certificates,python3,openssl,procps,easy-rsa
 # The idle window for the watchdog check, and the WatchdogSec used for it.
 # The unit's own WatchdogSec is 120 s: the idle check runs under a drop-in
 # with a short one instead (same code path, a smaller number), so that it
@@ -168,9 +168,12 @@ install -m 0644 "$REPO/tests/support/receiver.py" "$HERE/events.py" "$REPO/tests
 install -m 0644 "$RUN/pki"/*.crt "$M/srv/ovt/pki/"
 install -m 0600 "$RUN/pki"/*.key "$M/srv/ovt/pki/"
 install -d -m 0755 "$M/etc/openvpn/server"
+# No `status` line: the stock openvpn-server@ unit's `--status
+# /run/openvpn-server/status-server.log --status-version 2` applies (every
+# 60 s, into the 0710 root directory its tmpfiles rule makes). run.sh adds
+# an explicit line later for the other variant.
 cat >"$M/etc/openvpn/server/server.conf" <<'EOF'
-# systemd-e2e test server (throwaway). The status line overrides the
-# unit's --status (whose interval is 60 s) so that sessions show up fast.
+# systemd-e2e test server (throwaway).
 proto udp
 local 192.0.2.1
 port 1194
@@ -186,8 +189,6 @@ group nogroup
 persist-key
 persist-tun
 keepalive 10 60
-status /run/openvpn-server/status-server.log 1
-status-version 2
 verb 3
 EOF
 TOKEN=sde2e-$RANDOM$RANDOM
@@ -198,7 +199,9 @@ CA_CERT=/srv/ovt/pki/ca.crt
 AUTH_HEADER="Authorization: Bearer $TOKEN"
 SERVER_ID=sde2e
 OPENVPN_SERVER_CONF=/etc/openvpn/server/server.conf
+EASYRSA_INDEX=/etc/openvpn/easy-rsa/pki/index.txt
 ROTATE_INTERVAL_SECONDS=1
+SNAPSHOT_INTERVAL_SECONDS=10
 RETRY_SLEEP_SECONDS=1
 SESSION_UPDATE_INTERVAL_SECONDS=2
 EOF
@@ -233,6 +236,17 @@ SYSTEMD_VER=$(C systemctl --version | awk 'NR == 1 {print $2}')
 OPENVPN_VER=$(C openvpn --version 2>/dev/null | awk 'NR == 1 {print $2}')
 pass "Boot: systemd as PID 1 in the container ($LAYER over the cached root)" \
     "is-system-running: $state; $(ms "$T_START" "$(now)") ms since start"
+
+# An Easy-RSA CA as an operator makes one, with the distribution's easyrsa:
+# init-pki's pki/ is 0700 root, so EASYRSA_INDEX is read only through the
+# unit's capability.
+STEP=easy-rsa
+easyrsa() { C env EASYRSA_BATCH=1 EASYRSA_PKI=/etc/openvpn/easy-rsa/pki /usr/share/easy-rsa/easyrsa "$@" >/dev/null 2>&1; }
+C install -d -m 0755 /etc/openvpn/easy-rsa
+easyrsa init-pki || die "easyrsa init-pki failed"
+easyrsa --req-cn=sde2e-ca build-ca nopass || die "easyrsa build-ca failed"
+easyrsa build-client-full sde2e-alice nopass || die "easyrsa build-client-full failed"
+PKI_MODE=$(C stat -c %a /etc/openvpn/easy-rsa/pki)
 
 # What is on the system before anything of ours: every path with type, mode
 # and owner (volatile trees left out), and the account files themselves.
@@ -280,4 +294,15 @@ receiver_up() { # (it keeps deduplicating against its store across restarts)
 }
 receiver_up
 EV() { C python3 /srv/ovt/events.py /srv/ovt/rx "$@"; }
+# The capabilities of every thread of process $1 in the container, as
+# "comm=CapEff/CapPrm ..." (hex, from /proc/PID/task/*/status).
+threads_caps() {
+    C sh -c 'for t in /proc/$1/task/*; do
+        printf "%s=%s/%s " "$(cat "$t/comm")" "$(sed -n "s/^CapEff:\t//p" "$t/status")" "$(sed -n "s/^CapPrm:\t//p" "$t/status")"
+    done' sh "$1"
+}
+# Whether every thread in threads_caps's output $2 has exactly $1 (EFF/PRM).
+all_threads() {
+    [ -n "$2" ] && ! tr ' ' '\n' <<<"${2% }" | grep -qvE "^[^=]+=$1\$"
+}
 jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }

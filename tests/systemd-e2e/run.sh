@@ -3,9 +3,14 @@
 # real systemd host, i.e. a Debian 12 container booted with systemd as PID 1.
 # Proves, with what an operator runs:
 #   install -> unit active and READY (Type=notify); a hook as nobody
-#   delivered to an HTTPS receiver in the container; a real
-#   openvpn-server@server unit with the patched conf and a real client
-#   (connect, SESSION_UPDATE from the status file, disconnect with bytes);
+#   delivered to an HTTPS receiver in the container; the stock
+#   openvpn-server@server unit with the patched conf (no status line, so the
+#   unit's --status into the 0710 /run/openvpn-server applies) and a real
+#   client (connect, SESSION_UPDATE and SESSION_SNAPSHOT from that status
+#   file, disconnect with bytes), CERT_ISSUED from a 0700 easyrsa pki/, the
+#   read capability effective on no agent thread (CapEff of each), check
+#   OK on every source; the variant with an explicit status line; a unit
+#   that denies capset makes the agent say so and read no source;
 #   restart/stop times; the watchdog quiet while idle and firing for a hung
 #   agent; a second install says "nothing to change"; an upgrade over the
 #   previous release's spool layout keeps pending events; uninstall --purge
@@ -87,14 +92,18 @@ C sh -c 'ip netns add ovt-cli && ip link add ovt-s type veth peer name ovt-c net
     ip -n ovt-cli link set lo up' || die "cannot set up the client's network namespace"
 C systemctl start openvpn-server@server \
     || die "openvpn-server@server did not start: $(C journalctl -u openvpn-server@server --no-pager | tail -5)"
+# A client in its namespace, as a transient unit $1, logging to /srv/ovt/$1.log.
+client_up() {
+    C systemd-run --quiet --unit="$1" ip netns exec ovt-cli openvpn --client --dev tun --proto udp \
+        --remote 192.0.2.1 1194 --nobind --remote-cert-tls server --ca /srv/ovt/pki/ca.crt \
+        --cert /srv/ovt/pki/client01.crt --key /srv/ovt/pki/client01.key --explicit-exit-notify 1 \
+        --connect-retry 1 --resolv-retry 0 --verb 3 --log "/srv/ovt/$1.log"
+    for _ in $(seq 200); do grep -q "Initialization Sequence Completed" "$M/srv/ovt/$1.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q "Initialization Sequence Completed" "$M/srv/ovt/$1.log" 2>/dev/null \
+        || die "client got no tunnel: $(tail -3 "$M/srv/ovt/$1.log" 2>/dev/null)"
+}
 t0=$(now)
-C systemd-run --quiet --unit=ovt-e2e-client ip netns exec ovt-cli openvpn --client --dev tun --proto udp \
-    --remote 192.0.2.1 1194 --nobind --remote-cert-tls server --ca /srv/ovt/pki/ca.crt \
-    --cert /srv/ovt/pki/client01.crt --key /srv/ovt/pki/client01.key --explicit-exit-notify 1 \
-    --connect-retry 1 --resolv-retry 0 --verb 3 --log /srv/ovt/client.log
-for _ in $(seq 200); do grep -q "Initialization Sequence Completed" "$M/srv/ovt/client.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "Initialization Sequence Completed" "$M/srv/ovt/client.log" 2>/dev/null \
-    || die "client got no tunnel: $(tail -3 "$M/srv/ovt/client.log" 2>/dev/null)"
+client_up ovt-e2e-client
 t_tunnel=$(now)
 C ip netns exec ovt-cli python3 /srv/ovt/tping.py tun0 10.99.0.1 5 1000 >/dev/null \
     && ping_ok="5 pings through the tunnel" || ping_ok="ping through the tunnel FAILED"
@@ -106,12 +115,60 @@ else
     SID=none
     fail "$STEP" "no SESSION_CONNECTED for ovt-client-01: $got"
 fi
-STEP="SESSION_UPDATE from the status file (root 0600, read via the unit's CAP_DAC_READ_SEARCH)"
-if got=$(EV --type SESSION_UPDATE --cn ovt-client-01 --eq "session_id=$SID" --positive bytes_received --timeout 20); then
-    pass "$STEP" "$(jget "$got" 'd["matched"]') update(s), session_id = the connect's, bytes_received $(jget "$got" 'd["last"]["bytes_received"]')"
+# The stock layout: server.conf has no status line, so the agent reads the
+# file the stock unit names on its command line, which OpenVPN rewrites
+# every 60 s: root 0600 in /run/openvpn-server, 0710 root.
+run_dir=$(C stat -c '%a %U:%G' /run/openvpn-server)
+status_mode=$(C stat -c '%a %U:%G' /run/openvpn-server/status-server.log 2>/dev/null || echo missing)
+unit_status=$(C systemctl show openvpn-server@server -p ExecStart --value | grep -o -- '--status [^ ]* --status-version [0-9]' || echo "?")
+STEP="SESSION_UPDATE from the stock unit's status file (no status line; $unit_status; /run/openvpn-server $run_dir, file $status_mode)"
+if got=$(EV --type SESSION_UPDATE --cn ovt-client-01 --eq "session_id=$SID" --positive bytes_received --timeout 100); then
+    pass "$STEP" "$(jget "$got" 'd["matched"]') update(s) $(ms "$t0" "$(now)") ms after the client started (OpenVPN writes it every 60 s), session_id = the connect's, bytes_received $(jget "$got" 'd["last"]["bytes_received"]')"
 else
     fail "$STEP" "none with the connect's session_id and bytes: $got"
 fi
+STEP="SESSION_SNAPSHOT from the stock unit's status file"
+if got=$(EV --type SESSION_SNAPSHOT --positive session_count --timeout 60); then
+    pass "$STEP" "$(jget "$got" 'd["matched"]') snapshot(s) with sessions; last: session_count $(jget "$got" 'd["last"]["session_count"]'), $(jget "$got" '[s["common_name"] for s in d["last"]["sessions"]]')"
+else
+    fail "$STEP" "none with a session: $got"
+fi
+STEP="CERT_ISSUED from Easy-RSA's index.txt (pki/ $PKI_MODE from easyrsa init-pki)"
+if got=$(EV --type CERT_ISSUED --cn sde2e-alice --timeout 30); then
+    pass "$STEP" "sde2e-alice: serial $(jget "$got" 'd["last"]["cert_serial_hex"]'), inventory $(jget "$got" 'd["last"].get("inventory")')"
+else
+    fail "$STEP" "$got"
+fi
+
+# CAP_DAC_READ_SEARCH under the unit as shipped: permitted (the unit grants
+# it) and effective on no thread while the agent idles; it is raised only on
+# the sources' thread for the instant of a read.
+STEP="CAP_DAC_READ_SEARCH confined under the unit: CapEff of every agent thread while idle"
+apid=$(show MainPID)
+samples=0; clean=0; seen=
+for _ in 1 2 3 4 5; do
+    seen=$(threads_caps "$apid")
+    samples=$((samples + 1))
+    # Every thread: CapEff 0, CapPrm exactly CAP_DAC_READ_SEARCH (bit 2).
+    all_threads 0000000000000000/0000000000000004 "$seen" && clean=$((clean + 1))
+    sleep 0.5
+done
+confine_log=$(C journalctl -u openvpn-telemetry-agent --no-pager -o cat | grep -c "cannot be confined" || true)
+if [ "$clean" = "$samples" ] && [ "$confine_log" = 0 ]; then
+    pass "$STEP" "$samples samples of $(wc -w <<<"$seen") threads (PID $apid), every one CapEff=0 CapPrm=0x4: ${seen% }"
+else
+    fail "$STEP" "$clean of $samples samples clean; last: ${seen% }; 'cannot be confined' in the log: $confine_log"
+fi
+STEP="check with OpenVPN running: every source OK through the unit's privileges, capability confined"
+C /usr/local/sbin/openvpn-telemetry check >"$RUN/check2.out" 2>&1 || true
+src_ok=$(grep -cE '^OK +agent can read (OPENVPN_SERVER_CONF|the status file of|EASYRSA_INDEX) .*CAP_DAC_READ_SEARCH' "$RUN/check2.out" || true)
+conf_ok=$(grep -cE '^OK +CAP_DAC_READ_SEARCH is confined' "$RUN/check2.out" || true)
+if [ "$src_ok" = 3 ] && [ "$conf_ok" = 1 ] && ! grep -q '^FAIL' "$RUN/check2.out"; then
+    pass "$STEP" "$(grep -E '^OK +(agent can read the status file|CAP_DAC)' "$RUN/check2.out" | sed 's/^OK *//; s/|/\\|/g' | tr '\n' ';')"
+else
+    fail "$STEP" "$(grep -E 'agent can|CAP_DAC|^FAIL' "$RUN/check2.out" | head -5 | sed 's/|/\\|/g' | tr '\n' ';')"
+fi
+
 STEP="client disconnects -> SESSION_DISCONNECTED with bytes"
 t0=$(now)
 C systemctl stop ovt-e2e-client
@@ -122,10 +179,60 @@ if got=$(EV --type SESSION_DISCONNECTED --cn ovt-client-01 --eq "session_id=$SID
 else
     fail "$STEP" "$got"
 fi
+C systemctl stop openvpn-server@server
+
+# The other variant: an explicit status line in the conf (every second),
+# which wins over the unit's --status. Taken out again afterwards, so that
+# uninstall restores the conf byte for byte.
+STEP="SESSION_UPDATE with an explicit status line in server.conf"
+C sh -c 'printf "status /run/openvpn-server/status-server.log 1\nstatus-version 2\n" >>/etc/openvpn/server/server.conf'
+C systemctl start openvpn-server@server \
+    || die "openvpn-server@server did not start: $(C journalctl -u openvpn-server@server --no-pager | tail -5)"
+t0=$(now)
+client_up ovt-e2e-client2
+C ip netns exec ovt-cli python3 /srv/ovt/tping.py tun0 10.99.0.1 3 1000 >/dev/null || true
+SID2=none
+got=$(EV --type SESSION_CONNECTED --cn ovt-client-01 --min 2 --timeout 20) && SID2=$(jget "$got" 'd["last"]["session_id"]')
+if [ "$SID2" != none ] && got=$(EV --type SESSION_UPDATE --cn ovt-client-01 --eq "session_id=$SID2" --positive bytes_received --timeout 20); then
+    pass "$STEP" "update $(ms "$t0" "$(now)") ms after the client started; session_id = the second connect's; bytes_received $(jget "$got" 'd["last"]["bytes_received"]')"
+else
+    fail "$STEP" "second session ${SID2}: $got"
+fi
+C systemctl stop ovt-e2e-client2
 hookmsgs=$(C journalctl -u openvpn-server@server --no-pager -o cat | grep -ciE "telemetry|script.*fail" || true)
 C systemctl stop openvpn-server@server
+C sed -i '/^status \/run\/openvpn-server\/status-server.log 1$/d; /^status-version 2$/d' /etc/openvpn/server/server.conf
 [ "$hookmsgs" = 0 ] && pass "OpenVPN's log: hook messages / script failures" "0" \
     || fail "OpenVPN's log: hook messages / script failures" "$hookmsgs: $(C journalctl -u openvpn-server@server --no-pager -o cat | grep -iE 'telemetry|script.*fail' | head -2 | tr '\n' ' ')"
+
+# Failing loudly: a unit whose filter denies capset (as the unit before this
+# one did). The agent cannot confine the capability: it says so and starts
+# itself again without it (same PID), instead of reading everything with it.
+STEP="a unit that denies capset: the agent says so and gives the capability up on every thread"
+DENY=/run/systemd/system/openvpn-telemetry-agent.service.d
+C mkdir -p "$DENY"
+printf '[Service]\nSystemCallFilter=~capset\n' | C sh -c "cat >$DENY/ovt-e2e-deny-capset.conf"
+C systemctl daemon-reload
+since=$(C date +%s)
+C systemctl restart openvpn-telemetry-agent
+said=
+for _ in $(seq 50); do
+    said=$(C journalctl -u openvpn-telemetry-agent --since "@$since" --no-pager -o cat | grep -m1 "started again without it" || true)
+    [ -n "$said" ] && break
+    sleep 0.2
+done
+denied_pid=$(show MainPID)
+denied_caps=$(threads_caps "$denied_pid")
+denied_active=$(C systemctl is-active openvpn-telemetry-agent || true)
+C rm -rf "$DENY"
+C systemctl daemon-reload
+C systemctl restart openvpn-telemetry-agent
+if [ -n "$said" ] && grep -q "capset" <<<"$said" && [ "$denied_active" = active ] \
+    && all_threads 0000000000000000/0000000000000000 "$denied_caps"; then
+    pass "$STEP" "$denied_active; threads of PID $denied_pid (CapEff/CapPrm): ${denied_caps% }; log: $(sed 's/.*capset failure: //' <<<"$said" | cut -c1-200 | sed 's/|/\\|/g')"
+else
+    fail "$STEP" "$denied_active; log: ${said:-no 'started again without it' line}; threads: ${denied_caps% }"
+fi
 
 # --- restart / stop ----------------------------------------------------------
 STEP="systemctl restart / stop / start"
