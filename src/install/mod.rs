@@ -394,6 +394,10 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     Ok(plan)
 }
 
+/// The spool files hooks write (as root, under an older configuration).
+const HOOK_FILES: &[&str] =
+    &[crate::spool::QUEUE, crate::spool::QUEUE_LOCK, crate::spool::SEQ, crate::spool::COUNTER, crate::spool::DROPPED];
+
 /// Files the hooks' user (or root) wrote in an older layout that the agent
 /// could not read: given the spool's group, read and write for it. The
 /// agent's own files are never touched, so a second install after the
@@ -409,7 +413,11 @@ fn spool_file_fixes(dir: &Path, user: &str, group: &str, accounts: &Accounts) ->
     for e in entries.flatten() {
         let Ok(m) = fs::symlink_metadata(e.path()) else { continue };
         let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
-        let hooks_file = m.uid() == hook_uid || m.uid() == 0;
+        // Root's files only under the names the hooks write (hooks run as
+        // root by an older configuration): any other root file here (a
+        // source's state, one an operator made) was never the hooks', and
+        // widening it would hand what it holds to the hooks' user.
+        let hooks_file = m.uid() == hook_uid || (m.uid() == 0 && HOOK_FILES.contains(&name.as_str()));
         if !m.is_file() || m.nlink() != 1 || !hooks_file || (m.gid() == gid && m.mode() & 0o060 == 0o060) {
             continue;
         }
