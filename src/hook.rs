@@ -90,7 +90,7 @@ fn write_event(hook: &Hook) {
     match spool.append(&ev, LOCK_WAIT, settings.max_spool_bytes) {
         Ok(Written::Queue { .. }) => {}
         Ok(Written::Bypass { chunk, .. }) => {
-            say(&format!("spool lock busy; event written to {} instead", chunk.display()))
+            say(&format!("spool lock busy or queue.log unusable; event written to {} instead", chunk.display()))
         }
         Ok(Written::Dropped { seq }) => say(&format!(
             "spool full (queue.log at MAX_SPOOL_BYTES={}); event seq {seq} dropped and counted: {}",

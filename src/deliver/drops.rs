@@ -82,7 +82,7 @@ impl Delivery {
         ev.push("count", d.count);
         ev.push("first_seq", d.first_seq);
         ev.push("last_seq", d.last_seq);
-        match self.spool.append(&ev, AGENT_LOCK_WAIT, self.settings.max_spool_bytes) {
+        match self.spool.append_agent(&ev, self.settings.max_spool_bytes) {
             Ok(Written::Queue { .. } | Written::Bypass { .. }) => {
                 log::warn!(
                     "reporting {} dropped events (seq {}..{}) as TELEMETRY_EVENTS_DROPPED",

@@ -305,6 +305,10 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
             plan.changes.extend(spool_file_fixes(&dir, &script_user, &script_group, &accounts));
         }
     }
+    if chown {
+        let owners = [(crate::spool::QUEUE_LOCK, &spool_owner), (crate::spool::AGENT_LOCK, &failed_owner)];
+        plan.changes.extend(control_files(&spool, owners, &accounts));
+    }
     if !agent_exists && !manage && chown {
         plan.notes.push(format!("the spool is root's until user {AGENT_USER} exists; then run install again"));
     }
@@ -392,6 +396,28 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
             .push("restart OpenVPN to run the hooks: systemctl restart openvpn-server@NAME (or openvpn@NAME)".into());
     }
     Ok(plan)
+}
+
+/// The agent's control files, made in place (the agent's, so the hooks'
+/// user can neither chmod nor replace them) where missing: `queue.lock`
+/// (0660, the hooks' group), `agent.lock` (0600) and, on a spool that
+/// never had a counter, `seq.counter`. Existing ones are the agent's to
+/// check (it sets aside a bad one); `check` reports them.
+fn control_files(spool: &Path, owners: [(&str, &Option<Owner>); 2], accounts: &Accounts) -> Vec<Change> {
+    let missing = |name: &str| matches!(fs::symlink_metadata(spool.join(name)), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let mut out = Vec::new();
+    for (name, owner) in owners {
+        let mode = if name == crate::spool::AGENT_LOCK { 0o600 } else { 0o660 };
+        if missing(name) {
+            out.extend(plan::file(&spool.join(name), Vec::new(), mode, owner.clone(), accounts, "the agent's"));
+        }
+    }
+    if missing(crate::spool::COUNTER) && missing(crate::spool::SEQ) {
+        let owner = owners[0].1.clone();
+        let header = crate::spool::counter_header(0);
+        out.extend(plan::file(&spool.join(crate::spool::COUNTER), header, 0o660, owner, accounts, "the agent's"));
+    }
+    out
 }
 
 /// The spool files hooks write (as root, under an older configuration).

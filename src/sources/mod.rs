@@ -43,9 +43,6 @@ pub const RETRY: Duration = Duration::from_secs(10);
 /// How often `index.txt` is looked at (a `stat` unless it changed or a
 /// certificate expires).
 pub const CERT_INTERVAL: Duration = Duration::from_secs(10);
-/// How long an append may wait for the spool lock before it takes the
-/// spool's bypass into `pending/`.
-const APPEND_WAIT: Duration = Duration::from_secs(1);
 pub const SESSIONS_STATE: &str = "sessions.state";
 pub const CERTS_STATE: &str = "certs.state";
 /// A status file OpenVPN has not rewritten for this long (its default
@@ -117,7 +114,7 @@ impl EventWriter {
     }
 
     pub fn append(&self, ev: &Event) -> Result<Stored, SpoolError> {
-        match self.spool.append(ev, APPEND_WAIT, self.max_bytes)? {
+        match self.spool.append_agent(ev, self.max_bytes)? {
             Written::Queue { .. } | Written::Bypass { .. } => Ok(Stored::Yes),
             Written::Dropped { .. } => Ok(Stored::Dropped),
         }
@@ -477,7 +474,7 @@ fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, Error
         }
         let mut bytes = Vec::with_capacity(before.len() as usize);
         io::Read::by_ref(&mut file).take(READ_CAP + 1).read_to_end(&mut bytes).map_err(err)?;
-        let after = fs::metadata(path).map_err(err)?;
+        let after = crate::privilege::for_sources(|| fs::metadata(path)).map_err(err)?;
         let stamp = |m: &fs::Metadata| (m.ino(), m.len(), m.mtime(), m.mtime_nsec());
         if stamp(&before) == stamp(&after) && bytes.len() as u64 == after.len() {
             return Ok(Got::Data(bytes, after.mtime()));
