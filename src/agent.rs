@@ -51,7 +51,7 @@ pub const ONCE_LEFT: ExitCode = ExitCode(3);
 /// chunks the hooks wrote themselves while `queue.lock` was stuck).
 const RELIST: Duration = Duration::from_secs(30);
 /// Held (flock) by the running agent.
-const AGENT_LOCK: &str = "agent.lock";
+use crate::spool::AGENT_LOCK;
 
 /// Why the agent would not start, or why `--once` did not empty the spool.
 /// Each says what to do.
@@ -216,6 +216,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
         heartbeat: Arc::clone(&heartbeat),
         started,
         lock_warned: None,
+        damage_noted: 0,
     };
     let once = args.once;
     let handle = thread::Builder::new()
@@ -286,6 +287,8 @@ struct Worker {
     started: Instant,
     /// When a stuck `queue.lock` was last logged.
     lock_warned: Option<Instant>,
+    /// Damaged spool files set aside, as last noted.
+    damage_noted: u64,
 }
 
 impl Worker {
@@ -337,11 +340,24 @@ impl Worker {
             }
         };
         self.delivery.collect_hook_drops();
+        let damaged = crate::spool::damaged();
+        if damaged > self.damage_noted {
+            self.damage_noted = damaged;
+            let dir = self.delivery.spool.failed();
+            self.delivery.note_error(format!(
+                "{damaged} damaged or planted spool file(s) set aside into {} since the start (see the log)",
+                dir.display()
+            ));
+        }
         ok
     }
 
+    /// What waits to be rotated: the hooks' `queue.log` and the agent's own
+    /// queue (its drop reports and the sources' events).
     fn queue_bytes(&self) -> u64 {
-        std::fs::symlink_metadata(self.delivery.spool.queue()).map(|m| m.len()).unwrap_or(0)
+        let dir = &self.delivery.spool.dir;
+        let size = |name: &str| std::fs::symlink_metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
+        size(crate::spool::QUEUE).saturating_add(size(crate::spool::AGENT_QUEUE))
     }
 
     fn run(&mut self) -> Result<ExitCode, Error> {
@@ -511,14 +527,20 @@ fn lock_spool(s: &Settings) -> Result<std::fs::File, Error> {
     // FIFO, a link, its own file that it keeps locked) is replaced: the
     // agent owns the directory. An agent's lock, even another user's (root
     // running `agent --once`), is respected.
-    let hooks_uid = s.hooks_uid().filter(|&u| u != 0);
+    // Anything at the name that cannot be opened as a file (a directory,
+    // a FIFO, a link, mode 000) or belongs to neither the agent nor root is
+    // set aside into failed/, whatever the error: the agent must start.
+    let me = nix::unistd::geteuid().as_raw();
     let planted = match crate::spool::open_create(&path, false) {
-        Ok(f) => f.metadata().is_ok_and(|m| Some(m.uid()) == hooks_uid),
-        Err(e) => e.kind() == std::io::ErrorKind::InvalidData,
+        Ok(f) => f.metadata().map_or(true, |m| m.uid() != me && m.uid() != 0),
+        Err(_) => std::fs::symlink_metadata(&path).is_ok(),
     };
     if planted {
-        log::warn!("{}: not the agent's lock file; replaced", path.display());
-        let _ = std::fs::remove_file(&path);
+        let why = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: not the agent's lock file", path.display()),
+        );
+        crate::spool::Spool::new(&s.spool_dir).set_aside(AGENT_LOCK, &why);
     }
     let mut file = crate::spool::open_create(&path, false).map_err(io_at(&path))?;
     // The agent's own files are 0600 (README, "Files, owners and modes").

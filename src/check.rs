@@ -177,6 +177,9 @@ fn check_files(r: &mut Report, layout: &Layout, path: &Path, s: &Settings, accou
             Err(e) => r.fail(format!("{}: {e}", dir.display()), REINSTALL),
         }
     }
+    for problem in spool::control_file_problems(&spool.dir, agent_uid) {
+        r.fail(problem, format!("the agent sets it aside and makes it anew when it starts or rotates; or {REINSTALL}"));
+    }
 }
 
 /// Runs the probe as the hooks' user and as the agent's user.

@@ -7,7 +7,8 @@
 //!   line on stderr (OpenVPN's log) — [`run`] is the one place that decides;
 //! - nothing on stdout, no network, no fork, no `PATH`, no `/tmp`;
 //! - bounded time: the wait for the spool's lock ends when the lock shows
-//!   no progress for [`crate::spool::STALL`] and is capped at [`LOCK_WAIT`];
+//!   no progress for [`crate::spool::STALL`] and is capped at [`LOCK_WAIT`]
+//!   (a few tens of ms) in all;
 //!   then the event goes to its own chunk in `pending/`, still with a
 //!   unique seq;
 //! - when an event cannot be stored at all, the event itself is printed in
@@ -22,11 +23,13 @@ use crate::config::{self, Settings};
 use crate::event::{self, ProcessEnv};
 use crate::spool::{Spool, Written};
 
-/// The most a hook waits for `queue.lock`, however busy (but moving) the
-/// lock is. A stuck holder costs only [`crate::spool::STALL`]; this cap is
-/// for a lock that keeps moving yet never comes round (it does, in a burst
-/// of 300 hooks on 2 cores, within tens of ms: see README, Benchmarks).
-pub const LOCK_WAIT: Duration = Duration::from_millis(800);
+/// The most a hook waits for `queue.lock` in all, whatever the holder does:
+/// `queue.log` changing counts as progress, and the hooks' user can fake
+/// that (append a byte every few ms while holding the lock), so only a hard
+/// ceiling keeps OpenVPN's connect from waiting on it. Past it the event
+/// takes the bypass (its own chunk): in a burst of 300 hooks on 2 cores a
+/// few more hooks bypass, each still with its event stored.
+pub const LOCK_WAIT: Duration = Duration::from_millis(40);
 
 /// Which hook is running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +90,7 @@ fn write_event(hook: &Hook) {
     match spool.append(&ev, LOCK_WAIT, settings.max_spool_bytes) {
         Ok(Written::Queue { .. }) => {}
         Ok(Written::Bypass { chunk, .. }) => {
-            say(&format!("spool lock busy; event written to {} instead", chunk.display()))
+            say(&format!("spool lock busy or queue.log unusable; event written to {} instead", chunk.display()))
         }
         Ok(Written::Dropped { seq }) => say(&format!(
             "spool full (queue.log at MAX_SPOOL_BYTES={}); event seq {seq} dropped and counted: {}",

@@ -9,7 +9,11 @@
 //! - `seq.counter`: the sequence counter, whose *size* is the number (see
 //!   [`Counter`]); `seq`: the text counter of earlier versions, read once
 //!   when `seq.counter` is made and then marked as moved;
-//! - `dropped`: events refused because the spool was full (see below).
+//! - `dropped`: events refused because the spool was full (see below);
+//! - the agent's own files, 0600 in its own group, which the hooks' user
+//!   can neither open nor replace: `agent-queue.log` and `agent-dropped`
+//!   (the events the agent makes itself, see [`agent_queue`]),
+//!   `seq.floor` and `agent.lock` (see [`health`]).
 //!
 //! Guarantees:
 //! - a line is appended with one `write` while `queue.lock` is held, and
@@ -26,7 +30,14 @@
 //!   rename), which the agent delivers like any chunk;
 //! - files are opened with `O_NOFOLLOW` and created mode 0660 (whatever the
 //!   umask), taking the spool directory's group (it is setgid);
-//! - hooks never fsync: the agent pays for durability when it rotates.
+//! - hooks never fsync: the agent pays for durability when it rotates;
+//! - a hook whose `queue.lock`, `queue.log` or counter cannot be used (the
+//!   hooks' user damaged it) still stores its event: through the bypass,
+//!   with a seq above the time when the counter gives none;
+//! - every rename the agent makes onto a name in the spool refuses to
+//!   replace ([`rename_noreplace`]) unless replacing is the point (a new
+//!   counter or lock in place of a damaged one);
+//! - a rotated `queue.log` of the agent's leaves the hooks' group (0600).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -38,6 +49,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::event::Event;
 use crate::fsutil::{self, Owners};
+
+mod agent_queue;
+mod health;
+pub use agent_queue::{AGENT_DROPPED, AGENT_QUEUE};
+pub use health::{AGENT_LOCK, control_file_problems, damaged};
 
 /// How long `queue.lock` may show no progress before a hook calls it stuck
 /// and bypasses. A holder that is merely preempted (300 hooks on 2 cores)
@@ -154,20 +170,35 @@ impl Spool {
     /// `queue.log` (the agent bounds the rest of the spool).
     pub fn append(&self, ev: &Event, wait: Duration, max_queue_bytes: u64) -> Result<Written, SpoolError> {
         let lock_path = self.dir.join(QUEUE_LOCK);
-        let lock = open_create(&lock_path, false).map_err(io_err(&lock_path))?;
         let counter = self.open_counter();
+        // A lock that cannot be opened (made a directory, mode 000 by the
+        // hooks' user that made it) is a stuck lock: the bypass, until the
+        // agent sets it aside.
+        let lock = match open_create(&lock_path, false) {
+            Ok(lock) => lock,
+            // If the bypass fails too, the lock's error says more.
+            Err(e) => return self.bypass(ev, counter).map_err(|_| SpoolError::Io { path: lock_path, source: e }),
+        };
         let queue = self.queue();
         if !lock_while_progress(&lock, &queue, STALL.min(wait), KNOWN_STALL.min(wait), wait) {
             mark_stuck(&lock);
             return self.bypass(ev, counter);
         }
         let counter = match counter {
-            Ok(c) => c,
-            Err(e) => self.recover_counter(e, true)?,
+            Ok(c) => Ok(c),
+            Err(e) => self.recover_counter(e, true).map_err(|e| io::Error::other(e.to_string())),
         };
-        let seq = counter.take().map_err(io_err(&self.dir.join(COUNTER)))?;
+        // A counter that cannot give a number (damaged where the hooks may
+        // not replace it) costs the number's order, never the event.
+        let seq = counter.and_then(|c| c.take()).unwrap_or_else(|_| (unix_nanos() / 1000).max(1));
         let line = ev.to_line(seq);
-        let (mut file, len) = open_create_sized(&queue, true).map_err(io_err(&queue))?;
+        let (mut file, len) = match open_create_sized(&queue, true) {
+            Ok(opened) => opened,
+            Err(e) => {
+                drop(lock);
+                return self.write_own_chunk(ev, seq).map_err(|_| SpoolError::Io { path: queue, source: e });
+            }
+        };
         if len + line.len() as u64 > max_queue_bytes {
             self.count_dropped(seq).map_err(io_err(&self.dir.join(DROPPED)))?;
             return Ok(Written::Dropped { seq });
@@ -185,19 +216,12 @@ impl Spool {
     /// of its own, written under a temporary name and renamed into place.
     /// Its seq comes from the same counter, without any lock.
     fn bypass(&self, ev: &Event, counter: io::Result<Counter>) -> Result<Written, SpoolError> {
-        let counter = match counter {
-            Ok(c) => Ok(c),
-            Err(e) => self.recover_counter(e, false),
-        };
-        let seq = match counter {
-            Ok(c) => c.take().map_err(io_err(&self.dir.join(COUNTER)))?,
-            // A damaged counter is replaced only under queue.lock, which is
-            // stuck: above the time in microseconds, as for any damage.
-            Err(SpoolError::Io { source, .. }) if source.kind() == io::ErrorKind::InvalidData => {
-                (unix_nanos() / 1000).max(1)
-            }
-            Err(e) => return Err(e),
-        };
+        let seq = self.seq_unlocked(counter)?;
+        self.write_own_chunk(ev, seq)
+    }
+
+    /// Writes one event as a chunk of its own in `pending/`.
+    fn write_own_chunk(&self, ev: &Event, seq: u64) -> Result<Written, SpoolError> {
         let pending = self.pending();
         let name =
             format!("{:020}-h{}-{}.ndjson", unix_nanos(), std::process::id(), &ev.event_id.simple().to_string()[..8]);
@@ -212,6 +236,22 @@ impl Spool {
         Ok(Written::Bypass { seq, chunk })
     }
 
+    /// A seq taken without `queue.lock` (the bypass, the agent's own
+    /// queue): from the counter when it is usable, else above the time in
+    /// microseconds (a damaged counter is replaced only under the lock).
+    fn seq_unlocked(&self, counter: io::Result<Counter>) -> Result<u64, SpoolError> {
+        let counter = match counter {
+            Ok(c) => Ok(c),
+            Err(e) => self.recover_counter(e, false),
+        };
+        // Whatever is wrong with the counter (damaged, oversized, made
+        // unreadable), the event is kept: above the time in microseconds.
+        Ok(counter.and_then(|c| c.take().map_err(io_err(&self.dir.join(COUNTER)))).unwrap_or_else(|e| {
+            log::debug!("{e}; seq above the time");
+            (unix_nanos() / 1000).max(1)
+        }))
+    }
+
     /// Opens `seq.counter` as it is: `NotFound` when it was never made,
     /// `InvalidData` when it is not a regular file with one link or its
     /// header is damaged.
@@ -223,7 +263,10 @@ impl Spool {
             .custom_flags(fsutil::guarded_flags())
             .open(&path)
             .map_err(|e| fsutil::loop_is_link(&path, e))?;
-        fsutil::check_file(&path, &file, &Owners::anyone())?;
+        let m = fsutil::check_file(&path, &file, &Owners::anyone())?;
+        if m.len() > HEADER as u64 + health::COUNTER_MAX || is_sparse(&m) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {} bytes", path.display(), m.len())));
+        }
         let mut buf = [0u8; HEADER];
         let n = file.read_at(&mut buf, 0)?;
         match parse_header(&buf[..n]) {
@@ -353,20 +396,29 @@ impl Spool {
         if !lock_until(&lock, Instant::now() + wait) {
             return Err(SpoolError::LockTimeout { path: lock_path });
         }
-        let path = self.dir.join(DROPPED);
-        let text = match crate::fsutil::read_capped(&path, 4096, &crate::fsutil::Owners::anyone()) {
-            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Dropped::default()),
-            // Not a file the hooks wrote (a link, a FIFO, garbage): never
-            // read, only removed so the hooks start a fresh count.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                log::warn!("{}; removed", crate::fsutil::printable(&e.to_string()));
-                String::new()
+        let mut d = match self.take_agent_dropped() {
+            Ok(d) => d,
+            Err(e) => {
+                log::error!("{}: {e}; counted as 1 lost event", self.dir.join(AGENT_DROPPED).display());
+                Dropped { count: 1, ..Default::default() }
             }
-            Err(e) => return Err(SpoolError::Io { path, source: e }),
         };
-        fs::remove_file(&path).map_err(io_err(&path))?;
-        Ok(Dropped::parse(&text).unwrap_or_default())
+        let path = self.dir.join(DROPPED);
+        match crate::fsutil::read_capped(&path, 4096, &crate::fsutil::Owners::anyone()) {
+            Ok(t) => {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                d.add(Dropped::parse(&String::from_utf8_lossy(&t)).unwrap_or_default());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // Not a file the hooks wrote (a link, a FIFO, a directory, too
+            // big, unreadable): never read, set aside so the hooks start a
+            // fresh count; what it held is counted as one lost event.
+            Err(e) => {
+                self.set_aside(DROPPED, &e);
+                d.count += 1;
+            }
+        }
+        Ok(d)
     }
 
     /// Moves `queue.log` into `pending/` under the lock, then makes the
@@ -374,15 +426,13 @@ impl Spool {
     /// `None` when the queue was empty.
     pub fn rotate(&self, wait: Duration) -> Result<Option<PathBuf>, SpoolError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let lock_path = self.dir.join(QUEUE_LOCK);
-        let lock = match open_create(&lock_path, false) {
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                self.set_aside(QUEUE_LOCK, &e);
-                open_create(&lock_path, false)
-            }
-            other => other,
+        // The agent's own queue first: no lock the hooks' user can hold.
+        if let Err(e) = self.rotate_agent() {
+            log::error!("cannot rotate the agent's queue: {e}");
         }
-        .map_err(io_err(&lock_path))?;
+        let lock_path = self.dir.join(QUEUE_LOCK);
+        self.heal_queue_lock();
+        let lock = open_create(&lock_path, false).map_err(io_err(&lock_path))?;
         if !lock_until(&lock, Instant::now() + wait) {
             return Err(SpoolError::LockTimeout { path: lock_path });
         }
@@ -401,11 +451,19 @@ impl Spool {
         };
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let chunk = self.pending().join(format!("{:020}-q{n}.ndjson", unix_nanos()));
-        fs::rename(&queue, &chunk).map_err(io_err(&chunk))?;
+        rename_noreplace(&queue, &chunk).map_err(io_err(&chunk))?;
+        // The next hook finds a queue.log of the agent's (0660, the hooks'
+        // group), so the one after this rotation is the agent's to re-own.
+        if let Err(e) = open_new_with(&queue, true) {
+            log::debug!("{}: not made ahead of the hooks: {e}", queue.display());
+        }
         drop(lock);
         if regular {
             crate::fsutil::open_read(&chunk, &crate::fsutil::Owners::anyone())
-                .and_then(|f| f.sync_all())
+                .and_then(|f| {
+                    take_from_hooks(&chunk, &f)?;
+                    f.sync_all()
+                })
                 .map_err(io_err(&chunk))?;
         }
         let pending = self.pending();
@@ -417,9 +475,10 @@ impl Spool {
     /// Moves a spool file that is not what it must be (planted by the
     /// hooks' user) into `failed/` under a unique name, unread: the agent
     /// owns the directory, so the name is free again for a real file.
-    fn set_aside(&self, name: &str, why: &io::Error) {
+    pub(crate) fn set_aside(&self, name: &str, why: &io::Error) {
+        health::count_damage();
         let to = self.failed().join(format!("{name}.{}.unreadable", unix_nanos()));
-        match fs::rename(self.dir.join(name), &to) {
+        match rename_noreplace(&self.dir.join(name), &to) {
             Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
             Err(e) => log::error!("{why}: cannot move it to failed/: {e}"),
         }
@@ -440,31 +499,6 @@ impl Spool {
             }
         }
     }
-
-    /// A `seq.counter` that is a link, FIFO or second name is set aside
-    /// (the next hook makes a new one, above the time in microseconds). A
-    /// good one has the blocks behind its last one freed: its size is the
-    /// number, its content nothing (1 byte per event where the file system
-    /// cannot punch holes). Called by the agent under `queue.lock`.
-    fn heal_counter(&self) {
-        let path = self.dir.join(COUNTER);
-        let Ok(m) = fs::symlink_metadata(&path) else { return };
-        if let Err(e) = fsutil::check_meta(&path, &m, &Owners::anyone()) {
-            return self.set_aside(COUNTER, &e);
-        }
-        const BLOCK: u64 = 4096;
-        let end = m.len() / BLOCK * BLOCK;
-        if end <= BLOCK || m.blocks() <= 16 {
-            return;
-        }
-        if let Ok(c) = self.open_counter() {
-            let punch =
-                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE;
-            if let Err(e) = nix::fcntl::fallocate(&c.file, punch, BLOCK as i64, (end - BLOCK) as i64) {
-                log::debug!("{}: cannot punch holes ({e}); it grows 1 byte per event", path.display());
-            }
-        }
-    }
 }
 
 /// The sequence counter: `seq.counter` opened `O_APPEND`. One 1-byte
@@ -479,6 +513,12 @@ struct Counter {
 }
 
 impl Counter {
+    /// The last number given out, without taking one.
+    fn current(&self) -> io::Result<u64> {
+        let len = self.file.metadata()?.len();
+        Ok(self.base.saturating_add(len.saturating_sub(HEADER as u64)))
+    }
+
     fn take(&self) -> io::Result<u64> {
         let mut f = &self.file;
         if f.write(b"\n")? != 1 {
@@ -490,6 +530,11 @@ impl Counter {
             .and_then(|k| self.base.checked_add(k))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "counter shorter than its header"))
     }
+}
+
+/// A new counter's content: its header, with `base`.
+pub fn counter_header(base: u64) -> Vec<u8> {
+    format!("{base:<width$}\n", width = HEADER - 1).into_bytes()
 }
 
 /// The base in a counter's header, or `None` when it is damaged.
@@ -505,6 +550,22 @@ fn parse_header(h: &[u8]) -> Option<u64> {
 pub use crate::state::DropCount as Dropped;
 
 pub use crate::fsutil::fsync_dir;
+
+/// Whether a file is mostly holes: over 64 MiB with less than 1/64 of it
+/// on disk. No writer of lines makes one, but `truncate -s 16T` does, and
+/// reading it would take days. (The ratio leaves room for file systems
+/// that compress, or that count blocks only once data is synced.)
+pub fn is_sparse(m: &fs::Metadata) -> bool {
+    m.is_file() && m.len() > 64 << 20 && m.blocks().saturating_mul(512) < m.len() / 64
+}
+
+/// Renames `from` to `to` only when `to` does not exist: every rename the
+/// agent makes onto a name in the spool, where the hooks' user may have
+/// put a file first. `AlreadyExists` when it had.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)
+}
 
 pub fn unix_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
@@ -609,6 +670,20 @@ pub fn open_create_sized(path: &Path, append: bool) -> io::Result<(File, u64)> {
     .map_err(|e| crate::fsutil::loop_is_link(path, e))?;
     let len = crate::fsutil::check_file(path, &file, &crate::fsutil::Owners::anyone())?.len();
     Ok((file, len))
+}
+
+/// A rotated queue the agent owns leaves the hooks' group: mode 0600 and
+/// the agent's group, so the hooks' user cannot open it again (what it
+/// still holds open it wrote itself). One the hooks' user made itself
+/// (before the agent made queue.log for it) stays its own file.
+fn take_from_hooks(path: &Path, file: &File) -> io::Result<()> {
+    let m = file.metadata()?;
+    if m.uid() != nix::unistd::geteuid().as_raw() {
+        log::debug!("{}: made by uid {}; left as it is", path.display(), m.uid());
+        return Ok(());
+    }
+    file.set_permissions(Permissions::from_mode(0o600))?;
+    nix::unistd::fchown(file, None, Some(nix::unistd::getegid())).map_err(io::Error::from)
 }
 
 fn open_new(path: &Path) -> io::Result<File> {
@@ -757,11 +832,59 @@ mod tests {
     }
 
     #[test]
-    fn symlinked_queue_is_refused() {
+    fn a_counter_reset_or_grown_restarts_above_what_the_agent_saw() {
+        let s = tmp_spool("floor");
+        fs::create_dir_all(s.failed()).unwrap();
+        let w = Duration::from_millis(20);
+        for _ in 0..3 {
+            s.append(&Event::new("A"), w, 1 << 20).unwrap();
+        }
+        s.rotate(w).unwrap();
+        let counter = || OpenOptions::new().write(true).open(s.dir.join(COUNTER)).unwrap();
+        counter().set_len(HEADER as u64).unwrap();
+        s.rotate(w).unwrap();
+        let Written::Queue { seq } = s.append(&Event::new("B"), w, 1 << 20).unwrap() else { panic!() };
+        assert!(seq > 3, "{seq}");
+        // Grown past its bound: the hooks route around it at once, the
+        // agent restarts it above everything.
+        counter().set_len(HEADER as u64 + health::COUNTER_MAX + 1).unwrap();
+        assert!(matches!(s.append(&Event::new("C"), w, 1 << 20).unwrap(), Written::Queue { .. }));
+        s.rotate(w).unwrap();
+        assert!(fs::metadata(s.dir.join(COUNTER)).unwrap().len() < 1024);
+        let Written::Queue { seq: next } = s.append(&Event::new("D"), w, 1 << 20).unwrap() else { panic!() };
+        assert!(next > seq && next < SANE, "{next}");
+        fs::remove_dir_all(&s.dir).unwrap();
+    }
+
+    #[test]
+    fn the_agents_queue_is_its_own_and_a_planted_one_is_set_aside() {
+        let s = tmp_spool("agentq");
+        fs::create_dir_all(s.failed()).unwrap();
+        let planted = s.dir.join(AGENT_QUEUE);
+        fs::write(&planted, "forged\n").unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), None).unwrap();
+        assert!(matches!(s.append_agent(&Event::new("A"), 1 << 20).unwrap(), Written::Queue { seq: 1 }));
+        let m = fs::metadata(&planted).unwrap();
+        assert_eq!((m.mode() & 0o777, m.uid()), (0o600, nix::unistd::geteuid().as_raw()));
+        assert!(!fs::read_to_string(&planted).unwrap().contains("forged"));
+        let chunk = s.rotate(Duration::from_millis(20)).unwrap();
+        assert!(chunk.is_none(), "queue.log is empty");
+        let chunks: Vec<_> = fs::read_dir(s.pending()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(fs::metadata(&chunks[0]).unwrap().mode() & 0o777, 0o600);
+        assert!(fs::read_to_string(&chunks[0]).unwrap().contains("\"A\""));
+        fs::remove_dir_all(&s.dir).unwrap();
+    }
+
+    #[test]
+    fn symlinked_queue_is_never_followed_and_loses_nothing() {
         let s = tmp_spool("link");
         let target = s.dir.join("elsewhere");
         std::os::unix::fs::symlink(&target, s.queue()).unwrap();
-        assert!(s.append(&Event::new("A"), Duration::from_millis(5), 1 << 20).is_err());
+        match s.append(&Event::new("A"), Duration::from_millis(5), 1 << 20).unwrap() {
+            Written::Bypass { seq: 1, chunk } => assert!(fs::read_to_string(chunk).unwrap().contains("\"A\"")),
+            other => panic!("{other:?}"),
+        }
         assert!(!target.exists());
         fs::remove_dir_all(&s.dir).unwrap();
     }

@@ -82,7 +82,9 @@ pub fn gather(s: &Settings) -> Value {
         Ok(st) => (st, None),
         Err(e) => (AgentState::default(), Some(e.to_string())),
     };
-    let queue_bytes = fs::symlink_metadata(s.spool_dir.join(spool::QUEUE)).map(|m| m.len()).unwrap_or(0);
+    let budget = Budget::new();
+    let size = |name: &str| fs::symlink_metadata(s.spool_dir.join(name)).map(|m| m.len()).unwrap_or(0);
+    let queue_bytes = size(spool::QUEUE).saturating_add(size(spool::AGENT_QUEUE));
     let chunks = list_chunks(&s.spool_dir.join(spool::PENDING));
     let progress = agent_state.progress.clone();
     let offset_of = |name: &str| progress.as_ref().filter(|p| p.chunk == name).map_or(0, |p| p.offset);
@@ -90,7 +92,7 @@ pub fn gather(s: &Settings) -> Value {
     let mut bytes = 0u64;
     for (name, size) in &chunks {
         bytes += size;
-        events += count_lines(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)).unwrap_or(0);
+        events += count_lines(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name), &budget).unwrap_or(0);
     }
     // The oldest undelivered event is at the head of the oldest chunk, or
     // of queue.log when pending/ is empty.
@@ -99,9 +101,10 @@ pub fn gather(s: &Settings) -> Value {
         Some((name, _)) => first_event_time(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)),
         None => first_event_time(&queue, 0),
     };
-    let queue_events = count_lines(&queue, 0).unwrap_or(0);
+    let queue_events = count_lines(&queue, 0, &budget).unwrap_or(0)
+        + count_lines(&s.spool_dir.join(spool::AGENT_QUEUE), 0, &budget).unwrap_or(0);
     let now = crate::event::now();
-    let (failed_files, failed_lines) = failed_counts(&s.spool_dir.join(spool::FAILED));
+    let (failed_files, failed_lines) = failed_counts(&s.spool_dir.join(spool::FAILED), &budget);
     // Drops the hooks recorded that the agent has not collected yet.
     let hook_drops = fsutil::read_capped(&s.spool_dir.join(spool::DROPPED), 4096, &Owners::anyone())
         .ok()
@@ -129,6 +132,7 @@ pub fn gather(s: &Settings) -> Value {
             "state_error": state_error,
         },
         "queue": { "bytes": queue_bytes, "events": queue_events },
+        "counts_partial": budget.partial.get(),
         "pending": {
             "chunks": chunks.len(),
             "events": events,
@@ -218,10 +222,38 @@ fn list_chunks(dir: &Path) -> Vec<(String, u64)> {
     out
 }
 
-/// Lines from `offset` on (a last line without `\n` counts).
-fn count_lines(path: &Path, offset: u64) -> io::Result<u64> {
+/// The most `status` reads, over all files it counts lines in: the hooks'
+/// user can make `queue.log` or a chunk as big (or as sparse) as it likes,
+/// and `status` must still answer at once.
+const READ_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// What is left of [`READ_BUDGET`], and whether some file was not counted.
+struct Budget {
+    left: std::cell::Cell<u64>,
+    partial: std::cell::Cell<bool>,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget { left: std::cell::Cell::new(READ_BUDGET), partial: std::cell::Cell::new(false) }
+    }
+}
+
+/// Lines from `offset` on (a last line without `\n` counts). A file that
+/// is sparse (holes: not something a writer of lines made) or larger than
+/// what is left of `budget` is not read, and the counts say they are
+/// partial.
+fn count_lines(path: &Path, offset: u64, budget: &Budget) -> io::Result<u64> {
     let mut f = fsutil::open_read(path, &Owners::anyone())?;
+    let m = f.metadata()?;
+    let size = m.len().saturating_sub(offset);
+    if crate::spool::is_sparse(&m) || size > budget.left.get() {
+        budget.partial.set(true);
+        return Ok(0);
+    }
+    budget.left.set(budget.left.get() - size);
     f.seek(SeekFrom::Start(offset))?;
+    let mut f = f.take(size);
     let mut buf = vec![0u8; 64 * 1024];
     let (mut lines, mut last) = (0u64, b'\n');
     loop {
@@ -243,13 +275,13 @@ fn first_event_time(path: &Path, offset: u64) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(v.get("event_time_vpn")?.as_str()?, &Rfc3339).ok()
 }
 
-fn failed_counts(dir: &Path) -> (u64, u64) {
+fn failed_counts(dir: &Path, budget: &Budget) -> (u64, u64) {
     let (mut files, mut lines) = (0, 0);
     if let Some(rd) = read_dir_here(dir) {
         for e in rd.flatten() {
             if e.path().symlink_metadata().is_ok_and(|m| m.is_file()) {
                 files += 1;
-                lines += count_lines(&e.path(), 0).unwrap_or(0);
+                lines += count_lines(&e.path(), 0, budget).unwrap_or(0);
             }
         }
     }
@@ -278,6 +310,9 @@ fn text(r: &Value) -> String {
     line("queue.log", format!("{} events, {} bytes", r["queue"]["events"], r["queue"]["bytes"]));
     let p = &r["pending"];
     line("pending", format!("{} chunks, {} events, {} bytes", p["chunks"], p["events"], p["bytes"]));
+    if r["counts_partial"] == Value::Bool(true) {
+        line("counts", "partial: sparse files or files over the read budget were not counted".into());
+    }
     if !p["oldest_event_time"].is_null() {
         line("oldest undelivered", format!("{} ({} s ago)", s(&p["oldest_event_time"]), p["oldest_event_age_seconds"]));
     }

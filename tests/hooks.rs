@@ -371,9 +371,13 @@ fn never_follows_a_symlink_in_the_spool() {
     let victim = s.root.join("victim");
     fs::write(&victim, "precious\n").unwrap();
     symlink(&victim, s.spool().join("queue.log")).unwrap();
+    // Not followed: the event takes the bypass into pending/ instead.
     let out = ok(s.hook("telemetry-connect.sh", &[], ALICE));
-    assert!(stderr(&out).contains("event not stored"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("instead"), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    let bypassed: Vec<_> = fs::read_dir(s.spool().join("pending")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(bypassed.len(), 1, "{bypassed:?}");
+    assert!(fs::read_to_string(&bypassed[0]).unwrap().contains("\"alice\""));
     fs::remove_file(s.spool().join("queue.log")).unwrap();
     fs::remove_file(s.spool().join("seq")).unwrap();
     symlink(&victim, s.spool().join("seq")).unwrap();

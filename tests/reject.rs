@@ -74,7 +74,7 @@ fn all_records_rejected_cost_a_bounded_number_of_posts() {
     assert!(err.contains("left in the spool"), "{err}");
     assert_eq!(requests(&rx), 3, "two batches and the first report");
     assert_eq!(dropped(&site), (7, 0), "6 events and the first report");
-    let queue = std::fs::read_to_string(site.spool().join("queue.log")).unwrap();
+    let queue = std::fs::read_to_string(site.spool().join("agent-queue.log")).unwrap();
     let left: Vec<Value> = queue.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(left.len(), 1, "{queue}");
     let second = &left[0];

@@ -30,6 +30,12 @@ use crate::fsutil::Owners;
 use crate::spool::{self, Spool};
 use crate::state::{DropCount, Progress};
 
+/// The most [`count_events`] reads: a legitimate chunk is at most one
+/// `queue.log`, which the hooks keep under `MAX_SPOOL_BYTES` (512 MiB by
+/// default); a bigger one is counted as one lost event, unread, so the
+/// agent's step stays far inside its watchdog period.
+const COUNT_CAP: u64 = 1 << 30;
+
 /// A hook's temporary file older than this belongs to a dead hook.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
@@ -97,11 +103,11 @@ impl Backlog {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
             let Ok(meta) = entry.path().symlink_metadata() else { continue };
             if name.starts_with('.') {
-                adopt_stale_tmp(&dir, &name, &meta);
+                adopt_stale_tmp(spool, &name, &meta);
                 continue;
             }
             let path = dir.join(&name);
-            if let Err(e) = crate::fsutil::check_meta(&path, &meta, owners) {
+            if let Err(e) = crate::fsutil::check_meta(&path, &meta, owners).and_then(|()| not_sparse(&path, &meta)) {
                 super::failed::set_aside(spool, &name, &e);
                 continue;
             }
@@ -147,16 +153,38 @@ impl Backlog {
     }
 }
 
-/// Renames `.NAME.tmp` to `NAME` when a hook died before doing it.
-fn adopt_stale_tmp(dir: &Path, name: &str, meta: &fs::Metadata) {
+/// A sparse chunk (see [`spool::is_sparse`]) is never read or counted.
+fn not_sparse(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    if spool::is_sparse(meta) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {} bytes, almost all holes; not read", path.display(), meta.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Renames `.NAME.tmp` to `NAME` when a hook died before doing it, never
+/// over an existing `NAME` (a temporary file planted with an old mtime must
+/// not replace a real chunk): then the temporary file is set aside instead,
+/// and nothing is lost.
+fn adopt_stale_tmp(spool: &Spool, name: &str, meta: &fs::Metadata) {
+    let dir = spool.pending();
     let Some(target) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else { return };
     let old =
         meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|a| a > STALE_TMP);
     if !old || !meta.is_file() || !target.ends_with(".ndjson") || target.starts_with('.') {
         return;
     }
-    match fs::rename(dir.join(name), dir.join(target)) {
+    match spool::rename_noreplace(&dir.join(name), &dir.join(target)) {
         Ok(()) => log::warn!("{}: left by a killed hook; delivered as chunk {target}", dir.join(name).display()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let why = io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{}: chunk {target} exists already; not adopted over it", dir.join(name).display()),
+            );
+            super::failed::set_aside(spool, name, &why);
+        }
         Err(e) => log::warn!("{}: cannot adopt stale temporary file: {e}", dir.join(name).display()),
     }
 }
@@ -236,21 +264,42 @@ pub fn trim_newline(line: &[u8]) -> &[u8] {
 }
 
 /// Counts the events in a chunk from `offset` on and their `seq` range
-/// (lines without a readable `seq` still count).
+/// (lines without a readable `seq` still count). A sparse chunk or one
+/// over [`COUNT_CAP`] is `InvalidData`, never read: the caller counts it
+/// as one lost event.
 pub fn count_events(path: &Path, offset: u64, owners: &Owners) -> io::Result<DropCount> {
     #[derive(Deserialize)]
     struct Seq {
         seq: Option<u64>,
     }
     let mut reader = LineReader::open(path, offset, 1 << 20, owners)?;
+    let meta = reader.inner.get_ref().metadata()?;
+    not_sparse(path, &meta)?;
+    if meta.len().saturating_sub(offset) > COUNT_CAP {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: over {COUNT_CAP} bytes; not counted", path.display()),
+        ));
+    }
+    // Stops at the cap even if the file grows meanwhile (a writer still
+    // holding it open).
+    let mut read = 0u64;
     let mut count = DropCount::default();
     let mut buf = Vec::new();
     loop {
         buf.clear();
+        if read > COUNT_CAP {
+            count.count += 1;
+            return Ok(count);
+        }
         match reader.next_into(&mut buf, |_| {})? {
             Line::Eof => return Ok(count),
-            Line::TooLong(_) => count.count += 1,
-            Line::Fits(_) => {
+            Line::TooLong(n) => {
+                read += n as u64;
+                count.count += 1;
+            }
+            Line::Fits(n) => {
+                read += n as u64;
                 let line = trim_newline(&buf);
                 if line.trim_ascii().is_empty() {
                     continue;

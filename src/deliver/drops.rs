@@ -187,7 +187,7 @@ impl Delivery {
         ev.push("total_count", t.count);
         ev.push("total_first_seq", t.first_seq);
         ev.push("total_last_seq", t.last_seq);
-        match self.spool.append(&ev, AGENT_LOCK_WAIT, self.settings.max_spool_bytes) {
+        match self.spool.append_agent(&ev, self.settings.max_spool_bytes) {
             Ok(Written::Queue { .. } | Written::Bypass { .. }) => {
                 log::warn!(
                     "reporting {} dropped events (seq {}..{}; {} in all) as {REPORT}",
@@ -215,7 +215,10 @@ impl Delivery {
         if self.state.drop_report.is_none() {
             return;
         }
-        let queue_bytes = fs::symlink_metadata(self.spool.queue()).map(|m| m.len()).unwrap_or(0);
+        // The report is written to the agent's own queue; the hooks' queue
+        // may hold a forged one, which is treated the same.
+        let size = |name: &str| fs::symlink_metadata(self.spool.dir.join(name)).map(|m| m.len()).unwrap_or(0);
+        let queue_bytes = size(crate::spool::QUEUE).saturating_add(size(crate::spool::AGENT_QUEUE));
         if queue_bytes == 0 && self.backlog.chunks.is_empty() {
             log::debug!("the outstanding drop report is no longer in the spool");
             self.state.drop_report = None;

@@ -45,8 +45,12 @@ struct SetAside {
 /// the operator to look at.
 pub fn set_aside(spool: &Spool, name: &str, why: &io::Error) {
     let from = spool.pending().join(name);
-    let to = spool.failed().join(format!("{name}.unreadable"));
-    match fs::rename(&from, &to) {
+    let mut to = spool.failed().join(format!("{name}.unreadable"));
+    // Never over an earlier one of the same name: both are kept.
+    if fs::symlink_metadata(&to).is_ok() {
+        to = spool.failed().join(format!("{name}.{}.unreadable", spool::unix_nanos()));
+    }
+    match spool::rename_noreplace(&from, &to) {
         Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => log::error!("{why}: cannot move it to failed/ ({e}); skipped"),
@@ -114,7 +118,10 @@ impl Delivery {
                 meta.is_file().then(|| SetAside {
                     modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                     name: e.file_name().to_string_lossy().into_owned(),
-                    size: meta.len(),
+                    // What it takes on disk: a sparse file planted in the
+                    // spool and set aside here takes nothing, and must not
+                    // push the operator's real ones out.
+                    size: meta.len().min(std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512)),
                 })
             })
             .collect();

@@ -191,9 +191,9 @@ fn backoff_grows_with_jitter_and_caps() {
     assert!(backoff(0, 1, 1) >= Duration::from_millis(50));
 }
 
-/// Reports written to the spool (queue.log is not rotated here).
+/// Reports written to the agent's queue (not rotated here).
 fn reports_in_queue(site: &Site) -> Vec<serde_json::Value> {
-    fs::read_to_string(site.dir.join("queue.log"))
+    fs::read_to_string(site.dir.join(crate::spool::AGENT_QUEUE))
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -220,8 +220,8 @@ fn rejections_are_put_on_reports_first_and_one_report_is_outstanding() {
     // The report comes back in a batch with an event; one of the two is
     // rejected: put on the report, it begets nothing and settles it, and
     // the loss that waited is reported next, with the running total.
-    let line = fs::read_to_string(site.dir.join("queue.log")).unwrap();
-    fs::remove_file(site.dir.join("queue.log")).unwrap();
+    let line = fs::read_to_string(site.dir.join(crate::spool::AGENT_QUEUE)).unwrap();
+    fs::remove_file(site.dir.join(crate::spool::AGENT_QUEUE)).unwrap();
     fs::write(
         site.dir.join("pending/2-q1.ndjson"),
         format!("{line}{{\"event_id\":\"e9\",\"seq\":9,\"type\":\"X\"}}\n"),

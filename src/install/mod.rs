@@ -306,6 +306,10 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
             plan.changes.extend(spool_file_fixes(&dir, &script_user, &script_group, &accounts));
         }
     }
+    if chown {
+        let owners = [(crate::spool::QUEUE_LOCK, &spool_owner), (crate::spool::AGENT_LOCK, &failed_owner)];
+        plan.changes.extend(control_files(&spool, owners, &accounts));
+    }
     if !agent_exists && !manage && chown {
         plan.notes.push(format!("the spool is root's until user {AGENT_USER} exists; then run install again"));
     }
@@ -396,6 +400,32 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     Ok(plan)
 }
 
+/// The agent's control files, made in place (the agent's, so the hooks'
+/// user can neither chmod nor replace them) where missing: `queue.lock`
+/// (0660, the hooks' group), `agent.lock` (0600) and, on a spool that
+/// never had a counter, `seq.counter`. Existing ones are the agent's to
+/// check (it sets aside a bad one); `check` reports them.
+fn control_files(spool: &Path, owners: [(&str, &Option<Owner>); 2], accounts: &Accounts) -> Vec<Change> {
+    let missing = |name: &str| matches!(fs::symlink_metadata(spool.join(name)), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let mut out = Vec::new();
+    for (name, owner) in owners {
+        let mode = if name == crate::spool::AGENT_LOCK { 0o600 } else { 0o660 };
+        if missing(name) {
+            out.extend(plan::file(&spool.join(name), Vec::new(), mode, owner.clone(), accounts, "the agent's"));
+        }
+    }
+    if missing(crate::spool::COUNTER) && missing(crate::spool::SEQ) {
+        let owner = owners[0].1.clone();
+        let header = crate::spool::counter_header(0);
+        out.extend(plan::file(&spool.join(crate::spool::COUNTER), header, 0o660, owner, accounts, "the agent's"));
+    }
+    out
+}
+
+/// The spool files hooks write (as root, under an older configuration).
+const HOOK_FILES: &[&str] =
+    &[crate::spool::QUEUE, crate::spool::QUEUE_LOCK, crate::spool::SEQ, crate::spool::COUNTER, crate::spool::DROPPED];
+
 /// Files the hooks' user (or root) wrote in an older layout that the agent
 /// could not read: given the spool's group, read and write for it. The
 /// agent's own files are never touched, so a second install after the
@@ -411,7 +441,11 @@ fn spool_file_fixes(dir: &Path, user: &str, group: &str, accounts: &Accounts) ->
     for e in entries.flatten() {
         let Ok(m) = fs::symlink_metadata(e.path()) else { continue };
         let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
-        let hooks_file = m.uid() == hook_uid || m.uid() == 0;
+        // Root's files only under the names the hooks write (hooks run as
+        // root by an older configuration): any other root file here (a
+        // source's state, one an operator made) was never the hooks', and
+        // widening it would hand what it holds to the hooks' user.
+        let hooks_file = m.uid() == hook_uid || (m.uid() == 0 && HOOK_FILES.contains(&name.as_str()));
         if !m.is_file() || m.nlink() != 1 || !hooks_file || (m.gid() == gid && m.mode() & 0o060 == 0o060) {
             continue;
         }

@@ -41,9 +41,6 @@ pub const RETRY: Duration = Duration::from_secs(10);
 /// How often `index.txt` is looked at (a `stat` unless it changed or a
 /// certificate expires).
 pub const CERT_INTERVAL: Duration = Duration::from_secs(10);
-/// How long an append may wait for the spool lock before it takes the
-/// spool's bypass into `pending/`.
-const APPEND_WAIT: Duration = Duration::from_secs(1);
 pub const SESSIONS_STATE: &str = "sessions.state";
 pub const CERTS_STATE: &str = "certs.state";
 /// A status file OpenVPN has not rewritten for this long (its default
@@ -120,7 +117,7 @@ impl EventWriter {
     }
 
     pub fn append(&self, ev: &Event) -> Result<Stored, SpoolError> {
-        match self.spool.append(ev, APPEND_WAIT, self.max_bytes)? {
+        match self.spool.append_agent(ev, self.max_bytes)? {
             Written::Queue { .. } | Written::Bypass { .. } => Ok(Stored::Yes),
             Written::Dropped { .. } => Ok(Stored::Dropped),
         }

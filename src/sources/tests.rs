@@ -30,7 +30,7 @@ impl Site {
     }
     /// Events written so far, drained from the queue.
     fn take(&self) -> Vec<Value> {
-        let q = self.root.join("spool/queue.log");
+        let q = self.root.join("spool").join(crate::spool::AGENT_QUEUE);
         let text = fs::read_to_string(&q).unwrap_or_default();
         let _ = fs::remove_file(&q);
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -308,7 +308,7 @@ fn run_loop_starts_with_a_round_and_stops() {
         let give_up = Instant::now() + Duration::from_secs(60);
         // Read without draining: the runner may be appending right now.
         while seen.len() < 2 && Instant::now() < give_up {
-            let text = fs::read_to_string(site.path("spool/queue.log")).unwrap_or_default();
+            let text = fs::read_to_string(site.path("spool").join(crate::spool::AGENT_QUEUE)).unwrap_or_default();
             seen = text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect();
             std::thread::sleep(Duration::from_millis(20));
         }
