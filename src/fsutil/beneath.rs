@@ -191,11 +191,21 @@ fn not_searchable(path: &Path, at: &Path, st: &FileStat) -> io::Error {
     )
 }
 
+/// Groups below this are the system's own (Debian policy 9.2.2: 0-999),
+/// made by packages for daemons, never for a login or the VPN's users.
+const FIRST_USER_GID: u32 = 1000;
+
 /// A directory a source may be below: owned by root (or by the running
 /// user itself), and writable by nobody else, unless sticky (then others
 /// may only add names; what they add is refused by the next step). In any
 /// other directory another user could rename a directory away and put a
 /// link or a tree of their choosing in its place between two looks.
+///
+/// Group write is allowed for a system group that this process is not in
+/// ([`group_may_write`]): Ubuntu's `/var/log` is 0775 root:syslog, and
+/// `status /var/log/openvpn/openvpn-status.log` is Ubuntu's sample conf.
+/// The hooks' group is never such a group: the agent is a member of it
+/// (the unit's `SupplementaryGroups=`), and `nogroup` is not a system gid.
 pub fn trusted_dir(path: &Path, dir: &Path, st: &FileStat) -> io::Result<()> {
     let mode = st.st_mode;
     let sticky = mode & 0o1000 != 0;
@@ -206,7 +216,7 @@ pub fn trusted_dir(path: &Path, dir: &Path, st: &FileStat) -> io::Result<()> {
         format!("owned by uid {}", st.st_uid)
     } else if !sticky && mode & 0o002 != 0 {
         "writable by everyone".to_string()
-    } else if !sticky && mode & 0o020 != 0 && st.st_gid != 0 {
+    } else if !sticky && mode & 0o020 != 0 && !group_may_write(st.st_gid) {
         format!("writable by group gid {}", st.st_gid)
     } else {
         return Ok(());
@@ -222,6 +232,24 @@ pub fn trusted_dir(path: &Path, dir: &Path, st: &FileStat) -> io::Result<()> {
             mode & 0o7777
         ),
     ))
+}
+
+/// Whether a directory writable by group `gid` is still one only trusted
+/// parties can change: root's group, or a system group (a daemon's, such as
+/// `syslog`) that this process does not belong to. Every group the agent is
+/// in is refused, since the hooks' group is one of them.
+fn group_may_write(gid: u32) -> bool {
+    if gid == 0 {
+        return true;
+    }
+    if gid >= FIRST_USER_GID || gid == nix::unistd::getegid().as_raw() {
+        return false;
+    }
+    match nix::unistd::getgroups() {
+        Ok(groups) => !groups.iter().any(|g| g.as_raw() == gid),
+        // Not knowing our own groups, trust none.
+        Err(_) => false,
+    }
 }
 
 /// An errno from the walk as an `io::Error` of the same kind, naming the
@@ -281,6 +309,39 @@ mod tests {
         assert!(e.kind() == io::ErrorKind::InvalidData && e.to_string().contains(&says), "{e}");
         fs::set_permissions(d.join("a"), fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(open_beneath(&f, &Owners::anyone()).is_ok(), "sticky, like /tmp");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Ubuntu's `/var/log` (0775 root:syslog) is trusted; a group-writable
+    /// parent whose group is a user group, or one this process is in (the
+    /// hooks' group is), is not.
+    #[test]
+    fn group_write_is_trusted_only_for_a_system_group_we_are_not_in() {
+        assert!(group_may_write(0));
+        assert!(!group_may_write(65534), "nogroup is not a system gid");
+        assert!(!group_may_write(1000));
+        let egid = nix::unistd::getegid().as_raw();
+        if egid != 0 {
+            assert!(!group_may_write(egid), "our own group");
+        }
+        let mine = nix::unistd::getgroups().unwrap();
+        for g in mine.iter().map(|g| g.as_raw()).filter(|&g| g != 0) {
+            assert!(!group_may_write(g), "a group this process is in: {g}");
+        }
+        let stranger = (1..FIRST_USER_GID).find(|g| !mine.iter().any(|m| m.as_raw() == *g)).unwrap();
+        assert!(group_may_write(stranger));
+        if !nix::unistd::geteuid().is_root() {
+            return; // chown to another group needs root
+        }
+        let d = tmp("groups");
+        let f = d.join("a/b/f");
+        fs::set_permissions(d.join("a"), fs::Permissions::from_mode(0o775)).unwrap();
+        let chgrp = |gid: u32| nix::unistd::chown(&d.join("a"), None, Some(nix::unistd::Gid::from_raw(gid))).unwrap();
+        chgrp(stranger);
+        assert!(open_beneath(&f, &Owners::anyone()).is_ok(), "like Ubuntu's /var/log, root:syslog 0775");
+        chgrp(65534);
+        let e = open_beneath(&f, &Owners::anyone()).err().unwrap();
+        assert!(e.to_string().contains("writable by group gid 65534"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 }
