@@ -376,7 +376,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
             format!("set it in {} and {REINSTALL}", install::ENV_OVERRIDES),
         );
     };
-    let shown = crate::http::mask_url(url);
+    let shown = crate::url::mask_url(url);
     if let Some(path) = url.strip_prefix("file://") {
         let dir = layout.at(Path::new(path).parent().unwrap_or(Path::new("/")));
         return if dir.is_dir() {
@@ -385,7 +385,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
             r.fail(format!("file sink directory {} does not exist", dir.display()), "create it")
         };
     }
-    let Some(crate::http::UrlParts { host, port, .. }) = crate::http::url_parts(url) else {
+    let Some(crate::url::UrlParts { host, port, .. }) = crate::url::url_parts(url) else {
         return r.fail(format!("cannot find the host in TELEMETRY_URL {shown}"), "correct TELEMETRY_URL");
     };
     // The agent's own lookup (getent as a child), so this step sees what
@@ -418,10 +418,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
         Ok(sink) => sink,
         Err(e) => return r.fail(format!("TLS settings: {e}"), "correct CA_CERT / CLIENT_CERT / CLIENT_KEY"),
     };
-    let server_id = s
-        .server_id
-        .clone()
-        .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
+    let server_id = s.server_id();
     use crate::http::Outcome;
     let tls =
         if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
@@ -452,7 +449,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
 
 #[cfg(test)]
 mod tests {
-    use crate::http::url_parts;
+    use crate::url::url_parts;
 
     #[test]
     fn hosts_and_ports() {

@@ -30,6 +30,7 @@ mod sources;
 mod spool;
 mod state;
 mod status;
+mod url;
 
 use std::ffi::OsString;
 use std::path::Path;
