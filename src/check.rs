@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::cli::{CheckArgs, ExitCode};
+use argh::{ArgsInfo, FromArgs};
+
 use crate::config::{self, Settings};
+use crate::exit::ExitCode;
 use crate::fsutil::printable;
 use crate::install::accounts::{AGENT_USER, Accounts};
 use crate::install::package::{self, Mode};
@@ -31,6 +33,18 @@ use crate::spool::{self, Spool};
 
 mod sources;
 use sources::{check_sources, probe_read};
+
+/// check the installation and the path to the telemetry server
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "check")]
+pub struct CheckArgs {
+    /// check the installation below this directory instead of /
+    #[argh(option)]
+    pub root: Option<PathBuf>,
+    /// internal: only probe the spool as ROLE:UID:GID:GROUPS (hook or agent); check runs it itself
+    #[argh(option, hidden_help)]
+    pub probe: Option<String>,
+}
 
 /// Collects the lines and remembers whether one failed.
 #[derive(Default)]

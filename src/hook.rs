@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::config::{self, Settings};
 use crate::event::{self, ProcessEnv};
+use crate::roles::Role;
 use crate::spool::{Spool, Written};
 
 /// The most a hook waits for `queue.lock` in all, whatever the holder does:
@@ -38,6 +39,19 @@ pub enum Hook {
     Disconnect,
     /// `write-event TYPE`; `None` when no TYPE was given.
     WriteEvent(Option<String>),
+}
+
+impl Hook {
+    /// The hook a role runs with `argument` (write-event's TYPE); `None`
+    /// for the agent.
+    pub fn for_role(role: Role, argument: Option<String>) -> Option<Hook> {
+        match role {
+            Role::Connect => Some(Hook::Connect),
+            Role::Disconnect => Some(Hook::Disconnect),
+            Role::WriteEvent => Some(Hook::WriteEvent(argument)),
+            Role::Agent => None,
+        }
+    }
 }
 
 /// Runs a hook and returns the process exit status, which is always 0.

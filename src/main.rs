@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod deliver;
 mod event;
+mod exit;
 mod fsutil;
 mod hook;
 mod http;
@@ -46,7 +47,7 @@ fn real_main() -> i32 {
         Some(role) => (Some(role), 1),
         None => (args.get(1).and_then(|a| roles::hook_by_subcommand(a.to_str()?)), 2),
     };
-    let code = match role.map(|r| (r, roles::hook(r, arg_string(args.get(argument))))) {
+    let code = match role.map(|r| (r, hook::Hook::for_role(r, arg_string(args.get(argument))))) {
         Some((_, Some(hook))) => hook::run(hook),
         Some((_, None)) => {
             // The agent by its program name: `openvpn-telemetry-agent [--once]`.

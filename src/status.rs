@@ -16,11 +16,22 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::{ExitCode, StatusArgs};
+use argh::{ArgsInfo, FromArgs};
+
 use crate::config::{self, Settings};
+use crate::exit::ExitCode;
 use crate::fsutil::{self, Owners};
 use crate::spool::{self, Dropped};
 use crate::state::AgentState;
+
+/// show queue, backlog, last delivery and the settings in effect
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct StatusArgs {
+    /// print JSON instead of text
+    #[argh(switch)]
+    pub json: bool,
+}
 
 /// Why `status` could not report.
 #[derive(Debug)]

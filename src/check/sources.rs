@@ -17,8 +17,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{AGENT_USER, Error, REINSTALL, Report, installed_unit};
-use crate::cli::ExitCode;
 use crate::config::Settings;
+use crate::exit::ExitCode;
 use crate::install::accounts::Accounts;
 use crate::install::{self, Layout, unit};
 

@@ -25,11 +25,48 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ExitCode, InstallArgs, UninstallArgs};
+use argh::{ArgsInfo, FromArgs};
+
 use crate::config::{self, Settings};
+use crate::exit::ExitCode;
 use accounts::{AGENT_USER, Accounts};
 use package::Mode;
 use plan::{Action, Change, Owner, Who};
+
+/// install or upgrade: binary, links, spool, agent.env, systemd unit, OpenVPN config lines
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "install")]
+pub struct InstallArgs {
+    /// install below this directory instead of / (packaging, tests)
+    #[argh(option)]
+    pub root: Option<PathBuf>,
+    /// print what would change and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// package mode, for the Debian package (implied when run as
+    /// /usr/sbin/openvpn-telemetry): dpkg owns the binary and the unit
+    #[argh(switch)]
+    pub package: bool,
+}
+
+/// remove binary, links, unit and the OpenVPN config lines install added
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "uninstall")]
+pub struct UninstallArgs {
+    /// uninstall below this directory instead of /
+    #[argh(option)]
+    pub root: Option<PathBuf>,
+    /// also remove the spool and /etc/openvpn-telemetry
+    #[argh(switch)]
+    pub purge: bool,
+    /// print what would change and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// package mode, for the Debian package (implied when run as
+    /// /usr/sbin/openvpn-telemetry): leave the binary and the unit to dpkg
+    #[argh(switch)]
+    pub package: bool,
+}
 
 pub const ETC_DIR: &str = "/etc/openvpn-telemetry";
 pub const ENV_OVERRIDES: &str = "/etc/openvpn-telemetry/.env";
