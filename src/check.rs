@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use argh::{ArgsInfo, FromArgs};
 
+use crate::accounts::{AGENT_USER, Accounts};
 use crate::config::{self, Settings};
 use crate::exit::ExitCode;
 use crate::fsutil::printable;
-use crate::install::accounts::{AGENT_USER, Accounts};
 use crate::install::package::{self, Mode};
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};

@@ -256,7 +256,7 @@ impl Settings {
     /// when it can be resolved: whose files the agent reads in the spool,
     /// and never as a source.
     pub fn hooks_uid(&self) -> Option<u32> {
-        crate::install::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
+        crate::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
     }
 
     /// The defaults of [`SETTINGS`] (the file `path` need not exist).

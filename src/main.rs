@@ -8,6 +8,7 @@
 // (a hook skips std's runtime set-up; there it says what and why).
 #![cfg_attr(not(test), no_main)]
 
+mod accounts;
 mod agent;
 mod check;
 mod cli;
@@ -16,6 +17,7 @@ mod deliver;
 mod event;
 mod exit;
 mod fsutil;
+mod getent;
 mod hook;
 mod http;
 mod install;

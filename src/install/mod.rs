@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 
 use argh::{ArgsInfo, FromArgs};
 
+use crate::accounts::{AGENT_USER, Accounts};
 use crate::config::{self, Settings};
 use crate::exit::ExitCode;
-use accounts::{AGENT_USER, Accounts};
 use package::Mode;
 use plan::{Action, Change, Owner, Who};
 

@@ -17,8 +17,9 @@ use std::fs::{self, File, Permissions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use super::accounts::{Accounts, run_tool};
+use crate::accounts::Accounts;
 
 /// An owner as planned: a name is resolved when the change is applied,
 /// because the agent's user may only be created earlier in the same plan.
@@ -430,5 +431,24 @@ impl Change {
                 other => other.map_err(io_at("remove", path)),
             },
         }
+    }
+}
+
+/// Runs an account or service tool, turning failure into a message that
+/// names the command.
+pub fn run_tool(argv: &[String]) -> Result<(), ApplyError> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(ApplyError::Spawn { prog: String::new(), source: std::io::Error::other("empty command") });
+    };
+    let out =
+        Command::new(prog).args(args).output().map_err(|source| ApplyError::Spawn { prog: prog.clone(), source })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ApplyError::Tool {
+            command: argv.join(" "),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }

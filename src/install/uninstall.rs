@@ -13,10 +13,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::accounts::{AGENT_USER, Accounts};
 use super::package::{self, Mode};
 use super::plan::{Action, Change};
 use super::{AGENT_ENV, ETC_DIR, Error, LINKS, Layout, Plan, SCRIPTS_DIR, conf, conf_change, systemctl, unit};
+use crate::accounts::{AGENT_USER, Accounts};
 use crate::config::Settings;
 
 pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Plan, Error> {
