@@ -272,7 +272,7 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
     let (spool_dir, dir) = match role {
         "hook" => {
             // The hook's own way of finding its settings (companion file).
-            let spool_dir = crate::hook::spool_dir_for_hooks(&config);
+            let spool_dir = config::spool_dir_for_hooks(&config);
             let spool = layout.at(&spool_dir);
             (spool_dir, spool)
         }

@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 
 #[cfg(test)]
 pub mod docs;
+mod lenient;
 pub mod table;
+
+pub use lenient::{hook_settings, say, spool_dir_for_hooks};
 
 pub use table::SETTINGS;
 

@@ -28,7 +28,7 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
     let config = layout.at(AGENT_ENV);
     let s = Settings::load(&config).unwrap_or_else(|e| {
         plan.notes.push(format!("{e}; reading what can be read"));
-        crate::hook::hook_settings(&config)
+        crate::config::hook_settings(&config, &mut crate::config::say)
     });
     // The agent first: make install's unit is disabled and stopped (the
     // package's is stopped by dpkg before prerm runs this).
