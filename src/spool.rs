@@ -546,8 +546,8 @@ fn parse_header(h: &[u8]) -> Option<u64> {
 }
 
 /// Events the spool had to refuse, as kept in the `dropped` file: the
-/// agent's own drop count type, so the two never drift apart.
-pub use crate::state::DropCount as Dropped;
+/// same drop count type the agent keeps, so the two never drift apart.
+pub use crate::event::DropCount as Dropped;
 
 pub use crate::fsutil::fsync_dir;
 
