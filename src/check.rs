@@ -168,7 +168,7 @@ fn check_files(r: &mut Report, layout: &Layout, path: &Path, s: &Settings, accou
     for (dir, want) in [
         (spool.dir.clone(), install::SPOOL_MODE),
         (spool.pending(), install::SPOOL_MODE),
-        (spool.failed(), install::FAILED_MODE),
+        (spool.failed(), spool::FAILED_MODE),
     ] {
         // lstat: a symlink here is the attack, not a directory to follow.
         match fs::symlink_metadata(&dir) {

@@ -70,13 +70,12 @@ pub struct UninstallArgs {
 
 pub const ETC_DIR: &str = "/etc/openvpn-telemetry";
 pub const ENV_OVERRIDES: &str = "/etc/openvpn-telemetry/.env";
-pub const AGENT_ENV: &str = "/etc/openvpn-telemetry/agent.env";
+/// The settings file: the one the agent and the hooks read by default.
+pub const AGENT_ENV: &str = crate::config::DEFAULT_CONFIG;
 pub const SCRIPTS_DIR: &str = "/etc/openvpn/scripts";
 /// `SPOOL_DIR` and `pending/`: the agent's, setgid and sticky, rwx for the
 /// hooks' group.
 pub const SPOOL_MODE: u32 = 0o3770;
-/// `failed/`: the agent's alone.
-pub const FAILED_MODE: u32 = 0o700;
 /// Every name the binary is reached by, besides [`unit::BIN`] (the role
 /// table's links).
 pub const LINKS: [&str; crate::roles::ROLES.len()] = crate::roles::links();
@@ -336,7 +335,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     for (dir, mode, owner) in [
         (spool.clone(), SPOOL_MODE, &spool_owner),
         (spool.join(crate::spool::PENDING), SPOOL_MODE, &spool_owner),
-        (spool.join(crate::spool::FAILED), FAILED_MODE, &failed_owner),
+        (spool.join(crate::spool::FAILED), crate::spool::FAILED_MODE, &failed_owner),
     ] {
         plan.add(plan::spool_dir(&dir, mode, owner.clone(), &accounts, &allowed)?);
         if chown {
