@@ -14,7 +14,7 @@
 
 use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use argh::{ArgsInfo, FromArgs};
 use crate::accounts::{AGENT_USER, Accounts};
 use crate::config::{self, Settings};
 use crate::exit::ExitCode;
-use crate::fsutil::printable;
+use crate::fsutil::{PathError, path_error, printable};
 use crate::install::package::{self, Mode};
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};
@@ -74,7 +74,7 @@ pub enum Error {
     BadProbe(String),
     Become { uid: u32, gid: u32, source: nix::errno::Errno },
     Settings(config::ConfigError),
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io(PathError),
 }
 
 impl fmt::Display for Error {
@@ -83,7 +83,7 @@ impl fmt::Display for Error {
             Error::BadProbe(spec) => write!(f, "--probe: expected ROLE:UID:GID:GROUPS, found {spec:?}"),
             Error::Become { uid, gid, source } => write!(f, "cannot become {uid}:{gid}: {source}"),
             Error::Settings(e) => write!(f, "the agent cannot read its settings: {e}"),
-            Error::Io { what, path, source } => write!(f, "cannot {what} {}: {source}", path.display()),
+            Error::Io(e) => write!(f, "{e}"),
         }
     }
 }
@@ -94,13 +94,15 @@ impl std::error::Error for Error {
             Error::BadProbe(_) => None,
             Error::Become { source, .. } => Some(source),
             Error::Settings(e) => Some(e),
-            Error::Io { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
         }
     }
 }
 
-fn io_error<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> Error + 'p {
-    move |source| Error::Io { what, path: path.to_path_buf(), source }
+impl From<PathError> for Error {
+    fn from(e: PathError) -> Error {
+        Error::Io(e)
+    }
 }
 
 pub fn main(args: &CheckArgs) -> Result<ExitCode, Error> {
@@ -284,12 +286,12 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
         _ => return Err(bad()),
     };
     let test = dir.join(format!(".check-{}", std::process::id()));
-    let mut f = spool::open_create(&test, true).map_err(io_error("create", &test))?;
-    f.write_all(b"openvpn-telemetry check\n").map_err(io_error("write", &test))?;
-    fs::remove_file(&test).map_err(io_error("remove", &test))?;
+    let mut f = spool::open_create(&test, true).map_err(path_error("cannot create", &test))?;
+    f.write_all(b"openvpn-telemetry check\n").map_err(path_error("cannot write", &test))?;
+    fs::remove_file(&test).map_err(path_error("cannot remove", &test))?;
     if role == "hook" {
         let queue = Spool::new(&dir).queue();
-        spool::open_create(&queue, true).map_err(io_error("append to", &queue))?;
+        spool::open_create(&queue, true).map_err(path_error("cannot append to", &queue))?;
     }
     println!("can write and remove files in {} (SPOOL_DIR={})", dir.display(), spool_dir.display());
     Ok(ExitCode::SUCCESS)
