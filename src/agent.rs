@@ -28,16 +28,26 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use argh::{ArgsInfo, FromArgs};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::cli::{AgentArgs, ExitCode};
 use crate::config::{self, Settings};
 use crate::deliver::{AGENT_LOCK_WAIT, Delivery, Step};
+use crate::exit::ExitCode;
 use crate::http::{Sink, SinkError};
 use crate::notify::Notifier;
 use crate::spool::SpoolError;
+
+/// run the delivery agent in the foreground (as the systemd unit does)
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "agent")]
+pub struct AgentArgs {
+    /// rotate, deliver what is pending (and what that delivery produced, once), and exit: 0 when the spool is empty, 1 when delivery failed (events kept), 3 when something is left
+    #[argh(switch)]
+    pub once: bool,
+}
 
 /// How often the worker looks at `queue.log`'s size when otherwise idle.
 const TICK: Duration = Duration::from_millis(250);

@@ -14,23 +14,37 @@
 
 use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::cli::{CheckArgs, ExitCode};
+use argh::{ArgsInfo, FromArgs};
+
+use crate::accounts::{AGENT_USER, Accounts};
 use crate::config::{self, Settings};
-use crate::fsutil::printable;
-use crate::install::accounts::{AGENT_USER, Accounts};
+use crate::exit::ExitCode;
+use crate::fsutil::{PathError, path_error, printable};
 use crate::install::package::{self, Mode};
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};
 
 mod sources;
 use sources::{check_sources, probe_read};
+
+/// check the installation and the path to the telemetry server
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "check")]
+pub struct CheckArgs {
+    /// check the installation below this directory instead of /
+    #[argh(option)]
+    pub root: Option<PathBuf>,
+    /// internal: only probe the spool as ROLE:UID:GID:GROUPS (hook or agent); check runs it itself
+    #[argh(option, hidden_help)]
+    pub probe: Option<String>,
+}
 
 /// Collects the lines and remembers whether one failed.
 #[derive(Default)]
@@ -60,7 +74,7 @@ pub enum Error {
     BadProbe(String),
     Become { uid: u32, gid: u32, source: nix::errno::Errno },
     Settings(config::ConfigError),
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io(PathError),
 }
 
 impl fmt::Display for Error {
@@ -69,7 +83,7 @@ impl fmt::Display for Error {
             Error::BadProbe(spec) => write!(f, "--probe: expected ROLE:UID:GID:GROUPS, found {spec:?}"),
             Error::Become { uid, gid, source } => write!(f, "cannot become {uid}:{gid}: {source}"),
             Error::Settings(e) => write!(f, "the agent cannot read its settings: {e}"),
-            Error::Io { what, path, source } => write!(f, "cannot {what} {}: {source}", path.display()),
+            Error::Io(e) => write!(f, "{e}"),
         }
     }
 }
@@ -80,13 +94,15 @@ impl std::error::Error for Error {
             Error::BadProbe(_) => None,
             Error::Become { source, .. } => Some(source),
             Error::Settings(e) => Some(e),
-            Error::Io { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
         }
     }
 }
 
-fn io_error<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> Error + 'p {
-    move |source| Error::Io { what, path: path.to_path_buf(), source }
+impl From<PathError> for Error {
+    fn from(e: PathError) -> Error {
+        Error::Io(e)
+    }
 }
 
 pub fn main(args: &CheckArgs) -> Result<ExitCode, Error> {
@@ -154,7 +170,7 @@ fn check_files(r: &mut Report, layout: &Layout, path: &Path, s: &Settings, accou
     for (dir, want) in [
         (spool.dir.clone(), install::SPOOL_MODE),
         (spool.pending(), install::SPOOL_MODE),
-        (spool.failed(), install::FAILED_MODE),
+        (spool.failed(), spool::FAILED_MODE),
     ] {
         // lstat: a symlink here is the attack, not a directory to follow.
         match fs::symlink_metadata(&dir) {
@@ -258,7 +274,7 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
     let (spool_dir, dir) = match role {
         "hook" => {
             // The hook's own way of finding its settings (companion file).
-            let spool_dir = crate::hook::spool_dir_for_hooks(&config);
+            let spool_dir = config::spool_dir_for_hooks(&config);
             let spool = layout.at(&spool_dir);
             (spool_dir, spool)
         }
@@ -270,12 +286,12 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
         _ => return Err(bad()),
     };
     let test = dir.join(format!(".check-{}", std::process::id()));
-    let mut f = spool::open_create(&test, true).map_err(io_error("create", &test))?;
-    f.write_all(b"openvpn-telemetry check\n").map_err(io_error("write", &test))?;
-    fs::remove_file(&test).map_err(io_error("remove", &test))?;
+    let mut f = spool::open_create(&test, true).map_err(path_error("cannot create", &test))?;
+    f.write_all(b"openvpn-telemetry check\n").map_err(path_error("cannot write", &test))?;
+    fs::remove_file(&test).map_err(path_error("cannot remove", &test))?;
     if role == "hook" {
         let queue = Spool::new(&dir).queue();
-        spool::open_create(&queue, true).map_err(io_error("append to", &queue))?;
+        spool::open_create(&queue, true).map_err(path_error("cannot append to", &queue))?;
     }
     println!("can write and remove files in {} (SPOOL_DIR={})", dir.display(), spool_dir.display());
     Ok(ExitCode::SUCCESS)
@@ -376,7 +392,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
             format!("set it in {} and {REINSTALL}", install::ENV_OVERRIDES),
         );
     };
-    let shown = crate::http::mask_url(url);
+    let shown = crate::url::mask_url(url);
     if let Some(path) = url.strip_prefix("file://") {
         let dir = layout.at(Path::new(path).parent().unwrap_or(Path::new("/")));
         return if dir.is_dir() {
@@ -385,7 +401,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
             r.fail(format!("file sink directory {} does not exist", dir.display()), "create it")
         };
     }
-    let Some(crate::http::UrlParts { host, port, .. }) = crate::http::url_parts(url) else {
+    let Some(crate::url::UrlParts { host, port, .. }) = crate::url::url_parts(url) else {
         return r.fail(format!("cannot find the host in TELEMETRY_URL {shown}"), "correct TELEMETRY_URL");
     };
     // The agent's own lookup (getent as a child), so this step sees what
@@ -418,10 +434,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
         Ok(sink) => sink,
         Err(e) => return r.fail(format!("TLS settings: {e}"), "correct CA_CERT / CLIENT_CERT / CLIENT_KEY"),
     };
-    let server_id = s
-        .server_id
-        .clone()
-        .unwrap_or_else(|| nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default());
+    let server_id = s.server_id();
     use crate::http::Outcome;
     let tls =
         if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
@@ -452,7 +465,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
 
 #[cfg(test)]
 mod tests {
-    use crate::http::url_parts;
+    use crate::url::url_parts;
 
     #[test]
     fn hosts_and_ports() {

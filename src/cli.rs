@@ -1,10 +1,11 @@
 //! The operator-facing subcommands (everything but the hooks), parsed with
 //! argh and run; each returns an exit code through [`run`], the one place
-//! that turns an error into a message and a status.
+//! that turns an error into a message and a status. It only routes: each
+//! command owns its argument struct, and the exit status is [`ExitCode`]
+//! (src/exit.rs), which commands and this router share.
 
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use argh::{ArgsInfo, FromArgs};
@@ -12,7 +13,12 @@ use argh::{ArgsInfo, FromArgs};
 // subcommands; `ArgsInfo` feeds the man page (src/cli/man.rs).
 use argh::{CommandInfoWithArgs, SubCommandInfo};
 
+use crate::agent::AgentArgs;
+use crate::check::CheckArgs;
+use crate::exit::ExitCode;
+use crate::install::{InstallArgs, UninstallArgs};
 use crate::roles;
+use crate::status::StatusArgs;
 
 /// Connect/disconnect telemetry for OpenVPN servers that never puts the VPN
 /// at risk. OpenVPN runs the hooks as telemetry-connect.sh and
@@ -37,71 +43,6 @@ pub enum Command {
     Uninstall(UninstallArgs),
     Status(StatusArgs),
     Check(CheckArgs),
-}
-
-/// run the delivery agent in the foreground (as the systemd unit does)
-#[derive(FromArgs, ArgsInfo, Debug)]
-#[argh(subcommand, name = "agent")]
-pub struct AgentArgs {
-    /// rotate, deliver what is pending (and what that delivery produced, once), and exit: 0 when the spool is empty, 1 when delivery failed (events kept), 3 when something is left
-    #[argh(switch)]
-    pub once: bool,
-}
-
-/// install or upgrade: binary, links, spool, agent.env, systemd unit, OpenVPN config lines
-#[derive(FromArgs, ArgsInfo, Debug)]
-#[argh(subcommand, name = "install")]
-pub struct InstallArgs {
-    /// install below this directory instead of / (packaging, tests)
-    #[argh(option)]
-    pub root: Option<PathBuf>,
-    /// print what would change and change nothing
-    #[argh(switch)]
-    pub dry_run: bool,
-    /// package mode, for the Debian package (implied when run as
-    /// /usr/sbin/openvpn-telemetry): dpkg owns the binary and the unit
-    #[argh(switch)]
-    pub package: bool,
-}
-
-/// remove binary, links, unit and the OpenVPN config lines install added
-#[derive(FromArgs, ArgsInfo, Debug)]
-#[argh(subcommand, name = "uninstall")]
-pub struct UninstallArgs {
-    /// uninstall below this directory instead of /
-    #[argh(option)]
-    pub root: Option<PathBuf>,
-    /// also remove the spool and /etc/openvpn-telemetry
-    #[argh(switch)]
-    pub purge: bool,
-    /// print what would change and change nothing
-    #[argh(switch)]
-    pub dry_run: bool,
-    /// package mode, for the Debian package (implied when run as
-    /// /usr/sbin/openvpn-telemetry): leave the binary and the unit to dpkg
-    #[argh(switch)]
-    pub package: bool,
-}
-
-/// show queue, backlog, last delivery and the settings in effect
-#[derive(FromArgs, ArgsInfo, Debug)]
-#[argh(subcommand, name = "status")]
-pub struct StatusArgs {
-    /// print JSON instead of text
-    #[argh(switch)]
-    pub json: bool,
-}
-
-/// check the installation and the path to the telemetry server
-#[derive(FromArgs, ArgsInfo, Debug)]
-#[argh(subcommand, name = "check")]
-pub struct CheckArgs {
-    /// check the installation below this directory instead of /
-    #[argh(option)]
-    pub root: Option<PathBuf>,
-    /// internal: only probe the spool as ROLE:UID:GID:GROUPS (hook or agent); check runs it itself
-    #[argh(option, hidden_help)]
-    pub probe: Option<String>,
 }
 
 /// A hook's subcommand as `--help` lists it. `main` runs the hooks before
@@ -131,20 +72,6 @@ impl argh::DynamicSubCommand for HookCommand {
     fn try_from_args(command_name: &[&str], _args: &[&str]) -> Option<Result<Self, argh::EarlyExit>> {
         command_name.last().and_then(|c| roles::hook_by_subcommand(c)).map(|_| Ok(HookCommand))
     }
-}
-
-/// A command's exit status. Not `std::process::ExitCode`: the entry point
-/// (src/rt.rs) returns the status to the C runtime as a number, and std's
-/// type cannot be read back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitCode(pub u8);
-
-impl ExitCode {
-    pub const SUCCESS: ExitCode = ExitCode(0);
-    /// The command ran and found problems (`check`), or failed.
-    pub const FAILURE: ExitCode = ExitCode(1);
-    /// The arguments were wrong.
-    pub const USAGE: ExitCode = ExitCode(2);
 }
 
 /// Why a command failed, by boundary; [`run`] prints it as one line.

@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 
 #[cfg(test)]
 pub mod docs;
+mod lenient;
 pub mod table;
+
+pub use lenient::{hook_settings, say, spool_dir_for_hooks};
 
 pub use table::SETTINGS;
 
@@ -239,12 +242,24 @@ pub struct Settings {
     pub unknown_keys: Vec<(usize, String)>,
 }
 
+/// This host's name, as `SERVER_ID` defaults to and OTLP's `host.name`
+/// says; `unknown` when the kernel will not say (never an error: a name
+/// is a label, not a reason to stop).
+pub fn host_name() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
 impl Settings {
+    /// `SERVER_ID`, or this host's name when it is not set.
+    pub fn server_id(&self) -> String {
+        self.server_id.clone().unwrap_or_else(host_name)
+    }
+
     /// The uid of `OPENVPN_SCRIPT_USER` (the hooks' user) on this host,
     /// when it can be resolved: whose files the agent reads in the spool,
     /// and never as a source.
     pub fn hooks_uid(&self) -> Option<u32> {
-        crate::install::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
+        crate::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
     }
 
     /// The defaults of [`SETTINGS`] (the file `path` need not exist).
@@ -331,7 +346,7 @@ fn url_value(v: &str) -> Result<Option<String>, String> {
     }
     let lower = v.to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
-        match crate::http::url_parts(v) {
+        match crate::url::url_parts(v) {
             Some(_) => Ok(Some(v.to_string())),
             None => Err(format!("not a valid URL (scheme://host[:port]/path expected), found {v:?}")),
         }

@@ -312,6 +312,48 @@ fn instance(env: &dyn Env) -> Option<String> {
     env.get("dev").filter(|v| !v.is_empty()).map(|v| clean(&v))
 }
 
+/// Events lost to the spool bounds: how many and their `seq` range, as
+/// the hooks keep it in the spool's `dropped` file and the agent in its
+/// state until reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DropCount {
+    pub count: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+impl DropCount {
+    /// `count first_seq last_seq`, as the hooks keep it in `dropped`.
+    pub fn parse(text: &str) -> Option<DropCount> {
+        let mut it = text.split_whitespace().map(|w| w.parse::<u64>());
+        match (it.next(), it.next(), it.next()) {
+            (Some(Ok(count)), Some(Ok(first_seq)), Some(Ok(last_seq))) => {
+                Some(DropCount { count, first_seq, last_seq })
+            }
+            _ => None,
+        }
+    }
+
+    pub fn add(&mut self, other: DropCount) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = other;
+            return;
+        }
+        self.count += other.count;
+        self.first_seq = self.first_seq.min(other.first_seq);
+        self.last_seq = self.last_seq.max(other.last_seq);
+    }
+}
+
+impl std::fmt::Display for DropCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} {} {}", self.count, self.first_seq, self.last_seq)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

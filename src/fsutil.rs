@@ -24,12 +24,41 @@
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 
 mod beneath;
 pub use beneath::{Stamp, open_beneath, read_beneath, stat_beneath};
+
+/// An I/O error with what was being done and to which file, as a
+/// sysadmin reads it: `{what} {path}: {error}` ("cannot read
+/// /etc/openvpn/server.conf: Permission denied"). The commands' and the
+/// installer's error types carry it for every file they touch.
+#[derive(Debug)]
+pub struct PathError {
+    /// How the message starts: "cannot read", "cannot stat".
+    pub what: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.what, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// For `map_err`: the error of doing `what` to `path`.
+pub fn path_error<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> PathError + 'p {
+    move |source| PathError { what, path: path.to_path_buf(), source }
+}
 
 /// `open(2)` flags for anything another user may have placed.
 pub fn guarded_flags() -> i32 {

@@ -14,13 +14,12 @@
 //! - when an event cannot be stored at all, the event itself is printed in
 //!   that stderr line, so it survives in OpenVPN's log.
 
-use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{self, Settings};
+use crate::config::{self, say};
 use crate::event::{self, ProcessEnv};
+use crate::roles::Role;
 use crate::spool::{Spool, Written};
 
 /// The most a hook waits for `queue.lock` in all, whatever the holder does:
@@ -40,6 +39,19 @@ pub enum Hook {
     WriteEvent(Option<String>),
 }
 
+impl Hook {
+    /// The hook a role runs with `argument` (write-event's TYPE); `None`
+    /// for the agent.
+    pub fn for_role(role: Role, argument: Option<String>) -> Option<Hook> {
+        match role {
+            Role::Connect => Some(Hook::Connect),
+            Role::Disconnect => Some(Hook::Disconnect),
+            Role::WriteEvent => Some(Hook::WriteEvent(argument)),
+            Role::Agent => None,
+        }
+    }
+}
+
 /// Runs a hook and returns the process exit status, which is always 0.
 pub fn run(hook: Hook) -> i32 {
     panic::set_hook(Box::new(|info| {
@@ -54,13 +66,6 @@ pub fn run(hook: Hook) -> i32 {
     }));
     let _ = panic::catch_unwind(AssertUnwindSafe(|| write_event(&hook)));
     0
-}
-
-/// One line on stderr, prefixed so it is findable in OpenVPN's log. Errors
-/// writing it (stderr closed) are ignored: a hook never fails for logging.
-pub fn say(msg: &str) {
-    let line = format!("openvpn-telemetry: {}\n", msg.replace('\n', " "));
-    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn write_event(hook: &Hook) {
@@ -84,7 +89,7 @@ fn write_event(hook: &Hook) {
             return say("write-event: missing event TYPE (e.g. SESSION_CONNECTED); nothing written");
         }
     };
-    let settings = hook_settings(&config::config_path());
+    let settings = config::hook_settings(&config::config_path(), &mut say);
     let ev = event::from_openvpn_env(&kind, &ProcessEnv);
     let spool = Spool::new(&settings.spool_dir);
     match spool.append(&ev, LOCK_WAIT, settings.max_spool_bytes) {
@@ -104,70 +109,4 @@ fn write_event(hook: &Hook) {
 /// Event types are identifiers: `SESSION_CONNECTED`, `VPN_NOTE_1`, ...
 fn valid_type(t: &str) -> bool {
     !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// The settings a hook needs, read the hook's way: from the settings file
-/// if this user may read it, else from its world-readable companion (the
-/// installer writes both; hooks as `nobody` cannot read the secrets). A bad
-/// value never stops a hook: it warns and uses the default. An unreadable
-/// file with no companion is warned about, never silently replaced.
-pub fn hook_settings(path: &Path) -> Settings {
-    let companion = config::hook_companion(path);
-    let text = match std::fs::read(path) {
-        Ok(bytes) => Some((path.to_path_buf(), bytes)),
-        Err(e) => match std::fs::read(&companion) {
-            Ok(bytes) => Some((companion.clone(), bytes)),
-            Err(_) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(_) => {
-                say(&format!(
-                    "cannot read {} ({e}) and no readable {}; using defaults (spool {})",
-                    path.display(),
-                    companion.display(),
-                    config::DEFAULT_SPOOL_DIR
-                ));
-                None
-            }
-        },
-    };
-    let Some((source, bytes)) = text else { return Settings::defaults(path) };
-    lenient(&source, &String::from_utf8_lossy(&bytes))
-}
-
-/// Parses settings line by line, keeping every good line: one bad value
-/// costs that value (warned about), not the whole file.
-fn lenient(path: &Path, text: &str) -> Settings {
-    let mut good = Vec::new();
-    for (idx, line) in text.lines().enumerate() {
-        match config::parse(line) {
-            Ok(mut entries) => {
-                for e in &mut entries {
-                    e.line = idx + 1;
-                }
-                good.extend(entries);
-            }
-            Err(e) => say(&format!("{}:{}: {}; line ignored", path.display(), idx + 1, e.what)),
-        }
-    }
-    loop {
-        match Settings::from_entries(path, &good) {
-            Ok(s) => return s,
-            Err(config::ConfigError::Value { line, key, what, .. }) => {
-                say(&format!("{}:{line}: {key}: {what}; using the default", path.display()));
-                let before = good.len();
-                good.retain(|e| e.line != line);
-                if good.len() == before {
-                    return Settings::defaults(path);
-                }
-            }
-            Err(e) => {
-                say(&format!("{e}; using defaults"));
-                return Settings::defaults(path);
-            }
-        }
-    }
-}
-
-/// The spool a hook would use, for `check` and tests.
-pub fn spool_dir_for_hooks(path: &Path) -> PathBuf {
-    hook_settings(path).spool_dir
 }

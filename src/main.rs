@@ -8,13 +8,16 @@
 // (a hook skips std's runtime set-up; there it says what and why).
 #![cfg_attr(not(test), no_main)]
 
+mod accounts;
 mod agent;
 mod check;
 mod cli;
 mod config;
 mod deliver;
 mod event;
+mod exit;
 mod fsutil;
+mod getent;
 mod hook;
 mod http;
 mod install;
@@ -30,6 +33,7 @@ mod sources;
 mod spool;
 mod state;
 mod status;
+mod url;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -45,7 +49,7 @@ fn real_main() -> i32 {
         Some(role) => (Some(role), 1),
         None => (args.get(1).and_then(|a| roles::hook_by_subcommand(a.to_str()?)), 2),
     };
-    let code = match role.map(|r| (r, roles::hook(r, arg_string(args.get(argument))))) {
+    let code = match role.map(|r| (r, hook::Hook::for_role(r, arg_string(args.get(argument))))) {
         Some((_, Some(hook))) => hook::run(hook),
         Some((_, None)) => {
             // The agent by its program name: `openvpn-telemetry-agent [--once]`.

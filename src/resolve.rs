@@ -22,28 +22,22 @@
 //!   "cannot resolve NAME: getent not found" instead of risking the abort.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsFd;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
 
+use crate::getent;
+
 /// Linked with `-C target-feature=+crt-static` (what `make build` does).
 pub const STATIC: bool = cfg!(target_feature = "crt-static");
-
-/// Where getent lives: merged-/usr systems have both, older ones only one.
-const GETENT: [&str; 2] = ["/usr/bin/getent", "/bin/getent"];
-
-/// More than any sane host answer; a runaway child cannot fill memory.
-const MAX_OUTPUT: usize = 256 * 1024;
 
 #[derive(Debug)]
 pub enum ResolveError {
@@ -97,7 +91,7 @@ pub fn lookup(host: &str, port: u16, timeout: Option<Duration>) -> Result<Vec<So
     if let Some(ip) = ip_literal(host) {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    match GETENT.iter().map(Path::new).find(|p| p.is_file()) {
+    match getent::find() {
         Some(getent) => {
             let out = run_getent(getent, host, timeout)?;
             let addrs = parse_ahosts(&out, port);
@@ -118,59 +112,13 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
 fn run_getent(getent: &Path, host: &str, timeout: Option<Duration>) -> Result<Vec<u8>, ResolveError> {
     let mut cmd = Command::new(getent);
     cmd.args(["ahosts", "--", host]);
-    output_within(cmd, timeout).map_err(|e| match e {
+    getent::output_within(cmd, timeout).map_err(|e| match e {
         None => ResolveError::TimedOut { host: host.into(), after: timeout.unwrap_or_default() },
         Some(e) => {
             let source = io::Error::new(e.kind(), format!("{}: {e}", getent.display()));
             ResolveError::Failed { host: host.into(), source }
         }
     })
-}
-
-/// A child's stdout (stderr goes to ours, for the log); `Err(None)` when
-/// it ran past `timeout`: then it is killed. It is always reaped.
-fn output_within(mut cmd: Command, timeout: Option<Duration>) -> Result<Vec<u8>, Option<io::Error>> {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().map_err(Some)?;
-    let read = read_until(&mut child, timeout.map(|t| Instant::now() + t));
-    if read.is_err() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-    read
-}
-
-/// The child's stdout up to EOF; `Err(None)` when the deadline passed first.
-fn read_until(child: &mut Child, deadline: Option<Instant>) -> Result<Vec<u8>, Option<io::Error>> {
-    let Some(mut stdout) = child.stdout.take() else {
-        return Err(Some(io::Error::other("getent stdout not captured")));
-    };
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let wait = match deadline {
-            None => PollTimeout::NONE,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(None);
-                }
-                // Round up so a last sub-millisecond slice is not a busy loop.
-                PollTimeout::from((left.as_millis() + 1).min(60_000) as u16)
-            }
-        };
-        match poll(&mut [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)], wait) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => return Err(Some(e.into())),
-        }
-        match stdout.read(&mut buf) {
-            Ok(0) => return Ok(out),
-            Ok(n) if out.len() + n <= MAX_OUTPUT => out.extend_from_slice(&buf[..n]),
-            Ok(_) => return Err(Some(io::Error::other("getent printed more than 256 KiB"))),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Some(e)),
-        }
-    }
 }
 
 /// The STREAM lines of `getent ahosts` (`ADDRESS  STREAM  [CANONNAME]`),
@@ -295,17 +243,6 @@ mod tests {
         assert_eq!(resolve("http://[2001:db8::2]/").unwrap(), vec!["[2001:db8::2]:80".parse().unwrap()]);
         assert_eq!(resolve("http://192.0.2.1:8080/").unwrap(), vec!["192.0.2.1:8080".parse().unwrap()]);
         assert!(matches!(resolve("ftp://192.0.2.1/"), Err(ureq::Error::BadUri(_))));
-    }
-
-    #[test]
-    fn a_child_past_its_timeout_is_killed_and_its_output_otherwise_read() {
-        let mut sleeper = Command::new("sleep");
-        sleeper.arg("600");
-        assert!(matches!(output_within(sleeper, Some(Duration::from_millis(50))), Err(None)));
-        let mut printer = Command::new("printf");
-        printer.arg("192.0.2.1 STREAM x\\n");
-        let out = output_within(printer, Some(Duration::from_secs(30))).unwrap();
-        assert_eq!(parse_ahosts(&out, 443), vec!["192.0.2.1:443".parse().unwrap()]);
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! where `install` puts the link. `main` dispatches on it, `--help` lists
 //! the hooks from it, and the installer makes (and `check` verifies, and
 //! `uninstall` removes) exactly its links, so a new name is one new row.
-
-use crate::hook::Hook;
+//! It is data only and imports nothing, so every layer may read it.
 
 /// What a name runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,17 +94,6 @@ pub fn by_program(program: &str) -> Option<Role> {
 /// with its options, so it is not a hook here).
 pub fn hook_by_subcommand(subcommand: &str) -> Option<Role> {
     ROLES.iter().find(|n| n.subcommand == subcommand && n.role != Role::Agent).map(|n| n.role)
-}
-
-/// The hook a role runs with `argument` (write-event's TYPE); `None` for
-/// the agent.
-pub fn hook(role: Role, argument: Option<String>) -> Option<Hook> {
-    match role {
-        Role::Connect => Some(Hook::Connect),
-        Role::Disconnect => Some(Hook::Disconnect),
-        Role::WriteEvent => Some(Hook::WriteEvent(argument)),
-        Role::Agent => None,
-    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,9 @@ pub const COUNTER: &str = "seq.counter";
 pub const DROPPED: &str = "dropped";
 pub const PENDING: &str = "pending";
 pub const FAILED: &str = "failed";
+/// `failed/`'s mode: the agent's alone (the hooks' user must not read or
+/// rename what was set aside).
+pub const FAILED_MODE: u32 = 0o700;
 
 /// Mode of every file the spool creates: owner and the spool's group.
 const FILE_MODE: u32 = 0o660;
@@ -546,8 +549,8 @@ fn parse_header(h: &[u8]) -> Option<u64> {
 }
 
 /// Events the spool had to refuse, as kept in the `dropped` file: the
-/// agent's own drop count type, so the two never drift apart.
-pub use crate::state::DropCount as Dropped;
+/// same drop count type the agent keeps, so the two never drift apart.
+pub use crate::event::DropCount as Dropped;
 
 pub use crate::fsutil::fsync_dir;
 

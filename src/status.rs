@@ -16,11 +16,22 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::{ExitCode, StatusArgs};
+use argh::{ArgsInfo, FromArgs};
+
 use crate::config::{self, Settings};
+use crate::exit::ExitCode;
 use crate::fsutil::{self, Owners};
 use crate::spool::{self, Dropped};
 use crate::state::AgentState;
+
+/// show queue, backlog, last delivery and the settings in effect
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "status")]
+pub struct StatusArgs {
+    /// print JSON instead of text
+    #[argh(switch)]
+    pub json: bool,
+}
 
 /// Why `status` could not report.
 #[derive(Debug)]
@@ -163,7 +174,7 @@ fn non_empty(s: &str) -> Option<&str> {
 fn delivery(s: &Settings) -> String {
     match s.telemetry_url.as_deref() {
         None => "no TELEMETRY_URL: holding events".into(),
-        Some(url) => crate::http::mask_url(url),
+        Some(url) => crate::url::mask_url(url),
     }
 }
 
@@ -178,12 +189,9 @@ pub fn settings_masked(s: &Settings) -> Value {
     for row in config::SETTINGS {
         let v = (row.get)(s);
         let shown = match row.kind {
-            _ if v.is_empty() && row.key == "SERVER_ID" => json!(format!(
-                "{} (host name)",
-                nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
-            )),
+            _ if v.is_empty() && row.key == "SERVER_ID" => json!(format!("{} (host name)", config::host_name())),
             _ if v.is_empty() => Value::Null,
-            Kind::Url if row.secret => json!(crate::http::mask_url(&v)),
+            Kind::Url if row.secret => json!(crate::url::mask_url(&v)),
             Kind::Header if row.secret => json!(format!("{}: ***", v.split(':').next().unwrap_or("").trim())),
             _ if row.secret => json!("***"),
             Kind::Switch => json!(v == "1"),

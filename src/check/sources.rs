@@ -17,9 +17,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{AGENT_USER, Error, REINSTALL, Report, installed_unit};
-use crate::cli::ExitCode;
+use crate::accounts::Accounts;
 use crate::config::Settings;
-use crate::install::accounts::Accounts;
+use crate::exit::ExitCode;
 use crate::install::{self, Layout, unit};
 
 /// "agent can read ...": each source file the agent would read (STATUS_LOG,

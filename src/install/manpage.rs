@@ -6,9 +6,9 @@
 
 use std::fs;
 
-use super::accounts::Accounts;
 use super::plan::{self, Action, Change, Owner};
 use super::{Layout, Plan};
+use crate::accounts::Accounts;
 
 /// The page (roff), as committed in the repository.
 pub const PAGE: &str = include_str!("../../assets/debian/openvpn-telemetry.8");

@@ -21,25 +21,61 @@ pub mod unit;
 
 use std::fmt::{self, Write as _};
 use std::fs;
-use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ExitCode, InstallArgs, UninstallArgs};
+use argh::{ArgsInfo, FromArgs};
+
+use crate::accounts::{AGENT_USER, Accounts};
 use crate::config::{self, Settings};
-use accounts::{AGENT_USER, Accounts};
+use crate::exit::ExitCode;
+use crate::fsutil::{PathError, path_error};
 use package::Mode;
 use plan::{Action, Change, Owner, Who};
 
+/// install or upgrade: binary, links, spool, agent.env, systemd unit, OpenVPN config lines
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "install")]
+pub struct InstallArgs {
+    /// install below this directory instead of / (packaging, tests)
+    #[argh(option)]
+    pub root: Option<PathBuf>,
+    /// print what would change and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// package mode, for the Debian package (implied when run as
+    /// /usr/sbin/openvpn-telemetry): dpkg owns the binary and the unit
+    #[argh(switch)]
+    pub package: bool,
+}
+
+/// remove binary, links, unit and the OpenVPN config lines install added
+#[derive(FromArgs, ArgsInfo, Debug)]
+#[argh(subcommand, name = "uninstall")]
+pub struct UninstallArgs {
+    /// uninstall below this directory instead of /
+    #[argh(option)]
+    pub root: Option<PathBuf>,
+    /// also remove the spool and /etc/openvpn-telemetry
+    #[argh(switch)]
+    pub purge: bool,
+    /// print what would change and change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+    /// package mode, for the Debian package (implied when run as
+    /// /usr/sbin/openvpn-telemetry): leave the binary and the unit to dpkg
+    #[argh(switch)]
+    pub package: bool,
+}
+
 pub const ETC_DIR: &str = "/etc/openvpn-telemetry";
 pub const ENV_OVERRIDES: &str = "/etc/openvpn-telemetry/.env";
-pub const AGENT_ENV: &str = "/etc/openvpn-telemetry/agent.env";
+/// The settings file: the one the agent and the hooks read by default.
+pub const AGENT_ENV: &str = crate::config::DEFAULT_CONFIG;
 pub const SCRIPTS_DIR: &str = "/etc/openvpn/scripts";
 /// `SPOOL_DIR` and `pending/`: the agent's, setgid and sticky, rwx for the
 /// hooks' group.
 pub const SPOOL_MODE: u32 = 0o3770;
-/// `failed/`: the agent's alone.
-pub const FAILED_MODE: u32 = 0o700;
 /// Every name the binary is reached by, besides [`unit::BIN`] (the role
 /// table's links).
 pub const LINKS: [&str; crate::roles::ROLES.len()] = crate::roles::links();
@@ -77,7 +113,7 @@ pub enum Error {
     /// what to do (a conflicting `client-connect`, a stranger's directory).
     Refused(String),
     /// A file install must read (its own binary, an OpenVPN conf).
-    Io { what: &'static str, path: PathBuf, source: io::Error },
+    Io(PathError),
     /// A step failed; the steps printed before it were done.
     Stopped { verb: &'static str, source: plan::ApplyError },
 }
@@ -87,7 +123,7 @@ impl fmt::Display for Error {
         match self {
             Error::Settings(e) => write!(f, "{e}"),
             Error::Refused(why) => f.write_str(why),
-            Error::Io { what, path, source } => write!(f, "{what} {}: {source}", path.display()),
+            Error::Io(e) => write!(f, "{e}"),
             Error::Stopped { verb, source } => {
                 write!(f, "{verb} stopped: {source} (the steps above were done; fix this and run {verb} again)")
             }
@@ -100,21 +136,22 @@ impl std::error::Error for Error {
         match self {
             Error::Settings(e) => Some(e),
             Error::Refused(_) => None,
-            Error::Io { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
             Error::Stopped { source, .. } => Some(source),
         }
     }
 }
 
-/// For [`Error::Io`]: `what` is how the message starts ("cannot read").
-pub(crate) fn io_error<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> Error + 'p {
-    move |source| Error::Io { what, path: path.to_path_buf(), source }
+impl From<PathError> for Error {
+    fn from(e: PathError) -> Error {
+        Error::Io(e)
+    }
 }
 
 /// This program's own file, for the copy install makes of it.
 pub(crate) fn this_binary() -> Result<Vec<u8>, Error> {
-    let exe = std::env::current_exe().map_err(io_error("cannot find this program's file", Path::new("")))?;
-    fs::read(&exe).map_err(io_error("cannot read", &exe))
+    let exe = std::env::current_exe().map_err(path_error("cannot find this program's file", Path::new("")))?;
+    Ok(fs::read(&exe).map_err(path_error("cannot read", &exe))?)
 }
 
 /// The settings `install` would write, checked, and where they came from.
@@ -194,7 +231,7 @@ fn timestamp() -> String {
 
 /// A conf file change that keeps the file's mode and owner and backs it up.
 pub(crate) fn conf_change(path: &Path, text: String, chown: bool, why: &str) -> Result<Change, Error> {
-    let m = fs::metadata(path).map_err(io_error("cannot stat", path))?;
+    let m = fs::metadata(path).map_err(path_error("cannot stat", path))?;
     let owner = chown.then(|| Owner { user: Who::Id(m.uid()), group: Who::Id(m.gid()) });
     let backup = PathBuf::from(format!("{}.bak-{}", path.display(), timestamp()));
     let what = format!("patch {} ({why}; backup {})", path.display(), backup.display());
@@ -228,7 +265,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
             return Err(Error::Refused(format!("OPENVPN_SERVER_CONF: {} is not an absolute path", conf.display())));
         }
         let path = layout.at(conf);
-        let text = fs::read_to_string(&path).map_err(io_error("OPENVPN_SERVER_CONF names", &path))?;
+        let text = fs::read_to_string(&path).map_err(path_error("OPENVPN_SERVER_CONF names", &path))?;
         match conf::patch(&text, desired.force) {
             conf::Patch::Unchanged => {}
             conf::Patch::Changed { text, notes } => {
@@ -299,7 +336,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     for (dir, mode, owner) in [
         (spool.clone(), SPOOL_MODE, &spool_owner),
         (spool.join(crate::spool::PENDING), SPOOL_MODE, &spool_owner),
-        (spool.join(crate::spool::FAILED), FAILED_MODE, &failed_owner),
+        (spool.join(crate::spool::FAILED), crate::spool::FAILED_MODE, &failed_owner),
     ] {
         plan.add(plan::spool_dir(&dir, mode, owner.clone(), &accounts, &allowed)?);
         if chown {

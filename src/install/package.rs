@@ -27,9 +27,9 @@
 use std::fs;
 use std::path::Path;
 
-use super::accounts::Accounts;
 use super::plan::{self, Action, Change, Owner};
 use super::{Error, LINKS, Layout, Plan, systemctl, unit};
+use crate::accounts::Accounts;
 
 /// Where `uninstall --package` keeps the binary for `apt purge`.
 pub const PURGE_DIR: &str = "/var/lib/openvpn-telemetry";

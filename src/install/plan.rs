@@ -17,8 +17,10 @@ use std::fs::{self, File, Permissions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use super::accounts::{Accounts, run_tool};
+use crate::accounts::Accounts;
+use crate::fsutil::{PathError, path_error};
 
 /// An owner as planned: a name is resolved when the change is applied,
 /// because the agent's user may only be created earlier in the same plan.
@@ -131,11 +133,7 @@ pub struct Change {
 /// What can go wrong while applying; names the path and the operation.
 #[derive(Debug)]
 pub enum ApplyError {
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io(PathError),
     /// An account or service tool could not be started.
     Spawn {
         prog: String,
@@ -156,7 +154,7 @@ pub enum ApplyError {
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ApplyError::Io { op, path, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            ApplyError::Io(e) => write!(f, "{e}"),
             ApplyError::Spawn { prog, source } => write!(f, "cannot run {prog}: {source}"),
             ApplyError::Tool { command, status, stderr } => write!(f, "`{command}` failed ({status}): {stderr}"),
             ApplyError::Unresolved { path, owner } => {
@@ -169,14 +167,24 @@ impl fmt::Display for ApplyError {
 impl std::error::Error for ApplyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ApplyError::Io { source, .. } | ApplyError::Spawn { source, .. } => Some(source),
+            ApplyError::Io(e) => Some(e),
+            ApplyError::Spawn { source, .. } => Some(source),
             _ => None,
         }
     }
 }
 
-fn io_at<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ApplyError + 'a {
-    move |source| ApplyError::Io { op, path: path.to_path_buf(), source }
+impl From<PathError> for ApplyError {
+    fn from(e: PathError) -> ApplyError {
+        ApplyError::Io(e)
+    }
+}
+
+/// For `map_err` where the error is returned as it is: doing `what` to
+/// `path` failed.
+fn io_at<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ApplyError + 'a {
+    let at = path_error(what, path);
+    move |source| ApplyError::Io(at(source))
 }
 
 /// What the planner compares against: `None` means "do not care" (not
@@ -243,7 +251,7 @@ pub fn spool_dir(
             let what = format!("mkdir {} ({mode:04o}{})", path.display(), show(&owner));
             Ok(Some(Change { action, what }))
         }
-        Err(e) => Err(super::io_error("cannot stat", path)(e)),
+        Err(e) => Err(path_error("cannot stat", path)(e).into()),
     }
 }
 
@@ -254,32 +262,32 @@ pub fn spool_dir(
 fn apply_spool_dir(path: &Path, mode: u32, owner: Option<&Owner>, accounts: &Accounts) -> Result<(), ApplyError> {
     use nix::fcntl::{OFlag, open, openat};
     use nix::sys::stat::{Mode, fchmod, mkdirat};
-    let sys = |op: &'static str| move |e: nix::Error| ApplyError::Io { op, path: path.into(), source: e.into() };
+    let sys = |what: &'static str| move |e: nix::Error| io_at(what, path)(e.into());
     let parent = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().ok_or_else(|| sys("open")(nix::Error::EINVAL))?;
+    let name = path.file_name().ok_or_else(|| sys("cannot open")(nix::Error::EINVAL))?;
     if !parent.is_dir() {
         Change { action: Action::Dir { path: parent.into(), mode: 0o755, owner: None }, what: String::new() }
             .apply(accounts)?;
     }
     let dir_flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
-    let parent_fd = open(parent, dir_flags, Mode::empty()).map_err(sys("open the parent of"))?;
+    let parent_fd = open(parent, dir_flags, Mode::empty()).map_err(sys("cannot open the parent of"))?;
     match mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o700)) {
         Ok(()) | Err(nix::Error::EEXIST) => {}
-        Err(e) => return Err(sys("create")(e)),
+        Err(e) => return Err(sys("cannot create")(e)),
     }
-    let fd = openat(&parent_fd, name, dir_flags, Mode::empty()).map_err(sys("open (not following links)"))?;
+    let fd = openat(&parent_fd, name, dir_flags, Mode::empty()).map_err(sys("cannot open (not following links)"))?;
     let file = File::from(fd);
-    let m = file.metadata().map_err(io_at("stat", path))?;
+    let m = file.metadata().map_err(io_at("cannot stat", path))?;
     if !m.is_dir() {
-        return Err(ApplyError::Io { op: "use", path: path.into(), source: io::Error::other("not a directory") });
+        return Err(io_at("cannot use", path)(io::Error::other("not a directory")));
     }
     if let Some(o) = owner {
         let (uid, gid) =
             o.ids(accounts).ok_or_else(|| ApplyError::Unresolved { path: path.into(), owner: o.to_string() })?;
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_at("chown", path))?;
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(io_at("cannot chown", path))?;
     }
     // After chown, which may clear the setgid bit.
-    fchmod(&file, Mode::from_bits_truncate(mode)).map_err(sys("chmod"))?;
+    fchmod(&file, Mode::from_bits_truncate(mode)).map_err(sys("cannot chmod"))?;
     Ok(())
 }
 
@@ -288,25 +296,25 @@ fn apply_spool_file(dir: &Path, name: &str, uid: u32, gid: u32, mode: u32) -> Re
     use nix::fcntl::{OFlag, open, openat};
     use nix::sys::stat::{Mode, fchmod};
     let path = dir.join(name);
-    let sys = |op: &'static str| {
+    let sys = |what: &'static str| {
         let path = path.clone();
-        move |e: nix::Error| ApplyError::Io { op, path, source: e.into() }
+        move |e: nix::Error| ApplyError::Io(PathError { what, path, source: e.into() })
     };
     let dir_fd = open(dir, OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY, Mode::empty())
-        .map_err(sys("open the directory of"))?;
+        .map_err(sys("cannot open the directory of"))?;
     let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_RDONLY | OFlag::O_NOCTTY;
     let file = match openat(&dir_fd, name, flags, Mode::empty()) {
         Ok(fd) => File::from(fd),
         // Gone (delivered meanwhile) or replaced by a link: nothing to fix.
         Err(nix::Error::ENOENT | nix::Error::ELOOP) => return Ok(()),
-        Err(e) => return Err(sys("open")(e)),
+        Err(e) => return Err(sys("cannot open")(e)),
     };
-    let m = file.metadata().map_err(io_at("stat", &path))?;
+    let m = file.metadata().map_err(io_at("cannot stat", &path))?;
     if !m.is_file() || m.nlink() != 1 || m.uid() != uid {
         return Ok(());
     }
-    std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(io_at("chown", &path))?;
-    fchmod(&file, Mode::from_bits_truncate(mode)).map_err(sys("chmod"))
+    std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(io_at("cannot chown", &path))?;
+    fchmod(&file, Mode::from_bits_truncate(mode)).map_err(sys("cannot chmod"))
 }
 
 /// Plans a file with exactly `data`, `mode` and `owner`.
@@ -358,24 +366,24 @@ fn temp_beside(path: &Path) -> PathBuf {
 
 fn create_dir(path: &Path) -> Result<(), ApplyError> {
     match fs::create_dir(path) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_at("create", path)(e)),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_at("cannot create", path)(e)),
         _ => Ok(()),
     }
 }
 
 fn sync_parent(path: &Path) -> Result<(), ApplyError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at("fsync", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_at("cannot fsync", dir))
 }
 
 fn set_meta(path: &Path, mode: u32, owner: Option<&Owner>, accounts: &Accounts) -> Result<(), ApplyError> {
     if let Some(o) = owner {
         let (uid, gid) =
             o.ids(accounts).ok_or_else(|| ApplyError::Unresolved { path: path.into(), owner: o.to_string() })?;
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_at("chown", path))?;
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_at("cannot chown", path))?;
     }
     // After chown: chown may clear the setgid bit.
-    fs::set_permissions(path, Permissions::from_mode(mode)).map_err(io_at("chmod", path))
+    fs::set_permissions(path, Permissions::from_mode(mode)).map_err(io_at("cannot chmod", path))
 }
 
 impl Change {
@@ -389,7 +397,7 @@ impl Change {
                 missing.reverse();
                 for p in missing {
                     create_dir(p)?;
-                    fs::set_permissions(p, Permissions::from_mode(0o755)).map_err(io_at("chmod", p))?;
+                    fs::set_permissions(p, Permissions::from_mode(0o755)).map_err(io_at("cannot chmod", p))?;
                 }
                 create_dir(path)?;
                 set_meta(path, *mode, owner.as_ref(), accounts)
@@ -399,8 +407,8 @@ impl Change {
             Action::Meta { path, mode, owner } => set_meta(path, *mode, owner.as_ref(), accounts),
             Action::File { path, data, mode, owner, backup } => {
                 if let Some(b) = backup {
-                    fs::copy(path, b).map_err(io_at("back up to", b))?;
-                    let m = fs::metadata(path).map_err(io_at("stat", path))?;
+                    fs::copy(path, b).map_err(io_at("cannot back up to", b))?;
+                    let m = fs::metadata(path).map_err(io_at("cannot stat", path))?;
                     let keep = Owner { user: Who::Id(m.uid()), group: Who::Id(m.gid()) };
                     set_meta(b, m.mode() & 0o7777, Some(&keep), accounts)?;
                 }
@@ -411,24 +419,43 @@ impl Change {
                     ),
                     None => None,
                 };
-                crate::fsutil::replace_file_as(path, data, *mode, ids).map_err(io_at("replace", path))
+                crate::fsutil::replace_file_as(path, data, *mode, ids).map_err(io_at("cannot replace", path))
             }
             Action::Symlink { path, target } => {
                 let tmp = temp_beside(path);
                 let _ = fs::remove_file(&tmp);
-                symlink(target, &tmp).map_err(io_at("create link", &tmp))?;
+                symlink(target, &tmp).map_err(io_at("cannot create link", &tmp))?;
                 if let Err(e) = fs::rename(&tmp, path) {
                     let _ = fs::remove_file(&tmp);
-                    return Err(io_at("replace", path)(e));
+                    return Err(io_at("cannot replace", path)(e));
                 }
                 sync_parent(path)
             }
-            Action::Remove(path) => fs::remove_file(path).map_err(io_at("remove", path)),
-            Action::RemoveTree(path) => fs::remove_dir_all(path).map_err(io_at("remove", path)),
+            Action::Remove(path) => fs::remove_file(path).map_err(io_at("cannot remove", path)),
+            Action::RemoveTree(path) => fs::remove_dir_all(path).map_err(io_at("cannot remove", path)),
             Action::RemoveEmptyDir(path) => match fs::remove_dir(path) {
                 Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(()),
-                other => other.map_err(io_at("remove", path)),
+                other => other.map_err(io_at("cannot remove", path)),
             },
         }
+    }
+}
+
+/// Runs an account or service tool, turning failure into a message that
+/// names the command.
+pub fn run_tool(argv: &[String]) -> Result<(), ApplyError> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(ApplyError::Spawn { prog: String::new(), source: std::io::Error::other("empty command") });
+    };
+    let out =
+        Command::new(prog).args(args).output().map_err(|source| ApplyError::Spawn { prog: prog.clone(), source })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ApplyError::Tool {
+            command: argv.join(" "),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }

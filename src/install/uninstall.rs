@@ -13,10 +13,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::accounts::{AGENT_USER, Accounts};
 use super::package::{self, Mode};
 use super::plan::{Action, Change};
 use super::{AGENT_ENV, ETC_DIR, Error, LINKS, Layout, Plan, SCRIPTS_DIR, conf, conf_change, systemctl, unit};
+use crate::accounts::{AGENT_USER, Accounts};
 use crate::config::Settings;
 
 pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Plan, Error> {
@@ -28,7 +28,7 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
     let config = layout.at(AGENT_ENV);
     let s = Settings::load(&config).unwrap_or_else(|e| {
         plan.notes.push(format!("{e}; reading what can be read"));
-        crate::hook::hook_settings(&config)
+        crate::config::hook_settings(&config, &mut crate::config::say)
     });
     // The agent first: make install's unit is disabled and stopped (the
     // package's is stopped by dpkg before prerm runs this).
