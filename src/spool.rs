@@ -675,18 +675,19 @@ pub fn open_create_sized(path: &Path, append: bool) -> io::Result<(File, u64)> {
     Ok((file, len))
 }
 
-/// A rotated queue the agent owns leaves the hooks' group: mode 0600 and
-/// the agent's group, so the hooks' user cannot open it again (what it
-/// still holds open it wrote itself). One the hooks' user made itself
-/// (before the agent made queue.log for it) stays its own file.
+/// A rotated queue the agent owns leaves the hooks' group's reach: mode
+/// 0600, so the hooks' user cannot open it again (what it still holds open
+/// it wrote itself). The group stays the spool's (setgid): with no group
+/// bits it grants nothing, and the unit's seccomp filter forbids chown
+/// (`~@privileged`). One the hooks' user made itself (before the agent made
+/// queue.log for it) stays its own file.
 fn take_from_hooks(path: &Path, file: &File) -> io::Result<()> {
     let m = file.metadata()?;
     if m.uid() != nix::unistd::geteuid().as_raw() {
         log::debug!("{}: made by uid {}; left as it is", path.display(), m.uid());
         return Ok(());
     }
-    file.set_permissions(Permissions::from_mode(0o600))?;
-    nix::unistd::fchown(file, None, Some(nix::unistd::getegid())).map_err(io::Error::from)
+    file.set_permissions(Permissions::from_mode(0o600))
 }
 
 fn open_new(path: &Path) -> io::Result<File> {

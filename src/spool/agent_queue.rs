@@ -148,17 +148,17 @@ pub(crate) fn agent_own(path: &std::path::Path, file: &File) -> io::Result<fs::M
             format!("{}: owned by uid {}, not the agent's own file", path.display(), m.uid()),
         ));
     }
-    let gid = nix::unistd::getegid();
-    if m.gid() != gid.as_raw() || m.mode() & 0o7077 != 0 {
+    // Private by mode alone: the group is the spool's (setgid), which a
+    // 0600 file grants nothing, and the unit's seccomp filter forbids chown.
+    if m.mode() & 0o7077 != 0 {
         if m.len() > 0 {
-            // Someone else's group or mode on a file with content: it may
-            // have been read or written through them; never trusted.
+            // Group or other bits on a file with content: it may have been
+            // read or written through them; never trusted.
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: mode {:04o} group {}, not the agent's alone", path.display(), m.mode() & 0o7777, m.gid()),
+                format!("{}: mode {:04o}, not the agent's alone", path.display(), m.mode() & 0o7777),
             ));
         }
-        nix::unistd::fchown(file, None, Some(gid)).map_err(io::Error::from)?;
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     }
     Ok(m)
