@@ -98,6 +98,7 @@ fn copy_fixture(site: &Site, from: &str) -> PathBuf {
 
 /// Everything the binary produces, delivered for real and validated.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn every_event_the_binary_sends_matches_the_schema_and_broken_ones_do_not() {
     let site = Site::new("schema");
     fs::create_dir_all(site.root.join("bin")).unwrap();

@@ -25,14 +25,14 @@ ovt_track() { echo "$1" >>"$OVT_PIDFILE"; }
 
 # Why the e2e cannot run here, or nothing when it can.
 ovt_gate() {
-    [ "$(id -u)" = 0 ] || { echo "not root"; return; }
-    [ -c /dev/net/tun ] || { echo "no /dev/net/tun"; return; }
-    command -v ip >/dev/null || { echo "no ip(8)"; return; }
+    [ "$(id -u)" = 0 ] || { echo "needs root; have uid $(id -u)"; return; }
+    [ -c /dev/net/tun ] || { echo "no /dev/net/tun (modprobe tun)"; return; }
+    command -v ip >/dev/null || { echo "no ip(8) (apt-get install iproute2)"; return; }
     ip netns list >/dev/null 2>&1 || { echo "ip netns not usable"; return; }
     if ! ip netns add ovt-gate-probe 2>/dev/null; then echo "cannot create network namespaces"; return; fi
     ip netns del ovt-gate-probe 2>/dev/null
-    command -v openssl >/dev/null || { echo "no openssl"; return; }
-    command -v python3 >/dev/null || { echo "no python3"; return; }
+    command -v openssl >/dev/null || { echo "no openssl (apt-get install openssl)"; return; }
+    command -v python3 >/dev/null || { echo "no python3 (apt-get install python3)"; return; }
 }
 
 # Debian's openvpn, installed when missing.

@@ -151,10 +151,11 @@ impl Site {
         Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
     }
 
-    /// The daemon, with its log going to `agent.log` in the site.
-    pub fn daemon(&self) -> Child {
+    /// The daemon, with its log going to `agent.log` in the site; killed
+    /// when the guard drops, also when the test fails first.
+    pub fn daemon(&self) -> Daemon {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.root.join("agent.log")).unwrap();
-        self.agent().stdout(Stdio::null()).stderr(log).spawn().unwrap()
+        Daemon(self.agent().stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
 
     pub fn log(&self) -> String {
@@ -203,6 +204,30 @@ impl Site {
     }
 }
 
+/// A running `agent` daemon; a test that fails before stopping it must
+/// not leave it running (it never ends by itself).
+pub struct Daemon(Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Site {
     fn drop(&mut self) {
         if !std::thread::panicking() {
@@ -237,6 +262,7 @@ impl Receiver {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let db = site.root.join(format!("receiver-{n}"));
         let ready = site.root.join(format!("receiver-{n}.port"));
+        let log = site.root.join(format!("receiver-{n}.err"));
         let child = Command::new("python3")
             .arg(RECEIVER)
             .args(["--listen", "127.0.0.1:0", "--ready-file"])
@@ -246,11 +272,19 @@ impl Receiver {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let port = wait_for("receiver to listen", || fs::read_to_string(&ready).ok()?.trim().parse().ok());
-        Receiver { child, port, db }
+        // Dropped (killed and reaped) also when it never comes up.
+        let mut rx = Receiver { child, port: 0, db };
+        rx.port = wait_for("receiver to listen", || {
+            // Ended before listening (a missing package, a bad flag): say why now.
+            if let Ok(Some(status)) = rx.child.try_wait() {
+                panic!("receiver.py {status}: {}", fs::read_to_string(&log).unwrap_or_default().trim());
+            }
+            fs::read_to_string(&ready).ok()?.trim().parse().ok()
+        });
+        rx
     }
 
     pub fn url(&self, scheme: &str) -> String {
