@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -24,61 +24,11 @@ mod require;
 
 use group::Group;
 
-const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
+#[path = "support/agent_site.rs"]
+mod site;
 
-/// A temporary spool + config + the binary linked under OpenVPN's names.
-struct Site {
-    root: PathBuf,
-}
-
-impl Site {
-    fn new(name: &str) -> Site {
-        let root = std::env::temp_dir().join(format!("ovt-hooks-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool/pending")).unwrap();
-        fs::create_dir_all(root.join("bin")).unwrap();
-        for n in
-            ["telemetry-connect.sh", "telemetry-disconnect.sh", "openvpn-telemetry-write-event", "openvpn-telemetry"]
-        {
-            symlink(BIN, root.join("bin").join(n)).unwrap();
-        }
-        let site = Site { root };
-        site.config(&format!("SPOOL_DIR={}\n", site.spool().display()));
-        site
-    }
-    fn spool(&self) -> PathBuf {
-        self.root.join("spool")
-    }
-    fn config_path(&self) -> PathBuf {
-        self.root.join("agent.env")
-    }
-    fn config(&self, text: &str) {
-        fs::write(self.config_path(), text).unwrap();
-    }
-    fn bin(&self, name: &str) -> PathBuf {
-        self.root.join("bin").join(name)
-    }
-    /// The hook as OpenVPN runs it: only OpenVPN's variables, no PATH/HOME.
-    fn hook(&self, name: &str, args: &[&str], env: &[(&str, &[u8])]) -> Command {
-        let mut c = Command::new(self.bin(name));
-        c.args(args).env_clear().env("OPENVPN_TELEMETRY_CONFIG", self.config_path());
-        for (k, v) in env {
-            c.env(k, OsStr::from_bytes(v));
-        }
-        c.stdin(Stdio::null());
-        c
-    }
-    fn lines(&self) -> Vec<Value> {
-        let text = fs::read_to_string(self.spool().join("queue.log")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))).collect()
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
-    }
-}
+use site::Site;
+use site::roles::{connect, disconnect, write_event};
 
 const ALICE: &[(&str, &[u8])] = &[
     ("common_name", b"alice"),
@@ -108,9 +58,9 @@ fn is_root() -> bool {
 fn names_and_subcommands_dispatch_to_the_right_event() {
     let s = Site::new("dispatch");
     // OpenVPN appends the path of a temp file to client-connect's arguments.
-    ok(s.hook("telemetry-connect.sh", &["/tmp/openvpn_cc_1.tmp"], ALICE));
-    ok(s.hook("telemetry-disconnect.sh", &[], ALICE));
-    ok(s.hook("openvpn-telemetry-write-event", &["CUSTOM_1"], ALICE));
+    ok(s.hook(connect(), &["/tmp/openvpn_cc_1.tmp"], ALICE));
+    ok(s.hook(disconnect(), &[], ALICE));
+    ok(s.hook(write_event(), &["CUSTOM_1"], ALICE));
     ok(s.hook("openvpn-telemetry", &["connect", "extra"], ALICE));
     ok(s.hook("openvpn-telemetry", &["disconnect"], ALICE));
     ok(s.hook("openvpn-telemetry", &["write-event", "SESSION_CONNECTED"], ALICE));
@@ -138,10 +88,10 @@ fn names_and_subcommands_dispatch_to_the_right_event() {
 fn bad_hook_arguments_still_exit_zero_with_one_line() {
     let s = Site::new("badargs");
     for args in [&[][..], &["lower-case"][..], &["--help"][..]] {
-        let out = ok(s.hook("openvpn-telemetry-write-event", args, ALICE));
+        let out = ok(s.hook(write_event(), args, ALICE));
         assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     }
-    let mut c = s.hook("openvpn-telemetry-write-event", &[], ALICE);
+    let mut c = s.hook(write_event(), &[], ALICE);
     c.arg(OsStr::from_bytes(b"BAD\xff"));
     ok(c);
     assert!(s.lines().is_empty());
@@ -150,7 +100,7 @@ fn bad_hook_arguments_still_exit_zero_with_one_line() {
 #[test]
 fn payload_has_the_seed_fields_and_types() {
     let s = Site::new("payload");
-    ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    ok(s.hook(connect(), &[], ALICE));
     let l = &s.lines()[0];
     assert_eq!(uuid::Uuid::parse_str(l["event_id"].as_str().unwrap()).unwrap().get_version_num(), 4);
     assert!(l["seq"].is_u64());
@@ -167,7 +117,7 @@ fn payload_has_the_seed_fields_and_types() {
 fn missing_or_deleted_spool_exits_zero_and_logs_the_event() {
     let s = Site::new("nospool");
     fs::remove_dir_all(s.spool()).unwrap();
-    let out = ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    let out = ok(s.hook(connect(), &[], ALICE));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("event not stored") && err.contains("\"common_name\":\"alice\""), "{err}");
@@ -182,7 +132,7 @@ fn read_only_spool_exits_zero_and_logs_the_event() {
     fs::set_permissions(s.spool(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&s.root, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(s.config_path(), fs::Permissions::from_mode(0o644)).unwrap();
-    let out = ok(as_nobody(s.hook("telemetry-connect.sh", &[], ALICE)));
+    let out = ok(as_nobody(s.hook(connect(), &[], ALICE)));
     assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
 }
 
@@ -210,7 +160,7 @@ fn full_disk_exits_zero_and_leaves_no_torn_line() {
     assert!(st.success());
     let result = std::panic::catch_unwind(|| {
         fs::create_dir(spool.join("pending")).unwrap();
-        ok(s.hook("telemetry-connect.sh", &[], ALICE));
+        ok(s.hook(connect(), &[], ALICE));
         // Fill the rest of the disk, leaving a few bytes: the next line
         // can only be written in part.
         let mut f = File::create(spool.join("filler")).unwrap();
@@ -218,7 +168,7 @@ fn full_disk_exits_zero_and_leaves_no_torn_line() {
         drop(f);
         let mut stored = 0;
         for _ in 0..20 {
-            let out = ok(s.hook("telemetry-connect.sh", &[], ALICE));
+            let out = ok(s.hook(connect(), &[], ALICE));
             if stderr(&out).is_empty() {
                 stored += 1;
             } else {
@@ -237,11 +187,11 @@ fn full_disk_exits_zero_and_leaves_no_torn_line() {
 #[test]
 fn bad_config_still_writes_with_one_warning_per_problem() {
     let s = Site::new("badconf");
-    s.config(&format!(
+    s.settings(&format!(
         "this line is garbage\nROTATE_MAX_BYTES=lots\nSPOOL_DIR=\"{}\"\nAUTH_HEADER=oops\n",
         s.spool().display()
     ));
-    let out = ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    let out = ok(s.hook(connect(), &[], ALICE));
     let err = stderr(&out);
     assert!(err.contains(":1:") && err.contains("ROTATE_MAX_BYTES") && err.contains("AUTH_HEADER"), "{err}");
     assert!(err.lines().all(|l| l.starts_with("openvpn-telemetry: ")));
@@ -262,7 +212,7 @@ fn missing_config_means_the_default_spool() {
         cat /var/spool/openvpn-telemetry/queue.log";
     let out = Command::new("unshare")
         .args(["-m", "sh", "-c", script])
-        .arg(s.bin("telemetry-connect.sh"))
+        .arg(s.bin(connect()))
         .arg(s.root.join("does-not-exist.env"))
         .output()
         .unwrap();
@@ -285,7 +235,7 @@ fn garbage_environment_is_escaped_into_valid_capped_json() {
         ("bytes_sent", b"99999999999999999999999"),
         ("time_unix", b"1700000000; rm -rf /"),
     ];
-    ok(s.hook("telemetry-disconnect.sh", &[], env));
+    ok(s.hook(disconnect(), &[], env));
     let raw = fs::read(s.spool().join("queue.log")).unwrap();
     assert_eq!(raw.iter().filter(|&&b| b == b'\n').count(), 1, "exactly one line");
     assert!(raw.len() < 8 * 1024, "fields are capped: {} bytes", raw.len());
@@ -299,7 +249,7 @@ fn garbage_environment_is_escaped_into_valid_capped_json() {
 #[test]
 fn stuck_lock_costs_milliseconds_and_loses_nothing() {
     let s = Site::new("stuck");
-    ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    ok(s.hook(connect(), &[], ALICE));
     // Another process holds the lock "forever" (until this test ends).
     let holder = Group::spawn(
         Command::new("flock").arg(s.spool().join("queue.lock")).args(["sleep", "600"]).stdout(Stdio::null()),
@@ -310,7 +260,7 @@ fn stuck_lock_costs_milliseconds_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let started = Instant::now();
-    let out = ok(s.hook("telemetry-disconnect.sh", &[], ALICE));
+    let out = ok(s.hook(disconnect(), &[], ALICE));
     let took = started.elapsed();
     drop(holder);
     // Generous bound for a noisy machine: blocking on the lock would take
@@ -330,7 +280,7 @@ fn stuck_lock_costs_milliseconds_and_loses_nothing() {
 #[cfg_attr(not(debug_assertions), ignore = "OPENVPN_TELEMETRY_TEST_PANIC exists only in dev builds")]
 fn a_panic_is_caught_and_exits_zero_in_one_line() {
     let s = Site::new("panic");
-    let mut c = s.hook("telemetry-connect.sh", &[], ALICE);
+    let mut c = s.hook(connect(), &[], ALICE);
     c.env("OPENVPN_TELEMETRY_TEST_PANIC", "1");
     let out = ok(c);
     let err = stderr(&out);
@@ -344,7 +294,7 @@ fn no_network_and_no_fork_from_a_hook() {
     let s = Site::new("nonet");
     let trace = s.root.join("trace");
     let mut c = Command::new("strace");
-    c.args(["-f", "-qq", "-e", "trace=network,process", "-o"]).arg(&trace).arg(s.bin("telemetry-connect.sh"));
+    c.args(["-f", "-qq", "-e", "trace=network,process", "-o"]).arg(&trace).arg(s.bin(connect()));
     c.env_clear().env("OPENVPN_TELEMETRY_CONFIG", s.config_path());
     for (k, v) in ALICE {
         c.env(k, OsStr::from_bytes(v));
@@ -370,7 +320,7 @@ fn never_follows_a_symlink_in_the_spool() {
     fs::write(&victim, "precious\n").unwrap();
     symlink(&victim, s.spool().join("queue.log")).unwrap();
     // Not followed: the event takes the bypass into pending/ instead.
-    let out = ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    let out = ok(s.hook(connect(), &[], ALICE));
     assert!(stderr(&out).contains("instead"), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
     let bypassed: Vec<_> = fs::read_dir(s.spool().join("pending")).unwrap().map(|e| e.unwrap().path()).collect();
@@ -379,12 +329,12 @@ fn never_follows_a_symlink_in_the_spool() {
     fs::remove_file(s.spool().join("queue.log")).unwrap();
     fs::remove_file(s.spool().join("seq")).unwrap();
     symlink(&victim, s.spool().join("seq")).unwrap();
-    ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    ok(s.hook(connect(), &[], ALICE));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
     // The counter as a link: replaced (the link itself), never appended to.
     fs::remove_file(s.spool().join("seq.counter")).unwrap();
     symlink(&victim, s.spool().join("seq.counter")).unwrap();
-    ok(s.hook("telemetry-connect.sh", &[], ALICE));
+    ok(s.hook(connect(), &[], ALICE));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
     assert!(fs::symlink_metadata(s.spool().join("seq.counter")).unwrap().is_file());
     assert_eq!(s.lines().len(), 2);
@@ -403,7 +353,7 @@ fn files_are_0660_with_the_spool_group_whatever_the_umask() {
     }
     // OpenVPN may run scripts with a strict umask.
     let mut sh = Command::new("sh");
-    sh.arg("-c").arg("umask 077; exec \"$0\"").arg(s.bin("telemetry-connect.sh"));
+    sh.arg("-c").arg("umask 077; exec \"$0\"").arg(s.bin(connect()));
     sh.env_clear().env("OPENVPN_TELEMETRY_CONFIG", s.config_path());
     let c = if is_root() { as_nobody(sh) } else { sh };
     ok(c);
@@ -425,17 +375,17 @@ fn nobody_uses_the_hook_companion_and_never_silently_moves() {
     std::os::unix::fs::chown(&spool2, Some(65534), Some(65534)).unwrap();
     fs::set_permissions(&s.root, fs::Permissions::from_mode(0o755)).unwrap();
     // The secret file nobody may not read, and its public companion.
-    s.config(&format!("SPOOL_DIR={}\nAUTH_HEADER=\"Authorization: Bearer s3cret\"\n", spool2.display()));
+    s.settings(&format!("SPOOL_DIR={}\nAUTH_HEADER=\"Authorization: Bearer s3cret\"\n", spool2.display()));
     fs::set_permissions(s.config_path(), fs::Permissions::from_mode(0o640)).unwrap();
     let companion = s.root.join("agent.hook.env");
     fs::write(&companion, format!("SPOOL_DIR={}\n", spool2.display())).unwrap();
-    let out = ok(as_nobody(s.hook("telemetry-connect.sh", &[], ALICE)));
+    let out = ok(as_nobody(s.hook(connect(), &[], ALICE)));
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(spool2.join("queue.log")).unwrap().lines().count(), 1);
 
     // Without a companion: a warning naming both files, never silence.
     fs::remove_file(&companion).unwrap();
-    let out = ok(as_nobody(s.hook("telemetry-connect.sh", &[], ALICE)));
+    let out = ok(as_nobody(s.hook(connect(), &[], ALICE)));
     let err = stderr(&out);
     assert!(err.contains("agent.env") && err.contains("agent.hook.env") && err.contains("Permission denied"), "{err}");
 }
@@ -466,7 +416,7 @@ fn hundreds_of_parallel_hooks_racing_rotation() {
             std::thread::spawn(move || {
                 let name = format!("user{i}");
                 let mut c = s.hook(
-                    if i % 2 == 0 { "telemetry-connect.sh" } else { "telemetry-disconnect.sh" },
+                    if i % 2 == 0 { connect() } else { disconnect() },
                     &[],
                     &[("common_name", name.as_bytes()), ("trusted_ip", b"192.0.2.1")],
                 );
@@ -563,7 +513,7 @@ fn connection_storm_gives_every_event_a_unique_seq() {
             let (s, b) = (s.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let name = format!("storm{i}");
-                let mut c = s.hook("telemetry-connect.sh", &[], &[("common_name", name.as_bytes())]);
+                let mut c = s.hook(connect(), &[], &[("common_name", name.as_bytes())]);
                 c.stderr(Stdio::null());
                 b.wait();
                 ok(c)
@@ -601,7 +551,7 @@ fn connection_storm_gives_every_event_a_unique_seq() {
 fn a_stopped_lock_holder_is_bypassed_with_unique_seq() {
     const HOOKS: usize = 40;
     let s = Arc::new(Site::new("stopped"));
-    ok(s.hook("telemetry-connect.sh", &[], &[("common_name", b"before")]));
+    ok(s.hook(connect(), &[], &[("common_name", b"before")]));
     // flock and its sleep in a group of their own, stopped together.
     let holder = Group::spawn(
         Command::new("flock").arg(s.spool().join("queue.lock")).args(["sleep", "600"]).stdout(Stdio::null()),
@@ -619,7 +569,7 @@ fn a_stopped_lock_holder_is_bypassed_with_unique_seq() {
             let (s, b) = (s.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let name = format!("stuck{i}");
-                let c = s.hook("telemetry-connect.sh", &[], &[("common_name", name.as_bytes())]);
+                let c = s.hook(connect(), &[], &[("common_name", name.as_bytes())]);
                 b.wait();
                 stderr(&ok(c))
             })
@@ -633,7 +583,7 @@ fn a_stopped_lock_holder_is_bypassed_with_unique_seq() {
     drop(holder);
     // Generous for a noisy machine: waiting on the holder would be 600 s.
     assert!(took < Duration::from_secs(5), "{HOOKS} hooks took {took:?} with a stopped holder");
-    ok(s.hook("telemetry-connect.sh", &[], &[("common_name", b"after")]));
+    ok(s.hook(connect(), &[], &[("common_name", b"after")]));
     rotate(&s.spool(), 1_000_000);
     let events = spooled_events(&s.spool());
     assert_eq!(events.len(), HOOKS + 2);
@@ -651,10 +601,10 @@ fn a_stopped_lock_holder_is_bypassed_with_unique_seq() {
 #[test]
 fn closed_stdio_never_lets_a_warning_into_the_spool() {
     let s = Site::new("closedfds");
-    s.config(&format!("SPOOL_DIR={}\nMAX_SPOOL_BYTES=lots\n", s.spool().display()));
+    s.settings(&format!("SPOOL_DIR={}\nMAX_SPOOL_BYTES=lots\n", s.spool().display()));
     for _ in 0..2 {
         let mut sh = Command::new("sh");
-        sh.arg("-c").arg("exec \"$0\" <&- >&- 2>&-").arg(s.bin("telemetry-connect.sh"));
+        sh.arg("-c").arg("exec \"$0\" <&- >&- 2>&-").arg(s.bin(connect()));
         sh.env_clear().env("OPENVPN_TELEMETRY_CONFIG", s.config_path()).env("common_name", "alice");
         let out = sh.output().unwrap();
         assert_eq!(out.status.code(), Some(0));
@@ -671,14 +621,14 @@ fn closed_stdio_never_lets_a_warning_into_the_spool() {
 #[test]
 fn a_closed_pipe_on_stderr_still_exits_zero() {
     let s = Site::new("epipe");
-    s.config(&format!("SPOOL_DIR={}\nMAX_SPOOL_BYTES=lots\n", s.spool().display()));
+    s.settings(&format!("SPOOL_DIR={}\nMAX_SPOOL_BYTES=lots\n", s.spool().display()));
     // The reader exits at once, so the pipe is closed before the hook
     // warns; the hook's own status is what matters, kept in a file.
     let status = s.root.join("status");
     let mut c = Command::new("sh");
     c.arg("-c")
         .arg("( \"$0\" 2>&1; echo $? > \"$1\" ) | (exec 0<&-; true); sleep 0.2")
-        .arg(s.bin("telemetry-connect.sh"))
+        .arg(s.bin(connect()))
         .arg(&status);
     c.env_clear().env("OPENVPN_TELEMETRY_CONFIG", s.config_path()).env("common_name", "alice");
     assert!(c.status().unwrap().success());

@@ -1,12 +1,18 @@
-//! Test helpers for the agent: a temporary site (spool + agent.env + the
-//! binary linked under OpenVPN's names), the loopback receiver
-//! (`receiver.py`, a real HTTP/TLS server) and throwaway certificates made
-//! with the `openssl` CLI.
+//! The integration tests' one test site: a temporary spool + agent.env +
+//! the binary linked under every name of its role table (OpenVPN's hook
+//! names), with the hooks run as OpenVPN runs them and the agent run
+//! bounded in time; the loopback receiver (`receiver.py`, a real HTTP/TLS
+//! server) and the throwaway certificates of `pki.sh`.
 
 #![allow(dead_code)]
 
+#[path = "roles.rs"]
+pub mod roles;
+
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -50,7 +56,7 @@ impl Site {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("spool/pending")).unwrap();
         fs::create_dir_all(root.join("bin")).unwrap();
-        for l in ["telemetry-connect.sh", "telemetry-disconnect.sh", "openvpn-telemetry"] {
+        for l in roles::all().iter().map(|r| r.program).chain(["openvpn-telemetry"]) {
             symlink(BIN, root.join("bin").join(l)).unwrap();
         }
         let site = Site { root };
@@ -69,6 +75,34 @@ impl Site {
     pub fn config_path(&self) -> PathBuf {
         self.root.join("agent.env")
     }
+    /// A file or directory of the site.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    /// Writes agent.env as exactly `text` (no defaults added).
+    pub fn settings(&self, text: &str) {
+        fs::write(self.config_path(), text).unwrap();
+    }
+    /// The binary linked as `name` (a role's program name).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.root.join("bin").join(name)
+    }
+    /// The hook `name` as OpenVPN runs it: only OpenVPN's variables, no
+    /// PATH/HOME, stdin closed.
+    pub fn hook(&self, name: &str, args: &[&str], env: &[(&str, &[u8])]) -> Command {
+        let mut c = Command::new(self.bin(name));
+        c.args(args).env_clear().env("OPENVPN_TELEMETRY_CONFIG", self.config_path());
+        for (k, v) in env {
+            c.env(k, OsStr::from_bytes(v));
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+    /// queue.log's lines, each parsed (panics on one that is not JSON).
+    pub fn lines(&self) -> Vec<Value> {
+        let text = fs::read_to_string(self.spool().join("queue.log")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))).collect()
+    }
     /// Writes agent.env: the spool, fast retry settings, then `extra`.
     pub fn config(&self, extra: &str) {
         let text = format!(
@@ -81,7 +115,7 @@ impl Site {
     /// Runs the real connect hook `n` times (as OpenVPN would).
     pub fn hook_events(&self, n: usize) {
         for i in 0..n {
-            let out = Command::new(self.root.join("bin/telemetry-connect.sh"))
+            let out = Command::new(self.bin(roles::connect()))
                 .env_clear()
                 .env("OPENVPN_TELEMETRY_CONFIG", self.config_path())
                 .env("common_name", format!("user{i}"))
@@ -319,8 +353,9 @@ impl Drop for Receiver {
     }
 }
 
-/// Throwaway PKI: `ca` signs the server (127.0.0.1) and `client`; `other`
-/// is an unrelated CA that signs `stranger`.
+/// Throwaway PKI (tests/support/pki.sh, the one the shell proofs use too):
+/// `ca` signs the server (127.0.0.1) and `client`; `other` is an unrelated
+/// CA that signs `stranger`.
 pub struct Pki {
     pub dir: PathBuf,
 }
@@ -328,81 +363,19 @@ pub struct Pki {
 impl Pki {
     pub fn new(site: &Site) -> Pki {
         let dir = site.root.join("pki");
-        fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { dir };
-        pki.ca("ca");
-        pki.ca("other");
-        pki.leaf("server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-        pki.leaf("client", "ca", "extendedKeyUsage=clientAuth\n");
-        pki.leaf("stranger", "other", "extendedKeyUsage=clientAuth\n");
-        pki
+        make_pki(&dir);
+        Pki { dir }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(&self.dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    fn ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=test {name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-    }
-    fn leaf(&self, name: &str, ca: &str, ext: &str) {
-        let ext_file = self.dir.join(format!("{name}.ext"));
-        let mut f = fs::File::create(&ext_file).unwrap();
-        write!(f, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}").unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            ext_file.to_str().unwrap(),
-        ]);
-    }
+}
+
+/// Runs tests/support/pki.sh into `dir`.
+pub fn make_pki(dir: &Path) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pki.sh");
+    let out = Command::new("bash").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Whether a path exists as a file with `lines` lines.
