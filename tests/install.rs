@@ -24,12 +24,10 @@ const SBIN: &str = "/usr/local/sbin/openvpn-telemetry";
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
 /// Where the tests' OpenVPN writes its status file, below the root.
 const STATUS_LOG: &str = "run/openvpn-server/status-server.log";
-const LINKS: [&str; 4] = [
-    "usr/local/sbin/openvpn-telemetry-agent",
-    "usr/local/sbin/openvpn-telemetry-write-event",
-    "etc/openvpn/scripts/telemetry-connect.sh",
-    "etc/openvpn/scripts/telemetry-disconnect.sh",
-];
+/// Every link `install` makes: the role table's (below the root).
+fn links() -> Vec<&'static str> {
+    site::roles::all().iter().map(|r| r.link.trim_start_matches('/')).collect()
+}
 
 macro_rules! need_root {
     () => {
@@ -171,7 +169,7 @@ fn fresh_install_puts_everything_in_place_and_a_second_changes_nothing() {
     assert_eq!(meta(&r.p("var/spool/openvpn-telemetry/failed")), (0o700, agent, agent_gid));
     assert_eq!(meta(&r.p(SBIN)), (0o755, 0, 0));
     assert_eq!(fs::read(r.p(SBIN)).unwrap(), fs::read(BIN).unwrap());
-    for l in LINKS {
+    for l in links() {
         assert_eq!(fs::read_link(r.p(l)).unwrap(), Path::new(SBIN), "{l}");
     }
     assert_eq!(meta(&r.p("etc/openvpn/scripts")), (0o755, 0, 0));
@@ -269,7 +267,7 @@ fn conf_is_patched_once_and_uninstall_restores_it_byte_for_byte() {
     assert_eq!(fs::read_to_string(&a).unwrap(), a_text, "byte for byte");
     assert_eq!(fs::read_to_string(&b).unwrap(), b_text, "byte for byte");
     assert_eq!(meta(&a), (0o640, 0, 65534));
-    for gone in [SBIN, UNIT, "etc/openvpn/scripts"].into_iter().chain(LINKS) {
+    for gone in [SBIN, UNIT, "etc/openvpn/scripts"].into_iter().chain(links()) {
         assert!(fs::symlink_metadata(r.p(gone)).is_err(), "{gone} still there");
     }
     assert!(r.p("var/spool/openvpn-telemetry/pending").is_dir() && r.p("etc/openvpn-telemetry/agent.env").is_file());
@@ -313,7 +311,7 @@ fn upgrade_over_the_seed_scripts_keeps_pending_events() {
     let r = Root::new("seed");
     // What the seed's shell installer left: scripts as regular files, its
     // agent.env, and a spool with a queue and a chunk written as nobody.
-    for l in LINKS {
+    for l in links() {
         fs::create_dir_all(r.p(l).parent().unwrap()).unwrap();
         fs::write(r.p(l), "#!/bin/bash\nexit 0\n").unwrap();
         fs::set_permissions(r.p(l), fs::Permissions::from_mode(0o755)).unwrap();
@@ -330,7 +328,7 @@ fn upgrade_over_the_seed_scripts_keeps_pending_events() {
     }
     let out = r.ok(&["install"]);
     assert!(out.contains("QUEUE_FILE is not a setting this version knows"), "{out}");
-    for l in LINKS {
+    for l in links() {
         assert_eq!(fs::read_link(r.p(l)).unwrap(), Path::new(SBIN), "{l} replaced by the link");
     }
     assert_eq!(fs::read_to_string(&chunk).unwrap(), "{\"seq\":1}\n");
@@ -584,8 +582,11 @@ fn real_install_and_purge_leave_this_machine_clean() {
     assert!(check.contains("OK   hooks' user nobody:nogroup: can write"), "{check}");
     assert!(ok2 && again.contains("nothing to change"), "{again}");
     assert!(purged, "{purge_out}");
-    for p in
-        ours.iter().copied().chain([spool.as_str()]).chain(LINKS.map(|l| format!("/{l}")).iter().map(String::as_str))
+    for p in ours
+        .iter()
+        .copied()
+        .chain([spool.as_str()])
+        .chain(links().iter().map(|l| format!("/{l}")).collect::<Vec<_>>().iter().map(String::as_str))
     {
         assert!(fs::symlink_metadata(p).is_err(), "{p} left behind");
     }
@@ -648,7 +649,10 @@ const DROPIN: &str = "etc/systemd/system/openvpn-telemetry-agent.service.d/10-in
 const HELPER: &str = "var/lib/openvpn-telemetry/openvpn-telemetry";
 const PACKAGED_UNIT: &str = "/usr/lib/systemd/system/openvpn-telemetry-agent.service";
 const PACKAGED_UNIT_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/debian/openvpn-telemetry-agent.service");
-const HOOKS: [&str; 2] = [LINKS[2], LINKS[3]];
+/// The two hook links OpenVPN's config names.
+fn hooks() -> [&'static str; 2] {
+    [site::roles::link("connect"), site::roles::link("disconnect")]
+}
 
 /// A chunk of one pending event in the staged spool.
 fn pending_chunk(r: &Root) -> PathBuf {
@@ -668,11 +672,11 @@ fn package_mode_takes_over_from_make_install_and_keeps_pending_events() {
     assert!(out.contains("install --package"), "{out}");
     // make install's copy, its /usr/local/sbin names and its unit are gone;
     // the hooks point at the package's binary, which dpkg (not install) puts there.
-    for gone in [SBIN, UNIT, LINKS[0], LINKS[1]] {
+    for gone in [SBIN, UNIT, site::roles::link("agent"), site::roles::link("write-event")] {
         assert!(fs::symlink_metadata(r.p(gone)).is_err(), "{gone} still there:\n{out}");
     }
     assert!(fs::symlink_metadata(r.p(PKG_BIN)).is_err(), "install never writes dpkg's file");
-    for l in HOOKS {
+    for l in hooks() {
         assert_eq!(fs::read_link(r.p(l)).unwrap(), Path::new(PKG_BIN), "{l}");
     }
     assert!(!r.p(DROPIN).exists(), "the defaults need no drop-in:\n{out}");
@@ -791,7 +795,7 @@ fn package_remove_keeps_the_spool_and_a_purge_helper_and_purge_removes_everythin
     // apt remove (prerm): hooks, conf lines and drop-in go; the spool, the
     // settings and the user stay, and a copy of the binary for apt purge.
     let out = r.ok(&["uninstall", "--package"]);
-    for gone in [DROPIN, HOOKS[0], HOOKS[1], "etc/openvpn/scripts"] {
+    for gone in [DROPIN, hooks()[0], hooks()[1], "etc/openvpn/scripts"] {
         assert!(fs::symlink_metadata(r.p(gone)).is_err(), "{gone} still there:\n{out}");
     }
     assert_eq!(fs::read_to_string(r.p("etc/openvpn/server/s.conf")).unwrap(), "dev tun\n");
