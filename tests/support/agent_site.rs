@@ -293,10 +293,15 @@ pub struct Receiver {
 impl Receiver {
     /// `args`: extra receiver flags (`--script`, `--token`, TLS files...).
     pub fn start(site: &Site, args: &[&str]) -> Receiver {
+        Receiver::start_in(&site.root, args)
+    }
+
+    /// The same with its database, port file and log in `dir`.
+    pub fn start_in(dir: &Path, args: &[&str]) -> Receiver {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let db = site.root.join(format!("receiver-{n}"));
-        let ready = site.root.join(format!("receiver-{n}.port"));
-        let log = site.root.join(format!("receiver-{n}.err"));
+        let db = dir.join(format!("receiver-{n}"));
+        let ready = dir.join(format!("receiver-{n}.port"));
+        let log = dir.join(format!("receiver-{n}.err"));
         let child = Command::new("python3")
             .arg(RECEIVER)
             .args(["--listen", "127.0.0.1:0", "--ready-file"])

@@ -36,7 +36,8 @@ pub const SPOOL: &str = "var/spool/openvpn-telemetry";
 /// is forever, so this only has to be generous, never tight.
 pub const BOUND: Duration = Duration::from_secs(20);
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
-const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/receiver.py");
+#[path = "agent_site.rs"]
+mod site;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -619,7 +620,8 @@ pub fn secret_pieces(out: &[u8], secret: &str) -> Vec<String> {
 /// The loopback HTTPS telemetry server (tests/support/receiver.py) with
 /// a throwaway CA whose certificate is installed in the root.
 pub struct Receiver {
-    child: Child,
+    /// The shared receiver (support/agent_site.rs), stopped when dropped.
+    rx: site::Receiver,
     pub port: u16,
     pub db: PathBuf,
 }
@@ -629,42 +631,18 @@ impl Receiver {
     /// live in the root-only `logs`; the CA certificate is copied to
     /// `/etc/openvpn-telemetry/test-ca.crt` in the root (for CA_CERT).
     pub fn start(s: &Staged, args: &[&str]) -> Receiver {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pki = s.logs.join("pki");
         if !pki.join("server.crt").exists() {
-            make_pki(&pki);
+            site::make_pki(&pki);
         }
         let ca = s.p("etc/openvpn-telemetry/test-ca.crt");
         fs::copy(pki.join("ca.crt"), &ca).unwrap();
         fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).unwrap();
-        let db = s.logs.join(format!("receiver-{n}"));
-        let ready = s.logs.join(format!("receiver-{n}.port"));
-        let child = Command::new("python3")
-            .arg(RECEIVER)
-            .args(["--listen", "127.0.0.1:0", "--ready-file"])
-            .arg(&ready)
-            .arg("--db")
-            .arg(&db)
-            .arg("--cert")
-            .arg(pki.join("server.crt"))
-            .arg("--key")
-            .arg(pki.join("server.key"))
-            .arg("--keep-bodies")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + BOUND;
-        let port = loop {
-            if let Some(p) = fs::read_to_string(&ready).ok().and_then(|t| t.trim().parse().ok()) {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "the receiver did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Receiver { child, port, db }
+        let (cert, key) = (pki.join("server.crt"), pki.join("server.key"));
+        let mut flags = vec!["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), "--keep-bodies"];
+        flags.extend(args);
+        let rx = site::Receiver::start_in(&s.logs, &flags);
+        Receiver { port: rx.port, db: rx.db.clone(), rx }
     }
     /// The settings lines for the agent (URL and the CA inside the root).
     pub fn settings(&self) -> String {
@@ -693,19 +671,4 @@ impl Receiver {
             .filter_map(|v| v["common_name"].as_str().map(str::to_string))
             .collect()
     }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs tests/support/pki.sh into `dir` (the one PKI of the tests and the
-/// shell proofs).
-fn make_pki(dir: &Path) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pki.sh");
-    let out = Command::new("bash").arg(script).arg(dir).output().unwrap();
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
 }
