@@ -8,9 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -19,6 +18,8 @@ mod require;
 #[path = "support/agent_site.rs"]
 mod site;
 
+use site::roles;
+
 const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
 const SBIN: &str = "/usr/local/sbin/openvpn-telemetry";
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
@@ -26,7 +27,7 @@ const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
 const STATUS_LOG: &str = "run/openvpn-server/status-server.log";
 /// Every link `install` makes: the role table's (below the root).
 fn links() -> Vec<&'static str> {
-    site::roles::all().iter().map(|r| r.link.trim_start_matches('/')).collect()
+    roles::all().iter().map(|r| r.link.trim_start_matches('/')).collect()
 }
 
 macro_rules! need_root {
@@ -46,26 +47,7 @@ impl Root {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("etc/openvpn-telemetry")).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        // The host's accounts minus ours: the real-install test may be
-        // adding and deleting the agent's user on the host right now.
-        for f in ["passwd", "group", "shadow", "gshadow"] {
-            let Ok(text) = fs::read_to_string(Path::new("/etc").join(f)) else { continue };
-            let kept: String = text
-                .lines()
-                .filter(|l| !l.starts_with("openvpn-telemetry:"))
-                .map(|l| match l.rsplit_once(':') {
-                    Some((head, members)) if f.contains("group") => {
-                        let m: Vec<&str> = members.split(',').filter(|m| *m != "openvpn-telemetry").collect();
-                        format!("{head}:{}\n", m.join(","))
-                    }
-                    _ => format!("{l}\n"),
-                })
-                .collect();
-            let mode = if f.contains("shadow") { 0o600 } else { 0o644 };
-            let mut file =
-                OpenOptions::new().write(true).create_new(true).mode(mode).open(dir.join("etc").join(f)).unwrap();
-            file.write_all(kept.as_bytes()).unwrap();
-        }
+        site::copy_host_accounts(&dir);
         Root { dir }
     }
     fn p(&self, rel: &str) -> PathBuf {
@@ -244,8 +226,8 @@ fn conf_is_patched_once_and_uninstall_restores_it_byte_for_byte() {
     r.ok(&["install"]);
     let patched = fs::read_to_string(&a).unwrap();
     assert!(patched.starts_with(a_text) && patched.contains("\nscript-security 2\n"), "{patched}");
-    assert!(patched.contains("\nclient-connect /etc/openvpn/scripts/telemetry-connect.sh\n"));
-    assert!(patched.contains("\nclient-disconnect /etc/openvpn/scripts/telemetry-disconnect.sh\n"));
+    assert!(patched.contains(&format!("\nclient-connect {}\n", roles::installed("connect"))), "{patched}");
+    assert!(patched.contains(&format!("\nclient-disconnect {}\n", roles::installed("disconnect"))), "{patched}");
     assert_eq!(meta(&a), (0o640, 0, 65534), "mode and owner kept");
     let b_patched = fs::read_to_string(&b).unwrap();
     assert_eq!(b_patched.matches("script-security").count(), 1, "3 already allows hooks: {b_patched}");
@@ -367,7 +349,7 @@ fn hooks_as_nobody_use_the_custom_spool_and_cannot_read_the_token() {
     let hook = Command::new("/usr/sbin/chroot")
         .arg("--userspec=65534:65534")
         .arg(&r.dir)
-        .arg("/etc/openvpn/scripts/telemetry-connect.sh")
+        .arg(roles::installed("connect"))
         .env_clear()
         .envs([("common_name", "alice"), ("trusted_ip", "198.51.100.7"), ("trusted_port", "5555")])
         .output()
@@ -569,7 +551,7 @@ fn real_install_and_purge_leave_this_machine_clean() {
         panic!("install failed:\n{out}");
     }
     let hook = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/etc/openvpn/scripts/telemetry-disconnect.sh"])
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", roles::installed("disconnect")])
         .env_clear()
         .env("common_name", "bob")
         .output()
@@ -651,7 +633,7 @@ const PACKAGED_UNIT: &str = "/usr/lib/systemd/system/openvpn-telemetry-agent.ser
 const PACKAGED_UNIT_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/debian/openvpn-telemetry-agent.service");
 /// The two hook links OpenVPN's config names.
 fn hooks() -> [&'static str; 2] {
-    [site::roles::link("connect"), site::roles::link("disconnect")]
+    [roles::link("connect"), roles::link("disconnect")]
 }
 
 /// A chunk of one pending event in the staged spool.
@@ -672,7 +654,7 @@ fn package_mode_takes_over_from_make_install_and_keeps_pending_events() {
     assert!(out.contains("install --package"), "{out}");
     // make install's copy, its /usr/local/sbin names and its unit are gone;
     // the hooks point at the package's binary, which dpkg (not install) puts there.
-    for gone in [SBIN, UNIT, site::roles::link("agent"), site::roles::link("write-event")] {
+    for gone in [SBIN, UNIT, roles::link("agent"), roles::link("write-event")] {
         assert!(fs::symlink_metadata(r.p(gone)).is_err(), "{gone} still there:\n{out}");
     }
     assert!(fs::symlink_metadata(r.p(PKG_BIN)).is_err(), "install never writes dpkg's file");

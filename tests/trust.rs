@@ -70,7 +70,7 @@ fn hook(s: &Staged, common_name: &str) -> Ran {
     let mut c = Command::new("/usr/sbin/chroot");
     c.arg(format!("--userspec={}:{}", s.nobody_uid(), s.nogroup()))
         .arg(&s.root)
-        .arg("/etc/openvpn/scripts/telemetry-connect.sh")
+        .arg(attack::site::roles::installed("connect"))
         .env_clear()
         .envs([("common_name", common_name), ("trusted_ip", "198.51.100.7"), ("trusted_port", "5555")]);
     attack::run("connect hook", &mut c, BOUND)

@@ -10,10 +10,10 @@
 pub mod roles;
 
 use std::ffi::OsStr;
-use std::fs;
-use std::io::Read;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -267,6 +267,30 @@ impl Drop for Site {
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.root);
         }
+    }
+}
+
+/// Copies the host's account files into `root`/etc, minus ours (the
+/// real-install test may be adding and deleting the agent's user on the
+/// host right now), for `install --root` and `check --root`.
+pub fn copy_host_accounts(root: &Path) {
+    for f in ["passwd", "group", "shadow", "gshadow"] {
+        let Ok(text) = fs::read_to_string(Path::new("/etc").join(f)) else { continue };
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("openvpn-telemetry:"))
+            .map(|l| match l.rsplit_once(':') {
+                Some((head, members)) if f.contains("group") => {
+                    let m: Vec<&str> = members.split(',').filter(|m| *m != "openvpn-telemetry").collect();
+                    format!("{head}:{}\n", m.join(","))
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let mode = if f.contains("shadow") { 0o600 } else { 0o644 };
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(mode).open(root.join("etc").join(f)).unwrap();
+        file.write_all(kept.as_bytes()).unwrap();
     }
 }
 

@@ -20,9 +20,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -37,7 +37,7 @@ pub const SPOOL: &str = "var/spool/openvpn-telemetry";
 pub const BOUND: Duration = Duration::from_secs(20);
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
 #[path = "agent_site.rs"]
-mod site;
+pub mod site;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -255,7 +255,7 @@ impl Staged {
             fs::create_dir_all(root.join(d)).unwrap();
             fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
         }
-        copy_accounts(&root);
+        site::copy_host_accounts(&root);
         let s = Staged { work, root, logs, bin: bin() };
         s.env(env);
         let r = s.install();
@@ -349,7 +349,7 @@ impl Staged {
         let mut c = Command::new("/usr/sbin/chroot");
         c.arg(format!("--userspec={}:{}", self.nobody_uid(), self.nogroup()))
             .arg(&self.root)
-            .arg("/etc/openvpn/scripts/telemetry-connect.sh")
+            .arg(site::roles::installed("connect"))
             .env_clear()
             .envs([("common_name", common_name), ("trusted_ip", "198.51.100.7"), ("trusted_port", "5555")]);
         let r = run("connect hook", &mut c, BOUND);
@@ -488,29 +488,6 @@ impl Drop for Staged {
         if std::env::var_os("OVT_TEST_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.work);
         }
-    }
-}
-
-/// The host's account files minus ours (another test may be creating the
-/// agent's user on the host right now).
-fn copy_accounts(root: &Path) {
-    for f in ["passwd", "group", "shadow", "gshadow"] {
-        let Ok(text) = fs::read_to_string(Path::new("/etc").join(f)) else { continue };
-        let kept: String = text
-            .lines()
-            .filter(|l| !l.starts_with("openvpn-telemetry:"))
-            .map(|l| match l.rsplit_once(':') {
-                Some((head, members)) if f.contains("group") => {
-                    let m: Vec<&str> = members.split(',').filter(|m| *m != "openvpn-telemetry").collect();
-                    format!("{head}:{}\n", m.join(","))
-                }
-                _ => format!("{l}\n"),
-            })
-            .collect();
-        let mode = if f.contains("shadow") { 0o600 } else { 0o644 };
-        let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(mode).open(root.join("etc").join(f)).unwrap();
-        file.write_all(kept.as_bytes()).unwrap();
     }
 }
 

@@ -47,6 +47,11 @@ pub fn program(subcommand: &str) -> &'static str {
     row(subcommand).program
 }
 
+/// Where `install` puts that link, as an absolute path.
+pub fn installed(subcommand: &str) -> &'static str {
+    row(subcommand).link
+}
+
 /// Where `install` puts that link, without the leading `/` (below a root).
 pub fn link(subcommand: &str) -> &'static str {
     row(subcommand).link.trim_start_matches('/')
