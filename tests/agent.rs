@@ -435,6 +435,7 @@ fn kill_9_at_random_moments_loses_nothing() {
 }
 
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn kill_9_in_otlp_mode_loses_nothing() {
     kill_9_rounds("kill9-otlp", true);
 }
@@ -442,6 +443,7 @@ fn kill_9_in_otlp_mode_loses_nothing() {
 /// Every body the agent sends in OTLP mode is a valid ExportLogsServiceRequest
 /// to the opentelemetry-proto package's strict parser, and carries every event.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn otlp_bodies_pass_a_strict_parser_and_carry_every_event() {
     let site = Site::new("otlp");
     let rx = Receiver::start(&site, &["--otlp", "--script", "503,503", "--keep-bodies"]);
@@ -472,6 +474,7 @@ fn otlp_bodies_pass_a_strict_parser_and_carry_every_event() {
 /// (partialSuccess): those are counted as dropped and reported, never
 /// retried forever, never silently gone.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn otlp_partial_success_is_counted_and_reported() {
     let site = Site::new("otlp-partial");
     let rx = Receiver::start(&site, &["--otlp", "--script", "partial:2"]);
@@ -491,6 +494,7 @@ fn otlp_partial_success_is_counted_and_reported() {
 
 /// 400 from an OTLP endpoint sets the batch aside like any 4xx.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn otlp_bad_request_sets_the_batch_aside() {
     let site = Site::new("otlp-400");
     let rx = Receiver::start(&site, &["--otlp", "--script", "400"]);

@@ -49,6 +49,7 @@ fn dropped(site: &Site) -> (u64, u64) {
 /// report's batch is rejected too (the receiver rejects 2 of every batch,
 /// here all it held): counted, and nothing more is sent.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn some_records_rejected_are_counted_and_reported_once() {
     let (site, rx) = otlp_site("some", "2", "");
     let (_, lines) = event_lines(1, 6);
@@ -66,6 +67,7 @@ fn some_records_rejected_are_counted_and_reported_once() {
 /// begets none. `--once` sends the batches and the report they produced,
 /// then ends, saying what it left; the next run sends that and is done.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn all_records_rejected_cost_a_bounded_number_of_posts() {
     let (site, rx) = otlp_site("all", "all", "MAX_BATCH_EVENTS=3\n");
     let (_, lines) = event_lines(1, 6);
@@ -97,6 +99,7 @@ fn all_records_rejected_cost_a_bounded_number_of_posts() {
 /// errorMessage full of terminal escapes: the count is capped at the
 /// batch, and the message reaches the log capped and escaped.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn a_hostile_count_and_message_are_capped() {
     let site = Site::new("hostile");
     let rx = Receiver::start(&site, &["--otlp", "--reject", "1000000!", "--reject-message-bytes", "60000"]);
@@ -137,6 +140,7 @@ fn a_json_receiver_refusing_the_drop_report_is_counted_once() {
 /// backlog and one report per batch of losses nothing more is sent,
 /// however many rotations pass.
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs: make test runs it"]
 fn the_daemon_sends_no_report_for_a_rejected_report() {
     let (site, rx) = otlp_site("daemon", "all", "MAX_BATCH_EVENTS=3\n");
     let (_, lines) = event_lines(1, 6);

@@ -110,6 +110,7 @@ fn event(seq: u64, common_name: &str) -> String {
 /// owner and content, and nobody can neither read nor write any of them
 /// afterwards.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn reinstall_never_hands_a_root_only_file_to_nobody() {
     let cases = INSTALL_LAYOUTS.into_iter().flat_map(|l| [(l, "install"), (l, "uninstall --purge")]);
     each(cases, |(layout, verb)| {
@@ -182,6 +183,7 @@ fn reinstall_never_hands_a_root_only_file_to_nobody() {
 /// runs `install` (several times, as a refused install is retried).
 /// Outcome: the root-only directories keep their mode, owner and content.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn the_upgrade_never_follows_a_swap_made_while_it_runs() {
     const RACER: &str = r#"
 import os, time
@@ -315,6 +317,7 @@ fn secret_traps(s: &Staged, layout: Layout, target: &str, file: &str, traps: &st
 /// /etc/openvpn-telemetry is untouched. On the installed spool the hook's
 /// event is still delivered (the system keeps working).
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn the_agent_never_copies_the_token_where_nobody_or_the_server_sees_it() {
     let cases = LAYOUTS.into_iter().flat_map(|l| SECRET_TRAPS.map(|t| (l, t)));
     each(cases, |(layout, (what, traps))| {
@@ -360,6 +363,7 @@ fn the_agent_never_copies_the_token_where_nobody_or_the_server_sees_it() {
 /// line. Outcome: neither secret reaches the server or a file nobody can
 /// read, and the root-only directory is unchanged.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn the_agents_read_access_never_opens_what_nobody_points_at() {
     const SECRET_JSON: &str = "secret-json-5d0e77";
     const SECRET_TEXT: &str = "secret-text-a41b09";
@@ -437,6 +441,7 @@ const DELETE_TRAPS: [(&str, &str, bool); 2] = [
 /// agent opens in the spool to the sink file. Outcome: no file there is
 /// deleted or changed (the sink file only grows).
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn the_failed_bound_never_deletes_outside_the_spool() {
     let cases = LAYOUTS.into_iter().flat_map(|l| DELETE_TRAPS.map(|t| (l, t)));
     each(cases, |(layout, (what, traps, delivers))| {
@@ -504,6 +509,7 @@ fn the_failed_bound_never_deletes_outside_the_spool() {
 /// sets that line or chunk aside (`failed/<chunk>.bad`, `.unreadable`).
 /// Outcome: `agent --once` ends within the bound.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn a_fifo_in_failed_never_hangs_the_agent() {
     each(LAYOUTS, |layout| {
         let mut f = Findings::default();
@@ -532,6 +538,7 @@ fn a_fifo_in_failed_never_hangs_the_agent() {
 /// `dropped`, `queue.lock` or `seq.counter` a FIFO, or `queue.lock` a link. Outcome:
 /// `agent --once` ends within the bound.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
     let plants = [
         ("a FIFO as queue.log", "rm -f queue.log; mkfifo queue.log; printf '3 1 3\\n' > dropped"),
@@ -570,6 +577,7 @@ fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
 /// the bound, and the daemon, stopped with SIGTERM (as systemd does), ends
 /// within the bound.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
     let cases = LAYOUTS.into_iter().flat_map(|l| {
         ["agent-state.json", "sessions.state", "certs.state"]
@@ -628,6 +636,7 @@ fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
 /// re-POST of the same batch in a loop: `agent --once` ends within the
 /// bound, and it and the daemon (4 s) send a handful of requests at most.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn a_chunk_the_agent_cannot_remove_is_not_posted_in_a_loop() {
     each(LAYOUTS, |layout| {
         let mut f = Findings::default();
@@ -662,6 +671,7 @@ fn a_chunk_the_agent_cannot_remove_is_not_posted_in_a_loop() {
 /// within the bound. (check runs on a root of its own: its probe opening
 /// a FIFO for writing would otherwise unblock a status reading it.)
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn status_and_check_never_block_on_what_nobody_plants() {
     let plants = [
         ("a FIFO as queue.log", "rm -f queue.log; mkfifo queue.log"),
@@ -717,6 +727,7 @@ fn hex(bytes: &[u8]) -> String {
 /// journal, in both its formats), in `status` / `status --json`, or in
 /// `check`.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn server_text_never_reaches_a_terminal_raw() {
     let mut f = Findings::default();
     let s = Staged::new("p5-escapes", "");
@@ -753,6 +764,7 @@ fn server_text_never_reaches_a_terminal_raw() {
 /// files with them. Outcome: `status` and `status --json` print no raw
 /// control byte, nor does the agent's log (the journal).
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn status_and_agent_log_never_print_control_bytes_nobody_planted() {
     each(LAYOUTS, |layout| {
         let mut f = Findings::default();
@@ -818,6 +830,7 @@ fn status_and_agent_log_never_print_control_bytes_nobody_planted() {
 /// on the HTTP library's wire trace), and `check` likewise. Outcome: no
 /// piece of the token appears in their output.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn no_log_level_prints_the_token() {
     let mut f = Findings::default();
     let s = Staged::new("p5-trace", "");
@@ -858,6 +871,7 @@ fn no_log_level_prints_the_token() {
 /// the agent's state files are its own 0600; waiting events are kept and
 /// the hooks still write.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn nobody_may_only_add_events() {
     each(INSTALL_LAYOUTS, |layout| {
         let mut f = Findings::default();

@@ -70,7 +70,7 @@ fn hook(s: &Staged, common_name: &str) -> Ran {
     let mut c = Command::new("/usr/sbin/chroot");
     c.arg(format!("--userspec={}:{}", s.nobody_uid(), s.nogroup()))
         .arg(&s.root)
-        .arg("/etc/openvpn/scripts/telemetry-connect.sh")
+        .arg(attack::site::roles::installed("connect"))
         .env_clear()
         .envs([("common_name", common_name), ("trusted_ip", "198.51.100.7"), ("trusted_port", "5555")]);
     attack::run("connect hook", &mut c, BOUND)
@@ -141,6 +141,7 @@ fn status_file(s: &Staged) {
 /// nobody can read or write no file holding the agent's events, and the
 /// receiver gets the real events and no forgery.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn what_the_agent_writes_nobody_reads_or_rewrites() {
     each(LAYOUTS, |layout| {
         let mut f = Findings::default();
@@ -204,6 +205,7 @@ const DAMAGE: [(&str, &str, &str); 6] = [
 /// nothing of "not stored"), the agent starts and delivers it, and a
 /// damaged control file the agent relies on is reported by `check`.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn a_damaged_control_file_stops_neither_the_hooks_nor_the_agent() {
     let cases = LAYOUTS.into_iter().flat_map(|l| DAMAGE.into_iter().map(move |d| (l, d)));
     each(cases, |(layout, (what, damage, name))| {
@@ -254,6 +256,7 @@ fn a_damaged_control_file_stops_neither_the_hooks_nor_the_agent() {
 /// Outcome: `status`, `check` and `agent --once` end within the bound,
 /// and a hook's event written after the agent ran is delivered.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn a_sparse_file_stalls_neither_status_nor_the_agent() {
     let plants = [
         ("queue.log made 15 TiB", "truncate -s 15T queue.log"),
@@ -298,6 +301,7 @@ fn a_sparse_file_stalls_neither_status_nor_the_agent() {
 /// run by hand, leaves it). Outcome: `install` leaves it 0600 root:root,
 /// and nobody can read it.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn install_never_hands_a_root_file_in_the_spool_to_the_hooks() {
     const SECRET: &str = "secret-state-4c1d9e";
     each(LAYOUTS, |layout| {
@@ -333,6 +337,7 @@ fn install_never_hands_a_root_file_in_the_spool_to_the_hooks() {
 /// pending/) and the hook is done before the holder lets go: it never
 /// waits on what a holder does.
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn a_lock_holder_faking_progress_never_holds_a_hook() {
     each(LAYOUTS, |layout| {
         let mut f = Findings::default();
@@ -375,6 +380,7 @@ fn a_lock_holder_faking_progress_never_holds_a_hook() {
 /// event the hooks write after the agent's next run has a seq above every
 /// seq the receiver already had, and below 2^53 (exact in JSON).
 #[test]
+#[ignore = "needs root: make test runs it"]
 fn seq_never_goes_back_below_what_the_agent_saw() {
     let plants = [("reset", "truncate -s 32 seq.counter"), ("jump", "truncate -s 15T seq.counter")];
     each(plants, |(what, plant)| {

@@ -13,7 +13,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
 
 why=$(ovt_gate)
-if [ -n "$why" ]; then echo "fixtures skipped: $why"; exit 0; fi
+. "$REPO/tests/support/require.sh"
+[ -z "$why" ] || require_missing fixtures "$why"
 ovt_need_openvpn
 
 OUT=${FIXTURES_OUT:-$REPO/tests/fixtures}

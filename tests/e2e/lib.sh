@@ -25,14 +25,14 @@ ovt_track() { echo "$1" >>"$OVT_PIDFILE"; }
 
 # Why the e2e cannot run here, or nothing when it can.
 ovt_gate() {
-    [ "$(id -u)" = 0 ] || { echo "not root"; return; }
-    [ -c /dev/net/tun ] || { echo "no /dev/net/tun"; return; }
-    command -v ip >/dev/null || { echo "no ip(8)"; return; }
+    [ "$(id -u)" = 0 ] || { echo "needs root; have uid $(id -u)"; return; }
+    [ -c /dev/net/tun ] || { echo "no /dev/net/tun (modprobe tun)"; return; }
+    command -v ip >/dev/null || { echo "no ip(8) (apt-get install iproute2)"; return; }
     ip netns list >/dev/null 2>&1 || { echo "ip netns not usable"; return; }
     if ! ip netns add ovt-gate-probe 2>/dev/null; then echo "cannot create network namespaces"; return; fi
     ip netns del ovt-gate-probe 2>/dev/null
-    command -v openssl >/dev/null || { echo "no openssl"; return; }
-    command -v python3 >/dev/null || { echo "no python3"; return; }
+    command -v openssl >/dev/null || { echo "no openssl (apt-get install openssl)"; return; }
+    command -v python3 >/dev/null || { echo "no python3 (apt-get install python3)"; return; }
 }
 
 # Debian's openvpn, installed when missing.
@@ -68,43 +68,18 @@ ovt_net_up() {
     ip -n "$OVT_CLI_NS" link set ovt-veth-c up
 }
 
-# A throwaway PKI in $1: ca, server, ovt-client-01..N, plus a TLS server
-# cert for the receiver on 127.0.0.1 and an mTLS client cert for the agent.
-# EC P-256 keys, one openssl call per certificate.
+# A throwaway PKI in $1 (tests/support/pki.sh): ca, server, ovt-client-01..N,
+# plus a TLS server cert for the receiver on 127.0.0.1 and an mTLS client
+# cert for the agent.
+. "$(dirname "${BASH_SOURCE[0]}")/../support/pki.sh"
 ovt_pki() {
     local dir=$1 n=$2 i
-    mkdir -p "$dir"
-    cat >"$dir/openssl.cnf" <<'EOF'
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-[ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyAgreement
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-[client]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyAgreement
-extendedKeyUsage = clientAuth
-EOF
-    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -config "$dir/openssl.cnf")
-    openssl req -x509 "${ec[@]}" -keyout "$dir/ca.key" -out "$dir/ca.crt" -subj "/CN=ovt-e2e-ca" \
-        -extensions ca 2>/dev/null || die "openssl: CA"
-    _ovt_cert() { # name subj ext
-        openssl req -x509 "${ec[@]}" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -keyout "$dir/$1.key" \
-            -out "$dir/$1.crt" -subj "/CN=$2" -extensions "$3" 2>/dev/null || die "openssl: cert $1"
-    }
-    _ovt_cert server ovt-server server
-    _ovt_cert receiver 127.0.0.1 server
-    _ovt_cert agent ovt-agent client
+    pki_ca "$dir" ca ovt-e2e-ca || die "openssl: CA"
+    pki_cert "$dir" server ovt-server server ca || die "openssl: cert server"
+    pki_cert "$dir" receiver 127.0.0.1 server ca || die "openssl: cert receiver"
+    pki_cert "$dir" agent ovt-agent client ca || die "openssl: cert agent"
     for i in $(seq -f %02g 1 "$n"); do
-        _ovt_cert "client$i" "ovt-client-$i" client &
+        pki_cert "$dir" "client$i" "ovt-client-$i" client ca &
         (( 10#$i % 8 == 0 )) && wait
     done
     wait

@@ -9,8 +9,8 @@
 # crash (kill -9 the agent mid-delivery: nothing lost), cost (time to set up
 # N tunnels with hooks vs the same config without, interleaved rounds).
 #
-# Guarantees: skips (exit 0, "e2e skipped: why") where it cannot run or where
-# a real installation would be touched; all traffic stays in its namespaces or
+# Guarantees: fails naming what is missing where it cannot run, and where a
+# real installation would be touched (tests/support/require.sh); all traffic stays in its namespaces or
 # on 127.0.0.1; an EXIT trap always ends its processes, deletes its
 # namespaces, runs `uninstall --purge` and removes its temp dir, also when an
 # assertion fails. Exit 1 on any failed assertion. Summary table on stdout and
@@ -25,12 +25,10 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
+. "$REPO/tests/support/require.sh"
 
 why=$(ovt_gate)
-if [ -n "$why" ]; then
-    echo "e2e skipped: $why"
-    exit 0
-fi
+[ -z "$why" ] || require_missing e2e "$why"
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 BIN=${OVT_BIN:-$TARGET_DIR/x86_64-unknown-linux-gnu/release/openvpn-telemetry}
@@ -53,8 +51,7 @@ if [ -e "$MARK" ]; then
     "$SBIN" uninstall --purge >/dev/null 2>&1 || "$BIN" uninstall --purge >/dev/null 2>&1 || true
     rm -rf "$ETC"
 elif [ -e "$ETC" ] || [ -e "$SBIN" ] || [ -e "$SPOOL" ]; then
-    echo "e2e skipped: openvpn-telemetry is installed on this host ($ETC, $SBIN or $SPOOL exists); the e2e installs for real and would replace it"
-    exit 0
+    require_missing e2e "openvpn-telemetry is installed on this host ($ETC, $SBIN or $SPOOL exists); the e2e installs for real and would replace it: remove it first (openvpn-telemetry uninstall --purge)"
 fi
 ovt_cleanup_procs
 ovt_net_down

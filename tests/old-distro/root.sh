@@ -6,9 +6,8 @@
 set -euo pipefail
 root=${1:?usage: root.sh ROOT}
 [ -x "$root/bin/sh" ] && exit 0
-mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-  | awk '/^URIs:/ {print $2} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' \
-  | grep -E '/debian/?$' | head -1 || true)
+. "$(dirname "$0")/../support/require.sh"
+mirror=$(debian_mirror)
 [ -n "$mirror" ] || { echo "old-distro: no Debian mirror in the apt sources" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "old-distro: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
 echo "debootstrap bullseye from $mirror into $root (once)"

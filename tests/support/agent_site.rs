@@ -1,13 +1,19 @@
-//! Test helpers for the agent: a temporary site (spool + agent.env + the
-//! binary linked under OpenVPN's names), the loopback receiver
-//! (`receiver.py`, a real HTTP/TLS server) and throwaway certificates made
-//! with the `openssl` CLI.
+//! The integration tests' one test site: a temporary spool + agent.env +
+//! the binary linked under every name of its role table (OpenVPN's hook
+//! names), with the hooks run as OpenVPN runs them and the agent run
+//! bounded in time; the loopback receiver (`receiver.py`, a real HTTP/TLS
+//! server) and the throwaway certificates of `pki.sh`.
 
 #![allow(dead_code)]
 
-use std::fs;
+#[path = "roles.rs"]
+pub mod roles;
+
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::symlink;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -50,7 +56,7 @@ impl Site {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("spool/pending")).unwrap();
         fs::create_dir_all(root.join("bin")).unwrap();
-        for l in ["telemetry-connect.sh", "telemetry-disconnect.sh", "openvpn-telemetry"] {
+        for l in roles::all().iter().map(|r| r.program).chain(["openvpn-telemetry"]) {
             symlink(BIN, root.join("bin").join(l)).unwrap();
         }
         let site = Site { root };
@@ -69,6 +75,34 @@ impl Site {
     pub fn config_path(&self) -> PathBuf {
         self.root.join("agent.env")
     }
+    /// A file or directory of the site.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    /// Writes agent.env as exactly `text` (no defaults added).
+    pub fn settings(&self, text: &str) {
+        fs::write(self.config_path(), text).unwrap();
+    }
+    /// The binary linked as `name` (a role's program name).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.root.join("bin").join(name)
+    }
+    /// The hook `name` as OpenVPN runs it: only OpenVPN's variables, no
+    /// PATH/HOME, stdin closed.
+    pub fn hook(&self, name: &str, args: &[&str], env: &[(&str, &[u8])]) -> Command {
+        let mut c = Command::new(self.bin(name));
+        c.args(args).env_clear().env("OPENVPN_TELEMETRY_CONFIG", self.config_path());
+        for (k, v) in env {
+            c.env(k, OsStr::from_bytes(v));
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+    /// queue.log's lines, each parsed (panics on one that is not JSON).
+    pub fn lines(&self) -> Vec<Value> {
+        let text = fs::read_to_string(self.spool().join("queue.log")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))).collect()
+    }
     /// Writes agent.env: the spool, fast retry settings, then `extra`.
     pub fn config(&self, extra: &str) {
         let text = format!(
@@ -81,7 +115,7 @@ impl Site {
     /// Runs the real connect hook `n` times (as OpenVPN would).
     pub fn hook_events(&self, n: usize) {
         for i in 0..n {
-            let out = Command::new(self.root.join("bin/telemetry-connect.sh"))
+            let out = Command::new(self.bin(roles::connect()))
                 .env_clear()
                 .env("OPENVPN_TELEMETRY_CONFIG", self.config_path())
                 .env("common_name", format!("user{i}"))
@@ -151,10 +185,11 @@ impl Site {
         Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
     }
 
-    /// The daemon, with its log going to `agent.log` in the site.
-    pub fn daemon(&self) -> Child {
+    /// The daemon, with its log going to `agent.log` in the site; killed
+    /// when the guard drops, also when the test fails first.
+    pub fn daemon(&self) -> Daemon {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.root.join("agent.log")).unwrap();
-        self.agent().stdout(Stdio::null()).stderr(log).spawn().unwrap()
+        Daemon(self.agent().stdout(Stdio::null()).stderr(log).spawn().unwrap())
     }
 
     pub fn log(&self) -> String {
@@ -203,11 +238,59 @@ impl Site {
     }
 }
 
+/// A running `agent` daemon; a test that fails before stopping it must
+/// not leave it running (it never ends by itself).
+pub struct Daemon(Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Site {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.root);
         }
+    }
+}
+
+/// Copies the host's account files into `root`/etc, minus ours (the
+/// real-install test may be adding and deleting the agent's user on the
+/// host right now), for `install --root` and `check --root`.
+pub fn copy_host_accounts(root: &Path) {
+    for f in ["passwd", "group", "shadow", "gshadow"] {
+        let Ok(text) = fs::read_to_string(Path::new("/etc").join(f)) else { continue };
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("openvpn-telemetry:"))
+            .map(|l| match l.rsplit_once(':') {
+                Some((head, members)) if f.contains("group") => {
+                    let m: Vec<&str> = members.split(',').filter(|m| *m != "openvpn-telemetry").collect();
+                    format!("{head}:{}\n", m.join(","))
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let mode = if f.contains("shadow") { 0o600 } else { 0o644 };
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(mode).open(root.join("etc").join(f)).unwrap();
+        file.write_all(kept.as_bytes()).unwrap();
     }
 }
 
@@ -234,9 +317,15 @@ pub struct Receiver {
 impl Receiver {
     /// `args`: extra receiver flags (`--script`, `--token`, TLS files...).
     pub fn start(site: &Site, args: &[&str]) -> Receiver {
+        Receiver::start_in(&site.root, args)
+    }
+
+    /// The same with its database, port file and log in `dir`.
+    pub fn start_in(dir: &Path, args: &[&str]) -> Receiver {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let db = site.root.join(format!("receiver-{n}"));
-        let ready = site.root.join(format!("receiver-{n}.port"));
+        let db = dir.join(format!("receiver-{n}"));
+        let ready = dir.join(format!("receiver-{n}.port"));
+        let log = dir.join(format!("receiver-{n}.err"));
         let child = Command::new("python3")
             .arg(RECEIVER)
             .args(["--listen", "127.0.0.1:0", "--ready-file"])
@@ -246,11 +335,19 @@ impl Receiver {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let port = wait_for("receiver to listen", || fs::read_to_string(&ready).ok()?.trim().parse().ok());
-        Receiver { child, port, db }
+        // Dropped (killed and reaped) also when it never comes up.
+        let mut rx = Receiver { child, port: 0, db };
+        rx.port = wait_for("receiver to listen", || {
+            // Ended before listening (a missing package, a bad flag): say why now.
+            if let Ok(Some(status)) = rx.child.try_wait() {
+                panic!("receiver.py {status}: {}", fs::read_to_string(&log).unwrap_or_default().trim());
+            }
+            fs::read_to_string(&ready).ok()?.trim().parse().ok()
+        });
+        rx
     }
 
     pub fn url(&self, scheme: &str) -> String {
@@ -285,8 +382,9 @@ impl Drop for Receiver {
     }
 }
 
-/// Throwaway PKI: `ca` signs the server (127.0.0.1) and `client`; `other`
-/// is an unrelated CA that signs `stranger`.
+/// Throwaway PKI (tests/support/pki.sh, the one the shell proofs use too):
+/// `ca` signs the server (127.0.0.1) and `client`; `other` is an unrelated
+/// CA that signs `stranger`.
 pub struct Pki {
     pub dir: PathBuf,
 }
@@ -294,81 +392,19 @@ pub struct Pki {
 impl Pki {
     pub fn new(site: &Site) -> Pki {
         let dir = site.root.join("pki");
-        fs::create_dir_all(&dir).unwrap();
-        let pki = Pki { dir };
-        pki.ca("ca");
-        pki.ca("other");
-        pki.leaf("server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-        pki.leaf("client", "ca", "extendedKeyUsage=clientAuth\n");
-        pki.leaf("stranger", "other", "extendedKeyUsage=clientAuth\n");
-        pki
+        make_pki(&dir);
+        Pki { dir }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl").args(args).current_dir(&self.dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    fn ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=test {name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-    }
-    fn leaf(&self, name: &str, ca: &str, ext: &str) {
-        let ext_file = self.dir.join(format!("{name}.ext"));
-        let mut f = fs::File::create(&ext_file).unwrap();
-        write!(f, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}").unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.crt"),
-            "-extfile",
-            ext_file.to_str().unwrap(),
-        ]);
-    }
+}
+
+/// Runs tests/support/pki.sh into `dir`.
+pub fn make_pki(dir: &Path) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pki.sh");
+    let out = Command::new("bash").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Whether a path exists as a file with `lines` lines.

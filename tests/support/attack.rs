@@ -20,9 +20,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -36,7 +36,8 @@ pub const SPOOL: &str = "var/spool/openvpn-telemetry";
 /// is forever, so this only has to be generous, never tight.
 pub const BOUND: Duration = Duration::from_secs(20);
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
-const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/receiver.py");
+#[path = "agent_site.rs"]
+pub mod site;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -254,7 +255,7 @@ impl Staged {
             fs::create_dir_all(root.join(d)).unwrap();
             fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
         }
-        copy_accounts(&root);
+        site::copy_host_accounts(&root);
         let s = Staged { work, root, logs, bin: bin() };
         s.env(env);
         let r = s.install();
@@ -348,7 +349,7 @@ impl Staged {
         let mut c = Command::new("/usr/sbin/chroot");
         c.arg(format!("--userspec={}:{}", self.nobody_uid(), self.nogroup()))
             .arg(&self.root)
-            .arg("/etc/openvpn/scripts/telemetry-connect.sh")
+            .arg(site::roles::installed("connect"))
             .env_clear()
             .envs([("common_name", common_name), ("trusted_ip", "198.51.100.7"), ("trusted_port", "5555")]);
         let r = run("connect hook", &mut c, BOUND);
@@ -490,29 +491,6 @@ impl Drop for Staged {
     }
 }
 
-/// The host's account files minus ours (another test may be creating the
-/// agent's user on the host right now).
-fn copy_accounts(root: &Path) {
-    for f in ["passwd", "group", "shadow", "gshadow"] {
-        let Ok(text) = fs::read_to_string(Path::new("/etc").join(f)) else { continue };
-        let kept: String = text
-            .lines()
-            .filter(|l| !l.starts_with("openvpn-telemetry:"))
-            .map(|l| match l.rsplit_once(':') {
-                Some((head, members)) if f.contains("group") => {
-                    let m: Vec<&str> = members.split(',').filter(|m| *m != "openvpn-telemetry").collect();
-                    format!("{head}:{}\n", m.join(","))
-                }
-                _ => format!("{l}\n"),
-            })
-            .collect();
-        let mode = if f.contains("shadow") { 0o600 } else { 0o644 };
-        let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(mode).open(root.join("etc").join(f)).unwrap();
-        file.write_all(kept.as_bytes()).unwrap();
-    }
-}
-
 /// Mode, owner, size and content of a path (not following a link): what
 /// a root-only target must still have after an attack.
 pub fn fingerprint(p: &Path) -> String {
@@ -619,7 +597,8 @@ pub fn secret_pieces(out: &[u8], secret: &str) -> Vec<String> {
 /// The loopback HTTPS telemetry server (tests/support/receiver.py) with
 /// a throwaway CA whose certificate is installed in the root.
 pub struct Receiver {
-    child: Child,
+    /// The shared receiver (support/agent_site.rs), stopped when dropped.
+    rx: site::Receiver,
     pub port: u16,
     pub db: PathBuf,
 }
@@ -629,42 +608,18 @@ impl Receiver {
     /// live in the root-only `logs`; the CA certificate is copied to
     /// `/etc/openvpn-telemetry/test-ca.crt` in the root (for CA_CERT).
     pub fn start(s: &Staged, args: &[&str]) -> Receiver {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pki = s.logs.join("pki");
         if !pki.join("server.crt").exists() {
-            make_pki(&pki);
+            site::make_pki(&pki);
         }
         let ca = s.p("etc/openvpn-telemetry/test-ca.crt");
         fs::copy(pki.join("ca.crt"), &ca).unwrap();
         fs::set_permissions(&ca, fs::Permissions::from_mode(0o644)).unwrap();
-        let db = s.logs.join(format!("receiver-{n}"));
-        let ready = s.logs.join(format!("receiver-{n}.port"));
-        let child = Command::new("python3")
-            .arg(RECEIVER)
-            .args(["--listen", "127.0.0.1:0", "--ready-file"])
-            .arg(&ready)
-            .arg("--db")
-            .arg(&db)
-            .arg("--cert")
-            .arg(pki.join("server.crt"))
-            .arg("--key")
-            .arg(pki.join("server.key"))
-            .arg("--keep-bodies")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + BOUND;
-        let port = loop {
-            if let Some(p) = fs::read_to_string(&ready).ok().and_then(|t| t.trim().parse().ok()) {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "the receiver did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Receiver { child, port, db }
+        let (cert, key) = (pki.join("server.crt"), pki.join("server.key"));
+        let mut flags = vec!["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), "--keep-bodies"];
+        flags.extend(args);
+        let rx = site::Receiver::start_in(&s.logs, &flags);
+        Receiver { port: rx.port, db: rx.db.clone(), rx }
     }
     /// The settings lines for the agent (URL and the CA inside the root).
     pub fn settings(&self) -> String {
@@ -693,64 +648,4 @@ impl Receiver {
             .filter_map(|v| v["common_name"].as_str().map(str::to_string))
             .collect()
     }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn make_pki(dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let ssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-days",
-        "2",
-        "-subj",
-        "/CN=ovt security test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    ssl(&ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend(["-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"]);
-    ssl(&csr);
-    fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    ssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        "server.crt",
-        "-extfile",
-        "server.ext",
-    ]);
 }

@@ -1,46 +1,41 @@
 //! What an integration test needs from the machine, checked up front.
 //!
-//! A test that cannot run must never look like one that passed: cargo's
-//! output capture hides a "skipped" line printed before returning, so a missing
-//! package used to turn into a green "ok" in a few milliseconds. Here a
-//! missing prerequisite FAILS the test with what is missing and how to get
-//! it. `make test` (run as root) installs every package the tests need
-//! first (`tests/setup.sh`), so on a Debian/Ubuntu machine nothing is
-//! missing.
+//! One policy for a missing prerequisite: the test FAILS naming what is
+//! missing and how to get it; nothing prints "skipped" and passes (cargo's
+//! output capture would hide such a line behind a green "ok").
 //!
-//! The one way out is explicit: `OVT_TEST_ALLOW_MISSING=1 cargo test` (for a
-//! developer without root, say). The test then prints `SKIPPED: …` and
-//! returns, which the caller chose knowingly.
+//! Tests that need root are marked `#[ignore = "needs root: make test runs
+//! it"]`, so a plain `cargo test` as a normal user runs everything else and
+//! is green; `make test` runs as root after `tests/setup.sh` installed every
+//! package, with `--include-ignored`. Such a test still calls [`root`] first,
+//! so running it without root fails saying so rather than half-running.
 //!
-//! Use: `if !require::root("mount a tmpfs") { return; }`.
+//! Use: `require::root("mount a tmpfs");` at the top of the test.
 #![allow(dead_code)]
 
 use std::process::{Command, Stdio};
 
-/// The opt-out variable.
-pub const ALLOW: &str = "OVT_TEST_ALLOW_MISSING";
+/// The ignore reason every root-only test carries (kept in step by hand:
+/// `#[ignore]` takes a literal).
+pub const NEEDS_ROOT: &str = "needs root: make test runs it";
 
 const HOW: &str = "`make test` as root installs every package the tests need (tests/setup.sh) and runs them all";
 
-/// Fails the test (panics) with `what`, or with the opt-out set prints
-/// SKIPPED and returns false.
-pub fn missing(what: &str) -> bool {
-    let allowed = std::env::var(ALLOW).is_ok_and(|v| !v.is_empty() && v != "0");
-    if allowed {
-        eprintln!("SKIPPED ({ALLOW} is set): {what}");
-        return false;
+/// Fails the test (panics) naming `what`.
+pub fn missing(what: &str) -> ! {
+    panic!("cannot run this test: {what}.\n{HOW}.");
+}
+
+/// Returns when running as root; else fails naming `why`.
+pub fn root(why: &str) {
+    if !nix::unistd::geteuid().is_root() {
+        missing(&format!("needs root ({why}); run it as root"))
     }
-    panic!("cannot run this test: {what}.\n{HOW}; to skip such tests on purpose set {ALLOW}=1.");
 }
 
-/// True when running as root; else see [`missing`].
-pub fn root(why: &str) -> bool {
-    nix::unistd::geteuid().is_root() || missing(&format!("needs root ({why}); run it as root"))
-}
-
-/// True when `program` runs (`program arg` exits at all); else see
-/// [`missing`], naming the Debian package that has it.
-pub fn program(program: &str, arg: &str, package: &str) -> bool {
+/// Returns when `program` runs (`program arg` exits at all); else fails
+/// naming the Debian package that has it.
+pub fn program(program: &str, arg: &str, package: &str) {
     let runs = Command::new(program)
         .arg(arg)
         .stdin(Stdio::null())
@@ -48,10 +43,14 @@ pub fn program(program: &str, arg: &str, package: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok();
-    runs || missing(&format!("`{program}` is not installed (apt-get install {package})"))
+    if !runs {
+        missing(&format!("`{program}` is not installed (apt-get install {package})"))
+    }
 }
 
-/// True when `path` exists; else see [`missing`], naming the package.
-pub fn file(path: &str, package: &str) -> bool {
-    std::path::Path::new(path).exists() || missing(&format!("{path} is missing (apt-get install {package})"))
+/// Returns when `path` exists; else fails naming the package.
+pub fn file(path: &str, package: &str) {
+    if !std::path::Path::new(path).exists() {
+        missing(&format!("{path} is missing (apt-get install {package})"))
+    }
 }

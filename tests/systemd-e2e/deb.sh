@@ -12,7 +12,7 @@
 #   them; the package once more; `apt purge` -> nothing left but the
 #   documented conf backups (every path compared, as run.sh does).
 #
-# Needs root; prints "deb-e2e skipped: why" and exits 0 where it cannot run.
+# Needs root; fails naming what is missing where it cannot run.
 # Env: OVT_DEB and OVT_DEB2 (the package and its revision-2 rebuild, `make
 # deb-e2e` makes both), OVT_BIN, OVT_OUT, KEEP as for run.sh.
 # Summary: stdout and $OVT_OUT/deb-e2e-summary.md.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/systemd-e2e/lib.sh: what run.sh (`make systemd-e2e`) and deb.sh
 # (`make deb-e2e`) share, sourced by both with E2E set to the test's name:
-# the checks that it can run here (else "$E2E skipped: why", exit 0), the
+# the checks that it can run here (else it fails naming what is missing:
+# tests/support/require.sh), the
 # cached debootstrap of Debian 12, the summary table (row/pass/fail; written
 # to $OVT_OUT/$E2E-summary.md), the clean-up trap, the overlay, the
 # fixtures (binary and helpers in /srv/ovt, a throwaway PKI, an OpenVPN
@@ -36,14 +37,15 @@ fi
 REV=${OVT_REV:-$REV}   # (for a binary built elsewhere)
 
 say() { printf '[%s %s] %s\n' "$E2E" "$(date -u +%H:%M:%S)" "$*" >&2; }
-skip() { echo "$E2E skipped: $*"; exit 0; }
+. "$REPO/tests/support/require.sh"
+cannot_run() { require_missing "$E2E" "$*"; }
 
 # --- can it run here? --------------------------------------------------------
-[ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, overlayfs, debootstrap); have uid $(id -u)"
+[ "$(id -u)" = 0 ] || cannot_run "needs root (systemd-nspawn, overlayfs, debootstrap); have uid $(id -u)"
 "$REPO/tests/setup.sh" systemd-e2e
-command -v systemd-nspawn >/dev/null || skip "no systemd-nspawn (apt-get install systemd-container)"
-command -v nsenter >/dev/null || skip "no nsenter (apt-get install util-linux)"
-command -v openssl >/dev/null || skip "no openssl (apt-get install openssl)"
+command -v systemd-nspawn >/dev/null || cannot_run "no systemd-nspawn (apt-get install systemd-container)"
+command -v nsenter >/dev/null || cannot_run "no nsenter (apt-get install util-linux)"
+command -v openssl >/dev/null || cannot_run "no openssl (apt-get install openssl)"
 [ -x "$BIN" ] || { echo "$E2E: FAIL: no binary at $BIN (make build)" >&2; exit 1; }
 
 KEY=$(printf '%s %s\n' "$SUITE" "$INCLUDE" | sha256sum | cut -c1-10)
@@ -55,11 +57,9 @@ SUMMARY=$OUT/$E2E-summary.md
 mkdir -p "$CACHE"
 
 if [ ! -x "$ROOT/bin/systemctl" ]; then
-    command -v debootstrap >/dev/null || skip "no debootstrap (apt-get install debootstrap)"
-    mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | awk '/^URIs:/ {print $2} /^deb / {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; break}}' \
-        | grep -E '/debian/?$' | head -1 || true)
-    [ -n "$mirror" ] || skip "no Debian mirror in the apt sources to debootstrap $SUITE from (and no cached root)"
+    command -v debootstrap >/dev/null || cannot_run "no debootstrap (apt-get install debootstrap)"
+    mirror=$(debian_mirror)
+    [ -n "$mirror" ] || cannot_run "no Debian mirror in the apt sources to debootstrap $SUITE from (and no cached root)"
     say "debootstrap $SUITE from $mirror into $ROOT (once; cached)"
     t0=$(date +%s)
     rm -rf "$ROOT.new"

@@ -26,8 +26,8 @@
 # (plus a veth pair to a network namespace of its own for the VPN client,
 # TEST-NET 192.0.2.0/24), so no packet of this test leaves it.
 #
-# Needs root. Prints "systemd-e2e skipped: why" and exits 0 where it cannot
-# run (not root, no systemd-nspawn, no Debian mirror and no cached root).
+# Needs root. Fails naming what is missing where it cannot run (not root,
+# no systemd-nspawn, no Debian mirror and no cached root).
 # Exits 1 when a check fails. Always removes the container and its overlay.
 # Summary (markdown): stdout and $OVT_OUT/systemd-e2e-summary.md.
 #
