@@ -35,8 +35,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::cli::{AgentArgs, ExitCode};
 use crate::config::{self, Settings};
 use crate::deliver::{AGENT_LOCK_WAIT, Delivery, Step};
-use crate::http::{Sink, SinkError};
 use crate::notify::Notifier;
+use crate::sink::{Sink, SinkError};
 use crate::spool::SpoolError;
 
 /// How often the worker looks at `queue.log`'s size when otherwise idle.

@@ -46,7 +46,7 @@ use read::{Batch, ReadError};
 use crate::config::Settings;
 use crate::event;
 use crate::fsutil::Owners;
-use crate::http::{Deliver, Outcome};
+use crate::sink::{Deliver, Outcome};
 use crate::spool::{self, Spool};
 use crate::state::{AgentState, Failure, Success};
 use backlog::Backlog;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::http::{Deliver, Outcome};
+use crate::sink::{Deliver, Outcome};
 
 /// Answers from a script (then `Delivered`) and records every batch as
 /// the `seq`s it carried.

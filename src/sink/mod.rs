@@ -27,6 +27,8 @@ use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 
 use crate::config::{Compress, Format, Settings};
 
+pub mod otlp;
+
 /// The system trust store, as Debian/Ubuntu ship it (curl's default).
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const SYSTEM_DIR: &str = "/etc/ssl/certs";
@@ -131,13 +133,13 @@ impl Deliver for Sink {
     }
     fn cost(&self, line: &[u8]) -> usize {
         match self {
-            Sink::Http(h) if h.format == Format::Otlp => crate::otlp::cost(line),
+            Sink::Http(h) if h.format == Format::Otlp => otlp::cost(line),
             _ => line.len() + 1,
         }
     }
     fn overhead(&self, server_id: &str) -> usize {
         match self {
-            Sink::Http(h) if h.format == Format::Otlp => crate::otlp::OVERHEAD + 2 * server_id.len(),
+            Sink::Http(h) if h.format == Format::Otlp => otlp::OVERHEAD + 2 * server_id.len(),
             _ => envelope_overhead(server_id),
         }
     }
@@ -246,7 +248,7 @@ impl Http {
     fn post(&self, server_id: &str, events: &[&[u8]]) -> Outcome {
         let body = match self.format {
             Format::Json => envelope(server_id, events),
-            Format::Otlp => crate::otlp::export_request(server_id, &self.host, events),
+            Format::Otlp => otlp::export_request(server_id, &self.host, events),
         };
         let body = &body[..];
         let mut req = self.agent.post(&self.url).header("Content-Type", "application/json");
@@ -313,7 +315,7 @@ impl Http {
 /// words like any body: capped and escaped ([`server_text`]).
 fn accepted(format: Format, answer: &[u8]) -> Outcome {
     match format {
-        Format::Otlp => match crate::otlp::rejected(answer) {
+        Format::Otlp => match otlp::rejected(answer) {
             Some((rejected, message)) => Outcome::PartlyRejected { rejected, message: server_text(message.as_bytes()) },
             None => Outcome::Delivered,
         },
