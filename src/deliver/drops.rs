@@ -86,7 +86,7 @@ impl Delivery {
         while self.backlog.over(max_files, max_bytes, queue_bytes) {
             let Some(chunk) = self.backlog.chunks.front().cloned() else { break };
             let path = self.spool.pending().join(&chunk.name);
-            let lost = match backlog::count_events(&path, self.backlog.offset(), &self.owners) {
+            let lost = match backlog::count_events(&path, self.backlog.offset(), &self.settings.owners) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("{}: cannot count before dropping ({e}); counted as 1", path.display());

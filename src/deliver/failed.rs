@@ -135,7 +135,7 @@ impl Delivery {
                 break;
             }
             let path: PathBuf = dir.join(&f.name);
-            let lost = match backlog::count_events(&path, 0, &self.owners) {
+            let lost = match backlog::count_events(&path, 0, &self.settings.owners) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("{}: cannot count before deleting ({e}); counted as 1", path.display());

@@ -32,6 +32,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod backlog;
@@ -75,9 +76,41 @@ enum Fail {
     Misconfigured { reason: String },
 }
 
+/// The part of the settings delivery uses, and nothing else (no URL, no
+/// token, no sources): built once from [`Settings`].
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub spool_dir: PathBuf,
+    /// Who may own a chunk: the hooks' user, the agent, root.
+    pub owners: Owners,
+    pub max_pending_files: u64,
+    pub max_spool_bytes: u64,
+    pub max_batch_events: u64,
+    pub max_batch_bytes: u64,
+    pub retry_sleep_seconds: u64,
+    pub retry_max_seconds: u64,
+}
+
+impl DeliverySettings {
+    /// The owners are the agent, root and the hooks' user
+    /// (`OPENVPN_SCRIPT_USER`, when it can be resolved).
+    pub fn from_settings(s: &Settings) -> DeliverySettings {
+        DeliverySettings {
+            spool_dir: s.spool_dir.clone(),
+            owners: Owners::me_and(s.hooks_uid()),
+            max_pending_files: s.max_pending_files,
+            max_spool_bytes: s.max_spool_bytes,
+            max_batch_events: s.max_batch_events,
+            max_batch_bytes: s.max_batch_bytes,
+            retry_sleep_seconds: s.retry_sleep_seconds,
+            retry_max_seconds: s.retry_max_seconds,
+        }
+    }
+}
+
 pub struct Delivery {
     pub spool: Spool,
-    settings: Settings,
+    settings: DeliverySettings,
     sink: Box<dyn Deliver>,
     server_id: String,
     pub state: AgentState,
@@ -86,8 +119,6 @@ pub struct Delivery {
     done: usize,
     /// Per chunk, how far bad lines were already copied to `failed/`.
     quarantined: HashMap<String, u64>,
-    /// Who may own a chunk: the hooks' user, the agent, root.
-    owners: Owners,
     /// Delivered chunks that could not be unlinked: never sent again by
     /// this process (a restart sends them once more; the server dedups).
     undeletable: HashSet<String>,
@@ -103,6 +134,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(settings: &Settings, sink: Box<dyn Deliver>, server_id: String) -> Delivery {
+        let settings = DeliverySettings::from_settings(settings);
         let spool = Spool::new(&settings.spool_dir);
         let mut state = match AgentState::load(&settings.spool_dir, &Owners::me()) {
             Ok(s) => s,
@@ -119,14 +151,13 @@ impl Delivery {
         let now = Instant::now();
         let mut d = Delivery {
             spool,
-            settings: settings.clone(),
+            settings,
             sink,
             server_id,
             state,
             backlog,
             done: 0,
             quarantined: HashMap::new(),
-            owners: spool_owners(settings),
             undeletable: HashSet::new(),
             byte_cap,
             fails: 0,
@@ -146,7 +177,7 @@ impl Delivery {
 
     /// Lists `pending/` again and applies the bounds.
     pub fn refresh(&mut self) {
-        if let Err(e) = self.backlog.refresh(&self.spool, &self.owners) {
+        if let Err(e) = self.backlog.refresh(&self.spool, &self.settings.owners) {
             log::error!("{}: cannot list: {e}", self.spool.pending().display());
             return;
         }
@@ -461,12 +492,6 @@ impl Delivery {
             self.save_state();
         }
     }
-}
-
-/// The users whose files delivery reads: root, the agent, and the hooks'
-/// user (`OPENVPN_SCRIPT_USER`, when it can be resolved).
-fn spool_owners(settings: &Settings) -> Owners {
-    Owners::me_and(settings.hooks_uid())
 }
 
 /// Exponential backoff from `sleep` to `max` seconds with "equal jitter"

@@ -77,7 +77,7 @@ impl Delivery {
             batch.end_offset = offset;
             batch.end_eof = false;
             let path = self.spool.pending().join(&name);
-            let mut reader = match LineReader::open(&path, offset, budget.max(LINE_CAP), &self.owners) {
+            let mut reader = match LineReader::open(&path, offset, budget.max(LINE_CAP), &self.settings.owners) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     batch.end_eof = true;
