@@ -444,10 +444,10 @@ impl Worker {
                     });
                 }
                 Step::Wait { until, misconfigured, reason } => {
-                    if misconfigured || self.delivery.fails >= ONCE_ATTEMPTS {
+                    if misconfigured || self.delivery.fails() >= ONCE_ATTEMPTS {
                         self.delivery.flush();
                         return Err(Error::Undelivered {
-                            attempts: self.delivery.fails,
+                            attempts: self.delivery.fails(),
                             reason,
                             spool: self.delivery.spool.dir.clone(),
                         });

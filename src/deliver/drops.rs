@@ -119,7 +119,7 @@ impl Delivery {
         let scan = scan(lines, id.as_deref());
         if scan.outstanding {
             self.state.drop_report = None;
-            self.state_dirty = true;
+            self.durable.state_dirty = true;
         }
         let rejected = rejected.min(lines.len() as u64);
         let on_reports = rejected.min(scan.reports);
@@ -131,7 +131,7 @@ impl Delivery {
                  include them), not reported again"
             );
             self.state.dropped.add(range(on_reports));
-            self.state_dirty = true;
+            self.durable.state_dirty = true;
             self.save_state();
         }
         range(rejected)
@@ -144,7 +144,7 @@ impl Delivery {
         }
         self.state.dropped.add(lost);
         self.state.dropped_unreported.add(lost);
-        self.state_dirty = true;
+        self.durable.state_dirty = true;
         self.save_state();
     }
 
@@ -198,7 +198,7 @@ impl Delivery {
                 );
                 self.state.dropped_unreported = DropCount::default();
                 self.state.drop_report = Some(ev.event_id.to_string());
-                self.state_dirty = true;
+                self.durable.state_dirty = true;
                 self.save_state();
             }
             Ok(Written::Dropped { .. }) => log::warn!("spool full; drop report postponed"),
@@ -222,7 +222,7 @@ impl Delivery {
         if queue_bytes == 0 && self.backlog.chunks.is_empty() {
             log::debug!("the outstanding drop report is no longer in the spool");
             self.state.drop_report = None;
-            self.state_dirty = true;
+            self.durable.state_dirty = true;
         }
     }
 }

@@ -64,7 +64,7 @@ impl Delivery {
     }
 
     pub(super) fn read_batch(&mut self) -> Result<Batch, ReadError> {
-        let budget = self.byte_cap.saturating_sub(self.sink.overhead(&self.server_id)).max(1024);
+        let budget = self.pace.byte_cap.saturating_sub(self.sink.overhead(&self.server_id)).max(1024);
         let max_events = self.settings.max_batch_events.min(usize::MAX as u64) as usize;
         let failed_dir = self.spool.failed();
         let mut batch = Batch::default();
@@ -94,7 +94,7 @@ impl Delivery {
             };
             // Bad lines already set aside by an earlier read of this batch
             // (before a failed attempt) are not written to failed/ again.
-            let seen = self.quarantined.get(&name).copied().unwrap_or(0);
+            let seen = self.backlog.quarantined.get(&name).copied().unwrap_or(0);
             let bad_path = failed_dir.join(format!("{name}.bad"));
             let mut quarantine: Option<File> = None;
             let full = loop {
@@ -160,7 +160,7 @@ impl Delivery {
                                 })
                                 .map_err(ReadError::SetAside)?;
                             self.state.failed_events += 1;
-                            self.quarantined.insert(name.clone(), offset + n as u64);
+                            self.backlog.quarantined.insert(name.clone(), offset + n as u64);
                             bad.push((name.clone(), offset, why));
                         }
                     }
