@@ -115,7 +115,7 @@ impl Backlog {
             }
             let path = dir.join(&name);
             if let Err(e) = crate::fsutil::check_meta(&path, &meta, owners).and_then(|()| not_sparse(&path, &meta)) {
-                super::failed::set_aside(spool, &name, &e);
+                spool.set_aside_pending(&name, &e);
                 continue;
             }
             chunks.push(Chunk { name, size: meta.len() });
@@ -193,7 +193,7 @@ fn adopt_stale_tmp(spool: &Spool, name: &str, meta: &fs::Metadata) {
                 io::ErrorKind::AlreadyExists,
                 format!("{}: chunk {target} exists already; not adopted over it", dir.join(name).display()),
             );
-            super::failed::set_aside(spool, name, &why);
+            spool.set_aside_pending(name, &why);
         }
         Err(e) => log::warn!("{}: cannot adopt stale temporary file: {e}", dir.join(name).display()),
     }

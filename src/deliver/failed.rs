@@ -25,7 +25,7 @@ use std::time::SystemTime;
 use super::Delivery;
 use super::backlog;
 use crate::fsutil::Owners;
-use crate::spool::{self, Spool};
+use crate::spool;
 use crate::state::DropCount;
 
 /// `failed/` may hold at most `MAX_SPOOL_BYTES / FAILED_SHARE` bytes.
@@ -36,25 +36,6 @@ struct SetAside {
     modified: SystemTime,
     name: String,
     size: u64,
-}
-
-/// Moves an entry of `pending/` that must not be read (a link, a FIFO, a
-/// file with two names or a stranger's) into `failed/` as
-/// `NAME.unreadable`, without opening it: a rename moves the name, never
-/// what a link points to. It no longer blocks delivery, and stays there for
-/// the operator to look at.
-pub fn set_aside(spool: &Spool, name: &str, why: &io::Error) {
-    let from = spool.pending().join(name);
-    let mut to = spool.failed().join(format!("{name}.unreadable"));
-    // Never over an earlier one of the same name: both are kept.
-    if fs::symlink_metadata(&to).is_ok() {
-        to = spool.failed().join(format!("{name}.{}.unreadable", spool::unix_nanos()));
-    }
-    match spool::rename_noreplace(&from, &to) {
-        Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => log::error!("{why}: cannot move it to failed/ ({e}); skipped"),
-    }
 }
 
 /// Appends to a file in `failed/` (created 0600 if missing: only the

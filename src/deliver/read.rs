@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, Write};
 
 use super::backlog::{self, Line, LineReader};
-use super::failed::{self, open_quarantine};
+use super::failed::open_quarantine;
 use super::{Delivery, Fail, Step};
 use crate::spool;
 
@@ -58,7 +58,7 @@ impl Delivery {
             return self
                 .back_off(Fail::Retry { reason: format!("{}: cannot read: {e}", from.display()), retry_after: None });
         }
-        failed::set_aside(&self.spool, &chunk.name, &e);
+        self.spool.set_aside_pending(&chunk.name, &e);
         self.backlog.pop_front();
         Step::Progress
     }
