@@ -4,7 +4,8 @@
 //!
 //! Every loss is counted (with its `seq` range) and made durable in the
 //! state file before the data is unlinked: a crash can over-count a loss,
-//! never hide one. (`failed/` has a bound of its own: see [`super::failed`].)
+//! never hide one. `failed/` has a bound of its own, kept here too (its
+//! share: see [`super::failed`]).
 //!
 //! Reports never beget reports, so no answer makes this loop:
 //! - at most one report is outstanding (written to the spool, not yet
@@ -17,11 +18,14 @@
 //!   first, the side on which work stays bounded.
 
 use std::fs;
+use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::backlog;
+use super::failed::FAILED_SHARE;
 use super::{AGENT_LOCK_WAIT, Delivery};
 use crate::event::{self, Event};
 use crate::spool::Written;
@@ -223,6 +227,78 @@ impl Delivery {
             log::debug!("the outstanding drop report is no longer in the spool");
             self.state.drop_report = None;
             self.durable.state_dirty = true;
+        }
+    }
+}
+
+/// One file in `failed/`, for the oldest-first order.
+struct SetAside {
+    modified: SystemTime,
+    name: String,
+    size: u64,
+}
+
+impl Delivery {
+    /// Deletes the oldest files in `failed/` while it is over its share of
+    /// `MAX_SPOOL_BYTES`, counting their lines as dropped first.
+    pub(super) fn enforce_failed_bound(&mut self) {
+        let max = self.settings.max_spool_bytes / FAILED_SHARE;
+        let dir = self.spool.failed();
+        let Ok(entries) = fs::read_dir(&dir) else { return };
+        let mut files: Vec<SetAside> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let meta = e.path().symlink_metadata().ok()?;
+                // Only regular files take space worth bounding; anything
+                // else is not ours to follow or delete.
+                meta.is_file().then(|| SetAside {
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    // What it takes on disk: a sparse file planted in the
+                    // spool and set aside here takes nothing, and must not
+                    // push the operator's real ones out.
+                    size: meta.len().min(std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512)),
+                })
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.size).sum();
+        if total <= max {
+            return;
+        }
+        files.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.name.cmp(&b.name)));
+        for f in files {
+            if total <= max {
+                break;
+            }
+            let path: PathBuf = dir.join(&f.name);
+            let lost = match backlog::count_events(&path, 0, &self.settings.owners) {
+                Ok(c) => c,
+                Err(e) => {
+                    log::error!("{}: cannot count before deleting ({e}); counted as 1", path.display());
+                    DropCount { count: 1, ..Default::default() }
+                }
+            };
+            self.record_drops(lost);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= f.size;
+                    log::warn!(
+                        "failed/ over its share (MAX_SPOOL_BYTES/{FAILED_SHARE} = {max} bytes): deleted failed/{} \
+                         with {} events (seq {}..{}), counted as dropped",
+                        f.name,
+                        lost.count,
+                        lost.first_seq,
+                        lost.last_seq
+                    );
+                }
+                // Counted but still there (read-only fs, I/O error): a
+                // later pass counts it again. Over-counting is the safe
+                // side of the promise; stop for now rather than go on.
+                Err(e) => {
+                    log::error!("{}: cannot delete: {e}; failed/ stays over its share", path.display());
+                    break;
+                }
+            }
         }
     }
 }
