@@ -34,7 +34,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cli::{AgentArgs, ExitCode};
 use crate::config::{self, Settings};
-use crate::deliver::{AGENT_LOCK_WAIT, Delivery, Step};
+use crate::deliver::{AGENT_LOCK_WAIT, Delivery, DeliverySettings, Step};
 use crate::notify::Notifier;
 use crate::sink::{Sink, SinkError};
 use crate::spool::SpoolError;
@@ -170,7 +170,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
-    let delivery = Delivery::new(&settings, Box::new(sink), server_id);
+    let delivery = Delivery::new(DeliverySettings::from_settings(&settings), Box::new(sink), server_id);
 
     // Block the stop signals in every thread (threads inherit the mask),
     // so they arrive only through the signalfd read here.

@@ -141,8 +141,7 @@ struct Durable {
 }
 
 impl Delivery {
-    pub fn new(settings: &Settings, sink: Box<dyn Deliver>, server_id: String) -> Delivery {
-        let settings = DeliverySettings::from_settings(settings);
+    pub fn new(settings: DeliverySettings, sink: Box<dyn Deliver>, server_id: String) -> Delivery {
         let spool = Spool::new(&settings.spool_dir);
         let mut state = match AgentState::load(&settings.spool_dir, &Owners::me()) {
             Ok(s) => s,

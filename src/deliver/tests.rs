@@ -54,7 +54,7 @@ impl Site {
     }
     fn delivery(&self, answers: Vec<Outcome>) -> Delivery {
         let sink = Scripted { answers: answers.into(), sent: Arc::clone(&self.sent) };
-        Delivery::new(&self.settings, Box::new(sink), "vpn-test".into())
+        Delivery::new(DeliverySettings::from_settings(&self.settings), Box::new(sink), "vpn-test".into())
     }
     /// Steps until idle, ignoring back-off times (they are not under test).
     fn drain(&self, d: &mut Delivery) {
