@@ -82,6 +82,13 @@ pub(super) fn scan(lines: &[&[u8]], id: Option<&str>) -> Scan {
     out
 }
 
+/// One file in `failed/`, for the oldest-first order.
+struct SetAside {
+    modified: SystemTime,
+    name: String,
+    size: u64,
+}
+
 impl Delivery {
     /// Drops the oldest chunks while the spool is over its bounds.
     pub(super) fn enforce_bounds(&mut self) {
@@ -209,9 +216,7 @@ impl Delivery {
             Err(e) => log::error!("cannot write the drop report: {e}; will try again"),
         }
     }
-}
 
-impl Delivery {
     /// The outstanding report can no longer be in the spool (nothing is
     /// left to deliver: it was dropped with a chunk, or moved aside
     /// unread): the next loss may be reported.
@@ -229,16 +234,7 @@ impl Delivery {
             self.durable.state_dirty = true;
         }
     }
-}
 
-/// One file in `failed/`, for the oldest-first order.
-struct SetAside {
-    modified: SystemTime,
-    name: String,
-    size: u64,
-}
-
-impl Delivery {
     /// Deletes the oldest files in `failed/` while it is over its share of
     /// `MAX_SPOOL_BYTES`, counting their lines as dropped first.
     pub(super) fn enforce_failed_bound(&mut self) {
