@@ -34,11 +34,14 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::config::{self, Settings};
-use crate::deliver::{AGENT_LOCK_WAIT, Delivery, Step};
+use crate::deliver::{AGENT_LOCK_WAIT, Delivery, DeliverySettings, Step};
 use crate::exit::ExitCode;
-use crate::http::{Sink, SinkError};
 use crate::notify::Notifier;
+use crate::sink::{Sink, SinkError};
 use crate::spool::SpoolError;
+
+mod logging;
+mod prepare;
 
 /// run the delivery agent in the foreground (as the systemd unit does)
 #[derive(FromArgs, ArgsInfo, Debug)]
@@ -60,8 +63,6 @@ pub const ONCE_LEFT: ExitCode = ExitCode(3);
 /// How often `pending/` is listed again even without a rotation (for
 /// chunks the hooks wrote themselves while `queue.lock` was stuck).
 const RELIST: Duration = Duration::from_secs(30);
-/// Held (flock) by the running agent.
-use crate::spool::AGENT_LOCK;
 
 /// Why the agent would not start, or why `--once` did not empty the spool.
 /// Each says what to do.
@@ -168,18 +169,18 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     crate::privilege::confine();
     let path = config::config_path();
     let settings = Settings::load(&path).map_err(Error::Settings)?;
-    init_logging(&settings);
+    logging::init(&settings);
     for (line, key) in &settings.unknown_keys {
         log::warn!("{}:{line}: unknown setting {key}; ignored", path.display());
     }
-    prepare_spool(&settings)?;
-    let _only_agent = lock_spool(&settings)?;
+    prepare::spool(&settings)?;
+    let _only_agent = prepare::lock(&settings)?;
     let sink = Sink::from_settings(&settings).map_err(|source| Error::Sink { path: path.clone(), source })?;
     let server_id = settings.server_id.clone().unwrap_or_else(hostname);
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
-    let delivery = Delivery::new(&settings, Box::new(sink), server_id);
+    let delivery = Delivery::new(DeliverySettings::from_settings(&settings), Box::new(sink), server_id);
 
     // Block the stop signals in every thread (threads inherit the mask),
     // so they arrive only through the signalfd read here.
@@ -453,10 +454,10 @@ impl Worker {
                     });
                 }
                 Step::Wait { until, misconfigured, reason } => {
-                    if misconfigured || self.delivery.fails >= ONCE_ATTEMPTS {
+                    if misconfigured || self.delivery.fails() >= ONCE_ATTEMPTS {
                         self.delivery.flush();
                         return Err(Error::Undelivered {
-                            attempts: self.delivery.fails,
+                            attempts: self.delivery.fails(),
                             reason,
                             spool: self.delivery.spool.dir.clone(),
                         });
@@ -469,189 +470,6 @@ impl Worker {
     }
 }
 
-/// Makes sure the spool is one the agent may deliver from, creating
-/// `pending/` and `failed/` when missing (the installer creates them; this
-/// covers hand-made and test spools). The spool and `pending/` must be real
-/// directories of the agent's (or root's), and sticky when others may write
-/// in them, so the hooks' user can add files but never rename or replace a
-/// directory; `failed/` is the agent's alone. Anything else is refused,
-/// with what to run, rather than delivered from.
-fn prepare_spool(s: &Settings) -> Result<(), Error> {
-    let spool = &s.spool_dir;
-    let meta = match std::fs::symlink_metadata(spool) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::SpoolRefused {
-                dir: spool.clone(),
-                why: format!("SPOOL_DIR in {} does not exist (run 'openvpn-telemetry install')", s.path.display()),
-            });
-        }
-        Err(e) => return Err(io_at(spool)(e)),
-    };
-    check_spool_dir(spool, &meta, false)?;
-    for sub in [crate::spool::PENDING, crate::spool::FAILED] {
-        let dir = spool.join(sub);
-        let failed = sub == crate::spool::FAILED;
-        if std::fs::symlink_metadata(&dir).is_err() {
-            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-            let mode = if failed { 0o700 } else { meta.mode() & 0o7777 };
-            std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io_at(&dir))?;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(io_at(&dir))?;
-        }
-        let m = std::fs::symlink_metadata(&dir).map_err(io_at(&dir))?;
-        check_spool_dir(&dir, &m, failed)?;
-    }
-    Ok(())
-}
-
-use std::os::unix::fs::MetadataExt;
-
-fn check_spool_dir(dir: &Path, m: &std::fs::Metadata, agent_only: bool) -> Result<(), Error> {
-    let refuse = |why: String| Err(Error::SpoolRefused { dir: dir.to_path_buf(), why });
-    let fix = "run 'sudo openvpn-telemetry install', which gives the spool to the agent";
-    let me = nix::unistd::geteuid().as_raw();
-    if !m.is_dir() {
-        return refuse(format!("not a directory (a symlink?); refusing to deliver from it; {fix}"));
-    }
-    if m.uid() != me && m.uid() != 0 {
-        return refuse(format!(
-            "owned by uid {}, not by the agent (uid {me}): whoever owns it can swap its directories; {fix}",
-            m.uid()
-        ));
-    }
-    let mode = m.mode() & 0o7777;
-    if agent_only && mode & 0o077 != 0 {
-        return refuse(format!("mode {mode:04o}, but failed/ is the agent's alone (0700); {fix}"));
-    }
-    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return refuse(format!("mode {mode:04o} lets others rename what is in it (no sticky bit); {fix}"));
-    }
-    Ok(())
-}
-
-/// One agent per spool: two would send every chunk twice and fight over
-/// the state file. The lock lives as long as the process.
-fn lock_spool(s: &Settings) -> Result<std::fs::File, Error> {
-    let path = s.spool_dir.join(AGENT_LOCK);
-    // A name the hooks' user planted before the agent's first start (a
-    // FIFO, a link, its own file that it keeps locked) is replaced: the
-    // agent owns the directory. An agent's lock, even another user's (root
-    // running `agent --once`), is respected.
-    // Anything at the name that cannot be opened as a file (a directory,
-    // a FIFO, a link, mode 000) or belongs to neither the agent nor root is
-    // set aside into failed/, whatever the error: the agent must start.
-    let me = nix::unistd::geteuid().as_raw();
-    let planted = match crate::spool::open_create(&path, false) {
-        Ok(f) => f.metadata().map_or(true, |m| m.uid() != me && m.uid() != 0),
-        Err(_) => std::fs::symlink_metadata(&path).is_ok(),
-    };
-    if planted {
-        let why = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{}: not the agent's lock file", path.display()),
-        );
-        crate::spool::Spool::new(&s.spool_dir).set_aside(AGENT_LOCK, &why);
-    }
-    let mut file = crate::spool::open_create(&path, false).map_err(io_at(&path))?;
-    // The agent's own files are 0600 (README, "Files, owners and modes").
-    if file.metadata().is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o7777 != 0o600) {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
-    }
-    if file.try_lock().is_err() {
-        let mut pid = String::new();
-        let _ = std::io::Read::read_to_string(&mut file, &mut pid);
-        return Err(Error::AlreadyRunning { pid: pid.trim().to_string(), spool: s.spool_dir.clone() });
-    }
-    let _ = file.set_len(0);
-    let _ = std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes());
-    Ok(file)
-}
-
 fn hostname() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
-}
-
-/// What the agent's log lets through, whatever `RUST_LOG` says:
-/// - the HTTP and TLS crates' debug and trace records never: their wire
-///   traces print request headers, and so `AUTH_HEADER`;
-/// - every message with its control characters escaped
-///   ([`crate::fsutil::printable`]): chunk names come from the hooks'
-///   user and answers from the server, and neither may write escape
-///   sequences to a terminal or a second, forged line into the journal.
-struct Guarded {
-    inner: env_logger::Logger,
-}
-
-fn wire_trace(m: &log::Metadata) -> bool {
-    let t = m.target();
-    m.level() > log::Level::Info && ["ureq", "rustls", "http", "webpki"].iter().any(|c| t.starts_with(c))
-}
-
-impl log::Log for Guarded {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        !wire_trace(m) && self.inner.enabled(m)
-    }
-    fn log(&self, r: &log::Record) {
-        if !self.enabled(r.metadata()) {
-            return;
-        }
-        let text = r.args().to_string();
-        let safe = crate::fsutil::printable(&text);
-        self.inner.log(
-            &log::Record::builder()
-                .args(format_args!("{safe}"))
-                .metadata(r.metadata().clone())
-                .module_path(r.module_path())
-                .file(r.file())
-                .line(r.line())
-                .build(),
-        );
-    }
-    fn flush(&self) {
-        self.inner.flush();
-    }
-}
-
-/// env_logger to stderr. `RUST_LOG` (if set) wins; else `LOG_LEVEL` from
-/// agent.env sets this program's level (default info) while libraries stay
-/// at warn (their debug output is not ours to vouch for). Under systemd
-/// (`JOURNAL_STREAM`) lines carry `<N>` priorities instead of timestamps.
-fn init_logging(s: &Settings) {
-    let mut b = env_logger::Builder::new();
-    let mut bad_level = None;
-    b.target(env_logger::Target::Stderr);
-    match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => {
-            b.parse_filters(&spec);
-        }
-        _ => {
-            let level = s.log_level.as_deref().unwrap_or("info");
-            let parsed = level.parse().unwrap_or(log::LevelFilter::Info);
-            b.filter_level(log::LevelFilter::Warn).filter_module("openvpn_telemetry", parsed);
-            if level.parse::<log::LevelFilter>().is_err() {
-                bad_level = Some(level.to_string());
-            }
-        }
-    }
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        use std::io::Write;
-        b.format(|buf, rec| {
-            let prio = match rec.level() {
-                log::Level::Error => 3,
-                log::Level::Warn => 4,
-                log::Level::Info => 6,
-                _ => 7,
-            };
-            writeln!(buf, "<{prio}>{}", rec.args())
-        });
-    }
-    let inner = b.build();
-    let max = inner.filter();
-    if log::set_boxed_logger(Box::new(Guarded { inner })).is_ok() {
-        log::set_max_level(max);
-    }
-    if let Some(level) = bad_level {
-        log::warn!("{}: LOG_LEVEL={level:?} is not error/warn/info/debug/trace; using info", s.path.display());
-    }
 }

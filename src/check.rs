@@ -430,12 +430,12 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
     for p in [&mut at_root.ca_cert, &mut at_root.client_cert, &mut at_root.client_key] {
         *p = p.as_ref().map(|p| layout.at(p));
     }
-    let sink = match crate::http::Sink::from_settings(&at_root) {
+    let sink = match crate::sink::Sink::from_settings(&at_root) {
         Ok(sink) => sink,
         Err(e) => return r.fail(format!("TLS settings: {e}"), "correct CA_CERT / CLIENT_CERT / CLIENT_KEY"),
     };
     let server_id = s.server_id();
-    use crate::http::Outcome;
+    use crate::sink::Outcome;
     let tls =
         if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
     let empty = match s.format {

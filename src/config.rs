@@ -199,7 +199,7 @@ pub enum Format {
     /// `{server_id, sent_at, events}`, the events as the hooks wrote them.
     #[default]
     Json,
-    /// OTLP/HTTP logs, JSON encoding (see `src/otlp.rs`).
+    /// OTLP/HTTP logs, JSON encoding (see `src/sink/otlp.rs`).
     Otlp,
 }
 

@@ -19,16 +19,15 @@ mod exit;
 mod fsutil;
 mod getent;
 mod hook;
-mod http;
 mod install;
 mod notify;
-mod otlp;
 mod ovpn_conf;
 mod privilege;
 mod resolve;
 mod roles;
 #[cfg(not(test))]
 mod rt;
+mod sink;
 mod sources;
 mod spool;
 mod state;

@@ -476,14 +476,32 @@ impl Spool {
     }
 
     /// Moves a spool file that is not what it must be (planted by the
-    /// hooks' user) into `failed/` under a unique name, unread: the agent
-    /// owns the directory, so the name is free again for a real file.
+    /// hooks' user) into `failed/`, unread, and counts it as damage: the
+    /// agent owns the directory, so the name is free again for a real file.
     pub(crate) fn set_aside(&self, name: &str, why: &io::Error) {
         health::count_damage();
-        let to = self.failed().join(format!("{name}.{}.unreadable", unix_nanos()));
-        match rename_noreplace(&self.dir.join(name), &to) {
+        self.move_to_failed(&self.dir, name, why);
+    }
+
+    /// Moves an entry of `pending/` that must not be read (a link, a FIFO,
+    /// a file with two names or a stranger's) into `failed/`, unread. It no
+    /// longer blocks delivery, and stays there for the operator to look at.
+    pub(crate) fn set_aside_pending(&self, name: &str, why: &io::Error) {
+        self.move_to_failed(&self.pending(), name, why);
+    }
+
+    /// `from/name` becomes `failed/NAME.unreadable` (stamped when that is
+    /// taken: both are kept) without being opened: a rename moves the
+    /// name, never what a link points to. Gone already is not an error.
+    fn move_to_failed(&self, from: &Path, name: &str, why: &io::Error) {
+        let mut to = self.failed().join(format!("{name}.unreadable"));
+        if fs::symlink_metadata(&to).is_ok() {
+            to = self.failed().join(format!("{name}.{}.unreadable", unix_nanos()));
+        }
+        match rename_noreplace(&from.join(name), &to) {
             Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
-            Err(e) => log::error!("{why}: cannot move it to failed/: {e}"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("{why}: cannot move it to failed/ ({e}); skipped"),
         }
     }
 

@@ -67,13 +67,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("exit", 3),
 ];
 
-/// Cycles known and being removed elsewhere; each names the modules of
-/// one strongly connected component exactly. Keep this empty.
-const KNOWN_CYCLES: &[&[&str]] = &[
-    // removed when the agent path restructuring lands
-    &["deliver::backlog", "deliver::failed"],
-];
-
 type Module = String;
 
 /// `src/a/b.rs` and `src/a/b/mod.rs` → `a::b`; `src/main.rs` → `main`.
@@ -443,19 +436,8 @@ fn nothing_reaches_up() {
 #[test]
 fn no_module_imports_a_module_that_imports_it() {
     let g = graph();
-    let known: Vec<Vec<String>> = KNOWN_CYCLES
-        .iter()
-        .map(|c| {
-            let mut c: Vec<String> = c.iter().map(|s| s.to_string()).collect();
-            c.sort();
-            c
-        })
-        .collect();
     let mut bad = Vec::new();
     for scc in cycles(&g) {
-        if known.contains(&scc) {
-            continue;
-        }
         let inside: BTreeSet<&Module> = scc.iter().collect();
         let mut lines = Vec::new();
         for ((a, b), files) in &g.edges {

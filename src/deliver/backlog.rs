@@ -18,7 +18,7 @@
 //! - reading is streamed with a bounded line buffer: a giant line costs at
 //!   most [`LineReader`]'s cap in memory, whatever the file holds.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -52,12 +52,19 @@ pub struct Chunk {
 pub struct Backlog {
     pub chunks: VecDeque<Chunk>,
     position: Option<Progress>,
+    /// Chunks of the current batch already unlinked.
+    pub done: usize,
+    /// Per chunk, how far bad lines were already copied to `failed/`.
+    pub quarantined: HashMap<String, u64>,
+    /// Delivered chunks that could not be unlinked: never sent again by
+    /// this process (a restart sends them once more; the server dedups).
+    pub undeletable: HashSet<String>,
 }
 
 impl Backlog {
     /// Starts where a previous run stopped (`progress` from the state).
     pub fn resume(position: Option<Progress>) -> Backlog {
-        Backlog { chunks: VecDeque::new(), position }
+        Backlog { position, ..Backlog::default() }
     }
 
     /// The position to save: inside which chunk, at which byte.
@@ -108,7 +115,7 @@ impl Backlog {
             }
             let path = dir.join(&name);
             if let Err(e) = crate::fsutil::check_meta(&path, &meta, owners).and_then(|()| not_sparse(&path, &meta)) {
-                super::failed::set_aside(spool, &name, &e);
+                spool.set_aside_pending(&name, &e);
                 continue;
             }
             chunks.push(Chunk { name, size: meta.len() });
@@ -122,6 +129,9 @@ impl Backlog {
             chunks.insert(0, c);
         }
         self.chunks = chunks.into();
+        if !self.undeletable.is_empty() {
+            self.chunks.retain(|c| !self.undeletable.contains(&c.name));
+        }
         Ok(())
     }
 
@@ -183,7 +193,7 @@ fn adopt_stale_tmp(spool: &Spool, name: &str, meta: &fs::Metadata) {
                 io::ErrorKind::AlreadyExists,
                 format!("{}: chunk {target} exists already; not adopted over it", dir.join(name).display()),
             );
-            super::failed::set_aside(spool, name, &why);
+            spool.set_aside_pending(name, &why);
         }
         Err(e) => log::warn!("{}: cannot adopt stale temporary file: {e}", dir.join(name).display()),
     }

@@ -4,7 +4,8 @@
 //!
 //! Every loss is counted (with its `seq` range) and made durable in the
 //! state file before the data is unlinked: a crash can over-count a loss,
-//! never hide one. (`failed/` has a bound of its own: see [`super::failed`].)
+//! never hide one. `failed/` has a bound of its own, kept here too (its
+//! share: see [`super::failed`]).
 //!
 //! Reports never beget reports, so no answer makes this loop:
 //! - at most one report is outstanding (written to the spool, not yet
@@ -17,11 +18,14 @@
 //!   first, the side on which work stays bounded.
 
 use std::fs;
+use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::backlog;
+use super::failed::FAILED_SHARE;
 use super::{AGENT_LOCK_WAIT, Delivery};
 use crate::event::{self, Event};
 use crate::spool::Written;
@@ -78,6 +82,13 @@ pub(super) fn scan(lines: &[&[u8]], id: Option<&str>) -> Scan {
     out
 }
 
+/// One file in `failed/`, for the oldest-first order.
+struct SetAside {
+    modified: SystemTime,
+    name: String,
+    size: u64,
+}
+
 impl Delivery {
     /// Drops the oldest chunks while the spool is over its bounds.
     pub(super) fn enforce_bounds(&mut self) {
@@ -86,7 +97,7 @@ impl Delivery {
         while self.backlog.over(max_files, max_bytes, queue_bytes) {
             let Some(chunk) = self.backlog.chunks.front().cloned() else { break };
             let path = self.spool.pending().join(&chunk.name);
-            let lost = match backlog::count_events(&path, self.backlog.offset(), &self.owners) {
+            let lost = match backlog::count_events(&path, self.backlog.offset(), &self.settings.owners) {
                 Ok(c) => c,
                 Err(e) => {
                     log::error!("{}: cannot count before dropping ({e}); counted as 1", path.display());
@@ -119,7 +130,7 @@ impl Delivery {
         let scan = scan(lines, id.as_deref());
         if scan.outstanding {
             self.state.drop_report = None;
-            self.state_dirty = true;
+            self.durable.state_dirty = true;
         }
         let rejected = rejected.min(lines.len() as u64);
         let on_reports = rejected.min(scan.reports);
@@ -131,7 +142,7 @@ impl Delivery {
                  include them), not reported again"
             );
             self.state.dropped.add(range(on_reports));
-            self.state_dirty = true;
+            self.durable.state_dirty = true;
             self.save_state();
         }
         range(rejected)
@@ -144,7 +155,7 @@ impl Delivery {
         }
         self.state.dropped.add(lost);
         self.state.dropped_unreported.add(lost);
-        self.state_dirty = true;
+        self.durable.state_dirty = true;
         self.save_state();
     }
 
@@ -198,16 +209,14 @@ impl Delivery {
                 );
                 self.state.dropped_unreported = DropCount::default();
                 self.state.drop_report = Some(ev.event_id.to_string());
-                self.state_dirty = true;
+                self.durable.state_dirty = true;
                 self.save_state();
             }
             Ok(Written::Dropped { .. }) => log::warn!("spool full; drop report postponed"),
             Err(e) => log::error!("cannot write the drop report: {e}; will try again"),
         }
     }
-}
 
-impl Delivery {
     /// The outstanding report can no longer be in the spool (nothing is
     /// left to deliver: it was dropped with a chunk, or moved aside
     /// unread): the next loss may be reported.
@@ -222,7 +231,70 @@ impl Delivery {
         if queue_bytes == 0 && self.backlog.chunks.is_empty() {
             log::debug!("the outstanding drop report is no longer in the spool");
             self.state.drop_report = None;
-            self.state_dirty = true;
+            self.durable.state_dirty = true;
+        }
+    }
+
+    /// Deletes the oldest files in `failed/` while it is over its share of
+    /// `MAX_SPOOL_BYTES`, counting their lines as dropped first.
+    pub(super) fn enforce_failed_bound(&mut self) {
+        let max = self.settings.max_spool_bytes / FAILED_SHARE;
+        let dir = self.spool.failed();
+        let Ok(entries) = fs::read_dir(&dir) else { return };
+        let mut files: Vec<SetAside> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let meta = e.path().symlink_metadata().ok()?;
+                // Only regular files take space worth bounding; anything
+                // else is not ours to follow or delete.
+                meta.is_file().then(|| SetAside {
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    // What it takes on disk: a sparse file planted in the
+                    // spool and set aside here takes nothing, and must not
+                    // push the operator's real ones out.
+                    size: meta.len().min(std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512)),
+                })
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.size).sum();
+        if total <= max {
+            return;
+        }
+        files.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.name.cmp(&b.name)));
+        for f in files {
+            if total <= max {
+                break;
+            }
+            let path: PathBuf = dir.join(&f.name);
+            let lost = match backlog::count_events(&path, 0, &self.settings.owners) {
+                Ok(c) => c,
+                Err(e) => {
+                    log::error!("{}: cannot count before deleting ({e}); counted as 1", path.display());
+                    DropCount { count: 1, ..Default::default() }
+                }
+            };
+            self.record_drops(lost);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= f.size;
+                    log::warn!(
+                        "failed/ over its share (MAX_SPOOL_BYTES/{FAILED_SHARE} = {max} bytes): deleted failed/{} \
+                         with {} events (seq {}..{}), counted as dropped",
+                        f.name,
+                        lost.count,
+                        lost.first_seq,
+                        lost.last_seq
+                    );
+                }
+                // Counted but still there (read-only fs, I/O error): a
+                // later pass counts it again. Over-counting is the safe
+                // side of the promise; stop for now rather than go on.
+                Err(e) => {
+                    log::error!("{}: cannot delete: {e}; failed/ stays over its share", path.display());
+                    break;
+                }
+            }
         }
     }
 }

@@ -14,48 +14,19 @@
 //! at-least-once promise: those events were never delivered (refused or
 //! unparseable), and once the copy kept for the operator is gone they are
 //! lost for good, so `TELEMETRY_EVENTS_DROPPED` must say so. (They were
-//! counted in `failed_events` when set aside too; status shows both.)
+//! counted in `failed_events` when set aside too; status shows both.) The
+//! bound is kept with the others, in [`super::drops`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
-use super::Delivery;
-use super::backlog;
 use crate::fsutil::Owners;
-use crate::spool::{self, Spool};
-use crate::state::DropCount;
+use crate::spool;
 
 /// `failed/` may hold at most `MAX_SPOOL_BYTES / FAILED_SHARE` bytes.
 pub const FAILED_SHARE: u64 = 8;
-
-/// One file in `failed/`, for the oldest-first order.
-struct SetAside {
-    modified: SystemTime,
-    name: String,
-    size: u64,
-}
-
-/// Moves an entry of `pending/` that must not be read (a link, a FIFO, a
-/// file with two names or a stranger's) into `failed/` as
-/// `NAME.unreadable`, without opening it: a rename moves the name, never
-/// what a link points to. It no longer blocks delivery, and stays there for
-/// the operator to look at.
-pub fn set_aside(spool: &Spool, name: &str, why: &io::Error) {
-    let from = spool.pending().join(name);
-    let mut to = spool.failed().join(format!("{name}.unreadable"));
-    // Never over an earlier one of the same name: both are kept.
-    if fs::symlink_metadata(&to).is_ok() {
-        to = spool.failed().join(format!("{name}.{}.unreadable", spool::unix_nanos()));
-    }
-    match spool::rename_noreplace(&from, &to) {
-        Ok(()) => log::error!("{why}: moved to {} unread", to.display()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => log::error!("{why}: cannot move it to failed/ ({e}); skipped"),
-    }
-}
 
 /// Appends to a file in `failed/` (created 0600 if missing: only the
 /// agent reads it). An existing one must be the agent's own regular file.
@@ -100,69 +71,4 @@ pub(super) fn open_quarantine<'a>(slot: &'a mut Option<File>, dir: &Path, path: 
         *slot = Some(file);
     }
     slot.as_mut().ok_or_else(|| io::Error::other("unreachable"))
-}
-
-impl Delivery {
-    /// Deletes the oldest files in `failed/` while it is over its share of
-    /// `MAX_SPOOL_BYTES`, counting their lines as dropped first.
-    pub(super) fn enforce_failed_bound(&mut self) {
-        let max = self.settings.max_spool_bytes / FAILED_SHARE;
-        let dir = self.spool.failed();
-        let Ok(entries) = fs::read_dir(&dir) else { return };
-        let mut files: Vec<SetAside> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let meta = e.path().symlink_metadata().ok()?;
-                // Only regular files take space worth bounding; anything
-                // else is not ours to follow or delete.
-                meta.is_file().then(|| SetAside {
-                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    name: e.file_name().to_string_lossy().into_owned(),
-                    // What it takes on disk: a sparse file planted in the
-                    // spool and set aside here takes nothing, and must not
-                    // push the operator's real ones out.
-                    size: meta.len().min(std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512)),
-                })
-            })
-            .collect();
-        let mut total: u64 = files.iter().map(|f| f.size).sum();
-        if total <= max {
-            return;
-        }
-        files.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.name.cmp(&b.name)));
-        for f in files {
-            if total <= max {
-                break;
-            }
-            let path: PathBuf = dir.join(&f.name);
-            let lost = match backlog::count_events(&path, 0, &self.owners) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::error!("{}: cannot count before deleting ({e}); counted as 1", path.display());
-                    DropCount { count: 1, ..Default::default() }
-                }
-            };
-            self.record_drops(lost);
-            match fs::remove_file(&path) {
-                Ok(()) => {
-                    total -= f.size;
-                    log::warn!(
-                        "failed/ over its share (MAX_SPOOL_BYTES/{FAILED_SHARE} = {max} bytes): deleted failed/{} \
-                         with {} events (seq {}..{}), counted as dropped",
-                        f.name,
-                        lost.count,
-                        lost.first_seq,
-                        lost.last_seq
-                    );
-                }
-                // Counted but still there (read-only fs, I/O error): a
-                // later pass counts it again. Over-counting is the safe
-                // side of the promise; stop for now rather than go on.
-                Err(e) => {
-                    log::error!("{}: cannot delete: {e}; failed/ stays over its share", path.display());
-                    break;
-                }
-            }
-        }
-    }
 }

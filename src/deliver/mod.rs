@@ -29,9 +29,10 @@
 //! - `failed/` is bounded too (see [`drops`]): past its share of
 //!   `MAX_SPOOL_BYTES` its oldest files are deleted and counted as dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub mod backlog;
@@ -46,7 +47,7 @@ use read::{Batch, ReadError};
 use crate::config::Settings;
 use crate::event;
 use crate::fsutil::Owners;
-use crate::http::{Deliver, Outcome};
+use crate::sink::{Deliver, Outcome};
 use crate::spool::{self, Spool};
 use crate::state::{AgentState, Failure, Success};
 use backlog::Backlog;
@@ -75,26 +76,64 @@ enum Fail {
     Misconfigured { reason: String },
 }
 
+/// The part of the settings delivery uses, and nothing else (no URL, no
+/// token, no sources): built once from [`Settings`].
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub spool_dir: PathBuf,
+    /// Who may own a chunk: the hooks' user, the agent, root.
+    pub owners: Owners,
+    pub max_pending_files: u64,
+    pub max_spool_bytes: u64,
+    pub max_batch_events: u64,
+    pub max_batch_bytes: u64,
+    pub retry_sleep_seconds: u64,
+    pub retry_max_seconds: u64,
+}
+
+impl DeliverySettings {
+    /// The owners are the agent, root and the hooks' user
+    /// (`OPENVPN_SCRIPT_USER`, when it can be resolved).
+    pub fn from_settings(s: &Settings) -> DeliverySettings {
+        DeliverySettings {
+            spool_dir: s.spool_dir.clone(),
+            owners: Owners::me_and(s.hooks_uid()),
+            max_pending_files: s.max_pending_files,
+            max_spool_bytes: s.max_spool_bytes,
+            max_batch_events: s.max_batch_events,
+            max_batch_bytes: s.max_batch_bytes,
+            retry_sleep_seconds: s.retry_sleep_seconds,
+            retry_max_seconds: s.retry_max_seconds,
+        }
+    }
+}
+
+/// The coordinator: takes a batch from the backlog, hands it to the sink,
+/// and moves the position, the state and the pace by what the sink says.
 pub struct Delivery {
     pub spool: Spool,
-    settings: Settings,
+    settings: DeliverySettings,
     sink: Box<dyn Deliver>,
     server_id: String,
     pub state: AgentState,
     backlog: Backlog,
-    /// Chunks of the current batch already unlinked.
-    done: usize,
-    /// Per chunk, how far bad lines were already copied to `failed/`.
-    quarantined: HashMap<String, u64>,
-    /// Who may own a chunk: the hooks' user, the agent, root.
-    owners: Owners,
-    /// Delivered chunks that could not be unlinked: never sent again by
-    /// this process (a restart sends them once more; the server dedups).
-    undeletable: HashSet<String>,
+    pace: Pace,
+    durable: Durable,
+}
+
+/// How hard delivery may push the server: when the next attempt may be
+/// made, and how large a batch it takes.
+struct Pace {
+    /// Failed attempts in a row.
+    fails: u32,
+    next_attempt: Option<Instant>,
     /// Lowered after a 413 so later batches fit the server's limit.
     byte_cap: usize,
-    pub fails: u32,
-    next_attempt: Option<Instant>,
+}
+
+/// What is not yet durable, and when it last was: state and `pending/`
+/// are written and fsynced at most once per [`STATE_EVERY`].
+struct Durable {
     state_dirty: bool,
     state_saved: Instant,
     dir_dirty: bool,
@@ -102,7 +141,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(settings: &Settings, sink: Box<dyn Deliver>, server_id: String) -> Delivery {
+    pub fn new(settings: DeliverySettings, sink: Box<dyn Deliver>, server_id: String) -> Delivery {
         let spool = Spool::new(&settings.spool_dir);
         let mut state = match AgentState::load(&settings.spool_dir, &Owners::me()) {
             Ok(s) => s,
@@ -119,25 +158,21 @@ impl Delivery {
         let now = Instant::now();
         let mut d = Delivery {
             spool,
-            settings: settings.clone(),
+            settings,
             sink,
             server_id,
             state,
             backlog,
-            done: 0,
-            quarantined: HashMap::new(),
-            owners: spool_owners(settings),
-            undeletable: HashSet::new(),
-            byte_cap,
-            fails: 0,
-            next_attempt: None,
-            state_dirty: true,
-            state_saved: now,
-            dir_dirty: false,
-            dir_synced: now,
+            pace: Pace { fails: 0, next_attempt: None, byte_cap },
+            durable: Durable { state_dirty: true, state_saved: now, dir_dirty: false, dir_synced: now },
         };
         d.save_state();
         d
+    }
+
+    /// Failed attempts in a row.
+    pub fn fails(&self) -> u32 {
+        self.pace.fails
     }
 
     pub fn holding(&self) -> bool {
@@ -146,12 +181,9 @@ impl Delivery {
 
     /// Lists `pending/` again and applies the bounds.
     pub fn refresh(&mut self) {
-        if let Err(e) = self.backlog.refresh(&self.spool, &self.owners) {
+        if let Err(e) = self.backlog.refresh(&self.spool, &self.settings.owners) {
             log::error!("{}: cannot list: {e}", self.spool.pending().display());
             return;
-        }
-        if !self.undeletable.is_empty() {
-            self.backlog.chunks.retain(|c| !self.undeletable.contains(&c.name));
         }
         self.enforce_bounds();
         self.enforce_failed_bound();
@@ -184,7 +216,7 @@ impl Delivery {
         if self.holding() {
             return Step::Hold;
         }
-        if let Some(until) = self.next_attempt
+        if let Some(until) = self.pace.next_attempt
             && Instant::now() < until
         {
             return Step::Wait { until, misconfigured: false, reason: "backing off".into() };
@@ -199,7 +231,7 @@ impl Delivery {
                 return self.back_off(Fail::Retry { reason, retry_after: None });
             }
         };
-        self.done = 0;
+        self.backlog.done = 0;
         let result = self.send_range(&batch, 0, batch.items.len());
         let step = match result {
             Ok(()) => {
@@ -254,11 +286,11 @@ impl Delivery {
             }
             Outcome::TooLarge if b - a > 1 => {
                 let size: usize = lines.iter().map(|l| l.len() + 1).sum();
-                self.byte_cap = self.byte_cap.min(size / 2).max(1024);
+                self.pace.byte_cap = self.pace.byte_cap.min(size / 2).max(1024);
                 log::warn!(
                     "HTTP 413 for {} events ({size} bytes): splitting; batches now at most {} bytes",
                     b - a,
-                    self.byte_cap
+                    self.pace.byte_cap
                 );
                 let mid = a + (b - a) / 2;
                 self.send_range(batch, a, mid)?;
@@ -313,9 +345,9 @@ impl Delivery {
 
     /// Unlinks the batch's chunks before index `upto` (not yet unlinked).
     fn unlink_done(&mut self, upto: usize) {
-        while self.done < upto {
+        while self.backlog.done < upto {
             self.remove_front();
-            self.done += 1;
+            self.backlog.done += 1;
         }
     }
 
@@ -338,7 +370,7 @@ impl Delivery {
             return;
         }
         self.backlog.set_offset(offset);
-        self.state_dirty = true;
+        self.durable.state_dirty = true;
         self.save_state();
     }
 
@@ -346,11 +378,11 @@ impl Delivery {
         let had_position = self.backlog.position().is_some();
         let Some(chunk) = self.backlog.pop_front() else { return };
         if had_position && self.backlog.position().is_none() {
-            self.state_dirty = true;
+            self.durable.state_dirty = true;
         }
         let path = self.spool.pending().join(&chunk.name);
         match fs::remove_file(&path) {
-            Ok(()) => self.dir_dirty = true,
+            Ok(()) => self.durable.dir_dirty = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // Delivered but still there: never re-sent by this process
             // (that would loop on it), and delivery slows to the backoff
@@ -360,35 +392,35 @@ impl Delivery {
                     "{}: cannot remove delivered chunk: {e}; not sent again until the agent restarts",
                     path.display()
                 );
-                self.undeletable.insert(chunk.name.clone());
-                self.fails += 1;
-                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.fails);
-                self.next_attempt = Some(Instant::now() + d);
+                self.backlog.undeletable.insert(chunk.name.clone());
+                self.pace.fails += 1;
+                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.pace.fails);
+                self.pace.next_attempt = Some(Instant::now() + d);
             }
         }
-        self.quarantined.remove(&chunk.name);
+        self.backlog.quarantined.remove(&chunk.name);
     }
 
     fn delivered(&mut self, events: u64) {
-        if self.fails > 0 {
-            log::info!("delivery works again after {} failed attempts", self.fails);
+        if self.pace.fails > 0 {
+            log::info!("delivery works again after {} failed attempts", self.pace.fails);
         }
-        self.fails = 0;
-        self.next_attempt = None;
+        self.pace.fails = 0;
+        self.pace.next_attempt = None;
         self.state.delivered_events += events;
         self.state.last_success = Some(Success { time: event::rfc3339(event::now()), events });
-        self.state_dirty = true;
+        self.durable.state_dirty = true;
         if self.state.dropped_unreported.count > 0 {
             self.report_drops();
         }
     }
 
     fn back_off(&mut self, fail: Fail) -> Step {
-        self.fails += 1;
+        self.pace.fails += 1;
         let max = Duration::from_secs(self.settings.retry_max_seconds);
         let (reason, delay, misconfigured) = match fail {
             Fail::Retry { reason, retry_after } => {
-                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.fails);
+                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.pace.fails);
                 (reason, d.max(retry_after.unwrap_or_default()).min(max), false)
             }
             Fail::Misconfigured { reason } => (reason, max, true),
@@ -399,27 +431,27 @@ impl Delivery {
         if misconfigured {
             log::error!(
                 "delivery refused (attempt {}): {reason}; events kept; next try in {:.1}s at {next}",
-                self.fails,
+                self.pace.fails,
                 delay.as_secs_f64()
             );
         } else {
             log::warn!(
                 "delivery failed (attempt {}): {reason}; next try in {:.1}s at {next}",
-                self.fails,
+                self.pace.fails,
                 delay.as_secs_f64()
             );
         }
         self.state.last_error =
             Some(Failure { time: event::rfc3339(event::now()), message: reason.clone(), next_retry: Some(next) });
-        self.state_dirty = true;
-        self.next_attempt = Some(until);
+        self.durable.state_dirty = true;
+        self.pace.next_attempt = Some(until);
         Step::Wait { until, misconfigured, reason }
     }
 
     /// Notes a problem that is not a delivery attempt (for `status`).
     pub fn note_error(&mut self, message: String) {
         self.state.last_error = Some(Failure { time: event::rfc3339(event::now()), message, next_retry: None });
-        self.state_dirty = true;
+        self.durable.state_dirty = true;
     }
 
     fn save_state(&mut self) {
@@ -427,18 +459,18 @@ impl Delivery {
         self.state.updated = event::rfc3339(event::now());
         match self.state.save(&self.settings.spool_dir) {
             Ok(()) => {
-                self.state_dirty = false;
-                self.state_saved = Instant::now();
+                self.durable.state_dirty = false;
+                self.durable.state_saved = Instant::now();
             }
             Err(e) => log::error!("cannot save agent state: {e}"),
         }
     }
 
     fn maybe_flush(&mut self) {
-        if self.dir_dirty && self.dir_synced.elapsed() >= STATE_EVERY {
+        if self.durable.dir_dirty && self.durable.dir_synced.elapsed() >= STATE_EVERY {
             self.sync_pending();
         }
-        if self.state_dirty && self.state_saved.elapsed() >= STATE_EVERY {
+        if self.durable.state_dirty && self.durable.state_saved.elapsed() >= STATE_EVERY {
             self.save_state();
         }
     }
@@ -446,27 +478,21 @@ impl Delivery {
     fn sync_pending(&mut self) {
         let pending = self.spool.pending();
         match spool::fsync_dir(&pending) {
-            Ok(()) => self.dir_dirty = false,
+            Ok(()) => self.durable.dir_dirty = false,
             Err(e) => log::warn!("{}: {e}", pending.display()),
         }
-        self.dir_synced = Instant::now();
+        self.durable.dir_synced = Instant::now();
     }
 
     /// Makes everything durable now (idle, stopping).
     pub fn flush(&mut self) {
-        if self.dir_dirty {
+        if self.durable.dir_dirty {
             self.sync_pending();
         }
-        if self.state_dirty {
+        if self.durable.state_dirty {
             self.save_state();
         }
     }
-}
-
-/// The users whose files delivery reads: root, the agent, and the hooks'
-/// user (`OPENVPN_SCRIPT_USER`, when it can be resolved).
-fn spool_owners(settings: &Settings) -> Owners {
-    Owners::me_and(settings.hooks_uid())
 }
 
 /// Exponential backoff from `sleep` to `max` seconds with "equal jitter"

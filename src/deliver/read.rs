@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, Write};
 
 use super::backlog::{self, Line, LineReader};
-use super::failed::{self, open_quarantine};
+use super::failed::open_quarantine;
 use super::{Delivery, Fail, Step};
 use crate::spool;
 
@@ -58,13 +58,13 @@ impl Delivery {
             return self
                 .back_off(Fail::Retry { reason: format!("{}: cannot read: {e}", from.display()), retry_after: None });
         }
-        failed::set_aside(&self.spool, &chunk.name, &e);
+        self.spool.set_aside_pending(&chunk.name, &e);
         self.backlog.pop_front();
         Step::Progress
     }
 
     pub(super) fn read_batch(&mut self) -> Result<Batch, ReadError> {
-        let budget = self.byte_cap.saturating_sub(self.sink.overhead(&self.server_id)).max(1024);
+        let budget = self.pace.byte_cap.saturating_sub(self.sink.overhead(&self.server_id)).max(1024);
         let max_events = self.settings.max_batch_events.min(usize::MAX as u64) as usize;
         let failed_dir = self.spool.failed();
         let mut batch = Batch::default();
@@ -77,7 +77,7 @@ impl Delivery {
             batch.end_offset = offset;
             batch.end_eof = false;
             let path = self.spool.pending().join(&name);
-            let mut reader = match LineReader::open(&path, offset, budget.max(LINE_CAP), &self.owners) {
+            let mut reader = match LineReader::open(&path, offset, budget.max(LINE_CAP), &self.settings.owners) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     batch.end_eof = true;
@@ -94,7 +94,7 @@ impl Delivery {
             };
             // Bad lines already set aside by an earlier read of this batch
             // (before a failed attempt) are not written to failed/ again.
-            let seen = self.quarantined.get(&name).copied().unwrap_or(0);
+            let seen = self.backlog.quarantined.get(&name).copied().unwrap_or(0);
             let bad_path = failed_dir.join(format!("{name}.bad"));
             let mut quarantine: Option<File> = None;
             let full = loop {
@@ -160,7 +160,7 @@ impl Delivery {
                                 })
                                 .map_err(ReadError::SetAside)?;
                             self.state.failed_events += 1;
-                            self.quarantined.insert(name.clone(), offset + n as u64);
+                            self.backlog.quarantined.insert(name.clone(), offset + n as u64);
                             bad.push((name.clone(), offset, why));
                         }
                     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::http::{Deliver, Outcome};
+use crate::sink::{Deliver, Outcome};
 
 /// Answers from a script (then `Delivered`) and records every batch as
 /// the `seq`s it carried.
@@ -54,14 +54,14 @@ impl Site {
     }
     fn delivery(&self, answers: Vec<Outcome>) -> Delivery {
         let sink = Scripted { answers: answers.into(), sent: Arc::clone(&self.sent) };
-        Delivery::new(&self.settings, Box::new(sink), "vpn-test".into())
+        Delivery::new(DeliverySettings::from_settings(&self.settings), Box::new(sink), "vpn-test".into())
     }
     /// Steps until idle, ignoring back-off times (they are not under test).
     fn drain(&self, d: &mut Delivery) {
         for _ in 0..100 {
             match d.step() {
                 Step::Idle => return,
-                Step::Wait { .. } => d.next_attempt = None,
+                Step::Wait { .. } => d.pace.next_attempt = None,
                 _ => {}
             }
         }
@@ -96,7 +96,7 @@ fn a_413_splits_in_halves_until_each_part_is_taken() {
     assert_eq!(site.sent(), vec![vec![1, 2, 3, 4], vec![1, 2], vec![1], vec![2], vec![3, 4]]);
     assert!(site.names("pending").is_empty() && site.names("failed").is_empty());
     assert_eq!(d.state.delivered_events, 4);
-    assert!(d.byte_cap < d.settings.max_batch_bytes as usize, "later batches stay smaller");
+    assert!(d.pace.byte_cap < d.settings.max_batch_bytes as usize, "later batches stay smaller");
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn a_retry_keeps_everything_and_misconfigured_waits_longest() {
         Step::Wait { misconfigured: false, .. } => {}
         other => panic!("{other:?}"),
     }
-    d.next_attempt = None;
+    d.pace.next_attempt = None;
     match d.step() {
         Step::Wait { misconfigured: true, until, .. } => {
             assert!(until > Instant::now() + Duration::from_secs(55), "RETRY_MAX_SECONDS")
@@ -147,7 +147,7 @@ fn a_retry_keeps_everything_and_misconfigured_waits_longest() {
         other => panic!("{other:?}"),
     }
     assert_eq!(site.names("pending"), vec!["1-q0.ndjson"]);
-    d.next_attempt = None;
+    d.pace.next_attempt = None;
     site.drain(&mut d);
     assert_eq!(site.sent(), vec![vec![1, 2]; 3]);
     assert!(site.names("pending").is_empty());

@@ -7,7 +7,8 @@
 //! - TLS always verifies the server: the roots are the system bundle
 //!   (`/etc/ssl/certs`, as curl uses) plus `CA_CERT`; there is no switch to
 //!   turn verification off; mTLS presents `CLIENT_CERT`/`CLIENT_KEY`;
-//! - the answer is classified here into an [`Outcome`] and nowhere else;
+//! - the answer is classified into an [`Outcome`] by [`classify`] (a pure
+//!   function of status, headers and body) and nowhere else;
 //!   4xx/5xx are answers, never errors (`http_status_as_error(false)`);
 //! - redirects are not followed (a POST must not wander off with the
 //!   auth header); a 3xx is reported as a configuration problem;
@@ -28,11 +29,14 @@ use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 use crate::config::{Compress, Format, Settings};
 use crate::url::{is_loopback, mask_url};
 
+mod classify;
+pub mod otlp;
+
+pub use classify::{Outcome, classify, server_text};
+
 /// The system trust store, as Debian/Ubuntu ship it (curl's default).
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const SYSTEM_DIR: &str = "/etc/ssl/certs";
-/// How much of a refusal's body goes into the log.
-const BODY_HEAD: usize = 200;
 /// How much of an answer is read at all.
 const ANSWER_CAP: u64 = 64 * 1024;
 
@@ -59,26 +63,6 @@ impl std::error::Error for SinkError {
             SinkError::Pem { .. } => None,
         }
     }
-}
-
-/// What the other side made of one batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// 2xx (or written and fsynced to the file sink): delete it.
-    Delivered,
-    /// Connection error, timeout, 408, 429, 5xx: keep it, back off.
-    Retry { reason: String, retry_after: Option<Duration> },
-    /// 401/403 or a redirect: the operator must fix `AUTH_HEADER`, the
-    /// client certificate or the URL. Keep it, complain loudly, retry slowly.
-    Misconfigured { reason: String },
-    /// 2xx, but the receiver says it rejected `rejected` of the records
-    /// (OTLP `partialSuccess`): delete the batch, count those as dropped.
-    PartlyRejected { rejected: u64, message: String },
-    /// 413: the batch must be split.
-    TooLarge,
-    /// Any other 4xx: this batch will never be accepted; set it aside in
-    /// `failed/`.
-    SetAside { status: u16, body_head: String },
 }
 
 pub enum Sink {
@@ -132,13 +116,13 @@ impl Deliver for Sink {
     }
     fn cost(&self, line: &[u8]) -> usize {
         match self {
-            Sink::Http(h) if h.format == Format::Otlp => crate::otlp::cost(line),
+            Sink::Http(h) if h.format == Format::Otlp => otlp::cost(line),
             _ => line.len() + 1,
         }
     }
     fn overhead(&self, server_id: &str) -> usize {
         match self {
-            Sink::Http(h) if h.format == Format::Otlp => crate::otlp::OVERHEAD + 2 * server_id.len(),
+            Sink::Http(h) if h.format == Format::Otlp => otlp::OVERHEAD + 2 * server_id.len(),
             _ => envelope_overhead(server_id),
         }
     }
@@ -247,7 +231,7 @@ impl Http {
     fn post(&self, server_id: &str, events: &[&[u8]]) -> Outcome {
         let body = match self.format {
             Format::Json => envelope(server_id, events),
-            Format::Otlp => crate::otlp::export_request(server_id, &self.host, events),
+            Format::Otlp => otlp::export_request(server_id, &self.host, events),
         };
         let body = &body[..];
         let mut req = self.agent.post(&self.url).header("Content-Type", "application/json");
@@ -270,12 +254,6 @@ impl Http {
             }
         };
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
         // Reading the (small) answer to the end lets ureq reuse the connection.
         let answer = match resp.body_mut().with_config().limit(ANSWER_CAP).read_to_vec() {
             Ok(answer) => answer,
@@ -287,54 +265,8 @@ impl Http {
                 Vec::new()
             }
         };
-        let head = || server_text(&answer);
-        match status {
-            200..=299 => accepted(self.format, &answer),
-            401 | 403 => Outcome::Misconfigured {
-                reason: format!("HTTP {status} (check AUTH_HEADER / client certificate): {}", head()),
-            },
-            300..=399 => {
-                let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("?");
-                let to = server_text(to.as_bytes());
-                Outcome::Misconfigured {
-                    reason: format!("HTTP {status} redirect to {} not followed; fix TELEMETRY_URL", mask_url(&to)),
-                }
-            }
-            413 => Outcome::TooLarge,
-            408 | 429 | 500.. | 100..=199 => {
-                Outcome::Retry { reason: format!("HTTP {status}: {}", head()), retry_after }
-            }
-            _ => Outcome::SetAside { status, body_head: head() },
-        }
+        classify(self.format, status, resp.headers(), &answer)
     }
-}
-
-/// What a 2xx answer says: delivered, or (OTLP `partialSuccess`) taken
-/// with some records rejected. The receiver's message is the server's
-/// words like any body: capped and escaped ([`server_text`]).
-fn accepted(format: Format, answer: &[u8]) -> Outcome {
-    match format {
-        Format::Otlp => match crate::otlp::rejected(answer) {
-            Some((rejected, message)) => Outcome::PartlyRejected { rejected, message: server_text(message.as_bytes()) },
-            None => Outcome::Delivered,
-        },
-        Format::Json => Outcome::Delivered,
-    }
-}
-
-/// Text from the server (a body, an `errorMessage`, a header), fit for a
-/// log line, `status` and root's terminal: at most [`BODY_HEAD`] bytes (a
-/// cut is marked with `…`), newlines as spaces, and every other control
-/// byte (escape sequences, a forged second log line) shown escaped by
-/// [`crate::fsutil::printable`], never passed on.
-pub fn server_text(bytes: &[u8]) -> String {
-    let cut = &bytes[..bytes.len().min(BODY_HEAD)];
-    let text = String::from_utf8_lossy(cut).replace(['\n', '\r'], " ");
-    let mut text = crate::fsutil::printable(&text).into_owned();
-    if cut.len() < bytes.len() {
-        text.push('…');
-    }
-    text
 }
 
 fn gzip(body: &[u8]) -> io::Result<Vec<u8>> {
@@ -450,30 +382,6 @@ fn system_roots() -> Vec<Certificate<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A receiver's 60 KB errorMessage full of escapes and newlines
-    /// becomes one short, escaped line; so does a body.
-    #[test]
-    fn the_servers_words_are_capped_and_escaped() {
-        let piece = "\u{1b}[2Jhostile\r\nERROR root: owned\u{202e} xxxxxxxxxx";
-        let message = piece.repeat(60_000 / piece.len());
-        assert!(message.len() > 59_000);
-        let answer = serde_json::json!({"partialSuccess":{"rejectedLogRecords":"3","errorMessage":message}});
-        let Outcome::PartlyRejected { rejected, message } = accepted(Format::Otlp, answer.to_string().as_bytes())
-        else {
-            panic!("not read as a partial success")
-        };
-        assert_eq!(rejected, 3);
-        assert!(message.len() < 4 * BODY_HEAD, "{} bytes", message.len());
-        assert!(message.ends_with('…'), "the cut is marked");
-        assert!(!message.chars().any(|c| c.is_control() || c == '\u{202e}'), "{message:?}");
-        assert!(message.starts_with("\\u{1b}[2Jhostile  ERROR root: owned\\u{202e} x"), "{message:?}");
-        assert_eq!(accepted(Format::Json, answer.to_string().as_bytes()), Outcome::Delivered);
-        assert_eq!(server_text(b"short\x07"), "short\\u{7}");
-        // A cut inside a multi-byte character is no panic, just a U+FFFD.
-        let wide = "ü".repeat(BODY_HEAD);
-        assert!(server_text(wide.as_bytes()).ends_with('…'));
-    }
 
     #[test]
     fn envelope_keeps_events_verbatim() {
