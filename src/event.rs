@@ -49,7 +49,7 @@ impl Event {
     /// Written byte by byte rather than through serde_json's serializer and
     /// `time`'s formatter: this runs in every hook, where what costs is not
     /// computation but the code pages a process touches for the first time
-    /// (each one a page fault; see README, Benchmarks). The bytes are the
+    /// (each one a page fault; see docs/benchmarks.md). The bytes are the
     /// ones serde_json writes (a unit test compares them); values other
     /// than strings and integers, which hooks never have, still go through
     /// serde_json.

@@ -619,7 +619,7 @@ fn lock_until(file: &File, deadline: Instant) -> bool {
 /// burst of hundreds of hooks leaves the CPUs to whoever holds the lock.
 /// `stall` must be long: a holder preempted inside its few microseconds
 /// under the lock, among 300 starting processes on 2 cores, waits tens to
-/// hundreds of ms for a CPU (README, Benchmarks, for the numbers).
+/// hundreds of ms for a CPU (docs/benchmarks.md, for the numbers).
 fn lock_while_progress(lock: &File, queue: &Path, stall: Duration, known: Duration, cap: Duration) -> bool {
     if lock.try_lock().is_ok() {
         return true;

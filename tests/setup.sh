@@ -10,7 +10,7 @@
 # (tests/support/require.rs), they never pass silently.
 set -euo pipefail
 
-# What each target needs, and why (README, "Which tests need what").
+# What each target needs, and why (docs/testing.md, "Which tests need what").
 #   build-essential  a C compiler: ring (rustls' crypto) builds C
 #   openssl, python3, ca-certificates  throwaway CAs and the TLS receiver
 #                    (tests/support/receiver.py)
@@ -21,7 +21,7 @@ set -euo pipefail
 #                    network namespaces, real Easy-RSA issue/revoke/expire
 #   procps, acl      ps/pgrep; getfacl/setfacl for the spool's permissions
 #   man-db           man finds and renders the installed man page
-#   curl             the seed shell agent baseline in `make bench`
+#   curl             the bash baseline agent in `make bench`
 #   iputils-ping     `make e2e`
 #   debootstrap, systemd-container  `make systemd-e2e` (a Debian 12 root
 #                    booted with systemd-nspawn)

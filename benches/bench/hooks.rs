@@ -141,7 +141,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, dynamic: &Path, baseli
     // into the cache changes the hook by 0.1× /bin/true: written by the
     // linker or `cp`, or read with read(2), its pages sit in large folios
     // that exec maps cheaply; faulted in by exec, they are small folios
-    // mapped one by one (README, Benchmarks). `/bin/true`'s libc, mapped
+    // mapped one by one (docs/benchmarks.md). `/bin/true`'s libc, mapped
     // by every running process, stays as the system has it.
     for p in [Path::new("/bin/true"), ours, dynamic] {
         evict(p);

@@ -6,7 +6,7 @@
 #   -C link-arg=-Wl,--no-warn-symbol-ordering
 # (rustc links with rust-lld), which puts that code side by side, so a hook
 # faults in a few 64 KiB windows of the file instead of ~26 spread over
-# 2.3 MB (README, Benchmarks). Names missing from a build are skipped, so a
+# 2.3 MB (docs/benchmarks.md). Names missing from a build are skipped, so a
 # stale file costs speed, never correctness; symbol names stay the same
 # across edits of the code (their hashes come from the crate's metadata),
 # so rerun this after a toolchain or dependency update: make bench shows

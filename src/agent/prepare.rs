@@ -97,7 +97,7 @@ pub(super) fn lock(s: &Settings) -> Result<std::fs::File, Error> {
         crate::spool::Spool::new(&s.spool_dir).set_aside(AGENT_LOCK, &why);
     }
     let mut file = crate::spool::open_create(&path, false).map_err(io_at(&path))?;
-    // The agent's own files are 0600 (README, "Files, owners and modes").
+    // The agent's own files are 0600 (docs/security.md, "Files, owners and modes").
     if file.metadata().is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o7777 != 0o600) {
         use std::os::unix::fs::PermissionsExt;
         let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));

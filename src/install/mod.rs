@@ -323,7 +323,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     let hook_text = envfile::hook_env(s).into_bytes();
     plan.add(plan::file(&hook_env, hook_text, 0o644, root_owner.clone(), &accounts, "hooks' settings"));
 
-    // The spool (see README, "Files, owners and modes"): the agent owns the
+    // The spool (see docs/security.md, "Files, owners and modes"): the agent owns the
     // directories; the hooks' group may add files (setgid, so they all
     // share that group) but, by the sticky bit, never rename or delete a
     // directory or a file it did not make; failed/ is the agent's alone.
