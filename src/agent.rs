@@ -176,7 +176,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     prepare::spool(&settings)?;
     let _only_agent = prepare::lock(&settings)?;
     let sink = Sink::from_settings(&settings).map_err(|source| Error::Sink { path: path.clone(), source })?;
-    let server_id = settings.server_id.clone().unwrap_or_else(hostname);
+    let server_id = settings.server_id();
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
@@ -468,8 +468,4 @@ impl Worker {
         }
         Ok(())
     }
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
 }

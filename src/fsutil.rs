@@ -231,6 +231,15 @@ pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64, owners: 
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: damaged ({e})", path.display())))
 }
 
+/// Writes a state file as JSON with a final newline,
+/// atomically and durably, 0600 for the agent alone ([`replace_file`]): the
+/// twin of [`load_json`] for every state the agent keeps.
+pub fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let mut body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    body.push(b'\n');
+    replace_file(path, &body, 0o600)
+}
+
 /// Text from the network or from files someone else wrote, made safe for
 /// a terminal and the journal: control characters (ESC, CR, backspace, a
 /// newline that would forge a second log line...) and Unicode bidi or

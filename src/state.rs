@@ -123,10 +123,7 @@ impl AgentState {
     /// accounts for persist.
     pub fn save(&self, spool_dir: &Path) -> Result<(), StateError> {
         let path = path(spool_dir);
-        let mut text = serde_json::to_vec_pretty(self)
-            .map_err(|e| StateError::Damaged(format!("{}: cannot write: {e}", path.display())))?;
-        text.push(b'\n');
-        crate::fsutil::replace_file(&path, &text, 0o600).map_err(|source| StateError::Io { path, source })
+        crate::fsutil::save_json(&path, self).map_err(|source| StateError::Io { path, source })
     }
 }
 

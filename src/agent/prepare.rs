@@ -40,7 +40,7 @@ pub(super) fn spool(s: &Settings) -> Result<(), Error> {
         let failed = sub == crate::spool::FAILED;
         if std::fs::symlink_metadata(&dir).is_err() {
             use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-            let mode = if failed { 0o700 } else { meta.mode() & 0o7777 };
+            let mode = if failed { crate::spool::FAILED_MODE } else { meta.mode() & 0o7777 };
             std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(io_at(&dir))?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(io_at(&dir))?;
         }

@@ -558,9 +558,7 @@ fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
 /// Writes a state file atomically and durably, 0600 for the agent alone
 /// ([`crate::fsutil::replace_file`]).
 fn save_state<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
-    let state = |source: io::Error| Error::State { path: path.to_path_buf(), source };
-    let body = serde_json::to_vec(value).map_err(|e| state(e.into()))?;
-    crate::fsutil::replace_file(path, &body, 0o600).map_err(state)
+    crate::fsutil::save_json(path, value).map_err(|source| Error::State { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
