@@ -96,14 +96,14 @@ impl DeliverySettings {
     /// (`OPENVPN_SCRIPT_USER`, when it can be resolved).
     pub fn from_settings(s: &Settings) -> DeliverySettings {
         DeliverySettings {
-            spool_dir: s.spool_dir.clone(),
+            spool_dir: s.spool.spool_dir.clone(),
             owners: Owners::me_and(s.hooks_uid()),
-            max_pending_files: s.max_pending_files,
-            max_spool_bytes: s.max_spool_bytes,
-            max_batch_events: s.max_batch_events,
-            max_batch_bytes: s.max_batch_bytes,
-            retry_sleep_seconds: s.retry_sleep_seconds,
-            retry_max_seconds: s.retry_max_seconds,
+            max_pending_files: s.spool.max_pending_files,
+            max_spool_bytes: s.spool.max_spool_bytes,
+            max_batch_events: s.delivery.max_batch_events,
+            max_batch_bytes: s.delivery.max_batch_bytes,
+            retry_sleep_seconds: s.delivery.retry_sleep_seconds,
+            retry_max_seconds: s.delivery.retry_max_seconds,
         }
     }
 }
