@@ -175,12 +175,16 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     }
     prepare::spool(&settings)?;
     let _only_agent = prepare::lock(&settings)?;
-    let sink = Sink::from_settings(&settings).map_err(|source| Error::Sink { path: path.clone(), source })?;
+    let sink = Sink::from_settings(&settings.delivery).map_err(|source| Error::Sink { path: path.clone(), source })?;
     let server_id = settings.server_id();
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
-    let delivery = Delivery::new(DeliverySettings::from_settings(&settings), Box::new(sink), server_id);
+    let delivery = Delivery::new(
+        DeliverySettings::new(&settings.spool, &settings.delivery, settings.hooks_uid()),
+        Box::new(sink),
+        server_id,
+    );
 
     // Block the stop signals in every thread (threads inherit the mask),
     // so they arrive only through the signalfd read here.

@@ -429,8 +429,8 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
     }
     // Key and CA files as the installed system will find them (below
     // `--root` when staged).
-    let mut at_root = s.clone();
-    for p in [&mut at_root.delivery.ca_cert, &mut at_root.delivery.client_cert, &mut at_root.delivery.client_key] {
+    let mut at_root = s.delivery.clone();
+    for p in [&mut at_root.ca_cert, &mut at_root.client_cert, &mut at_root.client_key] {
         *p = p.as_ref().map(|p| layout.at(p));
     }
     let sink = match crate::sink::Sink::from_settings(&at_root) {

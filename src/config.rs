@@ -276,17 +276,32 @@ pub fn host_name() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
 }
 
+impl DeliverySection {
+    /// `SERVER_ID`, or this host's name when it is not set.
+    pub fn server_id(&self) -> String {
+        self.server_id.clone().unwrap_or_else(host_name)
+    }
+}
+
+impl InstallerSection {
+    /// The uid of `OPENVPN_SCRIPT_USER` (the hooks' user) on this host,
+    /// when it can be resolved.
+    pub fn hooks_uid(&self) -> Option<u32> {
+        crate::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
+    }
+}
+
 impl Settings {
     /// `SERVER_ID`, or this host's name when it is not set.
     pub fn server_id(&self) -> String {
-        self.delivery.server_id.clone().unwrap_or_else(host_name)
+        self.delivery.server_id()
     }
 
     /// The uid of `OPENVPN_SCRIPT_USER` (the hooks' user) on this host,
     /// when it can be resolved: whose files the agent reads in the spool,
     /// and never as a source.
     pub fn hooks_uid(&self) -> Option<u32> {
-        crate::accounts::Accounts::for_root(Path::new("/")).uid(&self.installer.openvpn_script_user)
+        self.installer.hooks_uid()
     }
 
     /// The defaults of [`SETTINGS`] (the file `path` need not exist).

@@ -89,17 +89,18 @@ fn write_event(hook: &Hook) {
             return say("write-event: missing event TYPE (e.g. SESSION_CONNECTED); nothing written");
         }
     };
-    let settings = config::hook_settings(&config::config_path(), &mut say);
+    // The hooks need only the Spool section.
+    let settings = config::hook_settings(&config::config_path(), &mut say).spool;
     let ev = event::from_openvpn_env(&kind, &ProcessEnv);
-    let spool = Spool::new(&settings.spool.spool_dir);
-    match spool.append(&ev, LOCK_WAIT, settings.spool.max_spool_bytes) {
+    let spool = Spool::new(&settings.spool_dir);
+    match spool.append(&ev, LOCK_WAIT, settings.max_spool_bytes) {
         Ok(Written::Queue { .. }) => {}
         Ok(Written::Bypass { chunk, .. }) => {
             say(&format!("spool lock busy or queue.log unusable; event written to {} instead", chunk.display()))
         }
         Ok(Written::Dropped { seq }) => say(&format!(
             "spool full (queue.log at MAX_SPOOL_BYTES={}); event seq {seq} dropped and counted: {}",
-            settings.spool.max_spool_bytes,
+            settings.max_spool_bytes,
             String::from_utf8_lossy(&ev.to_line(seq)).trim_end()
         )),
         Err(e) => say(&format!("event not stored ({e}): {}", String::from_utf8_lossy(&ev.to_line(0)).trim_end())),

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 
-use crate::config::{Compress, Format, Settings};
+use crate::config::{Compress, DeliverySection, Format};
 use crate::url::{is_loopback, mask_url};
 
 mod classify;
@@ -129,8 +129,10 @@ impl Deliver for Sink {
 }
 
 impl Sink {
-    pub fn from_settings(s: &Settings) -> Result<Sink, SinkError> {
-        match s.delivery.telemetry_url.as_deref() {
+    /// From the Delivery section of the settings alone (URL, format,
+    /// auth, TLS, timeouts): the sink sees nothing else.
+    pub fn from_settings(s: &DeliverySection) -> Result<Sink, SinkError> {
+        match s.telemetry_url.as_deref() {
             None => Ok(Sink::Hold),
             Some(url) => match url.strip_prefix("file://") {
                 Some(path) => Ok(Sink::File(PathBuf::from(path))),
@@ -188,10 +190,10 @@ pub fn envelope_overhead(server_id: &str) -> usize {
 }
 
 impl Http {
-    fn new(s: &Settings, url: &str) -> Result<Http, SinkError> {
+    fn new(s: &DeliverySection, url: &str) -> Result<Http, SinkError> {
         let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(s.delivery.connect_timeout_seconds)))
-            .timeout_global(Some(Duration::from_secs(s.delivery.request_timeout_seconds)))
+            .timeout_connect(Some(Duration::from_secs(s.connect_timeout_seconds)))
+            .timeout_global(Some(Duration::from_secs(s.request_timeout_seconds)))
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -204,12 +206,8 @@ impl Http {
                 TlsConfig::default()
             })
             .build();
-        let auth = s
-            .delivery
-            .auth_header
-            .as_deref()
-            .and_then(|h| h.split_once(':'))
-            .map(|(n, v)| (n.trim().into(), v.trim().into()));
+        let auth =
+            s.auth_header.as_deref().and_then(|h| h.split_once(':')).map(|(n, v)| (n.trim().into(), v.trim().into()));
         if url.to_ascii_lowercase().starts_with("http://") && !is_loopback(url) {
             log::warn!(
                 "TELEMETRY_URL {} is plain http:// to a non-loopback host: events travel unencrypted",
@@ -226,8 +224,8 @@ impl Http {
             ),
             url: url.to_string(),
             auth,
-            gzip: s.delivery.compress == Compress::Gzip,
-            format: s.delivery.format,
+            gzip: s.compress == Compress::Gzip,
+            format: s.format,
             host: crate::config::host_name(),
         })
     }
@@ -309,9 +307,9 @@ fn append_lines(path: &Path, events: &[&[u8]]) -> io::Result<()> {
     file.sync_data()
 }
 
-fn tls_config(s: &Settings) -> Result<TlsConfig, SinkError> {
+fn tls_config(s: &DeliverySection) -> Result<TlsConfig, SinkError> {
     let mut roots = system_roots();
-    if let Some(ca) = &s.delivery.ca_cert {
+    if let Some(ca) = &s.ca_cert {
         let found = certs_in(&read("CA_CERT", ca)?);
         if found.is_empty() {
             return Err(SinkError::Pem { key: "CA_CERT", path: ca.clone(), what: "no PEM certificate found".into() });
@@ -322,8 +320,8 @@ fn tls_config(s: &Settings) -> Result<TlsConfig, SinkError> {
         log::warn!("no trusted CA certificates found in {SYSTEM_DIR} and no CA_CERT: https:// will fail");
     }
     let mut tls = TlsConfig::builder().root_certs(RootCerts::new_with_certs(&roots));
-    if s.delivery.mtls_enabled
-        && let (Some(cert), Some(key)) = (&s.delivery.client_cert, &s.delivery.client_key)
+    if s.mtls_enabled
+        && let (Some(cert), Some(key)) = (&s.client_cert, &s.client_key)
     {
         let chain = certs_in(&read("CLIENT_CERT", cert)?);
         if chain.is_empty() {

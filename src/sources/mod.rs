@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::Settings;
+use crate::config::{Settings, SpoolSection};
 use crate::event::{self, Event};
 use crate::spool::{Spool, SpoolError, Written};
 
@@ -112,8 +112,9 @@ pub enum Stored {
 }
 
 impl EventWriter {
-    pub fn new(settings: &Settings) -> EventWriter {
-        EventWriter { spool: Spool::new(&settings.spool.spool_dir), max_bytes: settings.spool.max_spool_bytes }
+    /// From the Spool section alone: where events go and the spool's bound.
+    pub fn new(spool: &SpoolSection) -> EventWriter {
+        EventWriter { spool: Spool::new(&spool.spool_dir), max_bytes: spool.max_spool_bytes }
     }
 
     pub fn append(&self, ev: &Event) -> Result<Stored, SpoolError> {
@@ -284,7 +285,7 @@ impl<'a> Sources<'a> {
         let certs = load_state(&settings.spool.spool_dir.join(CERTS_STATE));
         Sources {
             settings,
-            sink: EventWriter::new(settings),
+            sink: EventWriter::new(&settings.spool),
             noise: Noise::default(),
             sessions,
             certs,
