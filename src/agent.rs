@@ -175,12 +175,16 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     }
     prepare::spool(&settings)?;
     let _only_agent = prepare::lock(&settings)?;
-    let sink = Sink::from_settings(&settings).map_err(|source| Error::Sink { path: path.clone(), source })?;
+    let sink = Sink::from_settings(&settings.delivery).map_err(|source| Error::Sink { path: path.clone(), source })?;
     let server_id = settings.server_id();
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
-    let delivery = Delivery::new(DeliverySettings::from_settings(&settings), Box::new(sink), server_id);
+    let delivery = Delivery::new(
+        DeliverySettings::new(&settings.spool, &settings.delivery, settings.hooks_uid()),
+        Box::new(sink),
+        server_id,
+    );
 
     // Block the stop signals in every thread (threads inherit the mask),
     // so they arrive only through the signalfd read here.
@@ -201,7 +205,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
         "openvpn-telemetry {} agent{}: spool {}, delivering to {}",
         env!("CARGO_PKG_VERSION"),
         if args.once { " --once" } else { "" },
-        settings.spool_dir.display(),
+        settings.spool.spool_dir.display(),
         delivery.state.sink
     );
     if delivery.holding() {
@@ -240,7 +244,8 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
 
     let notifier = Notifier::from_env();
     notifier.send("READY=1");
-    let tolerance = Duration::from_secs(settings.request_timeout_seconds + settings.connect_timeout_seconds + 10);
+    let tolerance =
+        Duration::from_secs(settings.delivery.request_timeout_seconds + settings.delivery.connect_timeout_seconds + 10);
     loop {
         let timeout = notifier.watchdog.map_or(PollTimeout::NONE, |d| {
             PollTimeout::try_from(d.max(Duration::from_millis(10))).unwrap_or(PollTimeout::MAX)
@@ -372,7 +377,7 @@ impl Worker {
     }
 
     fn run(&mut self) -> Result<ExitCode, Error> {
-        let every = Duration::from_secs(self.settings.rotate_interval_seconds).max(TICK);
+        let every = Duration::from_secs(self.settings.spool.rotate_interval_seconds).max(TICK);
         let mut next_rotate = Instant::now();
         let mut next_tick = Instant::now() + TICK;
         let mut next_list = Instant::now() + RELIST;
@@ -382,7 +387,7 @@ impl Worker {
             let now = Instant::now();
             if now >= next_tick {
                 next_tick = now + TICK;
-                if self.queue_bytes() >= self.settings.rotate_max_bytes {
+                if self.queue_bytes() >= self.settings.spool.rotate_max_bytes {
                     next_rotate = now;
                 }
             }

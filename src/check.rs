@@ -165,7 +165,7 @@ fn check_files(r: &mut Report, layout: &Layout, path: &Path, s: &Settings, accou
         }
         Err(e) => r.fail(format!("{}: {e} (hooks running as nobody need it)", companion.display()), REINSTALL),
     }
-    let spool = Spool::new(layout.at(&s.spool_dir));
+    let spool = Spool::new(layout.at(&s.spool.spool_dir));
     let agent_uid = Accounts::for_root(&layout.root).uid(AGENT_USER);
     for (dir, want) in [
         (spool.dir.clone(), install::SPOOL_MODE),
@@ -205,7 +205,10 @@ fn check_probes(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accoun
         return;
     }
     let Ok((user, group)) = install::script_account(s, accounts) else {
-        r.fail(format!("OPENVPN_SCRIPT_USER/GROUP ({}) do not exist", s.openvpn_script_user), "set them in .env");
+        r.fail(
+            format!("OPENVPN_SCRIPT_USER/GROUP ({}) do not exist", s.installer.openvpn_script_user),
+            "set them in .env",
+        );
         return;
     };
     let mut roles = Vec::new();
@@ -280,8 +283,8 @@ fn probe(layout: &Layout, spec: &str) -> Result<ExitCode, Error> {
         }
         "agent" => {
             let s = Settings::load(&config).map_err(Error::Settings)?;
-            let pending = layout.at(&s.spool_dir).join(spool::PENDING);
-            (s.spool_dir, pending)
+            let pending = layout.at(&s.spool.spool_dir).join(spool::PENDING);
+            (s.spool.spool_dir, pending)
         }
         _ => return Err(bad()),
     };
@@ -329,7 +332,7 @@ fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
     } else {
         r.fail(format!("not links to {target}: {}", broken.join(", ")), REINSTALL);
     }
-    let group = s.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
+    let group = s.installer.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
     match mode {
         Mode::Local => {
             let unit_path = layout.at(unit::UNIT_PATH);
@@ -364,14 +367,14 @@ fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
             r.fail(format!("{} is not running", unit::UNIT_NAME), format!("journalctl -u {} -n 50", unit::UNIT_NAME));
         }
     }
-    if s.openvpn_server_conf.is_empty() {
+    if s.installer.openvpn_server_conf.is_empty() {
         let mut lines = String::new();
         for l in conf::wanted_lines() {
             let _ = write!(lines, "`{l}` ");
         }
         r.warn(format!("OPENVPN_SERVER_CONF not set, not checked: the server conf needs {}", lines.trim_end()));
     }
-    for c in &s.openvpn_server_conf {
+    for c in &s.installer.openvpn_server_conf {
         let path = layout.at(c);
         match fs::read_to_string(&path) {
             Ok(text) => match conf::missing(&text) {
@@ -386,7 +389,7 @@ fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
 /// DNS, TCP, then TLS and auth with an empty batch through the agent's own
 /// HTTP client (same roots, client cert and header as deliveries).
 fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
-    let Some(url) = s.telemetry_url.as_deref() else {
+    let Some(url) = s.delivery.telemetry_url.as_deref() else {
         return r.fail(
             "TELEMETRY_URL is not set: events stay in the spool",
             format!("set it in {} and {REINSTALL}", install::ENV_OVERRIDES),
@@ -406,7 +409,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
     };
     // The agent's own lookup (getent as a child), so this step sees what
     // deliveries will see and a static build never loads NSS in-process.
-    let timeout = Duration::from_secs(s.connect_timeout_seconds);
+    let timeout = Duration::from_secs(s.delivery.connect_timeout_seconds);
     let addrs = match crate::resolve::lookup(&host, port, Some(timeout)) {
         Ok(a) => a,
         Err(e) => return r.fail(format!("DNS: {e}"), "check the host name and /etc/resolv.conf"),
@@ -426,7 +429,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
     }
     // Key and CA files as the installed system will find them (below
     // `--root` when staged).
-    let mut at_root = s.clone();
+    let mut at_root = s.delivery.clone();
     for p in [&mut at_root.ca_cert, &mut at_root.client_cert, &mut at_root.client_key] {
         *p = p.as_ref().map(|p| layout.at(p));
     }
@@ -438,7 +441,7 @@ fn check_server(r: &mut Report, layout: &Layout, s: &Settings) {
     use crate::sink::Outcome;
     let tls =
         if url.to_ascii_lowercase().starts_with("https://") { "TLS and auth" } else { "auth (plain http, no TLS)" };
-    let empty = match s.format {
+    let empty = match s.delivery.format {
         crate::config::Format::Otlp => "an empty OTLP ExportLogsServiceRequest",
         crate::config::Format::Json => "an empty batch",
     };

@@ -203,43 +203,70 @@ pub enum Format {
     Otlp,
 }
 
-/// Every setting, checked. One field per row of [`SETTINGS`], which holds
-/// the defaults; `Settings::default()` is only the blank that
-/// [`Settings::defaults`] fills in from the table.
+/// Every setting, checked, grouped by the [`Section`](table::Section) its
+/// row of [`SETTINGS`] belongs to, so a component can take only its part.
+/// [`SETTINGS`] holds the defaults; `Settings::default()` is only the blank
+/// that [`Settings::defaults`] fills in from the table.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// The file these came from (for messages; may not exist).
     pub path: PathBuf,
-    pub spool_dir: PathBuf,
+    pub delivery: DeliverySection,
+    pub spool: SpoolSection,
+    pub sources: SourcesSection,
+    pub installer: InstallerSection,
+    /// `LOG_LEVEL`, the one setting of the Logging section.
+    pub log_level: Option<String>,
+    /// Keys the file set that this version does not know (warned about).
+    pub unknown_keys: Vec<(usize, String)>,
+}
+
+/// The Delivery section: where batches go, how they are encoded and sent
+/// (TLS included), how large they are and how failures are retried.
+#[derive(Debug, Clone, Default)]
+pub struct DeliverySection {
     pub telemetry_url: Option<String>,
-    pub server_id: Option<String>,
-    pub rotate_interval_seconds: u64,
-    pub rotate_max_bytes: u64,
-    pub retry_sleep_seconds: u64,
-    pub retry_max_seconds: u64,
-    pub connect_timeout_seconds: u64,
-    pub request_timeout_seconds: u64,
-    pub max_pending_files: u64,
-    pub max_spool_bytes: u64,
-    pub max_batch_events: u64,
-    pub max_batch_bytes: u64,
-    pub compress: Compress,
     pub format: Format,
+    pub server_id: Option<String>,
     pub auth_header: Option<String>,
     pub mtls_enabled: bool,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
-    pub log_level: Option<String>,
+    pub compress: Compress,
+    pub connect_timeout_seconds: u64,
+    pub request_timeout_seconds: u64,
+    pub max_batch_events: u64,
+    pub max_batch_bytes: u64,
+    pub retry_sleep_seconds: u64,
+    pub retry_max_seconds: u64,
+}
+
+/// The Spool section: the local queue the hooks append to, and its bounds.
+#[derive(Debug, Clone, Default)]
+pub struct SpoolSection {
+    pub spool_dir: PathBuf,
+    pub rotate_interval_seconds: u64,
+    pub rotate_max_bytes: u64,
+    pub max_pending_files: u64,
+    pub max_spool_bytes: u64,
+}
+
+/// The Other sources section: OpenVPN's status file and Easy-RSA's index.
+#[derive(Debug, Clone, Default)]
+pub struct SourcesSection {
     pub status_log: Option<PathBuf>,
     pub session_update_interval_seconds: u64,
     pub snapshot_interval_seconds: u64,
     pub easyrsa_index: Option<PathBuf>,
+}
+
+/// The Installer section: the OpenVPN configs hooked and the hooks' user.
+#[derive(Debug, Clone, Default)]
+pub struct InstallerSection {
     pub openvpn_server_conf: Vec<PathBuf>,
     pub openvpn_script_user: String,
     pub openvpn_script_group: Option<String>,
-    /// Keys the file set that this version does not know (warned about).
-    pub unknown_keys: Vec<(usize, String)>,
 }
 
 /// This host's name, as `SERVER_ID` defaults to and OTLP's `host.name`
@@ -249,17 +276,32 @@ pub fn host_name() -> String {
     nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "unknown".into())
 }
 
-impl Settings {
+impl DeliverySection {
     /// `SERVER_ID`, or this host's name when it is not set.
     pub fn server_id(&self) -> String {
         self.server_id.clone().unwrap_or_else(host_name)
+    }
+}
+
+impl InstallerSection {
+    /// The uid of `OPENVPN_SCRIPT_USER` (the hooks' user) on this host,
+    /// when it can be resolved.
+    pub fn hooks_uid(&self) -> Option<u32> {
+        crate::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
+    }
+}
+
+impl Settings {
+    /// `SERVER_ID`, or this host's name when it is not set.
+    pub fn server_id(&self) -> String {
+        self.delivery.server_id()
     }
 
     /// The uid of `OPENVPN_SCRIPT_USER` (the hooks' user) on this host,
     /// when it can be resolved: whose files the agent reads in the spool,
     /// and never as a source.
     pub fn hooks_uid(&self) -> Option<u32> {
-        crate::accounts::Accounts::for_root(Path::new("/")).uid(&self.openvpn_script_user)
+        self.installer.hooks_uid()
     }
 
     /// The defaults of [`SETTINGS`] (the file `path` need not exist).
@@ -314,7 +356,7 @@ impl Settings {
                 None => s.unknown_keys.push((e.line, e.key.clone())),
             }
         }
-        if s.mtls_enabled && (s.client_cert.is_none() || s.client_key.is_none()) {
+        if s.delivery.mtls_enabled && (s.delivery.client_cert.is_none() || s.delivery.client_key.is_none()) {
             let line = entries.iter().rev().find(|e| e.key == "MTLS_ENABLED").map_or(0, |e| e.line);
             return Err(ConfigError::Value {
                 path: path.to_path_buf(),
@@ -446,11 +488,11 @@ mod tests {
             "SPOOL_DIR=/srv/spool\nTELEMETRY_URL=\"https://t.example/api\"\nCOMPRESS=gzip\nOPENVPN_SERVER_CONF=\"/a.conf /b.conf\"\nWHAT=1\n",
         )
         .unwrap();
-        assert_eq!(s.spool_dir, PathBuf::from("/srv/spool"));
-        assert_eq!(s.telemetry_url.as_deref(), Some("https://t.example/api"));
-        assert_eq!(s.compress, Compress::Gzip);
-        assert_eq!(s.openvpn_server_conf.len(), 2);
-        assert_eq!(s.rotate_max_bytes, 131_072);
+        assert_eq!(s.spool.spool_dir, PathBuf::from("/srv/spool"));
+        assert_eq!(s.delivery.telemetry_url.as_deref(), Some("https://t.example/api"));
+        assert_eq!(s.delivery.compress, Compress::Gzip);
+        assert_eq!(s.installer.openvpn_server_conf.len(), 2);
+        assert_eq!(s.spool.rotate_max_bytes, 131_072);
         assert_eq!(s.unknown_keys, vec![(5, "WHAT".to_string())]);
     }
 

@@ -89,7 +89,8 @@ fn write_event(hook: &Hook) {
             return say("write-event: missing event TYPE (e.g. SESSION_CONNECTED); nothing written");
         }
     };
-    let settings = config::hook_settings(&config::config_path(), &mut say);
+    // The hooks need only the Spool section.
+    let settings = config::hook_settings(&config::config_path(), &mut say).spool;
     let ev = event::from_openvpn_env(&kind, &ProcessEnv);
     let spool = Spool::new(&settings.spool_dir);
     match spool.append(&ev, LOCK_WAIT, settings.max_spool_bytes) {

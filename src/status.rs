@@ -89,35 +89,36 @@ fn json_text(report: &Value) -> String {
 
 /// Everything `status` reports, as JSON (the text form is made from it).
 pub fn gather(s: &Settings) -> Value {
-    let (agent_state, state_error) = match AgentState::load(&s.spool_dir, &Owners::anyone()) {
+    let (agent_state, state_error) = match AgentState::load(&s.spool.spool_dir, &Owners::anyone()) {
         Ok(st) => (st, None),
         Err(e) => (AgentState::default(), Some(e.to_string())),
     };
     let budget = Budget::new();
-    let size = |name: &str| fs::symlink_metadata(s.spool_dir.join(name)).map(|m| m.len()).unwrap_or(0);
+    let size = |name: &str| fs::symlink_metadata(s.spool.spool_dir.join(name)).map(|m| m.len()).unwrap_or(0);
     let queue_bytes = size(spool::QUEUE).saturating_add(size(spool::AGENT_QUEUE));
-    let chunks = list_chunks(&s.spool_dir.join(spool::PENDING));
+    let chunks = list_chunks(&s.spool.spool_dir.join(spool::PENDING));
     let progress = agent_state.progress.clone();
     let offset_of = |name: &str| progress.as_ref().filter(|p| p.chunk == name).map_or(0, |p| p.offset);
     let mut events = 0u64;
     let mut bytes = 0u64;
     for (name, size) in &chunks {
         bytes += size;
-        events += count_lines(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name), &budget).unwrap_or(0);
+        events +=
+            count_lines(&s.spool.spool_dir.join(spool::PENDING).join(name), offset_of(name), &budget).unwrap_or(0);
     }
     // The oldest undelivered event is at the head of the oldest chunk, or
     // of queue.log when pending/ is empty.
-    let queue = s.spool_dir.join(spool::QUEUE);
+    let queue = s.spool.spool_dir.join(spool::QUEUE);
     let oldest = match chunks.first() {
-        Some((name, _)) => first_event_time(&s.spool_dir.join(spool::PENDING).join(name), offset_of(name)),
+        Some((name, _)) => first_event_time(&s.spool.spool_dir.join(spool::PENDING).join(name), offset_of(name)),
         None => first_event_time(&queue, 0),
     };
     let queue_events = count_lines(&queue, 0, &budget).unwrap_or(0)
-        + count_lines(&s.spool_dir.join(spool::AGENT_QUEUE), 0, &budget).unwrap_or(0);
+        + count_lines(&s.spool.spool_dir.join(spool::AGENT_QUEUE), 0, &budget).unwrap_or(0);
     let now = crate::event::now();
-    let (failed_files, failed_lines) = failed_counts(&s.spool_dir.join(spool::FAILED), &budget);
+    let (failed_files, failed_lines) = failed_counts(&s.spool.spool_dir.join(spool::FAILED), &budget);
     // Drops the hooks recorded that the agent has not collected yet.
-    let hook_drops = fsutil::read_capped(&s.spool_dir.join(spool::DROPPED), 4096, &Owners::anyone())
+    let hook_drops = fsutil::read_capped(&s.spool.spool_dir.join(spool::DROPPED), 4096, &Owners::anyone())
         .ok()
         .and_then(|t| Dropped::parse(&String::from_utf8_lossy(&t)))
         .unwrap_or_default();
@@ -133,7 +134,7 @@ pub fn gather(s: &Settings) -> Value {
         );
     json!({
         "config": s.path,
-        "spool_dir": s.spool_dir,
+        "spool_dir": s.spool.spool_dir,
         "delivery": delivery(s),
         "agent": {
             "pid": (agent_state.pid != 0).then_some(agent_state.pid),
@@ -162,7 +163,7 @@ pub fn gather(s: &Settings) -> Value {
             "last_seq": dropped.last_seq,
             "unreported": unreported.count,
         },
-        "unreadable_rows": crate::sources::unreadable_report(&s.spool_dir),
+        "unreadable_rows": crate::sources::unreadable_report(&s.spool.spool_dir),
         "settings": settings_masked(s),
     })
 }
@@ -172,7 +173,7 @@ fn non_empty(s: &str) -> Option<&str> {
 }
 
 fn delivery(s: &Settings) -> String {
-    match s.telemetry_url.as_deref() {
+    match s.delivery.telemetry_url.as_deref() {
         None => "no TELEMETRY_URL: holding events".into(),
         Some(url) => crate::url::mask_url(url),
     }

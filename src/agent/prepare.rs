@@ -23,7 +23,7 @@ use crate::spool::AGENT_LOCK;
 /// directory; `failed/` is the agent's alone. Anything else is refused,
 /// with what to run, rather than delivered from.
 pub(super) fn spool(s: &Settings) -> Result<(), Error> {
-    let spool = &s.spool_dir;
+    let spool = &s.spool.spool_dir;
     let meta = match std::fs::symlink_metadata(spool) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -76,7 +76,7 @@ fn check_spool_dir(dir: &Path, m: &std::fs::Metadata, agent_only: bool) -> Resul
 /// One agent per spool: two would send every chunk twice and fight over
 /// the state file. The lock lives as long as the process.
 pub(super) fn lock(s: &Settings) -> Result<std::fs::File, Error> {
-    let path = s.spool_dir.join(AGENT_LOCK);
+    let path = s.spool.spool_dir.join(AGENT_LOCK);
     // A name the hooks' user planted before the agent's first start (a
     // FIFO, a link, its own file that it keeps locked) is replaced: the
     // agent owns the directory. An agent's lock, even another user's (root
@@ -94,7 +94,7 @@ pub(super) fn lock(s: &Settings) -> Result<std::fs::File, Error> {
             std::io::ErrorKind::InvalidData,
             format!("{}: not the agent's lock file", path.display()),
         );
-        crate::spool::Spool::new(&s.spool_dir).set_aside(AGENT_LOCK, &why);
+        crate::spool::Spool::new(&s.spool.spool_dir).set_aside(AGENT_LOCK, &why);
     }
     let mut file = crate::spool::open_create(&path, false).map_err(io_at(&path))?;
     // The agent's own files are 0600 (docs/security.md, "Files, owners and modes").
@@ -105,7 +105,7 @@ pub(super) fn lock(s: &Settings) -> Result<std::fs::File, Error> {
     if file.try_lock().is_err() {
         let mut pid = String::new();
         let _ = std::io::Read::read_to_string(&mut file, &mut pid);
-        return Err(Error::AlreadyRunning { pid: pid.trim().to_string(), spool: s.spool_dir.clone() });
+        return Err(Error::AlreadyRunning { pid: pid.trim().to_string(), spool: s.spool.spool_dir.clone() });
     }
     let _ = file.set_len(0);
     let _ = std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes());

@@ -31,19 +31,19 @@ use crate::install::{self, Layout, unit};
 /// Then whether that capability is confined (see [`check_confinement`]).
 pub(super) fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accounts) {
     let mut named: Vec<(String, PathBuf)> = Vec::new();
-    if let Some(p) = &s.status_log {
+    if let Some(p) = &s.sources.status_log {
         named.push(("STATUS_LOG".into(), p.clone()));
     }
-    for c in &s.openvpn_server_conf {
+    for c in &s.installer.openvpn_server_conf {
         named.push(("OPENVPN_SERVER_CONF".into(), c.clone()));
-        if s.status_log.is_none()
+        if s.sources.status_log.is_none()
             && let Ok(text) = fs::read_to_string(layout.at(c))
             && let Some(status) = crate::sources::conf_status_file(c, &text)
         {
             named.push((format!("the status file of {}", c.display()), status));
         }
     }
-    if let Some(p) = &s.easyrsa_index {
+    if let Some(p) = &s.sources.easyrsa_index {
         named.push(("EASYRSA_INDEX".into(), p.clone()));
     }
     let unit_text = installed_unit(layout);
@@ -70,7 +70,7 @@ pub(super) fn check_sources(r: &mut Report, layout: &Layout, s: &Settings, accou
     if !nix::unistd::geteuid().is_root() {
         return r.warn("not root: cannot test whether the agent can read its sources (run check with sudo)");
     }
-    let group = s.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
+    let group = s.installer.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
     let groups = accounts.gid(&group).map_or(gid.to_string(), |sgid| format!("{gid},{sgid}"));
     let paths = files.iter().map(|(_, p)| p.display().to_string()).collect::<Vec<_>>().join("\n");
     let exe = match std::env::current_exe() {

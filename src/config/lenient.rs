@@ -72,7 +72,7 @@ fn lenient(path: &Path, text: &str, warn: &mut dyn FnMut(&str)) -> Settings {
 /// The spool a hook would use, for `check` and tests; warnings go to
 /// stderr as the hook's would.
 pub fn spool_dir_for_hooks(path: &Path) -> PathBuf {
-    hook_settings(path, &mut say).spool_dir
+    hook_settings(path, &mut say).spool.spool_dir
 }
 
 /// One line on stderr, prefixed so it is findable in OpenVPN's log: the

@@ -5,7 +5,8 @@
 //! hooks' companion file, and the generated texts `assets/agent.env`,
 //! `docs/configuration.md` and the man page, which tests keep equal to it.
 //!
-//! Adding a setting: a field in [`super::Settings`] and a row here; then
+//! Adding a setting: a field in the group of [`super::Settings`] that its
+//! section names, and a row here (its `get`/`set` reach into that group); then
 //! `make generated` rewrites the generated files (a plain `cargo test`
 //! fails until they match).
 
@@ -148,10 +149,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: true,
         hooks: false,
         set: |s, v| {
-            s.telemetry_url = super::url_value(v)?;
+            s.delivery.telemetry_url = super::url_value(v)?;
             Ok(())
         },
-        get: |s| text(&s.telemetry_url),
+        get: |s| text(&s.delivery.telemetry_url),
     },
     Setting {
         key: "TELEMETRY_FORMAT",
@@ -164,14 +165,14 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.format = match v {
+            s.delivery.format = match v {
                 "json" | "seed" => Format::Json,
                 "otlp" => Format::Otlp,
                 _ => return Err(format!("expected json or otlp, found {v:?}")),
             };
             Ok(())
         },
-        get: |s| match s.format {
+        get: |s| match s.delivery.format {
             Format::Json => "json".into(),
             Format::Otlp => "otlp".into(),
         },
@@ -186,10 +187,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.server_id = some_text(v);
+            s.delivery.server_id = some_text(v);
             Ok(())
         },
-        get: |s| text(&s.server_id),
+        get: |s| text(&s.delivery.server_id),
     },
     Setting {
         key: "AUTH_HEADER",
@@ -201,10 +202,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: true,
         hooks: false,
         set: |s, v| {
-            s.auth_header = super::auth_header_value(v)?;
+            s.delivery.auth_header = super::auth_header_value(v)?;
             Ok(())
         },
-        get: |s| text(&s.auth_header),
+        get: |s| text(&s.delivery.auth_header),
     },
     Setting {
         key: "MTLS_ENABLED",
@@ -216,10 +217,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.mtls_enabled = super::boolean(v)?;
+            s.delivery.mtls_enabled = super::boolean(v)?;
             Ok(())
         },
-        get: |s| if s.mtls_enabled { "1".into() } else { "0".into() },
+        get: |s| if s.delivery.mtls_enabled { "1".into() } else { "0".into() },
     },
     Setting {
         key: "CLIENT_CERT",
@@ -231,10 +232,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.client_cert = some_path(v);
+            s.delivery.client_cert = some_path(v);
             Ok(())
         },
-        get: |s| path(&s.client_cert),
+        get: |s| path(&s.delivery.client_cert),
     },
     Setting {
         key: "CLIENT_KEY",
@@ -246,10 +247,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.client_key = some_path(v);
+            s.delivery.client_key = some_path(v);
             Ok(())
         },
-        get: |s| path(&s.client_key),
+        get: |s| path(&s.delivery.client_key),
     },
     Setting {
         key: "CA_CERT",
@@ -262,10 +263,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.ca_cert = some_path(v);
+            s.delivery.ca_cert = some_path(v);
             Ok(())
         },
-        get: |s| path(&s.ca_cert),
+        get: |s| path(&s.delivery.ca_cert),
     },
     Setting {
         key: "COMPRESS",
@@ -277,14 +278,14 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.compress = match v {
+            s.delivery.compress = match v {
                 "none" | "0" => Compress::None,
                 "gzip" => Compress::Gzip,
                 _ => return Err(format!("expected gzip or none, found {v:?}")),
             };
             Ok(())
         },
-        get: |s| match s.compress {
+        get: |s| match s.delivery.compress {
             Compress::None => "none".into(),
             Compress::Gzip => "gzip".into(),
         },
@@ -299,10 +300,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.connect_timeout_seconds = super::positive(v)?;
+            s.delivery.connect_timeout_seconds = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.connect_timeout_seconds.to_string(),
+        get: |s| s.delivery.connect_timeout_seconds.to_string(),
     },
     Setting {
         key: "REQUEST_TIMEOUT_SECONDS",
@@ -314,10 +315,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.request_timeout_seconds = super::positive(v)?;
+            s.delivery.request_timeout_seconds = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.request_timeout_seconds.to_string(),
+        get: |s| s.delivery.request_timeout_seconds.to_string(),
     },
     Setting {
         key: "MAX_BATCH_EVENTS",
@@ -329,10 +330,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.max_batch_events = super::positive(v)?;
+            s.delivery.max_batch_events = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.max_batch_events.to_string(),
+        get: |s| s.delivery.max_batch_events.to_string(),
     },
     Setting {
         key: "MAX_BATCH_BYTES",
@@ -344,10 +345,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.max_batch_bytes = super::positive(v)?;
+            s.delivery.max_batch_bytes = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.max_batch_bytes.to_string(),
+        get: |s| s.delivery.max_batch_bytes.to_string(),
     },
     Setting {
         key: "RETRY_SLEEP_SECONDS",
@@ -359,10 +360,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.retry_sleep_seconds = super::number(v)?;
+            s.delivery.retry_sleep_seconds = super::number(v)?;
             Ok(())
         },
-        get: |s| s.retry_sleep_seconds.to_string(),
+        get: |s| s.delivery.retry_sleep_seconds.to_string(),
     },
     Setting {
         key: "RETRY_MAX_SECONDS",
@@ -374,10 +375,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.retry_max_seconds = super::positive(v)?;
+            s.delivery.retry_max_seconds = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.retry_max_seconds.to_string(),
+        get: |s| s.delivery.retry_max_seconds.to_string(),
     },
     // --- Spool ---
     Setting {
@@ -390,10 +391,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: true,
         set: |s, v| {
-            s.spool_dir = super::spool_dir_value(v)?;
+            s.spool.spool_dir = super::spool_dir_value(v)?;
             Ok(())
         },
-        get: |s| s.spool_dir.display().to_string(),
+        get: |s| s.spool.spool_dir.display().to_string(),
     },
     Setting {
         key: "ROTATE_INTERVAL_SECONDS",
@@ -405,10 +406,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.rotate_interval_seconds = super::number(v)?;
+            s.spool.rotate_interval_seconds = super::number(v)?;
             Ok(())
         },
-        get: |s| s.rotate_interval_seconds.to_string(),
+        get: |s| s.spool.rotate_interval_seconds.to_string(),
     },
     Setting {
         key: "ROTATE_MAX_BYTES",
@@ -420,10 +421,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.rotate_max_bytes = super::positive(v)?;
+            s.spool.rotate_max_bytes = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.rotate_max_bytes.to_string(),
+        get: |s| s.spool.rotate_max_bytes.to_string(),
     },
     Setting {
         key: "MAX_PENDING_FILES",
@@ -436,10 +437,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.max_pending_files = super::positive(v)?;
+            s.spool.max_pending_files = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.max_pending_files.to_string(),
+        get: |s| s.spool.max_pending_files.to_string(),
     },
     Setting {
         key: "MAX_SPOOL_BYTES",
@@ -452,10 +453,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: true,
         set: |s, v| {
-            s.max_spool_bytes = super::positive(v)?;
+            s.spool.max_spool_bytes = super::positive(v)?;
             Ok(())
         },
-        get: |s| s.max_spool_bytes.to_string(),
+        get: |s| s.spool.max_spool_bytes.to_string(),
     },
     // --- Sources ---
     Setting {
@@ -468,10 +469,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.status_log = some_path(v);
+            s.sources.status_log = some_path(v);
             Ok(())
         },
-        get: |s| path(&s.status_log),
+        get: |s| path(&s.sources.status_log),
     },
     Setting {
         key: "SESSION_UPDATE_INTERVAL_SECONDS",
@@ -483,10 +484,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.session_update_interval_seconds = super::number(v)?;
+            s.sources.session_update_interval_seconds = super::number(v)?;
             Ok(())
         },
-        get: |s| s.session_update_interval_seconds.to_string(),
+        get: |s| s.sources.session_update_interval_seconds.to_string(),
     },
     Setting {
         key: "SNAPSHOT_INTERVAL_SECONDS",
@@ -498,10 +499,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.snapshot_interval_seconds = super::number(v)?;
+            s.sources.snapshot_interval_seconds = super::number(v)?;
             Ok(())
         },
-        get: |s| s.snapshot_interval_seconds.to_string(),
+        get: |s| s.sources.snapshot_interval_seconds.to_string(),
     },
     Setting {
         key: "EASYRSA_INDEX",
@@ -513,10 +514,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.easyrsa_index = some_path(v);
+            s.sources.easyrsa_index = some_path(v);
             Ok(())
         },
-        get: |s| path(&s.easyrsa_index),
+        get: |s| path(&s.sources.easyrsa_index),
     },
     // --- Installer ---
     Setting {
@@ -529,10 +530,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.openvpn_server_conf = v.split_whitespace().map(PathBuf::from).collect();
+            s.installer.openvpn_server_conf = v.split_whitespace().map(PathBuf::from).collect();
             Ok(())
         },
-        get: |s| s.openvpn_server_conf.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+        get: |s| s.installer.openvpn_server_conf.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
     },
     Setting {
         key: "OPENVPN_SCRIPT_USER",
@@ -544,10 +545,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.openvpn_script_user = v.to_string();
+            s.installer.openvpn_script_user = v.to_string();
             Ok(())
         },
-        get: |s| s.openvpn_script_user.clone(),
+        get: |s| s.installer.openvpn_script_user.clone(),
     },
     Setting {
         key: "OPENVPN_SCRIPT_GROUP",
@@ -559,10 +560,10 @@ pub const SETTINGS: &[Setting] = &[
         secret: false,
         hooks: false,
         set: |s, v| {
-            s.openvpn_script_group = some_text(v);
+            s.installer.openvpn_script_group = some_text(v);
             Ok(())
         },
-        get: |s| text(&s.openvpn_script_group),
+        get: |s| text(&s.installer.openvpn_script_group),
     },
     // --- Logging ---
     Setting {
@@ -605,6 +606,62 @@ mod tests {
         Ok((row.get)(&s))
     }
 
+    /// Values a kind must accept (and give back as written).
+    fn good(kind: Kind) -> Vec<&'static str> {
+        match kind {
+            Kind::Url => vec!["https://t.example/api", "http://127.0.0.1:8080/x", "file:///var/x"],
+            Kind::Text => vec!["vpn-1", "a b"],
+            Kind::Whole => vec!["0", "7", "18446744073709551615"],
+            Kind::Positive => vec!["1", "7"],
+            Kind::Switch => vec!["1", "0"],
+            Kind::Choice(words) => words.to_vec(),
+            Kind::Header => vec!["Authorization: Bearer a b", "X-Token: t"],
+            Kind::AbsolutePath => vec!["/srv/spool"],
+            Kind::Path => vec!["/etc/x.pem", "rel.pem"],
+            Kind::Paths => vec!["/a.conf", "/a.conf /b.conf"],
+        }
+    }
+
+    /// Values a kind must refuse.
+    fn bad(kind: Kind) -> Vec<&'static str> {
+        match kind {
+            Kind::Url => vec!["ftp://x", "file://relative", "t.example"],
+            Kind::Whole => vec!["x", "-1", "1.5"],
+            Kind::Positive => vec!["0", "x", "-1"],
+            Kind::Switch => vec!["maybe", "2"],
+            Kind::Choice(_) => vec!["bogus"],
+            Kind::Header => vec!["Bearer abc", ": x"],
+            Kind::AbsolutePath => vec!["spool", "./x"],
+            Kind::Text | Kind::Path | Kind::Paths => vec![],
+        }
+    }
+
+    /// Each row writes into the group of [`Settings`] its section names, and
+    /// nowhere else: the table, the generated docs (which are laid out by
+    /// section) and the groups components take agree.
+    #[test]
+    fn every_row_writes_into_its_sections_group() {
+        let blank = Settings::defaults(std::path::Path::new("/t/agent.env"));
+        let groups = |s: &Settings| {
+            [
+                (Section::Delivery, format!("{:?}", s.delivery)),
+                (Section::Spool, format!("{:?}", s.spool)),
+                (Section::Sources, format!("{:?}", s.sources)),
+                (Section::Installer, format!("{:?}", s.installer)),
+                (Section::Logging, format!("{:?}", s.log_level)),
+            ]
+        };
+        for row in SETTINGS {
+            let v = good(row.kind).into_iter().find(|v| *v != row.default).unwrap();
+            let mut s = blank.clone();
+            (row.set)(&mut s, v).unwrap();
+            let changed: Vec<Section> =
+                groups(&s).into_iter().zip(groups(&blank)).filter(|(a, b)| a.1 != b.1).map(|(a, _)| a.0).collect();
+            assert_eq!(changed, vec![row.section], "{}={v} writes into its section's group only", row.key);
+            assert_eq!((&s.path, &s.unknown_keys), (&blank.path, &blank.unknown_keys), "{}", row.key);
+        }
+    }
+
     /// Values each kind must accept (and give back as written) or refuse:
     /// holds every row's parser to the kind the documentation names.
     #[test]
@@ -612,21 +669,7 @@ mod tests {
         for row in SETTINGS {
             let k = row.key;
             assert_eq!(set(row, row.default).as_deref(), Ok(row.default), "{k}: its default round-trips");
-            let (good, bad): (Vec<&str>, Vec<&str>) = match row.kind {
-                Kind::Url => (
-                    vec!["https://t.example/api", "http://127.0.0.1:8080/x", "file:///var/x"],
-                    vec!["ftp://x", "file://relative", "t.example"],
-                ),
-                Kind::Text => (vec!["vpn-1", "a b"], vec![]),
-                Kind::Whole => (vec!["0", "7", "18446744073709551615"], vec!["x", "-1", "1.5"]),
-                Kind::Positive => (vec!["1", "7"], vec!["0", "x", "-1"]),
-                Kind::Switch => (vec!["1", "0"], vec!["maybe", "2"]),
-                Kind::Choice(words) => (words.to_vec(), vec!["bogus"]),
-                Kind::Header => (vec!["Authorization: Bearer a b", "X-Token: t"], vec!["Bearer abc", ": x"]),
-                Kind::AbsolutePath => (vec!["/srv/spool"], vec!["spool", "./x"]),
-                Kind::Path => (vec!["/etc/x.pem", "rel.pem"], vec![]),
-                Kind::Paths => (vec!["/a.conf", "/a.conf /b.conf"], vec![]),
-            };
+            let (good, bad) = (good(row.kind), bad(row.kind));
             for v in good {
                 assert_eq!(set(row, v).as_deref(), Ok(v), "{k}={v} is accepted and shown as written");
             }
@@ -661,7 +704,7 @@ mod tests {
         let row = setting("TELEMETRY_FORMAT").unwrap();
         assert_eq!(set(row, "seed").as_deref(), Ok("json"));
         let s = Settings::from_text(std::path::Path::new("/x"), "TELEMETRY_FORMAT=seed\n").unwrap();
-        assert_eq!(s.format, Format::Json);
+        assert_eq!(s.delivery.format, Format::Json);
     }
 
     /// An empty value means the default, for every key.

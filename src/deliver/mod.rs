@@ -44,7 +44,7 @@ mod tests;
 
 use read::{Batch, ReadError};
 
-use crate::config::Settings;
+use crate::config::{DeliverySection, SpoolSection};
 use crate::event;
 use crate::fsutil::Owners;
 use crate::sink::{Deliver, Outcome};
@@ -77,7 +77,8 @@ enum Fail {
 }
 
 /// The part of the settings delivery uses, and nothing else (no URL, no
-/// token, no sources): built once from [`Settings`].
+/// token, no sources): built once from the Spool and Delivery sections of
+/// [`Settings`](crate::config::Settings) and the hooks' uid.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     pub spool_dir: PathBuf,
@@ -93,17 +94,17 @@ pub struct DeliverySettings {
 
 impl DeliverySettings {
     /// The owners are the agent, root and the hooks' user
-    /// (`OPENVPN_SCRIPT_USER`, when it can be resolved).
-    pub fn from_settings(s: &Settings) -> DeliverySettings {
+    /// (`OPENVPN_SCRIPT_USER`'s uid, when it could be resolved).
+    pub fn new(spool: &SpoolSection, delivery: &DeliverySection, hooks_uid: Option<u32>) -> DeliverySettings {
         DeliverySettings {
-            spool_dir: s.spool_dir.clone(),
-            owners: Owners::me_and(s.hooks_uid()),
-            max_pending_files: s.max_pending_files,
-            max_spool_bytes: s.max_spool_bytes,
-            max_batch_events: s.max_batch_events,
-            max_batch_bytes: s.max_batch_bytes,
-            retry_sleep_seconds: s.retry_sleep_seconds,
-            retry_max_seconds: s.retry_max_seconds,
+            spool_dir: spool.spool_dir.clone(),
+            owners: Owners::me_and(hooks_uid),
+            max_pending_files: spool.max_pending_files,
+            max_spool_bytes: spool.max_spool_bytes,
+            max_batch_events: delivery.max_batch_events,
+            max_batch_bytes: delivery.max_batch_bytes,
+            retry_sleep_seconds: delivery.retry_sleep_seconds,
+            retry_max_seconds: delivery.retry_max_seconds,
         }
     }
 }

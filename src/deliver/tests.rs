@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::config::Settings;
 use crate::sink::{Deliver, Outcome};
 
 /// Answers from a script (then `Delivered`) and records every batch as
@@ -54,7 +55,11 @@ impl Site {
     }
     fn delivery(&self, answers: Vec<Outcome>) -> Delivery {
         let sink = Scripted { answers: answers.into(), sent: Arc::clone(&self.sent) };
-        Delivery::new(DeliverySettings::from_settings(&self.settings), Box::new(sink), "vpn-test".into())
+        Delivery::new(
+            DeliverySettings::new(&self.settings.spool, &self.settings.delivery, self.settings.hooks_uid()),
+            Box::new(sink),
+            "vpn-test".into(),
+        )
     }
     /// Steps until idle, ignoring back-off times (they are not under test).
     fn drain(&self, d: &mut Delivery) {

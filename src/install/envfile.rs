@@ -132,9 +132,9 @@ mod tests {
         let over = entries("SPOOL_DIR=/new\nAUTH_HEADER=\"Authorization: Bearer a b$c\"\nFORCE=1\n");
         let text = render(&existing, &over);
         let s = Settings::from_text(Path::new("/a"), &text).unwrap();
-        assert_eq!(s.spool_dir, PathBuf::from("/new"));
-        assert_eq!(s.rotate_max_bytes, 999);
-        assert_eq!(s.auth_header.as_deref(), Some("Authorization: Bearer a b$c"));
+        assert_eq!(s.spool.spool_dir, PathBuf::from("/new"));
+        assert_eq!(s.spool.rotate_max_bytes, 999);
+        assert_eq!(s.delivery.auth_header.as_deref(), Some("Authorization: Bearer a b$c"));
         assert!(text.contains("\nMY_KEY=x\n") && !text.contains("FORCE"));
         assert_eq!(render(&entries(&text), &over), text, "re-rendering is stable");
         let hook = hook_env(&s);

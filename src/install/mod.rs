@@ -180,14 +180,14 @@ pub fn desired_settings(layout: &Layout) -> Result<Desired, Error> {
         .collect();
     let old_spool = envfile::lookup(&existing, "SPOOL_DIR")
         .and_then(|v| config::spool_dir_value(v).ok())
-        .filter(|old| *old != settings.spool_dir);
+        .filter(|old| *old != settings.spool.spool_dir);
     Ok(Desired { text, settings, force, warnings, old_spool })
 }
 
 /// OpenVPN's script user and group, checked to exist.
 pub fn script_account(settings: &Settings, accounts: &Accounts) -> Result<(String, String), Error> {
-    let user = settings.openvpn_script_user.clone();
-    let group = settings.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
+    let user = settings.installer.openvpn_script_user.clone();
+    let group = settings.installer.openvpn_script_group.clone().unwrap_or_else(|| accounts.default_script_group());
     if accounts.uid(&user).is_none() {
         return Err(Error::Refused(format!(
             "OPENVPN_SCRIPT_USER={user}: no such user; set it in {ENV_OVERRIDES} to the user OpenVPN runs hooks as"
@@ -260,7 +260,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     // The OpenVPN confs first: a conflict refuses the whole install.
     let mut conf_changes = Vec::new();
     let mut conflicts = String::new();
-    for conf in &s.openvpn_server_conf {
+    for conf in &s.installer.openvpn_server_conf {
         if !conf.is_absolute() {
             return Err(Error::Refused(format!("OPENVPN_SERVER_CONF: {} is not an absolute path", conf.display())));
         }
@@ -332,7 +332,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     let spool_owner = chown.then(|| Owner::names(agent_name, &script_group));
     let failed_owner = chown.then(|| Owner::names(agent_name, agent_group));
     let allowed: Vec<u32> = [accounts.uid(&script_user), accounts.uid(AGENT_USER)].into_iter().flatten().collect();
-    let spool = layout.at(&s.spool_dir);
+    let spool = layout.at(&s.spool.spool_dir);
     for (dir, mode, owner) in [
         (spool.clone(), SPOOL_MODE, &spool_owner),
         (spool.join(crate::spool::PENDING), SPOOL_MODE, &spool_owner),
@@ -359,7 +359,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
                 "SPOOL_DIR moves from {} to {}: the old spool still holds {chunks} chunk(s) (and maybe queue.log); \
                  move {}/* into {} and the agent delivers them",
                 old.display(),
-                s.spool_dir.display(),
+                s.spool.spool_dir.display(),
                 pending.display(),
                 spool.join(crate::spool::PENDING).display()
             ));
@@ -422,7 +422,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
         Mode::Package if restart => package::plan_service(layout, &mut plan, reload, false, true),
         Mode::Package => package::plan_service(layout, &mut plan, reload, reload || settings_changed, false),
     }
-    if s.openvpn_server_conf.is_empty() {
+    if s.installer.openvpn_server_conf.is_empty() {
         let mut h =
             "OPENVPN_SERVER_CONF is not set: add these lines to your OpenVPN server conf, then restart OpenVPN:"
                 .to_string();

@@ -56,7 +56,7 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
         });
     }
     let mut confs_changed = false;
-    for conf in &s.openvpn_server_conf {
+    for conf in &s.installer.openvpn_server_conf {
         let path = layout.at(conf);
         let Ok(text) = fs::read_to_string(&path) else { continue };
         if let Some(orig) = conf::unpatch(&text) {
@@ -107,7 +107,7 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
                 .push(Change { action: Action::Remove(bin.clone()), what: format!("remove {}", bin.display()) });
         }
     }
-    let spool = layout.at(&s.spool_dir);
+    let spool = layout.at(&s.spool.spool_dir);
     let etc = layout.at(ETC_DIR);
     let local_in_use = mode == Mode::Package && package::local_layout_present(layout);
     if mode == Mode::Package && purge {

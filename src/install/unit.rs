@@ -54,8 +54,8 @@ const LIST_KEYS: [&str; 5] =
 
 /// The directories the agent writes to.
 pub fn writable_paths(settings: &Settings) -> Vec<PathBuf> {
-    let mut paths = vec![settings.spool_dir.clone()];
-    if let Some(sink) = settings.telemetry_url.as_deref().and_then(|u| u.strip_prefix("file://")) {
+    let mut paths = vec![settings.spool.spool_dir.clone()];
+    if let Some(sink) = settings.delivery.telemetry_url.as_deref().and_then(|u| u.strip_prefix("file://")) {
         let sink = Path::new(sink);
         let dir = if sink.as_os_str().to_string_lossy().ends_with('/') || sink.is_dir() {
             sink.to_path_buf()
@@ -75,9 +75,9 @@ pub const READ_CAPABILITY: &str = "CAP_DAC_READ_SEARCH";
 /// The event-source files agent.env names (status file, server confs,
 /// Easy-RSA index).
 pub fn source_paths(settings: &Settings) -> Vec<&Path> {
-    let mut paths: Vec<&Path> = settings.openvpn_server_conf.iter().map(PathBuf::as_path).collect();
-    paths.extend(settings.status_log.as_deref());
-    paths.extend(settings.easyrsa_index.as_deref());
+    let mut paths: Vec<&Path> = settings.installer.openvpn_server_conf.iter().map(PathBuf::as_path).collect();
+    paths.extend(settings.sources.status_log.as_deref());
+    paths.extend(settings.sources.easyrsa_index.as_deref());
     paths
 }
 
@@ -173,8 +173,8 @@ mod tests {
     #[test]
     fn the_dropin_holds_only_what_the_settings_change_and_resets_lists() {
         let mut s = Settings::defaults(Path::new("/x"));
-        s.spool_dir = "/srv/spool".into();
-        s.status_log = Some("/tmp/status.log".into());
+        s.spool.spool_dir = "/srv/spool".into();
+        s.sources.status_log = Some("/tmp/status.log".into());
         let d = dropin(&s, "nobody").unwrap();
         let body: Vec<&str> = d.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn fills_every_placeholder() {
         let mut s = Settings::defaults(Path::new("/x"));
-        s.telemetry_url = Some("file:///srv/sink/batches.ndjson".into());
+        s.delivery.telemetry_url = Some("file:///srv/sink/batches.ndjson".into());
         let unit = render(&s, "nobody");
         for placeholder in [
             "@BIN@",
@@ -231,17 +231,17 @@ mod tests {
         let mut s = Settings::defaults(Path::new("/x"));
         let none = ["CapabilityBoundingSet=", "AmbientCapabilities=", "PrivateTmp=yes", "ProtectHome=yes"];
         assert_eq!(lines(&s), [&none[..], &["SystemCallFilter=~capset"]].concat());
-        s.openvpn_server_conf = vec!["/etc/openvpn/server/server.conf".into()];
+        s.installer.openvpn_server_conf = vec!["/etc/openvpn/server/server.conf".into()];
         let read = ["CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "AmbientCapabilities=CAP_DAC_READ_SEARCH"];
         let capset = "SystemCallFilter=capset";
         assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=yes", capset]);
-        s.openvpn_server_conf.clear();
-        s.status_log = Some("/tmp/openvpn-status.log".into());
+        s.installer.openvpn_server_conf.clear();
+        s.sources.status_log = Some("/tmp/openvpn-status.log".into());
         assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=no", "ProtectHome=yes", capset]);
-        s.status_log = Some("/tmpfoo/status.log".into());
+        s.sources.status_log = Some("/tmpfoo/status.log".into());
         assert_eq!(lines(&s)[2], "PrivateTmp=yes", "whole components only");
-        s.status_log = None;
-        s.easyrsa_index = Some("/root/easy-rsa/pki/index.txt".into());
+        s.sources.status_log = None;
+        s.sources.easyrsa_index = Some("/root/easy-rsa/pki/index.txt".into());
         assert_eq!(lines(&s), [read[0], read[1], "PrivateTmp=yes", "ProtectHome=read-only", capset]);
     }
 }

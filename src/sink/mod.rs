@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use ureq::tls::{Certificate, ClientCert, PemItem, RootCerts, TlsConfig};
 
-use crate::config::{Compress, Format, Settings};
+use crate::config::{Compress, DeliverySection, Format};
 use crate::url::{is_loopback, mask_url};
 
 mod classify;
@@ -129,7 +129,9 @@ impl Deliver for Sink {
 }
 
 impl Sink {
-    pub fn from_settings(s: &Settings) -> Result<Sink, SinkError> {
+    /// From the Delivery section of the settings alone (URL, format,
+    /// auth, TLS, timeouts): the sink sees nothing else.
+    pub fn from_settings(s: &DeliverySection) -> Result<Sink, SinkError> {
         match s.telemetry_url.as_deref() {
             None => Ok(Sink::Hold),
             Some(url) => match url.strip_prefix("file://") {
@@ -188,7 +190,7 @@ pub fn envelope_overhead(server_id: &str) -> usize {
 }
 
 impl Http {
-    fn new(s: &Settings, url: &str) -> Result<Http, SinkError> {
+    fn new(s: &DeliverySection, url: &str) -> Result<Http, SinkError> {
         let config = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(s.connect_timeout_seconds)))
             .timeout_global(Some(Duration::from_secs(s.request_timeout_seconds)))
@@ -305,7 +307,7 @@ fn append_lines(path: &Path, events: &[&[u8]]) -> io::Result<()> {
     file.sync_data()
 }
 
-fn tls_config(s: &Settings) -> Result<TlsConfig, SinkError> {
+fn tls_config(s: &DeliverySection) -> Result<TlsConfig, SinkError> {
     let mut roots = system_roots();
     if let Some(ca) = &s.ca_cert {
         let found = certs_in(&read("CA_CERT", ca)?);

@@ -35,7 +35,7 @@ pub struct StatusSource {
 pub fn status_sources(settings: &Settings) -> (Vec<StatusSource>, Vec<String>) {
     let mut problems = Vec::new();
     let mut found = Vec::new();
-    for conf in &settings.openvpn_server_conf {
+    for conf in &settings.installer.openvpn_server_conf {
         // Through trusted directories only, like the status file.
         let read = || crate::fsutil::read_beneath(conf, 1 << 20, &crate::fsutil::Owners::anyone());
         match crate::privilege::for_sources(read) {
@@ -48,9 +48,9 @@ pub fn status_sources(settings: &Settings) -> (Vec<StatusSource>, Vec<String>) {
             Err(e) => problems.push(format!("{}: cannot read ({e}); set STATUS_LOG instead", conf.display())),
         }
     }
-    if let Some(path) = &settings.status_log {
+    if let Some(path) = &settings.sources.status_log {
         let instance = found.iter().find(|s| &s.path == path).map(|s| s.instance.clone()).unwrap_or_else(|| {
-            match settings.openvpn_server_conf.as_slice() {
+            match settings.installer.openvpn_server_conf.as_slice() {
                 [only] => instance_name(only),
                 _ => None,
             }
@@ -123,13 +123,13 @@ mod tests {
         let b = dir.join("b.conf");
         std::fs::write(&b, "port 1\n").unwrap();
         let mut s = Settings::defaults(Path::new("/x"));
-        s.openvpn_server_conf = vec![a.clone(), b.clone(), dir.join("missing.conf")];
+        s.installer.openvpn_server_conf = vec![a.clone(), b.clone(), dir.join("missing.conf")];
         let (found, problems) = status_sources(&s);
         assert_eq!(found, vec![StatusSource { path: dir.join("a-status.log"), instance: Some("a".into()) }]);
         assert_eq!(problems.len(), 2);
-        s.status_log = Some(dir.join("a-status.log"));
+        s.sources.status_log = Some(dir.join("a-status.log"));
         assert_eq!(status_sources(&s).0, found);
-        s.status_log = Some("/elsewhere".into());
+        s.sources.status_log = Some("/elsewhere".into());
         assert_eq!(status_sources(&s).0[0].instance, None);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::Settings;
+use crate::config::{Settings, SpoolSection};
 use crate::event::{self, Event};
 use crate::spool::{Spool, SpoolError, Written};
 
@@ -112,8 +112,9 @@ pub enum Stored {
 }
 
 impl EventWriter {
-    pub fn new(settings: &Settings) -> EventWriter {
-        EventWriter { spool: Spool::new(&settings.spool_dir), max_bytes: settings.max_spool_bytes }
+    /// From the Spool section alone: where events go and the spool's bound.
+    pub fn new(spool: &SpoolSection) -> EventWriter {
+        EventWriter { spool: Spool::new(&spool.spool_dir), max_bytes: spool.max_spool_bytes }
     }
 
     pub fn append(&self, ev: &Event) -> Result<Stored, SpoolError> {
@@ -135,9 +136,9 @@ pub fn run(settings: &Settings, stop: &AtomicBool) {
     said_restarted();
     let mut sources = Sources::new(settings);
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
-    let snapshot_every = every(settings.snapshot_interval_seconds);
-    let update_every = every(settings.session_update_interval_seconds);
-    let certs_every = settings.easyrsa_index.as_ref().map(|_| CERT_INTERVAL);
+    let snapshot_every = every(settings.sources.snapshot_interval_seconds);
+    let update_every = every(settings.sources.session_update_interval_seconds);
+    let certs_every = settings.sources.easyrsa_index.as_ref().map(|_| CERT_INTERVAL);
     let start = Instant::now();
     let (mut next_snapshot, mut next_update, mut next_certs) =
         (snapshot_every.map(|_| start), update_every.map(|_| start), certs_every.map(|_| start));
@@ -201,15 +202,15 @@ pub fn run_once(settings: &Settings) -> Vec<Error> {
     }
     said_restarted();
     let mut sources = Sources::new(settings);
-    let snap = settings.snapshot_interval_seconds > 0;
-    let upd = settings.session_update_interval_seconds > 0;
+    let snap = settings.sources.snapshot_interval_seconds > 0;
+    let upd = settings.sources.session_update_interval_seconds > 0;
     let mut errors = Vec::new();
     if (snap || upd)
         && let Err(e) = sources.status_round(snap, upd, unix_now())
     {
         errors.extend(e);
     }
-    if settings.easyrsa_index.is_some()
+    if settings.sources.easyrsa_index.is_some()
         && let Err(e) = sources.certs_round(unix_now())
     {
         errors.push(e);
@@ -280,11 +281,11 @@ struct Sources<'a> {
 
 impl<'a> Sources<'a> {
     fn new(settings: &'a Settings) -> Sources<'a> {
-        let sessions = load_state(&settings.spool_dir.join(SESSIONS_STATE)).unwrap_or_default();
-        let certs = load_state(&settings.spool_dir.join(CERTS_STATE));
+        let sessions = load_state(&settings.spool.spool_dir.join(SESSIONS_STATE)).unwrap_or_default();
+        let certs = load_state(&settings.spool.spool_dir.join(CERTS_STATE));
         Sources {
             settings,
-            sink: EventWriter::new(settings),
+            sink: EventWriter::new(&settings.spool),
             noise: Noise::default(),
             sessions,
             certs,
@@ -336,7 +337,7 @@ impl<'a> Sources<'a> {
             };
             if update {
                 let result = self.sessions.update(&status, src, &self.sink, now);
-                let saved = save_state(&self.settings.spool_dir.join(SESSIONS_STATE), &self.sessions);
+                let saved = save_state(&self.settings.spool.spool_dir.join(SESSIONS_STATE), &self.sessions);
                 match result {
                     Ok(sessions::Updated::Written(n)) => log::debug!("{path}: {n} SESSION_UPDATE written"),
                     Ok(sessions::Updated::Unchanged) => log::debug!("{path}: not rewritten since the last update"),
@@ -403,7 +404,7 @@ impl<'a> Sources<'a> {
             } else {
                 self.sessions.unreadable.insert(key.to_string(), bad.len());
             }
-            if let Err(e) = save_state(&self.settings.spool_dir.join(SESSIONS_STATE), &self.sessions) {
+            if let Err(e) = save_state(&self.settings.spool.spool_dir.join(SESSIONS_STATE), &self.sessions) {
                 log::warn!("{e}");
             }
         }
@@ -412,7 +413,7 @@ impl<'a> Sources<'a> {
     /// Looks at `index.txt` and writes what changed; a cheap `stat` when
     /// the file is as last read and no known certificate has expired.
     fn certs_round(&mut self, now: i64) -> Result<(), Error> {
-        let Some(index) = &self.settings.easyrsa_index else { return Ok(()) };
+        let Some(index) = &self.settings.sources.easyrsa_index else { return Ok(()) };
         let key = index.display().to_string();
         let seen = match crate::privilege::for_sources(|| crate::fsutil::stat_beneath(index)) {
             Ok(stamp) => Some(stamp),
@@ -443,7 +444,7 @@ impl<'a> Sources<'a> {
         let book = self.certs.get_or_insert_with(certs::CertBook::default);
         book.unreadable_lines = bad.len();
         let result = book.check(&entries, &self.sink, now, inventory);
-        save_state(&self.settings.spool_dir.join(CERTS_STATE), book)?;
+        save_state(&self.settings.spool.spool_dir.join(CERTS_STATE), book)?;
         let done = result.map_err(|source| Error::Spool { file: index.clone(), source })?;
         if done.spool_full {
             log::warn!("{}: spool full; remaining certificate events wait for the next round", index.display());
