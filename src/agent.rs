@@ -371,9 +371,7 @@ impl Worker {
     /// What waits to be rotated: the hooks' `queue.log` and the agent's own
     /// queue (its drop reports and the sources' events).
     fn queue_bytes(&self) -> u64 {
-        let dir = &self.delivery.spool.dir;
-        let size = |name: &str| std::fs::symlink_metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
-        size(crate::spool::QUEUE).saturating_add(size(crate::spool::AGENT_QUEUE))
+        self.delivery.spool.queued_bytes()
     }
 
     fn run(&mut self) -> Result<ExitCode, Error> {

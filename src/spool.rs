@@ -164,6 +164,12 @@ impl Spool {
     pub fn queue(&self) -> PathBuf {
         self.dir.join(QUEUE)
     }
+    /// Bytes waiting to be rotated: the hooks' `queue.log` and the agent's
+    /// own queue together (each by its apparent size, 0 when missing).
+    pub fn queued_bytes(&self) -> u64 {
+        let size = |name: &str| fs::symlink_metadata(self.dir.join(name)).map(|m| m.len()).unwrap_or(0);
+        size(QUEUE).saturating_add(size(AGENT_QUEUE))
+    }
     pub fn pending(&self) -> PathBuf {
         self.dir.join(PENDING)
     }

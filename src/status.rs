@@ -94,8 +94,7 @@ pub fn gather(s: &Settings) -> Value {
         Err(e) => (AgentState::default(), Some(e.to_string())),
     };
     let budget = Budget::new();
-    let size = |name: &str| fs::symlink_metadata(s.spool.spool_dir.join(name)).map(|m| m.len()).unwrap_or(0);
-    let queue_bytes = size(spool::QUEUE).saturating_add(size(spool::AGENT_QUEUE));
+    let queue_bytes = spool::Spool::new(&s.spool.spool_dir).queued_bytes();
     let chunks = list_chunks(&s.spool.spool_dir.join(spool::PENDING));
     let progress = agent_state.progress.clone();
     let offset_of = |name: &str| progress.as_ref().filter(|p| p.chunk == name).map_or(0, |p| p.offset);

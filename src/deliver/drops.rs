@@ -226,8 +226,7 @@ impl Delivery {
         }
         // The report is written to the agent's own queue; the hooks' queue
         // may hold a forged one, which is treated the same.
-        let size = |name: &str| fs::symlink_metadata(self.spool.dir.join(name)).map(|m| m.len()).unwrap_or(0);
-        let queue_bytes = size(crate::spool::QUEUE).saturating_add(size(crate::spool::AGENT_QUEUE));
+        let queue_bytes = self.spool.queued_bytes();
         if queue_bytes == 0 && self.backlog.chunks.is_empty() {
             log::debug!("the outstanding drop report is no longer in the spool");
             self.state.drop_report = None;
