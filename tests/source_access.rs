@@ -21,11 +21,12 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "support/easyrsa.rs"]
+mod easyrsa;
 #[path = "support/require.rs"]
 mod require;
 
 const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
-const EASYRSA: &str = "/usr/share/easy-rsa/easyrsa";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 /// The agent's user: a number without an account (setpriv takes numbers),
 /// neither root nor the hooks' user.
@@ -131,18 +132,6 @@ fn status_file(path: &Path, rename: &str) {
     mode(path, 0o600);
 }
 
-fn easyrsa(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new(EASYRSA)
-        .args(args)
-        .current_dir(dir)
-        .env("EASYRSA_BATCH", "1")
-        .env("EASYRSA_PKI", dir.join("pki"))
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "easyrsa {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// The stock layout: /run/openvpn-server 0710 root (the openvpn package's
 /// tmpfiles rule) with the unit's status-server.log 0600 in it, and
 /// Easy-RSA's pki/ as `init-pki` makes it (0700) with a CA and alice.
@@ -153,7 +142,7 @@ fn easyrsa(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
 #[ignore = "needs root: make test runs it"]
 fn stock_layout_is_read_through_the_capability() {
     require::root("root-only trees and setpriv");
-    require::file(EASYRSA, "easy-rsa");
+    require::file(easyrsa::EASYRSA, "easy-rsa");
     let s = Site::new("stock");
     let run = s.p("run/openvpn-server");
     fs::create_dir_all(&run).unwrap();
@@ -163,10 +152,10 @@ fn stock_layout_is_read_through_the_capability() {
     status_file(&status, "ovt-client-");
     let ca = s.p("easy-rsa");
     fs::create_dir_all(&ca).unwrap();
-    easyrsa(&ca, &["init-pki"], &[]);
+    easyrsa::run(&ca, &["init-pki"], &[]);
     assert_eq!(fs::metadata(ca.join("pki")).unwrap().permissions().mode() & 0o7777, 0o700, "init-pki's pki/");
-    easyrsa(&ca, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "access-ca")]);
-    easyrsa(&ca, &["build-client-full", "alice", "nopass"], &[]);
+    easyrsa::run(&ca, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "access-ca")]);
+    easyrsa::run(&ca, &["build-client-full", "alice", "nopass"], &[]);
     let index = ca.join("pki/index.txt");
     s.settings(&format!("STATUS_LOG={}\nEASYRSA_INDEX={}\n", status.display(), index.display()));
 

@@ -11,6 +11,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[path = "support/easyrsa.rs"]
+mod easyrsa;
 #[path = "support/require.rs"]
 mod require;
 #[path = "support/agent_site.rs"]
@@ -18,7 +20,6 @@ mod site;
 
 use site::BIN;
 use site::roles::{connect, disconnect};
-const EASYRSA: &str = "/usr/share/easy-rsa/easyrsa";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// The shared test site (support/agent_site.rs) with a `file://` sink, and
@@ -72,30 +73,16 @@ fn rfc3339_secs(s: &str) -> i64 {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp()
 }
 
-fn easyrsa(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new(EASYRSA)
-        .args(args)
-        .current_dir(dir)
-        .env("EASYRSA_BATCH", "1")
-        .env("EASYRSA_PKI", dir.join("pki"))
-        .env("EASYRSA_ALGO", "ec")
-        .env("EASYRSA_CURVE", "prime256v1")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "easyrsa {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn easyrsa_issue_revoke_expire_without_duplicates() {
-    require::file(EASYRSA, "easy-rsa");
+    require::file(easyrsa::EASYRSA, "easy-rsa");
     let root = std::env::temp_dir().join(format!("ovt-sources-it-pki-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root).unwrap();
-    easyrsa(&root, &["init-pki"], &[]);
-    easyrsa(&root, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "it-ca")]);
-    easyrsa(&root, &["build-client-full", "alice", "nopass"], &[]);
-    easyrsa(&root, &["build-client-full", "bob", "nopass"], &[("EASYRSA_CERT_EXPIRE", "1")]);
+    easyrsa::run(&root, &["init-pki"], &[]);
+    easyrsa::run(&root, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "it-ca")]);
+    easyrsa::run(&root, &["build-client-full", "alice", "nopass"], &[]);
+    easyrsa::run(&root, &["build-client-full", "bob", "nopass"], &[("EASYRSA_CERT_EXPIRE", "1")]);
     let index = root.join("pki/index.txt");
     let mut site = Site::new("certs", &format!("EASYRSA_INDEX={}\n", index.display()));
     let mut all = Vec::new();
@@ -112,8 +99,8 @@ fn easyrsa_issue_revoke_expire_without_duplicates() {
     // Nothing new: a second run (a restart) repeats nothing.
     assert!(site.agent(None).is_empty());
     // Changes made while the agent is not running are seen once.
-    easyrsa(&root, &["revoke", "alice", "superseded"], &[]);
-    easyrsa(&root, &["build-client-full", "carol", "nopass"], &[]);
+    easyrsa::run(&root, &["revoke", "alice", "superseded"], &[]);
+    easyrsa::run(&root, &["build-client-full", "carol", "nopass"], &[]);
     let evs = site.agent(None);
     let mut kinds: Vec<(String, String)> =
         evs.iter().map(|e| (e["type"].as_str().unwrap().into(), e["common_name"].as_str().unwrap().into())).collect();
@@ -254,7 +241,7 @@ fn wait_for(file: &Path, text: &str) -> bool {
 fn live_gate() {
     require::root("OpenVPN in network namespaces");
     require::file("/dev/net/tun", "the tun module (modprobe tun)");
-    require::file(EASYRSA, "easy-rsa");
+    require::file(easyrsa::EASYRSA, "easy-rsa");
     require::program("openvpn", "--version", "openvpn");
     require::program("ip", "-V", "iproute2");
     require::program("python3", "--version", "python3");
@@ -285,10 +272,10 @@ fn live_openvpn_session_updates_follow_traffic() {
 
     let mut site = Site::new("live", "");
     let dir = site.root.clone();
-    easyrsa(&dir, &["init-pki"], &[]);
-    easyrsa(&dir, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "live-ca")]);
-    easyrsa(&dir, &["build-server-full", "server", "nopass"], &[]);
-    easyrsa(&dir, &["build-client-full", "alice", "nopass"], &[]);
+    easyrsa::run(&dir, &["init-pki"], &[]);
+    easyrsa::run(&dir, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "live-ca")]);
+    easyrsa::run(&dir, &["build-server-full", "server", "nopass"], &[]);
+    easyrsa::run(&dir, &["build-client-full", "alice", "nopass"], &[]);
     let pki = dir.join("pki");
     let conf = dir.join("server.conf");
     let p = |rel: &str| pki.join(rel).display().to_string();
