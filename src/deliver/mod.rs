@@ -38,10 +38,12 @@ use std::time::{Duration, Instant};
 pub mod backlog;
 mod drops;
 mod failed;
+mod pace;
 mod read;
 #[cfg(test)]
 mod tests;
 
+use pace::{Fail, Pace};
 use read::{Batch, ReadError};
 
 use crate::config::{DeliverySection, SpoolSection};
@@ -68,12 +70,6 @@ pub enum Step {
     Wait { until: Instant, misconfigured: bool, reason: String },
     /// No `TELEMETRY_URL`: events are kept.
     Hold,
-}
-
-/// A failed send that leaves the position where it is.
-enum Fail {
-    Retry { reason: String, retry_after: Option<Duration> },
-    Misconfigured { reason: String },
 }
 
 /// The part of the settings delivery uses, and nothing else (no URL, no
@@ -118,18 +114,9 @@ pub struct Delivery {
     server_id: String,
     pub state: AgentState,
     backlog: Backlog,
+    /// How hard delivery may push the server.
     pace: Pace,
     durable: Durable,
-}
-
-/// How hard delivery may push the server: when the next attempt may be
-/// made, and how large a batch it takes.
-struct Pace {
-    /// Failed attempts in a row.
-    fails: u32,
-    next_attempt: Option<Instant>,
-    /// Lowered after a 413 so later batches fit the server's limit.
-    byte_cap: usize,
 }
 
 /// What is not yet durable, and when it last was: state and `pending/`
@@ -155,7 +142,7 @@ impl Delivery {
         state.started = event::rfc3339(event::now());
         state.sink = sink.describe();
         let backlog = Backlog::resume(state.progress.clone());
-        let byte_cap = settings.max_batch_bytes.min(usize::MAX as u64) as usize;
+        let pace = Pace::new(settings.max_batch_bytes, settings.retry_sleep_seconds, settings.retry_max_seconds);
         let now = Instant::now();
         let mut d = Delivery {
             spool,
@@ -164,7 +151,7 @@ impl Delivery {
             server_id,
             state,
             backlog,
-            pace: Pace { fails: 0, next_attempt: None, byte_cap },
+            pace,
             durable: Durable { state_dirty: true, state_saved: now, dir_dirty: false, dir_synced: now },
         };
         d.save_state();
@@ -217,9 +204,7 @@ impl Delivery {
         if self.holding() {
             return Step::Hold;
         }
-        if let Some(until) = self.pace.next_attempt
-            && Instant::now() < until
-        {
+        if let Some(until) = self.pace.waiting(Instant::now()) {
             return Step::Wait { until, misconfigured: false, reason: "backing off".into() };
         }
         let batch = match self.read_batch() {
@@ -287,12 +272,8 @@ impl Delivery {
             }
             Outcome::TooLarge if b - a > 1 => {
                 let size: usize = lines.iter().map(|l| l.len() + 1).sum();
-                self.pace.byte_cap = self.pace.byte_cap.min(size / 2).max(1024);
-                log::warn!(
-                    "HTTP 413 for {} events ({size} bytes): splitting; batches now at most {} bytes",
-                    b - a,
-                    self.pace.byte_cap
-                );
+                let cap = self.pace.shrink(size);
+                log::warn!("HTTP 413 for {} events ({size} bytes): splitting; batches now at most {cap} bytes", b - a);
                 let mid = a + (b - a) / 2;
                 self.send_range(batch, a, mid)?;
                 self.send_range(batch, mid, b)
@@ -394,20 +375,17 @@ impl Delivery {
                     path.display()
                 );
                 self.backlog.undeletable.insert(chunk.name.clone());
-                self.pace.fails += 1;
-                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.pace.fails);
-                self.pace.next_attempt = Some(Instant::now() + d);
+                self.pace.slow_down();
             }
         }
         self.backlog.quarantined.remove(&chunk.name);
     }
 
     fn delivered(&mut self, events: u64) {
-        if self.pace.fails > 0 {
-            log::info!("delivery works again after {} failed attempts", self.pace.fails);
+        let fails = self.pace.succeeded();
+        if fails > 0 {
+            log::info!("delivery works again after {fails} failed attempts");
         }
-        self.pace.fails = 0;
-        self.pace.next_attempt = None;
         self.state.delivered_events += events;
         self.state.last_success = Some(Success { time: event::rfc3339(event::now()), events });
         self.durable.state_dirty = true;
@@ -417,35 +395,23 @@ impl Delivery {
     }
 
     fn back_off(&mut self, fail: Fail) -> Step {
-        self.pace.fails += 1;
-        let max = Duration::from_secs(self.settings.retry_max_seconds);
-        let (reason, delay, misconfigured) = match fail {
-            Fail::Retry { reason, retry_after } => {
-                let d = backoff(self.settings.retry_sleep_seconds, self.settings.retry_max_seconds, self.pace.fails);
-                (reason, d.max(retry_after.unwrap_or_default()).min(max), false)
-            }
-            Fail::Misconfigured { reason } => (reason, max, true),
-        };
-        let until = Instant::now() + delay;
-        let at = event::now() + delay;
-        let next = event::rfc3339(at);
+        let pace::Wait { until, delay, reason, misconfigured } = self.pace.failed(fail);
+        let next = event::rfc3339(event::now() + delay);
+        let attempt = self.pace.fails;
         if misconfigured {
             log::error!(
-                "delivery refused (attempt {}): {reason}; events kept; next try in {:.1}s at {next}",
-                self.pace.fails,
+                "delivery refused (attempt {attempt}): {reason}; events kept; next try in {:.1}s at {next}",
                 delay.as_secs_f64()
             );
         } else {
             log::warn!(
-                "delivery failed (attempt {}): {reason}; next try in {:.1}s at {next}",
-                self.pace.fails,
+                "delivery failed (attempt {attempt}): {reason}; next try in {:.1}s at {next}",
                 delay.as_secs_f64()
             );
         }
         self.state.last_error =
             Some(Failure { time: event::rfc3339(event::now()), message: reason.clone(), next_retry: Some(next) });
         self.durable.state_dirty = true;
-        self.pace.next_attempt = Some(until);
         Step::Wait { until, misconfigured, reason }
     }
 
@@ -494,14 +460,4 @@ impl Delivery {
             self.save_state();
         }
     }
-}
-
-/// Exponential backoff from `sleep` to `max` seconds with "equal jitter"
-/// (half fixed, half random), so many agents do not retry in step.
-pub fn backoff(sleep: u64, max: u64, attempt: u32) -> Duration {
-    let base_ms = (sleep * 1000).max(100);
-    let max_ms = (max * 1000).max(base_ms);
-    let d = base_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30)).min(max_ms);
-    let random = (uuid::Uuid::new_v4().as_u128() as u64) % (d / 2 + 1);
-    Duration::from_millis(d - d / 2 + random)
 }

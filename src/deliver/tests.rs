@@ -186,16 +186,6 @@ fn malformed_lines_go_to_failed_and_the_good_ones_out() {
     assert_eq!(d.state.failed_events, 2);
 }
 
-#[test]
-fn backoff_grows_with_jitter_and_caps() {
-    for attempt in 1..40 {
-        let d = backoff(2, 300, attempt).as_millis() as u64;
-        let full = (2000u64 << (attempt - 1).min(30)).min(300_000);
-        assert!(d >= full / 2 && d <= full, "{attempt}: {d}");
-    }
-    assert!(backoff(0, 1, 1) >= Duration::from_millis(50));
-}
-
 /// Reports written to the agent's queue (not rotated here).
 fn reports_in_queue(site: &Site) -> Vec<serde_json::Value> {
     fs::read_to_string(site.dir.join(crate::spool::AGENT_QUEUE))
