@@ -266,16 +266,15 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("ovt-fsutil-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    /// A scratch directory; removed when the guard drops.
+    fn tmp(name: &str) -> (std::path::PathBuf, crate::testkit::Scratch) {
+        let site = crate::testkit::Scratch::new("fsutil", name);
+        (site.root.clone(), site)
     }
 
     #[test]
     fn only_plain_files_are_opened() {
-        let d = tmp("open");
+        let (d, _site) = tmp("open");
         let f = d.join("f");
         fs::write(&f, "x").unwrap();
         assert_eq!(read_capped(&f, 10, &Owners::me()).unwrap(), b"x");
@@ -297,12 +296,11 @@ mod tests {
         }
         assert!(Owners::Not(vec![65534]).allows(0) && !Owners::Not(vec![65534]).allows(65534));
         assert!(Owners::Only(vec![7]).allows(0) && !Owners::Only(vec![7]).allows(8));
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn replace_does_not_follow_a_planted_temp_or_target() {
-        let d = tmp("replace");
+        let (d, _site) = tmp("replace");
         let victim = d.join("victim");
         fs::write(&victim, "keep").unwrap();
         std::os::unix::fs::symlink(&victim, d.join(".state.tmp")).unwrap();
@@ -312,7 +310,6 @@ mod tests {
         assert_eq!(fs::read_to_string(d.join("state")).unwrap(), "new");
         let m = fs::symlink_metadata(d.join("state")).unwrap();
         assert!(m.is_file() && m.mode() & 0o777 == 0o600);
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -32,6 +32,8 @@ mod sources;
 mod spool;
 mod state;
 mod status;
+#[cfg(test)]
+mod testkit;
 mod url;
 
 use std::ffi::OsString;

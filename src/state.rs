@@ -134,8 +134,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_drop_merge() {
-        let dir = std::env::temp_dir().join(format!("ovt-state-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let site = crate::testkit::Scratch::new("state", "round-trip");
+        let dir = site.spool();
         assert_eq!(AgentState::load(&dir, &crate::fsutil::Owners::me()).unwrap(), AgentState::default());
         let mut s = AgentState { pid: 7, ..Default::default() };
         s.dropped.add(DropCount { count: 2, first_seq: 5, last_seq: 6 });
@@ -146,6 +146,5 @@ mod tests {
         assert_eq!(AgentState::load(&dir, &crate::fsutil::Owners::me()).unwrap(), s);
         fs::write(path(&dir), "{").unwrap();
         assert!(matches!(AgentState::load(&dir, &crate::fsutil::Owners::me()), Err(StateError::Damaged(_))));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

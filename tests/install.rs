@@ -39,16 +39,18 @@ macro_rules! need_root {
 /// A staging root with the host's account files.
 struct Root {
     dir: PathBuf,
+    /// Removes the staging root when the test ends.
+    _scratch: site::Scratch,
 }
 
 impl Root {
     fn new(name: &str) -> Root {
-        let dir = std::env::temp_dir().join(format!("ovt-install-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let scratch = site::Scratch::new("install", name);
+        let dir = scratch.root.clone();
         fs::create_dir_all(dir.join("etc/openvpn-telemetry")).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         site::copy_host_accounts(&dir);
-        Root { dir }
+        Root { dir, _scratch: scratch }
     }
     fn p(&self, rel: &str) -> PathBuf {
         self.dir.join(rel.trim_start_matches('/'))
@@ -89,12 +91,6 @@ impl Root {
         let mut out = BTreeMap::new();
         walk(&self.dir, &mut out);
         out
-    }
-}
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -25,6 +25,9 @@ use serde_json::Value;
 mod easyrsa;
 #[path = "support/require.rs"]
 mod require;
+#[path = "../src/testkit.rs"]
+mod testkit;
+use testkit::Scratch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_openvpn-telemetry");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -38,19 +41,20 @@ const NOBODY: u32 = 65534;
 /// belong to the agent's user; removed on drop.
 struct Site {
     root: PathBuf,
+    /// Removes the tree when the test ends.
+    _scratch: Scratch,
 }
 
 impl Site {
     fn new(name: &str) -> Site {
-        let root = std::env::temp_dir().join(format!("ovt-access-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool/pending")).unwrap();
+        let scratch = Scratch::new("access", name);
+        let root = scratch.root.clone();
         fs::create_dir_all(root.join("out")).unwrap();
         mode(&root, 0o755);
         for d in ["spool", "spool/pending", "out"] {
             std::os::unix::fs::chown(root.join(d), Some(AGENT_UID), Some(AGENT_UID)).unwrap();
         }
-        Site { root }
+        Site { root, _scratch: scratch }
     }
     fn p(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
@@ -91,12 +95,6 @@ impl Site {
     fn anywhere(&self, needle: &str) -> bool {
         let out = Command::new("grep").args(["-rqF", needle]).arg(self.p("spool")).arg(self.p("out")).status();
         out.unwrap().success()
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 

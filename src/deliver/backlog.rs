@@ -329,8 +329,8 @@ mod tests {
 
     #[test]
     fn long_lines_are_spilled_not_held() {
-        let dir = std::env::temp_dir().join(format!("ovt-backlog-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let site = crate::testkit::Scratch::new("backlog", "spill");
+        let dir = site.root.clone();
         let path = dir.join("c.ndjson");
         let long = "x".repeat(1000);
         fs::write(&path, format!("{{\"seq\":1}}\n{long}\n{{\"seq\":3}}\ntail")).unwrap();
@@ -350,6 +350,5 @@ mod tests {
         let c = count_events(&path, 0, &any).unwrap();
         assert_eq!((c.count, c.first_seq, c.last_seq), (4, 1, 3));
         assert_eq!(count_events(&path, 10, &any).unwrap().count, 3);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,12 +4,13 @@
 
 use std::collections::VecDeque;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::config::Settings;
 use crate::sink::{Deliver, Outcome};
+use crate::testkit::Scratch;
 
 /// Answers from a script (then `Delivered`) and records every batch as
 /// the `seq`s it carried.
@@ -33,20 +34,20 @@ impl Deliver for Scripted {
 }
 
 struct Site {
+    /// The spool directory of `_scratch`.
     dir: PathBuf,
+    _scratch: Scratch,
     settings: Settings,
     sent: Arc<Mutex<Vec<Vec<u64>>>>,
 }
 
 impl Site {
     fn new(name: &str, extra: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("ovt-deliver-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("pending")).unwrap();
+        let scratch = Scratch::new("deliver", name);
+        let dir = scratch.spool();
         fs::create_dir_all(dir.join("failed")).unwrap();
-        let text = format!("SPOOL_DIR={}\n{extra}", dir.display());
-        let settings = Settings::from_text(Path::new("/test/agent.env"), &text).unwrap();
-        Site { dir, settings, sent: Arc::default() }
+        let settings = Settings::from_text(&scratch.config_path(), &scratch.env_text(extra)).unwrap();
+        Site { dir, _scratch: scratch, settings, sent: Arc::default() }
     }
     fn chunk(&self, name: &str, seqs: impl IntoIterator<Item = u64>) {
         let text: String =
@@ -83,12 +84,6 @@ impl Site {
     }
     fn failed_text(&self) -> String {
         self.names("failed").iter().map(|n| fs::read_to_string(self.dir.join("failed").join(n)).unwrap()).collect()
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

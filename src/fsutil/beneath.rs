@@ -267,20 +267,22 @@ fn walk_error(path: &Path, at: &Path, e: Errno) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::Scratch;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ovt-beneath-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+    /// A scratch site holding `a/b/f`; removed when the guard drops.
+    fn tmp(name: &str) -> (PathBuf, Scratch) {
+        let site = Scratch::new("beneath", name);
+        let d = site.root.clone();
         fs::create_dir_all(d.join("a/b")).unwrap();
         fs::write(d.join("a/b/f"), "x").unwrap();
-        d
+        (d, site)
     }
 
     #[test]
     fn links_and_dot_dot_anywhere_on_the_path_are_refused() {
-        let d = tmp("links");
+        let (d, _site) = tmp("links");
         let f = d.join("a/b/f");
         assert_eq!(read_beneath(&f, 10, &Owners::anyone()).unwrap(), b"x");
         let stamp = stat_beneath(&f).unwrap();
@@ -296,12 +298,11 @@ mod tests {
         assert!(open_beneath(Path::new("a/b/f"), &Owners::anyone()).is_err());
         let e = open_beneath(&d.join("a/b/missing"), &Owners::anyone()).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_parent_others_may_write_is_refused_unless_sticky() {
-        let d = tmp("modes");
+        let (d, _site) = tmp("modes");
         let f = d.join("a/b/f");
         fs::set_permissions(d.join("a"), fs::Permissions::from_mode(0o777)).unwrap();
         let e = open_beneath(&f, &Owners::anyone()).err().unwrap();
@@ -309,7 +310,6 @@ mod tests {
         assert!(e.kind() == io::ErrorKind::InvalidData && e.to_string().contains(&says), "{e}");
         fs::set_permissions(d.join("a"), fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(open_beneath(&f, &Owners::anyone()).is_ok(), "sticky, like /tmp");
-        fs::remove_dir_all(&d).unwrap();
     }
 
     /// Ubuntu's `/var/log` (0775 root:syslog) is trusted; a group-writable
@@ -333,7 +333,7 @@ mod tests {
         if !nix::unistd::geteuid().is_root() {
             return; // chown to another group needs root
         }
-        let d = tmp("groups");
+        let (d, _site) = tmp("groups");
         let f = d.join("a/b/f");
         fs::set_permissions(d.join("a"), fs::Permissions::from_mode(0o775)).unwrap();
         let chgrp = |gid: u32| nix::unistd::chown(&d.join("a"), None, Some(nix::unistd::Gid::from_raw(gid))).unwrap();
@@ -342,6 +342,5 @@ mod tests {
         chgrp(65534);
         let e = open_beneath(&f, &Owners::anyone()).err().unwrap();
         assert!(e.to_string().contains("writable by group gid 65534"), "{e}");
-        fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -116,8 +116,8 @@ mod tests {
 
     #[test]
     fn sources_from_settings() {
-        let dir = std::env::temp_dir().join(format!("ovt-conf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let site = crate::testkit::Scratch::new("conf", "sources");
+        let dir = site.root.clone();
         let a = dir.join("a.conf");
         std::fs::write(&a, "status a-status.log\n").unwrap();
         let b = dir.join("b.conf");
@@ -131,6 +131,5 @@ mod tests {
         assert_eq!(status_sources(&s).0, found);
         s.sources.status_log = Some("/elsewhere".into());
         assert_eq!(status_sources(&s).0[0].instance, None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

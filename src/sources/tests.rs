@@ -9,21 +9,20 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::*;
+use crate::testkit::Scratch;
 
 struct Site {
     root: PathBuf,
+    scratch: Scratch,
 }
 
 impl Site {
     fn new(name: &str) -> Site {
-        let root = std::env::temp_dir().join(format!("ovt-sources-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool/pending")).unwrap();
-        Site { root }
+        let scratch = Scratch::new("sources", name);
+        Site { root: scratch.root.clone(), scratch }
     }
     fn settings(&self, extra: &str) -> Settings {
-        let text = format!("SPOOL_DIR={}\n{extra}", self.root.join("spool").display());
-        Settings::from_text(&self.root.join("agent.env"), &text).unwrap()
+        Settings::from_text(&self.scratch.config_path(), &self.scratch.env_text(extra)).unwrap()
     }
     fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
@@ -34,12 +33,6 @@ impl Site {
         let text = fs::read_to_string(&q).unwrap_or_default();
         let _ = fs::remove_file(&q);
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
     }
 }
 

@@ -2,20 +2,21 @@
 
 use super::*;
 use crate::event::Event;
+use crate::testkit::Scratch;
 use std::os::unix::fs::FileTypeExt;
 
-fn tmp_spool(name: &str) -> Spool {
-    let dir = std::env::temp_dir().join(format!("ovt-spool-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(dir.join(PENDING)).unwrap();
-    Spool::new(dir)
+/// A spool in a scratch site; the site is removed when the guard drops.
+fn tmp_spool(name: &str) -> (Spool, Scratch) {
+    let site = Scratch::new("spool", name);
+    fs::create_dir_all(site.spool().join(PENDING)).unwrap();
+    (Spool::new(site.spool()), site)
 }
 
 const TIME_US: u64 = 1_000_000_000_000_000;
 
 #[test]
 fn seq_increases_and_survives_damage() {
-    let s = tmp_spool("seq");
+    let (s, _site) = tmp_spool("seq");
     assert_eq!(s.next_seq().unwrap(), 1);
     assert_eq!(s.next_seq().unwrap(), 2);
     assert_eq!(fs::read(s.dir.join(SEQ)).unwrap(), MOVED, "old counter marked as moved");
@@ -29,12 +30,11 @@ fn seq_increases_and_survives_damage() {
     // no number is given twice.
     fs::remove_file(s.dir.join(COUNTER)).unwrap();
     assert!(s.next_seq().unwrap() > big + 1);
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn counter_continues_the_old_seq_and_never_wraps() {
-    let s = tmp_spool("migrate");
+    let (s, _site) = tmp_spool("migrate");
     fs::write(s.dir.join(SEQ), "41\n").unwrap();
     assert_eq!(s.next_seq().unwrap(), 42, "an upgrade leaves no gap");
     for damaged in [format!("{}\n", u64::MAX), format!("{}\n", u64::MAX - 1), "5".repeat(40)] {
@@ -47,12 +47,11 @@ fn counter_continues_the_old_seq_and_never_wraps() {
     fs::write(s.dir.join(COUNTER), format!("{:<31}\n", u64::MAX)).unwrap();
     let seq = s.next_seq().unwrap();
     assert!(seq > TIME_US && seq < SANE, "{seq}");
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn rotation_frees_the_counters_blocks() {
-    let s = tmp_spool("punch");
+    let (s, _site) = tmp_spool("punch");
     let w = Duration::from_millis(20);
     let mut last = 0;
     for _ in 0..20_000 {
@@ -69,12 +68,11 @@ fn rotation_frees_the_counters_blocks() {
         assert!(m.blocks() <= 16, "{} blocks", m.blocks());
     }
     assert_eq!(s.append(&Event::new("B"), w, 1 << 20).unwrap(), Written::Queue { seq: 20_002 });
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn append_rotate_and_bound() {
-    let s = tmp_spool("rot");
+    let (s, _site) = tmp_spool("rot");
     let w = Duration::from_millis(20);
     assert_eq!(s.append(&Event::new("A"), w, 1 << 20).unwrap(), Written::Queue { seq: 1 });
     assert_eq!(s.append(&Event::new("B"), w, 1 << 20).unwrap(), Written::Queue { seq: 2 });
@@ -85,12 +83,11 @@ fn append_rotate_and_bound() {
     assert_eq!(s.append(&Event::new("D"), w, 10).unwrap(), Written::Dropped { seq: 4 });
     assert_eq!(s.take_dropped(w).unwrap(), Dropped { count: 2, first_seq: 3, last_seq: 4 });
     assert_eq!(s.take_dropped(w).unwrap(), Dropped::default());
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn stuck_lock_bypasses_into_pending() {
-    let s = tmp_spool("stuck");
+    let (s, _site) = tmp_spool("stuck");
     let holder = open_create(&s.dir.join(QUEUE_LOCK), false).unwrap();
     holder.lock().unwrap();
     let w = s.append(&Event::new("A"), Duration::from_millis(5), 1 << 20).unwrap();
@@ -102,12 +99,11 @@ fn stuck_lock_bypasses_into_pending() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(s.rotate(Duration::from_millis(5)), Err(SpoolError::LockTimeout { .. })));
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn planted_queue_lock_and_seq_are_set_aside_unread() {
-    let s = tmp_spool("planted");
+    let (s, _site) = tmp_spool("planted");
     fs::create_dir_all(s.failed()).unwrap();
     let fifo = nix::sys::stat::Mode::from_bits_truncate(0o600);
     nix::unistd::mkfifo(&s.queue(), fifo).unwrap();
@@ -130,12 +126,11 @@ fn planted_queue_lock_and_seq_are_set_aside_unread() {
         Written::Queue { seq } => assert!(seq > 1_000_000_000_000_000),
         other => panic!("{other:?}"),
     }
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn a_counter_reset_or_grown_restarts_above_what_the_agent_saw() {
-    let s = tmp_spool("floor");
+    let (s, _site) = tmp_spool("floor");
     fs::create_dir_all(s.failed()).unwrap();
     let w = Duration::from_millis(20);
     for _ in 0..3 {
@@ -155,13 +150,12 @@ fn a_counter_reset_or_grown_restarts_above_what_the_agent_saw() {
     assert!(fs::metadata(s.dir.join(COUNTER)).unwrap().len() < 1024);
     let Written::Queue { seq: next } = s.append(&Event::new("D"), w, 1 << 20).unwrap() else { panic!() };
     assert!(next > seq && next < SANE, "{next}");
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 #[ignore = "needs root: make test runs it"]
 fn the_agents_queue_is_its_own_and_a_planted_one_is_set_aside() {
-    let s = tmp_spool("agentq");
+    let (s, _site) = tmp_spool("agentq");
     fs::create_dir_all(s.failed()).unwrap();
     let planted = s.dir.join(AGENT_QUEUE);
     fs::write(&planted, "forged\n").unwrap();
@@ -176,12 +170,11 @@ fn the_agents_queue_is_its_own_and_a_planted_one_is_set_aside() {
     assert_eq!(chunks.len(), 1);
     assert_eq!(fs::metadata(&chunks[0]).unwrap().mode() & 0o777, 0o600);
     assert!(fs::read_to_string(&chunks[0]).unwrap().contains("\"A\""));
-    fs::remove_dir_all(&s.dir).unwrap();
 }
 
 #[test]
 fn symlinked_queue_is_never_followed_and_loses_nothing() {
-    let s = tmp_spool("link");
+    let (s, _site) = tmp_spool("link");
     let target = s.dir.join("elsewhere");
     std::os::unix::fs::symlink(&target, s.queue()).unwrap();
     match s.append(&Event::new("A"), Duration::from_millis(5), 1 << 20).unwrap() {
@@ -189,5 +182,4 @@ fn symlinked_queue_is_never_followed_and_loses_nothing() {
         other => panic!("{other:?}"),
     }
     assert!(!target.exists());
-    fs::remove_dir_all(&s.dir).unwrap();
 }

@@ -8,6 +8,10 @@
 
 #[path = "roles.rs"]
 pub mod roles;
+/// The one builder of a scratch site, shared with the unit tests.
+#[path = "../../src/testkit.rs"]
+mod testkit;
+pub use testkit::Scratch;
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -47,19 +51,19 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 pub struct Site {
     pub root: PathBuf,
+    /// Removes the site when the test ends.
+    _scratch: Scratch,
 }
 
 impl Site {
     pub fn new(name: &str) -> Site {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let root = std::env::temp_dir().join(format!("ovt-agent-{name}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool/pending")).unwrap();
+        let scratch = Scratch::new("agent", name);
+        let root = scratch.root.clone();
         fs::create_dir_all(root.join("bin")).unwrap();
         for l in roles::all().iter().map(|r| r.program).chain(["openvpn-telemetry"]) {
             symlink(BIN, root.join("bin").join(l)).unwrap();
         }
-        let site = Site { root };
+        let site = Site { root, _scratch: scratch };
         site.config("");
         site
     }
@@ -259,14 +263,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.root);
-        }
     }
 }
 

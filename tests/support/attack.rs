@@ -26,7 +26,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,8 +38,6 @@ pub const BOUND: Duration = Duration::from_secs(20);
 const UNIT: &str = "etc/systemd/system/openvpn-telemetry-agent.service";
 #[path = "agent_site.rs"]
 pub mod site;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The binary under test.
 pub fn bin() -> PathBuf {
@@ -235,15 +233,16 @@ pub struct Staged {
     /// 0700: root-only scratch (receiver database, PKI keys).
     pub logs: PathBuf,
     pub bin: PathBuf,
+    /// Removes `work` when the test ends (kept with `OVT_TEST_KEEP=1`).
+    _scratch: site::Scratch,
 }
 
 impl Staged {
     /// Stages a root with the host's accounts, writes `.env` and installs.
     pub fn new(name: &str, env: &str) -> Staged {
         need_root();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let work = std::env::temp_dir().join(format!("ovt-sec-{name}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&work);
+        let scratch = site::Scratch::new("sec", name);
+        let work = scratch.root.clone();
         let root = work.join("root");
         let logs = work.join("logs");
         fs::create_dir_all(root.join("etc/openvpn-telemetry")).unwrap();
@@ -256,7 +255,7 @@ impl Staged {
             fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
         }
         site::copy_host_accounts(&root);
-        let s = Staged { work, root, logs, bin: bin() };
+        let s = Staged { work, root, logs, bin: bin(), _scratch: scratch };
         s.env(env);
         let r = s.install();
         assert!(r.success(), "the first install must work:\n{}", r.show());
@@ -479,14 +478,6 @@ impl Staged {
                 .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
                 fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
             }
-        }
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if std::env::var_os("OVT_TEST_KEEP").is_none() {
-            let _ = fs::remove_dir_all(&self.work);
         }
     }
 }
