@@ -6,9 +6,9 @@
 //! - exit status 0, always: every error and every panic ends here as one
 //!   line on stderr (OpenVPN's log) — [`run`] is the one place that decides;
 //! - nothing on stdout, no network, no fork, no `PATH`, no `/tmp`;
-//! - bounded time: the wait for the spool's lock ends when the lock shows
-//!   no progress for [`crate::spool::STALL`] and is capped at [`LOCK_WAIT`]
-//!   (a few tens of ms) in all;
+//! - bounded time: the wait for the spool's lock is capped at
+//!   [`LOCK_WAIT`] (40 ms) in all, and ends sooner (20 ms) once an earlier
+//!   hook has found the lock stuck ([`crate::spool::KNOWN_STALL`]);
 //!   then the event goes to its own chunk in `pending/`, still with a
 //!   unique seq;
 //! - when an event cannot be stored at all, the event itself is printed in

@@ -59,14 +59,17 @@ pub use health::{AGENT_LOCK, control_file_problems, damaged};
 use seq::Counter;
 pub use seq::counter_header;
 
-/// How long `queue.lock` may show no progress before a hook calls it stuck
-/// and bypasses. A holder that is merely preempted (300 hooks on 2 cores)
-/// gets the CPU back well within this.
+/// How long `queue.lock` may show no progress before a waiter calls it
+/// stuck. A holder that is merely preempted (300 hooks on 2 cores) gets the
+/// CPU back well within this. Every wait is also capped by the caller's
+/// ceiling, and a hook's (`hook::LOCK_WAIT`, 40 ms) is lower: for hooks
+/// that ceiling is what bounds a stopped holder's cost, and this one
+/// matters for the agent's rotation (200 ms).
 pub const STALL: Duration = Duration::from_millis(100);
 
 /// The same, once a hook has already found the lock stuck and nothing was
-/// appended since: a stopped holder costs the first hooks [`STALL`], the
-/// ones after this.
+/// appended since: a stopped holder costs the first hooks their ceiling,
+/// the ones after this.
 pub const KNOWN_STALL: Duration = Duration::from_millis(20);
 
 /// The counter file's header: the base, in decimal, padded with spaces to
