@@ -46,6 +46,26 @@ fn ok(mut c: Command) -> Output {
     out
 }
 
+/// Runs `n` hooks made by `hook(site, i)` from `n` threads released
+/// together (a barrier), each checked by [`ok`]; returns when all ended.
+fn all_at_once(s: &Arc<Site>, n: usize, hook: fn(&Site, usize) -> Command) {
+    let barrier = Arc::new(Barrier::new(n));
+    let workers: Vec<_> = (0..n)
+        .map(|i| {
+            let (s, b) = (s.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut c = hook(&s, i);
+                c.stderr(Stdio::null());
+                b.wait();
+                ok(c)
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -409,26 +429,11 @@ fn hundreds_of_parallel_hooks_racing_rotation() {
             }
         })
     };
-    let barrier = Arc::new(Barrier::new(HOOKS));
-    let workers: Vec<_> = (0..HOOKS)
-        .map(|i| {
-            let (s, b) = (s.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let name = format!("user{i}");
-                let mut c = s.hook(
-                    if i % 2 == 0 { connect() } else { disconnect() },
-                    &[],
-                    &[("common_name", name.as_bytes()), ("trusted_ip", b"192.0.2.1")],
-                );
-                c.stderr(Stdio::null());
-                b.wait();
-                ok(c)
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
+    all_at_once(&s, HOOKS, |s, i| {
+        let name = format!("user{i}");
+        let hook = if i % 2 == 0 { connect() } else { disconnect() };
+        s.hook(hook, &[], &[("common_name", name.as_bytes()), ("trusted_ip", b"192.0.2.1")])
+    });
     stop.store(true, Ordering::Relaxed);
     rotator.join().unwrap();
     rotate(&s.spool(), 1_000_000);
@@ -508,22 +513,7 @@ fn connection_storm_gives_every_event_a_unique_seq() {
             )
             .current_dir(s.spool()),
     );
-    let barrier = Arc::new(Barrier::new(HOOKS));
-    let workers: Vec<_> = (0..HOOKS)
-        .map(|i| {
-            let (s, b) = (s.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let name = format!("storm{i}");
-                let mut c = s.hook(connect(), &[], &[("common_name", name.as_bytes())]);
-                c.stderr(Stdio::null());
-                b.wait();
-                ok(c)
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
+    all_at_once(&s, HOOKS, |s, i| s.hook(connect(), &[], &[("common_name", format!("storm{i}").as_bytes())]));
     fs::write(s.spool().join("stop"), "").unwrap();
     rotator.child().wait().unwrap();
     rotate(&s.spool(), 1_000_000);
