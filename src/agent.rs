@@ -212,11 +212,11 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
         log::warn!("no TELEMETRY_URL in {}: holding events in the spool (bounds still apply)", path.display());
     }
     if args.once {
-        for e in crate::sources::run_once(&settings) {
+        for e in crate::sources::run_once(&crate::sources::SourceSettings::new(&settings)) {
             log::warn!("event sources: {e}");
         }
     } else {
-        let (s, stop) = (settings.clone(), Arc::clone(&stop));
+        let (s, stop) = (crate::sources::SourceSettings::new(&settings), Arc::clone(&stop));
         thread::Builder::new()
             .name("sources".into())
             .spawn(move || crate::sources::run(&s, &stop))

@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Settings;
+use super::SourceSettings;
 
 /// One status file to read and the OpenVPN instance it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +32,10 @@ pub struct StatusSource {
 
 /// The status files to read this round, and one line per config that could
 /// not be used (for the log).
-pub fn status_sources(settings: &Settings) -> (Vec<StatusSource>, Vec<String>) {
+pub fn status_sources(settings: &SourceSettings) -> (Vec<StatusSource>, Vec<String>) {
     let mut problems = Vec::new();
     let mut found = Vec::new();
-    for conf in &settings.installer.openvpn_server_conf {
+    for conf in &settings.server_confs {
         // Through trusted directories only, like the status file.
         let read = || crate::fsutil::read_beneath(conf, 1 << 20, &crate::fsutil::Owners::anyone());
         match crate::privilege::for_sources(read) {
@@ -50,7 +50,7 @@ pub fn status_sources(settings: &Settings) -> (Vec<StatusSource>, Vec<String>) {
     }
     if let Some(path) = &settings.sources.status_log {
         let instance = found.iter().find(|s| &s.path == path).map(|s| s.instance.clone()).unwrap_or_else(|| {
-            match settings.installer.openvpn_server_conf.as_slice() {
+            match settings.server_confs.as_slice() {
                 [only] => instance_name(only),
                 _ => None,
             }
@@ -122,8 +122,8 @@ mod tests {
         std::fs::write(&a, "status a-status.log\n").unwrap();
         let b = dir.join("b.conf");
         std::fs::write(&b, "port 1\n").unwrap();
-        let mut s = Settings::defaults(Path::new("/x"));
-        s.installer.openvpn_server_conf = vec![a.clone(), b.clone(), dir.join("missing.conf")];
+        let mut s = SourceSettings::new(&crate::config::Settings::defaults(Path::new("/x")));
+        s.server_confs = vec![a.clone(), b.clone(), dir.join("missing.conf")];
         let (found, problems) = status_sources(&s);
         assert_eq!(found, vec![StatusSource { path: dir.join("a-status.log"), instance: Some("a".into()) }]);
         assert_eq!(problems.len(), 2);

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::{Settings, SpoolSection};
+use crate::config::{Settings, SourcesSection, SpoolSection};
 use crate::event::{self, Event};
 use crate::spool::{Spool, SpoolError, Written};
 
@@ -48,6 +48,29 @@ pub const CERTS_STATE: &str = "certs.state";
 /// is made from it, so that the server is never told that ghosts are
 /// connected (e.g. an old file read at boot before OpenVPN started).
 pub const STALE_STATUS_SECONDS: i64 = 900;
+
+/// The part of the settings the sources use, and nothing else (no URL, no
+/// token): their own section, the spool they write to, the OpenVPN
+/// configs whose `status` lines name the status files, and the hooks' uid,
+/// whose files they refuse to read.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub sources: SourcesSection,
+    pub spool: SpoolSection,
+    pub server_confs: Vec<PathBuf>,
+    pub hooks_uid: Option<u32>,
+}
+
+impl SourceSettings {
+    pub fn new(settings: &Settings) -> SourceSettings {
+        SourceSettings {
+            sources: settings.sources.clone(),
+            spool: settings.spool.clone(),
+            server_confs: settings.installer.openvpn_server_conf.clone(),
+            hooks_uid: settings.hooks_uid(),
+        }
+    }
+}
 
 /// Where source events go: the spool, like every hook event.
 pub struct EventWriter {
@@ -129,7 +152,7 @@ impl EventWriter {
 /// `SNAPSHOT_INTERVAL_SECONDS`, updates every
 /// `SESSION_UPDATE_INTERVAL_SECONDS`, certificates every [`CERT_INTERVAL`]
 /// (an interval of 0 turns that source off).
-pub fn run(settings: &Settings, stop: &AtomicBool) {
+pub fn run(settings: &SourceSettings, stop: &AtomicBool) {
     if refused() {
         return;
     }
@@ -196,7 +219,7 @@ fn sleep_until(wake: Option<Instant>, stop: &AtomicBool) {
 /// for `agent --once` and tests. Skipped rounds (file missing or being
 /// rewritten) are logged, not errors; the errors returned are what an
 /// operator must fix (unreadable file, spool or state not writable).
-pub fn run_once(settings: &Settings) -> Vec<Error> {
+pub fn run_once(settings: &SourceSettings) -> Vec<Error> {
     if refused() {
         return Vec::new();
     }
@@ -267,7 +290,7 @@ impl Noise {
 
 /// The sources' memory between rounds.
 struct Sources<'a> {
-    settings: &'a Settings,
+    settings: &'a SourceSettings,
     sink: EventWriter,
     noise: Noise,
     sessions: sessions::SessionBook,
@@ -280,7 +303,7 @@ struct Sources<'a> {
 }
 
 impl<'a> Sources<'a> {
-    fn new(settings: &'a Settings) -> Sources<'a> {
+    fn new(settings: &'a SourceSettings) -> Sources<'a> {
         let sessions = load_state(&settings.spool.spool_dir.join(SESSIONS_STATE)).unwrap_or_default();
         let certs = load_state(&settings.spool.spool_dir.join(CERTS_STATE));
         Sources {
@@ -290,7 +313,7 @@ impl<'a> Sources<'a> {
             sessions,
             certs,
             index_seen: None,
-            source_owners: crate::fsutil::Owners::Not(settings.hooks_uid().into_iter().collect()),
+            source_owners: crate::fsutil::Owners::Not(settings.hooks_uid.into_iter().collect()),
         }
     }
 

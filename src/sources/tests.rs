@@ -21,8 +21,8 @@ impl Site {
         let scratch = Scratch::new("sources", name);
         Site { root: scratch.root.clone(), scratch }
     }
-    fn settings(&self, extra: &str) -> Settings {
-        Settings::from_text(&self.scratch.config_path(), &self.scratch.env_text(extra)).unwrap()
+    fn settings(&self, extra: &str) -> SourceSettings {
+        SourceSettings::new(&Settings::from_text(&self.scratch.config_path(), &self.scratch.env_text(extra)).unwrap())
     }
     fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
