@@ -259,6 +259,8 @@ pub struct SourcesSection {
     pub session_update_interval_seconds: u64,
     pub snapshot_interval_seconds: u64,
     pub easyrsa_index: Option<PathBuf>,
+    /// Days before an expiry to warn at, largest first, no repeats.
+    pub expiry_warn_days: Vec<u32>,
 }
 
 /// The Installer section: the OpenVPN configs hooked and the hooks' user.
@@ -422,6 +424,22 @@ fn auth_header_value(v: &str) -> Result<Option<String>, String> {
 
 fn number(v: &str) -> Result<u64, String> {
     v.parse::<u64>().map_err(|_| format!("expected a whole number, found {v:?}"))
+}
+
+/// `30,7,1`: days > 0, kept largest first without repeats.
+fn days(v: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in v.split(',') {
+        match part.parse::<u32>() {
+            Ok(n) if n > 0 && n <= 3650 => out.push(n),
+            _ => {
+                return Err(format!("expected days between 1 and 3650 separated by commas (e.g. 30,7,1), found {v:?}"));
+            }
+        }
+    }
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out.dedup();
+    Ok(out)
 }
 
 fn positive(v: &str) -> Result<u64, String> {

@@ -16,6 +16,8 @@
 // Set-up that cannot go right is a failed test: unwrap and expect say where.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/easyrsa.rs"]
+mod easyrsa;
 #[path = "support/require.rs"]
 mod require;
 #[path = "support/agent_site.rs"]
@@ -37,7 +39,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// Every type the binary writes: the hooks', a `write-event` type, and the
 /// agent's own.
-const TYPES: [&str; 9] = [
+const TYPES: [&str; 12] = [
     "SESSION_CONNECTED",
     "SESSION_DISCONNECTED",
     "VPN_NOTE_1",
@@ -46,6 +48,9 @@ const TYPES: [&str; 9] = [
     "CERT_ISSUED",
     "CERT_REVOKED",
     "CERT_EXPIRED",
+    "CERT_EXPIRING",
+    "CRL_EXPIRING",
+    "CRL_EXPIRED",
     "TELEMETRY_EVENTS_DROPPED",
 ];
 
@@ -147,18 +152,46 @@ fn every_event_the_binary_sends_matches_the_schema_and_broken_ones_do_not() {
     hook(&site, roles::connect(), &[], &[]);
 
     let bodies = rx.db.join("bodies");
-    let mut seen = BTreeSet::new();
+    // Every type but PKI health's (step 2b).
+    let before_pki = &TYPES[..9];
     for _ in 0..4 {
         // A minute after OpenVPN wrote the status file: a file not
         // rewritten for 15 minutes gives no snapshot.
         let out = site.agent().arg("--once").env("OPENVPN_TELEMETRY_NOW", "1796159242").output().unwrap();
         assert!(out.status.success(), "agent --once: {}", String::from_utf8_lossy(&out.stderr));
-        seen = rx.events().iter().filter_map(|e| e["type"].as_str().map(str::to_string)).collect();
-        if TYPES.iter().all(|t| seen.contains(*t)) {
+        let seen: BTreeSet<String> =
+            rx.events().iter().filter_map(|e| e["type"].as_str().map(str::to_string)).collect();
+        if before_pki.iter().all(|t| seen.contains(*t)) {
             break;
         }
     }
+    // 2b. PKI health: a real Easy-RSA PKI (server certificate for 5 days,
+    //     CRL for 2) named by a server config, at real time (warnings) and
+    //     6 days on (CRL_EXPIRED, the server's CERT_EXPIRED with its role).
+    let pki_root = site.root.join("easyrsa");
+    fs::create_dir_all(&pki_root).unwrap();
+    easyrsa::run(&pki_root, &["init-pki"], &[]);
+    easyrsa::run(&pki_root, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "schema-ca")]);
+    easyrsa::run(&pki_root, &["build-server-full", "server", "nopass"], &[("EASYRSA_CERT_EXPIRE", "5")]);
+    easyrsa::run(&pki_root, &["gen-crl"], &[("EASYRSA_CRL_DAYS", "2")]);
+    let pki = pki_root.join("pki");
+    let conf = site.root.join("server.conf");
+    fs::write(&conf, format!("ca {0}/ca.crt\ncert {0}/issued/server.crt\ncrl-verify {0}/crl.pem\n", pki.display()))
+        .unwrap();
+    site.config(&format!(
+        "TELEMETRY_URL={}\nOPENVPN_SERVER_CONF={}\nSERVER_ID=vpn-schema\nSESSION_UPDATE_INTERVAL_SECONDS=0\n\
+         SNAPSHOT_INTERVAL_SECONDS=0\n",
+        rx.url("http"),
+        conf.display()
+    ));
+    let real_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for now in [real_now, real_now + 6 * 86_400] {
+        let out = site.agent().arg("--once").env("OPENVPN_TELEMETRY_NOW", now.to_string()).output().unwrap();
+        assert!(out.status.success(), "agent --once: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let seen: BTreeSet<String> = rx.events().iter().filter_map(|e| e["type"].as_str().map(str::to_string)).collect();
     assert_eq!(seen, TYPES.iter().map(|t| t.to_string()).collect(), "every event type was delivered");
+    assert!(rx.events().iter().any(|e| e["type"] == "CERT_EXPIRED" && e["cert_role"] == "server"));
 
     let (report, out) = validate(&[&bodies]);
     assert!(out.status.success() && report["errors"] == json!([]), "the schema refuses real output: {report:#}");
@@ -190,6 +223,11 @@ fn every_event_the_binary_sends_matches_the_schema_and_broken_ones_do_not() {
         edit("CERT_REVOKED", &|e| drop(e.insert("status".into(), json!("gone")))),
         edit("CERT_EXPIRED", &|e| drop(e.insert("cert_serial".into(), json!("ABC")))),
         edit("TELEMETRY_EVENTS_DROPPED", &|e| drop(e.remove("count"))),
+        edit("CERT_EXPIRING", &|e| drop(e.remove("cert_role"))),
+        edit("CERT_EXPIRING", &|e| drop(e.insert("days_left".into(), json!(-1)))),
+        edit("CRL_EXPIRING", &|e| drop(e.insert("threshold_days".into(), json!(0)))),
+        edit("CRL_EXPIRED", &|e| drop(e.remove("next_update"))),
+        edit("CERT_ISSUED", &|e| drop(e.insert("cert_role".into(), json!("server")))),
         edit("SESSION_CONNECTED", &|e| drop(e.insert("event_time_vpn".into(), json!("2026-02-13T12:10:05+01:00")))),
         edit("SESSION_CONNECTED", &|e| drop(e.remove("event_id"))),
         edit("SESSION_CONNECTED", &|e| drop(e.insert("type".into(), json!("lower_case")))),

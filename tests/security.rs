@@ -572,7 +572,7 @@ fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
 }
 
 /// nobody puts a FIFO where the agent's state file goes, or the sources'
-/// (`sessions.state`, `certs.state`, with STATUS_LOG and EASYRSA_INDEX
+/// (`sessions.state`, `certs.state`, `pki.state`, with STATUS_LOG and EASYRSA_INDEX
 /// set), before the agent first runs. Outcome: `agent --once` ends within
 /// the bound, and the daemon, stopped with SIGTERM (as systemd does), ends
 /// within the bound.
@@ -580,7 +580,7 @@ fn a_fifo_as_queue_log_drop_count_or_lock_never_hangs_the_agent() {
 #[ignore = "needs root: make test runs it"]
 fn a_fifo_as_the_agent_state_never_hangs_the_agent_nor_its_stop() {
     let cases = LAYOUTS.into_iter().flat_map(|l| {
-        ["agent-state.json", "sessions.state", "certs.state"]
+        ["agent-state.json", "sessions.state", "certs.state", "pki.state"]
             .into_iter()
             .flat_map(move |n| [(l, n, true), (l, n, false)])
     });

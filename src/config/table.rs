@@ -65,6 +65,8 @@ pub enum Kind {
     Path,
     /// Paths separated by spaces.
     Paths,
+    /// Whole numbers of days > 0, comma-separated.
+    Days,
 }
 
 impl Kind {
@@ -82,6 +84,7 @@ impl Kind {
             Kind::AbsolutePath => "absolute path".into(),
             Kind::Path => "path".into(),
             Kind::Paths => "paths, space-separated".into(),
+            Kind::Days => "days > 0, comma-separated".into(),
         }
     }
 
@@ -519,6 +522,21 @@ pub const SETTINGS: &[Setting] = &[
         },
         get: |s| path(&s.sources.easyrsa_index),
     },
+    Setting {
+        key: "EXPIRY_WARN_DAYS",
+        section: Section::Sources,
+        default: "30,7,1",
+        kind: Kind::Days,
+        empty: "",
+        doc: "CERT_EXPIRING and CRL_EXPIRING when a CA, server or client certificate or a CRL has this many days left, once per threshold.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.sources.expiry_warn_days = super::days(v)?;
+            Ok(())
+        },
+        get: |s| s.sources.expiry_warn_days.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+    },
     // --- Installer ---
     Setting {
         key: "OPENVPN_SERVER_CONF",
@@ -619,6 +637,7 @@ mod tests {
             Kind::AbsolutePath => vec!["/srv/spool"],
             Kind::Path => vec!["/etc/x.pem", "rel.pem"],
             Kind::Paths => vec!["/a.conf", "/a.conf /b.conf"],
+            Kind::Days => vec!["30,7,1", "14", "90,30"],
         }
     }
 
@@ -632,6 +651,7 @@ mod tests {
             Kind::Choice(_) => vec!["bogus"],
             Kind::Header => vec!["Bearer abc", ": x"],
             Kind::AbsolutePath => vec!["spool", "./x"],
+            Kind::Days => vec!["", "0", "7,x", "30,,1", "-1", "30 7"],
             Kind::Text | Kind::Path | Kind::Paths => vec![],
         }
     }

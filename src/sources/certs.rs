@@ -226,7 +226,7 @@ fn legacy_cn(raw: &[u8]) -> Option<Vec<u8>> {
 /// their NUL bytes, which a UTF8String name never has); a T61String that
 /// is not UTF-8 is read as Latin-1, as OpenSSL does. Then every byte below
 /// ' ' and DEL become '_' (`string_mod(.., CC_PRINT, CC_CRLF, '_')`).
-fn openvpn_name(value: &[u8]) -> String {
+pub(super) fn openvpn_name(value: &[u8]) -> String {
     let wide = |width: usize| -> Option<String> {
         if value.is_empty() || !value.len().is_multiple_of(width) {
             return None;
@@ -248,7 +248,7 @@ fn openvpn_name(value: &[u8]) -> String {
     clean(mapped.as_bytes())
 }
 
-fn clean(raw: &[u8]) -> String {
+pub(super) fn clean(raw: &[u8]) -> String {
     event::clean(OsStr::from_bytes(raw))
 }
 

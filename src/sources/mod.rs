@@ -1,6 +1,7 @@
 //! Event sources the agent reads besides the hooks: OpenVPN's
 //! status file (`SESSION_UPDATE`, `SESSION_SNAPSHOT`) and Easy-RSA's
-//! `index.txt` (`CERT_*`).
+//! `index.txt` (`CERT_*`), and the PKI's certificate and CRL files
+//! (`CERT_EXPIRING`, `CRL_EXPIRING`, `CRL_EXPIRED`).
 //!
 //! Guarantees:
 //! - events go through [`Spool::append`], the hooks' code path, so they get
@@ -16,8 +17,11 @@
 
 mod certs;
 mod conf;
+mod pki;
+mod pki_round;
 mod sessions;
 mod status_file;
+mod x509;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -51,7 +55,8 @@ pub const STALE_STATUS_SECONDS: i64 = 900;
 
 /// The part of the settings the sources use, and nothing else (no URL, no
 /// token): their own section, the spool they write to, the OpenVPN
-/// configs whose `status` lines name the status files, and the hooks' uid,
+/// configs whose `status` lines name the status files (and whose `ca`,
+/// `cert` and `crl-verify` PKI health watches), and the hooks' uid,
 /// whose files they refuse to read.
 #[derive(Debug, Clone)]
 pub struct SourceSettings {
@@ -161,7 +166,7 @@ pub fn run(settings: &SourceSettings, stop: &AtomicBool) {
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let snapshot_every = every(settings.sources.snapshot_interval_seconds);
     let update_every = every(settings.sources.session_update_interval_seconds);
-    let certs_every = settings.sources.easyrsa_index.as_ref().map(|_| CERT_INTERVAL);
+    let certs_every = pki_round::enabled(settings).then_some(CERT_INTERVAL);
     let start = Instant::now();
     let (mut next_snapshot, mut next_update, mut next_certs) =
         (snapshot_every.map(|_| start), update_every.map(|_| start), certs_every.map(|_| start));
@@ -192,6 +197,9 @@ pub fn run(settings: &SourceSettings, stop: &AtomicBool) {
             match sources.certs_round(unix_now()) {
                 Ok(()) => sources.noise.over("certificates"),
                 Err(e) => sources.noise.warn("certificates", format!("certificates: {e}")),
+            }
+            for e in sources.pki_round(unix_now()) {
+                log::warn!("PKI health: {e}");
             }
             next_certs = certs_every.map(|d| Instant::now() + d);
         }
@@ -237,6 +245,9 @@ pub fn run_once(settings: &SourceSettings) -> Vec<Error> {
         && let Err(e) = sources.certs_round(unix_now())
     {
         errors.push(e);
+    }
+    if pki_round::enabled(settings) {
+        errors.extend(sources.pki_round(unix_now()));
     }
     errors
 }
@@ -295,6 +306,14 @@ struct Sources<'a> {
     noise: Noise,
     sessions: sessions::SessionBook,
     certs: Option<certs::CertBook>,
+    /// What the PKI health warnings have said, and the readings for
+    /// `status`.
+    pki: pki::PkiBook,
+    /// The valid certificates of the last read `index.txt`.
+    index_valid: Vec<x509::CertInfo>,
+    /// Files that would not parse, and the version (size, mtime) last
+    /// warned about: one warning per version of a bad file.
+    pki_bad: HashMap<String, (usize, Option<i64>)>,
     /// `index.txt` identity (inode, size, mtime) at the last full read.
     index_seen: Option<crate::fsutil::Stamp>,
     /// Who may own a status file or index.txt: anyone but the hooks' user
@@ -312,6 +331,9 @@ impl<'a> Sources<'a> {
             noise: Noise::default(),
             sessions,
             certs,
+            pki: load_state(&settings.spool.spool_dir.join(pki::PKI_STATE)).unwrap_or_default(),
+            index_valid: Vec::new(),
+            pki_bad: HashMap::new(),
             index_seen: None,
             source_owners: crate::fsutil::Owners::Not(settings.hooks_uid.into_iter().collect()),
         }
@@ -458,6 +480,16 @@ impl<'a> Sources<'a> {
             }
         };
         let (entries, bad) = certs::parse_index(&bytes);
+        self.index_valid = entries
+            .iter()
+            .filter(|e| e.status == certs::CertStatus::Valid)
+            .map(|e| x509::CertInfo {
+                subject: e.subject.clone(),
+                common_name: e.common_name.clone(),
+                serial_hex: e.serial.clone(),
+                not_after: e.expires,
+            })
+            .collect();
         if bad.is_empty() {
             self.noise.over(&key);
         } else {
@@ -540,22 +572,27 @@ enum Got {
 /// directories only root can change, never a FIFO, a second name or a file
 /// the hooks' user owns). Nothing else happens while it is raised.
 fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, Error> {
+    read_stable_capped(path, owners, READ_CAP)
+}
+
+/// [`read_stable`] with a cap of its own (certificates and CRLs are small).
+fn read_stable_capped(path: &Path, owners: &crate::fsutil::Owners, cap: u64) -> Result<Got, Error> {
     let err = |source: io::Error| Error::Read { path: path.to_path_buf(), source };
     for attempt in 0..2 {
         let read = || -> io::Result<Option<(Vec<u8>, crate::fsutil::Stamp, crate::fsutil::Stamp)>> {
             let opened = crate::fsutil::open_beneath(path, owners)?;
             let before = crate::fsutil::Stamp::of(&opened.file.metadata()?);
-            if before.size > READ_CAP {
+            if before.size > cap {
                 return Ok(None);
             }
             let mut bytes = Vec::with_capacity(before.size as usize);
-            io::Read::by_ref(&mut &opened.file).take(READ_CAP + 1).read_to_end(&mut bytes)?;
+            io::Read::by_ref(&mut &opened.file).take(cap + 1).read_to_end(&mut bytes)?;
             let after = opened.restat()?;
             Ok(Some((bytes, before, after)))
         };
         let (bytes, before, after) = match crate::privilege::for_sources(read) {
             Ok(Some(got)) => got,
-            Ok(None) => return Ok(Got::Skip(format!("over the {READ_CAP}-byte cap"))),
+            Ok(None) => return Ok(Got::Skip(format!("over the {cap}-byte cap"))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
             Err(e) => return Err(err(e)),
         };

@@ -1,0 +1,170 @@
+//! One round of PKI health: find the certificate and CRL files (from the
+//! server configs and beside `index.txt`), read them the way the status
+//! file is read, and let [`super::pki::PkiBook`] say what is due.
+//!
+//! Guarantees: each file costs only itself (a file that is missing,
+//! unreadable, huge or not what it should be is left out of the round and
+//! its warnings kept as they were); a bad file is warned about once per
+//! version (size and mtime), a missing or unreadable one once while it
+//! lasts; the state is written only when it changed, after the events.
+
+use std::collections::BTreeSet;
+
+use super::pki::{self, Holds, Item, ItemKind, Place, Reading, Role, Seen, Watched};
+use super::{Error, Got, SourceSettings, Sources};
+
+/// Whether there is anything to watch: an index or a server config.
+pub fn enabled(settings: &SourceSettings) -> bool {
+    settings.sources.easyrsa_index.is_some() || !settings.server_confs.is_empty()
+}
+
+/// Everything to watch: each config's files, then the PKI's own `ca.crt`
+/// and `crl.pem` unless a config names the same file.
+pub fn watched(settings: &SourceSettings) -> Vec<Watched> {
+    let mut out = Vec::new();
+    for conf in &settings.server_confs {
+        // Through trusted directories only, like the status file.
+        let read = || crate::fsutil::read_beneath(conf, 1 << 20, &crate::fsutil::Owners::anyone());
+        if let Ok(bytes) = crate::privilege::for_sources(read) {
+            out.extend(pki::from_conf(conf, &String::from_utf8_lossy(&bytes)));
+        }
+        // (A config that cannot be read is reported by the status round.)
+    }
+    if let Some(index) = &settings.sources.easyrsa_index {
+        for w in pki::from_index(index) {
+            if !out.iter().any(|o| o.label == w.label) {
+                out.push(w);
+            }
+        }
+    }
+    out
+}
+
+impl Sources<'_> {
+    /// Reads every watched file and writes the warnings due at `now`.
+    /// Returns what an operator must fix (unreadable files, the spool or
+    /// the state not writable); each is also in the log.
+    pub(super) fn pki_round(&mut self, now: i64) -> Vec<Error> {
+        let watched = watched(self.settings);
+        let mut errors = Vec::new();
+        let mut readings: Vec<(&Watched, Reading)> = Vec::new();
+        let mut read_ok = BTreeSet::new();
+        for w in &watched {
+            let key = format!("pki {}", w.label);
+            let (bytes, mtime) = match &w.place {
+                Place::CrlDir(_) => continue,
+                Place::Inline(text) => (text.clone().into_bytes(), None),
+                Place::File(path) => match super::read_stable_capped(path, &self.source_owners, pki::PKI_READ_CAP) {
+                    Ok(Got::Data(bytes, mtime)) => (bytes, Some(mtime)),
+                    Ok(Got::Skip(why)) if w.optional && why == "not found" => {
+                        read_ok.insert(w.label.clone());
+                        continue;
+                    }
+                    Ok(Got::Skip(why)) => {
+                        self.noise.warn(&key, format!("{}: {why}; its expiry is not checked", w.label));
+                        continue;
+                    }
+                    Err(e) => {
+                        self.noise.warn(&key, format!("{e}; its expiry is not checked"));
+                        errors.push(e);
+                        continue;
+                    }
+                },
+            };
+            self.noise.over(&key);
+            match pki::parse(w.holds, &bytes) {
+                Ok(reading) => {
+                    if self.pki_bad.remove(&w.label).is_some() {
+                        log::info!("resolved: {} reads again", w.label);
+                    }
+                    read_ok.insert(w.label.clone());
+                    readings.push((w, reading));
+                }
+                Err(why) => {
+                    let version = (bytes.len(), mtime);
+                    let msg = format!("{}: {why}; its expiry is not checked", w.label);
+                    if self.pki_bad.get(&w.label) == Some(&version) {
+                        log::debug!("{msg} (still)");
+                    } else {
+                        log::warn!("{}", crate::fsutil::printable(&msg));
+                        self.pki_bad.insert(w.label.clone(), version);
+                    }
+                }
+            }
+        }
+        let mut items: Vec<Item<'_>> = Vec::new();
+        let mut seen = Vec::new();
+        for (w, reading) in &readings {
+            match (w.holds, reading) {
+                (Holds::Certs(role), Reading::Certs(certs)) => {
+                    for c in certs {
+                        items.push(Item { source: w, what: ItemKind::Cert(role, c) });
+                    }
+                    // The CA file's first certificate is the one OpenVPN's
+                    // clients are issued by in Easy-RSA's layout; a chain's
+                    // earliest end is what fails first.
+                    let expires = certs.iter().map(|c| c.not_after).min();
+                    seen.push(Seen {
+                        what: role.as_str().into(),
+                        label: w.label.clone(),
+                        instance: w.instance.clone(),
+                        expires,
+                    });
+                }
+                (Holds::Crl, Reading::Crl(crl)) => {
+                    items.push(Item { source: w, what: ItemKind::Crl(crl) });
+                    seen.push(Seen {
+                        what: "crl".into(),
+                        label: w.label.clone(),
+                        instance: w.instance.clone(),
+                        expires: crl.next_update,
+                    });
+                }
+                _ => {}
+            }
+        }
+        // Client certificates from the index; the server's and the CA's
+        // own serials are reported from their files, with their role.
+        let index_source = self.settings.sources.easyrsa_index.as_ref().map(|index| Watched {
+            holds: Holds::Certs(Role::Client),
+            place: Place::File(index.clone()),
+            label: index.display().to_string(),
+            instance: None,
+            optional: false,
+        });
+        let from_files: BTreeSet<&str> = items
+            .iter()
+            .filter_map(|i| match i.what {
+                ItemKind::Cert(_, c) => Some(c.serial_hex.as_str()),
+                ItemKind::Crl(_) => None,
+            })
+            .collect();
+        let clients: Vec<&super::x509::CertInfo> =
+            self.index_valid.iter().filter(|c| !from_files.contains(c.serial_hex.as_str())).collect();
+        if let Some(source) = &index_source {
+            if self.certs.is_some() {
+                read_ok.insert(source.label.clone());
+            }
+            for c in &clients {
+                items.push(Item { source, what: ItemKind::Cert(Role::Client, c) });
+            }
+        }
+        let before = self.pki.clone();
+        let result = self.pki.judge(&items, &read_ok, &self.settings.sources.expiry_warn_days, &self.sink, now);
+        self.pki.seen = seen;
+        self.pki.clients = clients.iter().map(|c| c.not_after).collect();
+        let state = self.settings.spool.spool_dir.join(pki::PKI_STATE);
+        if self.pki != before
+            && let Err(e) = super::save_state(&state, &self.pki)
+        {
+            errors.push(e);
+        }
+        match result {
+            Ok(done) if done.spool_full => log::warn!("spool full; remaining PKI warnings wait for the next round"),
+            Ok(done) if done.written > 0 => log::info!("PKI health: {} events written", done.written),
+            Ok(_) => {}
+            Err(source) => errors.push(Error::Spool { file: state, source }),
+        }
+        errors
+    }
+}

@@ -1,0 +1,205 @@
+//! Certificates and CRLs as the PKI files hold them, read with RustCrypto's
+//! `x509-cert` (strict DER, no DER reader of our own): PEM (any number of
+//! blocks, text around them ignored, as Easy-RSA's `issued/*.crt` have a
+//! text dump before the block) or a single DER structure.
+//!
+//! Guarantees: nothing here panics on any input; a file either reads as a
+//! whole (every PEM block of the wanted kind parses) or is an error that
+//! says what was wrong, so a half-read chain never counts as the chain.
+//! Times are UTCTime or GeneralizedTime (after 2049) alike, as unix seconds.
+
+use x509_cert::Certificate;
+use x509_cert::crl::CertificateList;
+use x509_cert::der::{Decode as _, pem};
+use x509_cert::name::Name;
+use x509_cert::time::Time;
+
+/// What a certificate says that the warnings need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// OpenSSL's one-line form, as `index.txt` writes it (`/CN=server`).
+    pub subject: String,
+    /// The last CN, as OpenVPN gives it to scripts.
+    pub common_name: String,
+    /// Upper-case hex without separators, as `index.txt` writes it.
+    pub serial_hex: String,
+    /// `notAfter`, unix seconds.
+    pub not_after: i64,
+}
+
+/// What a CRL says that the warnings need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlInfo {
+    /// OpenSSL's one-line form of the issuer.
+    pub issuer: String,
+    /// `nextUpdate`, unix seconds; `None`: the CRL never expires.
+    pub next_update: Option<i64>,
+}
+
+const CERT_LABELS: [&str; 3] = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
+const CRL_LABELS: [&str; 1] = ["X509 CRL"];
+
+/// Every certificate of a file (a CA file may hold a chain), in order.
+pub fn certificates(bytes: &[u8]) -> Result<Vec<CertInfo>, String> {
+    let ders = der_blocks(bytes, &CERT_LABELS, "certificate")?;
+    ders.iter()
+        .enumerate()
+        .map(|(i, der)| {
+            let cert = Certificate::from_der(der).map_err(|e| format!("not a certificate (block {}: {e})", i + 1))?;
+            let tbs = cert.tbs_certificate();
+            Ok(CertInfo {
+                subject: one_line(tbs.subject()),
+                common_name: common_name(tbs.subject()),
+                serial_hex: hex_upper(tbs.serial_number().as_bytes()),
+                not_after: unix(tbs.validity().not_after),
+            })
+        })
+        .collect()
+}
+
+/// The CRL of a file (PEM or DER).
+pub fn crl(bytes: &[u8]) -> Result<CrlInfo, String> {
+    let ders = der_blocks(bytes, &CRL_LABELS, "CRL")?;
+    let [der] = ders.as_slice() else {
+        return Err(format!("{} CRLs in one file; OpenVPN reads one", ders.len()));
+    };
+    let list: CertificateList = CertificateList::from_der(der).map_err(|e| format!("not a CRL ({e})"))?;
+    let tbs = &list.tbs_cert_list;
+    Ok(CrlInfo { issuer: one_line(&tbs.issuer), next_update: tbs.next_update.map(unix) })
+}
+
+/// The DER structures of a file: each PEM block with one of `labels`
+/// (other blocks, such as a key, are someone else's business), or the
+/// whole file when it holds no PEM at all.
+fn der_blocks(bytes: &[u8], labels: &[&str], what: &str) -> Result<Vec<Vec<u8>>, String> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    if !bytes.windows(BEGIN.len()).any(|w| w == BEGIN) {
+        if bytes.first() != Some(&0x30) {
+            return Err(format!("not a {what} (neither PEM nor DER)"));
+        }
+        return Ok(vec![bytes.to_vec()]);
+    }
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Some(start) = rest.windows(BEGIN.len()).position(|w| w == BEGIN) {
+        let block = &rest[start..];
+        let label_end = block[BEGIN.len()..].iter().position(|&b| b == b'-' || b == b'\n').unwrap_or(0);
+        let label = String::from_utf8_lossy(&block[BEGIN.len()..BEGIN.len() + label_end]).into_owned();
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = block.windows(end_marker.len()).position(|w| w == end_marker.as_bytes()) else {
+            return Err(format!("truncated: no `{end_marker}`"));
+        };
+        let pem_block = &block[..end + end_marker.len()];
+        rest = &block[end + end_marker.len()..];
+        if !labels.contains(&label.as_str()) {
+            continue;
+        }
+        // The PEM reader wants the block on its own, ending in a newline.
+        let mut text = pem_block.to_vec();
+        text.push(b'\n');
+        let (_, der) = pem::decode_vec(&text).map_err(|e| format!("bad PEM in `{label}` block ({e})"))?;
+        out.push(der);
+    }
+    if out.is_empty() {
+        return Err(format!("no {what} in it (PEM without a {} block)", labels[0]));
+    }
+    Ok(out)
+}
+
+/// Unix seconds of an X.509 time (both encodings; UTCTime is 1950–2049).
+fn unix(t: Time) -> i64 {
+    i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+    // DER adds a 00 byte before a serial whose top bit is set; OpenSSL's
+    // index.txt does not write it.
+    match hex.strip_prefix("00") {
+        Some(rest) if !rest.is_empty() => rest.to_string(),
+        _ => hex,
+    }
+}
+
+/// OpenSSL's short name for the attribute types Easy-RSA and OpenSSL
+/// write; others as their dotted OID, as OpenSSL does.
+fn short_name(oid: &str) -> String {
+    match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "title",
+        "2.5.4.41" => "name",
+        "2.5.4.42" => "GN",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        other => other,
+    }
+    .to_string()
+}
+
+/// A name as `X509_NAME_oneline` writes it (and so as `index.txt` has
+/// it): `/KEY=value`, `+KEY=value` inside a multi-valued RDN, `/` and `+`
+/// escaped, bytes outside ' '..'~' as `\xHH`; capped and cleaned.
+fn one_line(name: &Name) -> String {
+    let mut out = String::new();
+    for rdn in name.iter_rdn() {
+        for (i, atv) in rdn.iter().enumerate() {
+            out.push(if i == 0 { '/' } else { '+' });
+            out.push_str(&short_name(&atv.oid.to_string()));
+            out.push('=');
+            for &b in atv.value.value() {
+                match b {
+                    b'/' | b'+' => {
+                        out.push('\\');
+                        out.push(char::from(b));
+                    }
+                    b' '..=b'~' => out.push(char::from(b)),
+                    _ => out.push_str(&format!("\\x{b:02X}")),
+                }
+            }
+        }
+    }
+    super::certs::clean(out.as_bytes())
+}
+
+/// The last CN's value as OpenVPN gives it to scripts; "" when none.
+fn common_name(name: &Name) -> String {
+    name.iter()
+        .filter(|atv| atv.oid.to_string() == "2.5.4.3")
+        .last()
+        .map(|atv| super::certs::openvpn_name(atv.value.value()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_certificates() {
+        assert!(certificates(b"").unwrap_err().contains("neither PEM nor DER"));
+        assert!(certificates(b"hello\n").unwrap_err().contains("neither PEM nor DER"));
+        assert!(certificates(&[0x30, 0x82, 0xff]).unwrap_err().contains("not a certificate"));
+        let truncated = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
+        assert!(certificates(truncated).unwrap_err().contains("truncated"));
+        let bad = b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        assert!(certificates(bad).unwrap_err().contains("bad PEM"));
+        let key_only = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(certificates(key_only).unwrap_err().contains("no certificate"));
+        assert!(crl(key_only).unwrap_err().contains("no CRL"));
+    }
+
+    #[test]
+    fn serial_as_index_writes_it() {
+        assert_eq!(hex_upper(&[0x00, 0x8c, 0x3a]), "8C3A");
+        assert_eq!(hex_upper(&[0x0b]), "0B");
+        assert_eq!(hex_upper(&[0x00]), "00");
+    }
+}

@@ -1,0 +1,294 @@
+//! PKI health through the real binary: a PKI made by real Easy-RSA 3 and
+//! OpenSSL with short lifetimes (a CRL for 2 days, a server certificate
+//! for 5, clients for 3 and 20, a CA file holding a chain, a DER CRL, a
+//! certificate that ends after 2049), two OpenVPN configs naming them (by
+//! path, relative to `cd`, and inline), and `agent --once` driven across
+//! every threshold with the test clock: each warning exactly once, the
+//! expiries once, and a renewed CRL (`easyrsa gen-crl`) warned about again.
+// Set-up that cannot go right is a failed test: unwrap and expect say where.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/easyrsa.rs"]
+mod easyrsa;
+#[path = "support/require.rs"]
+mod require;
+#[path = "support/agent_site.rs"]
+mod site;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use site::BIN;
+
+const DAY: i64 = 86_400;
+
+struct Site {
+    site: site::Site,
+    seen: usize,
+}
+
+impl std::ops::Deref for Site {
+    type Target = site::Site;
+    fn deref(&self) -> &site::Site {
+        &self.site
+    }
+}
+
+impl Site {
+    fn new(name: &str, extra: &str) -> Site {
+        let site = site::Site::new(&format!("pki-{name}"));
+        site.settings(&format!(
+            "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\n{extra}",
+            site.spool().display(),
+            site.path("out.ndjson").display()
+        ));
+        Site { site, seen: 0 }
+    }
+    /// `agent --once` at unix time `now`: the events it delivered and its
+    /// stderr.
+    fn agent(&mut self, now: i64) -> (Vec<Value>, String) {
+        let out = Command::new(BIN)
+            .args(["agent", "--once"])
+            .env("OPENVPN_TELEMETRY_CONFIG", self.config_path())
+            .env("OPENVPN_TELEMETRY_NOW", now.to_string())
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "agent --once: {stderr}");
+        let text = fs::read_to_string(self.path("out.ndjson")).unwrap_or_default();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let new = lines[self.seen..].to_vec();
+        self.seen = lines.len();
+        (new, stderr)
+    }
+    /// The PKI health events of a run, as (type, role or "crl", path's
+    /// file name, threshold), sorted.
+    fn warnings(&mut self, now: i64) -> Vec<(String, String, String, i64)> {
+        let (evs, _) = self.agent(now);
+        let mut out: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
+        out.sort();
+        out
+    }
+}
+
+fn is_pki(e: &Value) -> bool {
+    e["type"] == "CERT_EXPIRING"
+        || e["type"].as_str().is_some_and(|t| t.starts_with("CRL_"))
+        || e.get("cert_role").is_some()
+}
+
+fn key(e: &Value) -> (String, String, String, i64) {
+    let path = e["path"].as_str().unwrap_or("");
+    let name = path.rsplit('/').next().unwrap_or(path).to_string();
+    (
+        e["type"].as_str().unwrap().to_string(),
+        e["cert_role"].as_str().unwrap_or("crl").to_string(),
+        name,
+        e["threshold_days"].as_i64().unwrap_or(-1),
+    )
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn w(e: &str, role: &str, file: &str, t: i64) -> (String, String, String, i64) {
+    (e.into(), role.into(), file.into(), t)
+}
+
+/// The PKI and the two configs; returns (pki dir, dir of the configs).
+fn build(root: &Path) -> (PathBuf, PathBuf) {
+    easyrsa::run(root, &["init-pki"], &[]);
+    easyrsa::run(root, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "pki-ca")]);
+    easyrsa::run(root, &["build-server-full", "server", "nopass"], &[("EASYRSA_CERT_EXPIRE", "5")]);
+    easyrsa::run(root, &["build-client-full", "c3", "nopass"], &[("EASYRSA_CERT_EXPIRE", "3")]);
+    easyrsa::run(root, &["build-client-full", "c20", "nopass"], &[("EASYRSA_CERT_EXPIRE", "20")]);
+    easyrsa::run(root, &["gen-crl"], &[("EASYRSA_CRL_DAYS", "2")]);
+    let pki = root.join("pki");
+    let etc = root.join("etc");
+    fs::create_dir_all(etc.join("keys")).unwrap();
+    // A CA file with a chain: the PKI's CA, then another CA for 10 days.
+    let s = |p: PathBuf| p.display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "10",
+        "-subj",
+        "/CN=short-ca",
+        "-keyout",
+        &s(etc.join("short-ca.key")),
+        "-out",
+        &s(etc.join("short-ca.crt")),
+    ]);
+    let chain = [fs::read(pki.join("ca.crt")).unwrap(), fs::read(etc.join("short-ca.crt")).unwrap()].concat();
+    fs::write(etc.join("chain.crt"), chain).unwrap();
+    // A certificate that ends after 2049 (GeneralizedTime), inline.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "10000",
+        "-subj",
+        "/CN=long-ca",
+        "-keyout",
+        &s(etc.join("long-ca.key")),
+        "-out",
+        &s(etc.join("long-ca.crt")),
+    ]);
+    // The CRL in DER, as a copy (not renewed with the PKI's).
+    openssl(&["crl", "-in", &s(pki.join("crl.pem")), "-outform", "DER", "-out", &s(etc.join("keys/crl.der"))]);
+    fs::write(
+        etc.join("office.conf"),
+        format!(
+            "port 1194\nca chain.crt\ncert {}\nkey {}\ncrl-verify {}\nstatus /nonexistent/status.log\n",
+            pki.join("issued/server.crt").display(),
+            pki.join("private/server.key").display(),
+            pki.join("crl.pem").display()
+        ),
+    )
+    .unwrap();
+    let long = fs::read_to_string(etc.join("long-ca.crt")).unwrap();
+    fs::write(etc.join("lab.conf"), format!("cd keys\ncrl-verify crl.der\n<ca>\n{long}</ca>\n")).unwrap();
+    (pki, etc)
+}
+
+#[test]
+fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
+    require::file(easyrsa::EASYRSA, "easy-rsa");
+    require::program("openssl", "version", "openssl");
+    let root = std::env::temp_dir().join(format!("ovt-pki-it-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root).unwrap();
+    let (pki, etc) = build(&root);
+    // After the PKI was made (and a second on, as times are whole
+    // seconds): every lifetime counted from here is short of whole days.
+    let t0 = now() + 1;
+    let mut site = Site::new(
+        "thresholds",
+        &format!(
+            "EASYRSA_INDEX={}\nOPENVPN_SERVER_CONF=\"{} {}\"\nSNAPSHOT_INTERVAL_SECONDS=0\nSESSION_UPDATE_INTERVAL_SECONDS=0\n",
+            pki.join("index.txt").display(),
+            etc.join("office.conf").display(),
+            etc.join("lab.conf").display()
+        ),
+    );
+    let mut all = Vec::new();
+
+    // At once: each file at the smallest threshold it is within.
+    let (evs, log) = site.agent(t0);
+    let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            w("CERT_EXPIRING", "ca", "chain.crt", 30),
+            w("CERT_EXPIRING", "client", "index.txt", 7),
+            w("CERT_EXPIRING", "client", "index.txt", 30),
+            w("CERT_EXPIRING", "server", "server.crt", 7),
+            w("CRL_EXPIRING", "crl", "crl.der", 7),
+            w("CRL_EXPIRING", "crl", "crl.pem", 7),
+        ],
+        "{log}"
+    );
+    let by = |t: &str, f: &dyn Fn(&Value) -> bool| evs.iter().find(|e| e["type"] == t && f(e)).unwrap().clone();
+    let server = by("CERT_EXPIRING", &|e| e["cert_role"] == "server");
+    assert_eq!((server["common_name"].as_str(), server["instance"].as_str()), (Some("server"), Some("office")));
+    assert_eq!(server["subject"], "/CN=server");
+    assert_eq!(server["days_left"], 4, "{server} at {t0}");
+    // The serial is index.txt's, so it joins with CERT_ISSUED.
+    let issued = by("CERT_ISSUED", &|e| e["common_name"] == "server");
+    assert_eq!(server["cert_serial_hex"], issued["cert_serial_hex"]);
+    assert_eq!(server["expires_at"], issued["expires_at"]);
+    let chain = by("CERT_EXPIRING", &|e| e["cert_role"] == "ca");
+    assert_eq!((chain["common_name"].as_str(), chain["days_left"].as_i64()), (Some("short-ca"), Some(9)));
+    let crl = by("CRL_EXPIRING", &|e| e["path"].as_str().unwrap().ends_with("crl.pem"));
+    assert_eq!((crl["issuer"].as_str(), crl["days_left"].as_i64()), (Some("/CN=pki-ca"), Some(1)));
+    assert_eq!(crl["instance"], "office");
+    let der = by("CRL_EXPIRING", &|e| e["path"].as_str().unwrap().ends_with("crl.der"));
+    assert_eq!((der["instance"].as_str(), der["next_update"].clone()), (Some("lab"), crl["next_update"].clone()));
+    let c3 = by("CERT_EXPIRING", &|e| e["common_name"] == "c3");
+    assert!(c3.get("instance").is_none() && c3["threshold_days"] == 7, "{c3}");
+    all.extend(evs.into_iter().filter(is_pki));
+
+    // Nothing is said twice: the same moment, and a restart a little later.
+    assert_eq!(site.warnings(t0), []);
+    assert_eq!(site.warnings(t0 + 3600), []);
+
+    // A day later both CRLs have less than a day left.
+    let d1 = t0 + DAY + 60;
+    assert_eq!(site.warnings(d1), [w("CRL_EXPIRING", "crl", "crl.der", 1), w("CRL_EXPIRING", "crl", "crl.pem", 1)]);
+    assert_eq!(site.warnings(d1 + 60), []);
+
+    // Past nextUpdate: CRL_EXPIRED once each; c3 is within its last day.
+    let d2 = t0 + 2 * DAY + 120;
+    let (evs, _) = site.agent(d2);
+    let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            w("CERT_EXPIRING", "client", "index.txt", 1),
+            w("CRL_EXPIRED", "crl", "crl.der", 0),
+            w("CRL_EXPIRED", "crl", "crl.pem", 0),
+        ]
+    );
+    all.extend(evs.into_iter().filter(is_pki));
+    assert_eq!(site.warnings(d2 + 600), []);
+
+    // `easyrsa gen-crl` (10 days, made now, so 8 days left by the test
+    // clock): the new nextUpdate is warned about afresh, at 30 again; the
+    // DER copy, not renewed, stays expired without a word.
+    easyrsa::run(&root, &["gen-crl"], &[("EASYRSA_CRL_DAYS", "10")]);
+    assert_eq!(site.warnings(d2 + 900), [w("CRL_EXPIRING", "crl", "crl.pem", 30)]);
+    assert_eq!(site.warnings(d2 + 1200), []);
+    // Three days on: the renewed CRL and the chain's 10-day CA at 7.
+    assert_eq!(
+        site.warnings(t0 + 3 * DAY + 120),
+        [w("CERT_EXPIRING", "ca", "chain.crt", 7), w("CRL_EXPIRING", "crl", "crl.pem", 7)]
+    );
+
+    // The server certificate's last day, then its end: CERT_EXPIRED with
+    // its role (and index.txt's own CERT_EXPIRED, without one).
+    assert_eq!(site.warnings(t0 + 4 * DAY + 120), [w("CERT_EXPIRING", "server", "server.crt", 1)]);
+    let (evs, _) = site.agent(t0 + 5 * DAY + 120);
+    let server_end = evs.iter().find(|e| e["type"] == "CERT_EXPIRED" && e["cert_role"] == "server").unwrap();
+    assert_eq!((server_end["status"].as_str(), server_end["instance"].as_str()), (Some("expired"), Some("office")));
+    assert!(
+        evs.iter().any(|e| e["type"] == "CERT_EXPIRED" && e["common_name"] == "server" && e.get("cert_role").is_none())
+    );
+    all.extend(evs.into_iter().filter(is_pki));
+    assert_eq!(site.warnings(t0 + 5 * DAY + 600).iter().filter(|k| k.1 == "server").count(), 0);
+
+    // The certificate past 2049 was read (GeneralizedTime) and is far off.
+    let state: Value = serde_json::from_slice(&fs::read(site.spool().join("pki.state")).unwrap()).unwrap();
+    let long =
+        state["seen"].as_array().unwrap().iter().find(|s| s["label"].as_str().unwrap().ends_with("lab.conf#<ca>"));
+    assert!(long.unwrap()["expires"].as_i64().unwrap() > 2_524_608_000, "{state}"); // 2050-01-01
+
+    let mut counts = BTreeMap::new();
+    for e in &all {
+        *counts.entry(key(e)).or_insert(0) += 1;
+    }
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    let _ = fs::remove_dir_all(&root);
+}
