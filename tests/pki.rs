@@ -292,3 +292,79 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     let _ = fs::remove_dir_all(&root);
 }
+
+/// Files that are not what they should be: not a certificate, a truncated
+/// PEM, one over the 4 MiB cap, a symlink (refused like a status file
+/// would be). Each is one warning naming it; the good CRL beside them is
+/// still warned about, and the agent exits 0.
+#[test]
+fn a_bad_file_costs_only_itself() {
+    require::program("openssl", "version", "openssl");
+    let mut site = Site::new("bad", "");
+    let dir = site.path("etc");
+    fs::create_dir_all(&dir).unwrap();
+    let s = |p: PathBuf| p.display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=bad-test-ca",
+        "-keyout",
+        &s(dir.join("ca.key")),
+        "-out",
+        &s(dir.join("ca.crt")),
+    ]);
+    fs::write(dir.join("index.txt"), "").unwrap();
+    fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\n",
+    )
+    .unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "ca", "-batch", "-config", "ca.cnf", "-gencrl", "-crldays", "2", "-keyfile", "ca.key", "-cert", "ca.crt",
+        ])
+        .args(["-out", "crl.pem"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl ca -gencrl: {}", String::from_utf8_lossy(&out.stderr));
+    let good = fs::read(dir.join("ca.crt")).unwrap();
+    fs::write(dir.join("not-a-cert.crt"), "hello, I am a text file\n").unwrap();
+    fs::write(dir.join("truncated.crt"), &good[..good.len() / 2]).unwrap();
+    let mut huge = good.clone();
+    huge.resize(5 * 1024 * 1024, b'A');
+    fs::write(dir.join("huge.crt"), huge).unwrap();
+    std::os::unix::fs::symlink(dir.join("ca.crt"), dir.join("link.crt")).unwrap();
+    fs::write(dir.join("a.conf"), "ca not-a-cert.crt\ncert truncated.crt\ncrl-verify crl.pem\n").unwrap();
+    fs::write(dir.join("b.conf"), "ca huge.crt\ncert link.crt\n").unwrap();
+    site.settings(&format!(
+        "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\nOPENVPN_SERVER_CONF=\"{} {}\"\nSNAPSHOT_INTERVAL_SECONDS=0\n\
+         SESSION_UPDATE_INTERVAL_SECONDS=0\n",
+        site.spool().display(),
+        site.path("out.ndjson").display(),
+        dir.join("a.conf").display(),
+        dir.join("b.conf").display()
+    ));
+    let (evs, log) = site.agent(now());
+    let got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
+    assert_eq!(got, [w("CRL_EXPIRING", "crl", "crl.pem", 7)], "{log}");
+    for (file, why) in [
+        ("not-a-cert.crt", "neither PEM nor DER"),
+        ("truncated.crt", "truncated"),
+        ("huge.crt", "cap"),
+        ("link.crt", "link"),
+    ] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(file)).collect();
+        assert_eq!(lines.len(), 1, "one line about {file}: {log}");
+        assert!(lines[0].contains("WARN") && lines[0].contains(why), "{file}: {}", lines[0]);
+    }
+}

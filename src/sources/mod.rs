@@ -198,8 +198,9 @@ pub fn run(settings: &SourceSettings, stop: &AtomicBool) {
                 Ok(()) => sources.noise.over("certificates"),
                 Err(e) => sources.noise.warn("certificates", format!("certificates: {e}")),
             }
-            for e in sources.pki_round(unix_now()) {
-                log::warn!("PKI health: {e}");
+            match sources.pki_round(unix_now()).as_slice() {
+                [] => sources.noise.over("pki"),
+                errors => sources.noise.warn("pki", format!("PKI health: {}", joined(errors))),
             }
             next_certs = certs_every.map(|d| Instant::now() + d);
         }

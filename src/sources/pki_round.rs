@@ -8,7 +8,7 @@
 //! version (size and mtime), a missing or unreadable one once while it
 //! lasts; the state is written only when it changed, after the events.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::pki::{self, Holds, Item, ItemKind, Place, Reading, Role, Seen, Watched};
 use super::{Error, Got, SourceSettings, Sources};
@@ -40,10 +40,16 @@ pub fn watched(settings: &SourceSettings) -> Vec<Watched> {
     out
 }
 
+/// Whether a file that would not parse is news at this version (size,
+/// mtime): the first time, and again only once it changed.
+fn news(bad: &mut HashMap<String, (usize, Option<i64>)>, label: &str, version: (usize, Option<i64>)) -> bool {
+    bad.insert(label.to_string(), version) != Some(version)
+}
+
 impl Sources<'_> {
     /// Reads every watched file and writes the warnings due at `now`.
-    /// Returns what an operator must fix (unreadable files, the spool or
-    /// the state not writable); each is also in the log.
+    /// Returns what stops the warnings altogether (the spool or the state
+    /// not writable); a file that cannot be read is logged here instead.
     pub(super) fn pki_round(&mut self, now: i64) -> Vec<Error> {
         let watched = watched(self.settings);
         let mut errors = Vec::new();
@@ -65,8 +71,9 @@ impl Sources<'_> {
                         continue;
                     }
                     Err(e) => {
+                        // Logged here (once while it lasts), not returned:
+                        // it costs only this file.
                         self.noise.warn(&key, format!("{e}; its expiry is not checked"));
-                        errors.push(e);
                         continue;
                     }
                 },
@@ -81,13 +88,11 @@ impl Sources<'_> {
                     readings.push((w, reading));
                 }
                 Err(why) => {
-                    let version = (bytes.len(), mtime);
                     let msg = format!("{}: {why}; its expiry is not checked", w.label);
-                    if self.pki_bad.get(&w.label) == Some(&version) {
-                        log::debug!("{msg} (still)");
-                    } else {
+                    if news(&mut self.pki_bad, &w.label, (bytes.len(), mtime)) {
                         log::warn!("{}", crate::fsutil::printable(&msg));
-                        self.pki_bad.insert(w.label.clone(), version);
+                    } else {
+                        log::debug!("{} (still)", crate::fsutil::printable(&msg));
                     }
                 }
             }
@@ -166,5 +171,24 @@ impl Sources<'_> {
             Err(source) => errors.push(Error::Spool { file: state, source }),
         }
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One warning per version of a bad file: again when it changes, and
+    /// again if it turns bad after having been read (the caller forgets it).
+    #[test]
+    fn a_bad_file_is_news_once_per_version() {
+        let mut bad = HashMap::new();
+        assert!(news(&mut bad, "/pki/ca.crt", (10, Some(1))));
+        assert!(!news(&mut bad, "/pki/ca.crt", (10, Some(1))));
+        assert!(news(&mut bad, "/pki/crl.pem", (10, Some(1))));
+        assert!(news(&mut bad, "/pki/ca.crt", (11, Some(2))));
+        assert!(!news(&mut bad, "/pki/ca.crt", (11, Some(2))));
+        bad.remove("/pki/ca.crt");
+        assert!(news(&mut bad, "/pki/ca.crt", (11, Some(2))));
     }
 }
