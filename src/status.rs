@@ -163,6 +163,11 @@ pub fn gather(s: &Settings) -> Value {
             "unreported": unreported.count,
         },
         "unreadable_rows": crate::sources::unreadable_report(&s.spool.spool_dir),
+        "pki": crate::sources::pki_report(
+            &s.spool.spool_dir,
+            now.unix_timestamp(),
+            s.sources.expiry_warn_days.first().copied().unwrap_or(30),
+        ),
         "settings": settings_masked(s),
     })
 }
@@ -348,6 +353,9 @@ fn text(r: &Value) -> String {
         format!("{} (seq {}..{}; {} not yet reported)", d["count"], d["first_seq"], d["last_seq"], d["unreported"]),
     );
     line("unreadable rows", crate::sources::unreadable_text(&r["unreadable_rows"]));
+    for (k, v) in crate::sources::pki_report_lines(&r["pki"]) {
+        line(&fsutil::printable(&k), fsutil::printable(&v).into_owned());
+    }
     out.push_str("settings:\n");
     if let Some(map) = r["settings"].as_object() {
         for (k, v) in map {

@@ -285,6 +285,37 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
         state["seen"].as_array().unwrap().iter().find(|s| s["label"].as_str().unwrap().ends_with("lab.conf#<ca>"));
     assert!(long.unwrap()["expires"].as_i64().unwrap() > 2_524_608_000, "{state}"); // 2050-01-01
 
+    // `status` at the same clock: days left per instance, clients.
+    let status = |at: i64| {
+        let out = Command::new(BIN)
+            .args(["status", "--json"])
+            .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+            .env("OPENVPN_TELEMETRY_NOW", at.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["pki"].clone()
+    };
+    let p = status(t0 + 3 * DAY + 120);
+    let office = &p["instances"]["office"];
+    // The chain's 10-day CA is what ends first; the server has 1 day left.
+    assert_eq!((office["ca"]["days_left"].as_i64(), office["server"]["days_left"].as_i64()), (Some(6), Some(1)), "{p}");
+    assert_eq!(office["crl"]["days_left"].as_i64(), Some(6), "the renewed CRL: {p}");
+    assert_eq!(p["instances"]["lab"]["crl"]["days_left"].as_i64(), Some(-1), "the DER copy expired a day ago: {p}");
+    assert!(p["instances"]["lab"]["ca"]["days_left"].as_i64().unwrap() > 9000, "{p}");
+    assert_eq!(p["instances"]["-"]["ca"]["path"].as_str().map(|s| s.ends_with("pki/ca.crt")), Some(true), "{p}");
+    // c3 ended (the state's last reading was 5 days on), c20 within 30.
+    assert_eq!((p["clients_expiring"].as_u64(), p["clients_expired"].as_u64()), (Some(1), Some(1)), "{p}");
+    let text = Command::new(BIN)
+        .args(["status"])
+        .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+        .env("OPENVPN_TELEMETRY_NOW", (t0 + 3 * DAY + 120).to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("PKI office") && text.contains("CA 6 d, server cert 1 d, CRL 6 d"), "{text}");
+    assert!(text.contains("1 expire within 30 d"), "{text}");
+
     let mut counts = BTreeMap::new();
     for e in &all {
         *counts.entry(key(e)).or_insert(0) += 1;

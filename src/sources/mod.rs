@@ -531,6 +531,8 @@ pub fn unreadable_report(spool_dir: &Path) -> serde_json::Value {
     })
 }
 
+pub use pki::{report as pki_report, report_lines as pki_report_lines};
+
 /// `status`'s one line for [`unreadable_report`].
 pub fn unreadable_text(report: &serde_json::Value) -> String {
     let rows: u64 = report["status_files"].as_object().map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());

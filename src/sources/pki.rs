@@ -356,5 +356,65 @@ fn pki_event(item: &Item<'_>, what: Option<u32>, now: i64) -> Event {
     ev
 }
 
+/// PKI health as the agent last read it (`pki.state`), for `status`: per
+/// instance (`-` for the PKI beside `index.txt`) the days left of its CA
+/// (the earliest end of a chain), server certificate and CRL (`null`: a
+/// CRL that never expires), and how many client certificates end within
+/// `within_days`. Read like anything in the spool: regular files only,
+/// never through a link, bounded.
+pub fn report(spool_dir: &Path, now: i64, within_days: u32) -> serde_json::Value {
+    let book: PkiBook =
+        crate::fsutil::read_capped(&spool_dir.join(PKI_STATE), super::READ_CAP, &crate::fsutil::Owners::anyone())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+    let mut instances = serde_json::Map::new();
+    for seen in &book.seen {
+        let name = seen.instance.clone().unwrap_or_else(|| "-".into());
+        let entry = instances.entry(name).or_insert_with(|| serde_json::json!({}));
+        let days = seen.expires.map(|t| days_left(t, now));
+        let earlier = entry.get(&seen.what).and_then(|v| v["days_left"].as_i64());
+        if entry.get(&seen.what).is_none() || matches!((days, earlier), (Some(d), Some(e)) if d < e) {
+            entry[&seen.what] = serde_json::json!({"days_left": days, "path": seen.label});
+        }
+    }
+    let horizon = now + i64::from(within_days) * DAY;
+    serde_json::json!({
+        "instances": instances,
+        "clients_expiring": book.clients.iter().filter(|&&t| t > now && t <= horizon).count(),
+        "clients_expired": book.clients.iter().filter(|&&t| t <= now).count(),
+        "within_days": within_days,
+    })
+}
+
+/// `status`'s lines for [`report`]: (label, text).
+pub fn report_lines(report: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let days = |v: &serde_json::Value| match &v["days_left"] {
+        serde_json::Value::Null if v.is_object() => "never expires".to_string(),
+        serde_json::Value::Null => "-".to_string(),
+        d => format!("{d} d"),
+    };
+    if let Some(map) = report["instances"].as_object() {
+        for (name, v) in map {
+            out.push((
+                format!("PKI {name}"),
+                format!("CA {}, server cert {}, CRL {}", days(&v["ca"]), days(&v["server"]), days(&v["crl"])),
+            ));
+        }
+    }
+    if out.is_empty() && report["clients_expiring"] == 0 && report["clients_expired"] == 0 {
+        return out;
+    }
+    out.push((
+        "client certs".into(),
+        format!(
+            "{} expire within {} d, {} expired (valid in index.txt)",
+            report["clients_expiring"], report["within_days"], report["clients_expired"]
+        ),
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests;
