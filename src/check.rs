@@ -133,6 +133,7 @@ pub fn main(args: &CheckArgs) -> Result<ExitCode, Error> {
     check_files(&mut r, &layout, &path, &settings, &accounts);
     check_probes(&mut r, &layout, &settings, &accounts);
     check_sources(&mut r, &layout, &settings, &accounts);
+    check_pki(&mut r, &layout, &settings);
     check_install(&mut r, &layout, &settings, &accounts);
     check_server(&mut r, &layout, &settings);
     Ok(if r.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -382,6 +383,20 @@ fn check_install(r: &mut Report, layout: &Layout, s: &Settings, accounts: &Accou
                 m => r.fail(format!("{} lacks: {}", path.display(), m.join("; ")), REINSTALL),
             },
             Err(e) => r.fail(format!("{}: {e}", path.display()), "correct OPENVPN_SERVER_CONF in .env"),
+        }
+    }
+}
+
+/// PKI health: each CA, server certificate and CRL the agent watches, by
+/// the days left (WARN at or below the smallest `EXPIRY_WARN_DAYS`, FAIL
+/// once expired, with the command that renews it).
+fn check_pki(r: &mut Report, layout: &Layout, s: &Settings) {
+    let now = crate::event::now().unix_timestamp();
+    for f in crate::sources::pki_findings(&crate::sources::SourceSettings::new(s), &|p| layout.at(p), now) {
+        match f.level {
+            crate::sources::PkiLevel::Ok => r.ok(f.what),
+            crate::sources::PkiLevel::Warn => r.warn(f.what),
+            crate::sources::PkiLevel::Fail => r.fail(f.what, f.fix),
         }
     }
 }

@@ -316,6 +316,28 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     assert!(text.contains("PKI office") && text.contains("CA 6 d, server cert 1 d, CRL 6 d"), "{text}");
     assert!(text.contains("1 expire within 30 d"), "{text}");
 
+    // `check` a day later: each file with its verdict and command.
+    let out = Command::new(BIN)
+        .args(["check"])
+        .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+        .env("OPENVPN_TELEMETRY_NOW", (t0 + 4 * DAY + 120).to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |needle: &str| text.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}: {text}"));
+    let server = line("server certificate");
+    assert!(
+        server.starts_with("WARN ") && server.contains("server.crt (office) (CN=server) expires in 0 days"),
+        "{server}"
+    );
+    assert!(server.contains("`easyrsa renew server`"), "{server}");
+    let der = line("crl.der (lab)");
+    assert!(der.starts_with("FAIL ") && der.contains("OpenVPN refuses every client"), "{der}");
+    assert!(der.contains("fix: `easyrsa gen-crl`"), "{der}");
+    assert!(line("crl.pem (office)").starts_with("OK ") && line("crl.pem (office)").contains("5 days left"), "{text}");
+    assert!(line("(CN=short-ca)").starts_with("OK "), "{text}");
+    assert!(line("(CN=long-ca)").contains("lab.conf#<ca>"), "{text}");
+
     let mut counts = BTreeMap::new();
     for e in &all {
         *counts.entry(key(e)).or_insert(0) += 1;

@@ -18,6 +18,7 @@
 mod certs;
 mod conf;
 mod pki;
+mod pki_check;
 mod pki_round;
 mod sessions;
 mod status_file;
@@ -532,6 +533,7 @@ pub fn unreadable_report(spool_dir: &Path) -> serde_json::Value {
 }
 
 pub use pki::{report as pki_report, report_lines as pki_report_lines};
+pub use pki_check::{Level as PkiLevel, findings as pki_findings};
 
 /// `status`'s one line for [`unreadable_report`].
 pub fn unreadable_text(report: &serde_json::Value) -> String {

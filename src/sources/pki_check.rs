@@ -1,0 +1,170 @@
+//! PKI health as `check` says it: each certificate and CRL file the agent
+//! watches, read now, judged against the smallest `EXPIRY_WARN_DAYS`
+//! threshold: OK with the days left, WARN at or below it, FAIL once
+//! expired, each naming the file and the command that renews it.
+//!
+//! Guarantees: reads only (bounded, no link followed, as the sources do);
+//! a file that cannot be read or parsed is a WARN about that file alone.
+
+use std::path::{Path, PathBuf};
+
+use super::SourceSettings;
+use super::pki::{self, Holds, Place, Reading, Role};
+
+/// How a finding weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One line of `check`: the level, what was found, and for a FAIL what
+/// to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub what: String,
+    pub fix: String,
+}
+
+fn finding(level: Level, what: String, fix: &str) -> Finding {
+    Finding { level, what, fix: fix.to_string() }
+}
+
+/// Every watched file, judged at `now`; `at` maps a path to where it is
+/// (`check --root` looks below a staging directory).
+pub fn findings(settings: &SourceSettings, at: &dyn Fn(&Path) -> PathBuf, now: i64) -> Vec<Finding> {
+    let warn_days = i64::from(settings.sources.expiry_warn_days.last().copied().unwrap_or(1));
+    let read = |p: &Path| crate::fsutil::read_capped(&at(p), pki::PKI_READ_CAP, &crate::fsutil::Owners::anyone());
+    let mut watched = Vec::new();
+    for conf in &settings.server_confs {
+        if let Ok(bytes) = read(conf) {
+            watched.extend(pki::from_conf(conf, &String::from_utf8_lossy(&bytes)));
+        }
+    }
+    if let Some(index) = &settings.sources.easyrsa_index {
+        for w in pki::from_index(index) {
+            if !watched.iter().any(|o| o.label == w.label) {
+                watched.push(w);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for w in &watched {
+        let of = w.instance.as_deref().map(|i| format!(" ({i})")).unwrap_or_default();
+        let bytes = match &w.place {
+            Place::CrlDir(dir) => {
+                out.push(finding(
+                    Level::Ok,
+                    format!(
+                        "crl-verify {} dir{of}: a directory of revoked serials has no expiry to watch",
+                        dir.display()
+                    ),
+                    "",
+                ));
+                continue;
+            }
+            Place::Inline(text) => text.clone().into_bytes(),
+            Place::File(path) => match read(path) {
+                Ok(bytes) if bytes.len() as u64 > pki::PKI_READ_CAP => {
+                    out.push(finding(
+                        Level::Warn,
+                        format!("{}{of}: over the {}-byte cap; not checked", w.label, pki::PKI_READ_CAP),
+                        "",
+                    ));
+                    continue;
+                }
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && w.optional => continue,
+                Err(e) => {
+                    out.push(finding(
+                        Level::Warn,
+                        format!("{}{of}: cannot read ({e}); its expiry is not checked", w.label),
+                        "",
+                    ));
+                    continue;
+                }
+            },
+        };
+        match pki::parse(w.holds, &bytes) {
+            Err(why) => {
+                out.push(finding(Level::Warn, format!("{}{of}: {why}; its expiry is not checked", w.label), ""))
+            }
+            Ok(Reading::Certs(certs)) => {
+                let Holds::Certs(role) = w.holds else { continue };
+                for c in &certs {
+                    let what = format!("{} certificate {}{of} (CN={})", role_name(role), w.label, c.common_name);
+                    let fix = match role {
+                        Role::Ca => format!(
+                            "renew the CA (`easyrsa renew-ca` with Easy-RSA 3.2, else `easyrsa build-ca` and reissue), \
+                             then put it in {}",
+                            w.label
+                        ),
+                        _ => format!("`easyrsa renew {}`, then put the new certificate in {}", c.common_name, w.label),
+                    };
+                    out.push(judge(what, Some(c.not_after), now, warn_days, &fix));
+                }
+            }
+            Ok(Reading::Crl(crl)) => {
+                let what = format!("CRL {}{of}", w.label);
+                if crl.next_update.is_none() {
+                    out.push(finding(Level::Ok, format!("{what} has no nextUpdate: it never expires"), ""));
+                    continue;
+                }
+                let fix = format!("`easyrsa gen-crl`, then put pki/crl.pem in {} (and set EASYRSA_CRL_DAYS)", w.label);
+                let mut f = judge(what, crl.next_update, now, warn_days, &fix);
+                if f.level == Level::Fail {
+                    f.what.push_str(": OpenVPN refuses every client");
+                }
+                out.push(f);
+            }
+        }
+    }
+    if let Some(index) = &settings.sources.easyrsa_index
+        && let Ok(bytes) = crate::fsutil::read_capped(&at(index), super::READ_CAP, &crate::fsutil::Owners::anyone())
+    {
+        let (entries, _) = super::certs::parse_index(&bytes);
+        let soon: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.status == super::certs::CertStatus::Valid && e.expires > now)
+            .filter(|e| e.expires - now <= warn_days * 86_400)
+            .map(|e| e.common_name.as_str())
+            .collect();
+        if !soon.is_empty() {
+            let more = if soon.len() > 5 { ", ..." } else { "" };
+            out.push(finding(
+                Level::Warn,
+                format!(
+                    "{} client certificate(s) in {} expire within {warn_days} days ({}{more}); renew: `easyrsa renew NAME`",
+                    soon.len(),
+                    index.display(),
+                    soon[..soon.len().min(5)].join(", ")
+                ),
+                "",
+            ));
+        }
+    }
+    out
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Ca => "CA",
+        Role::Server => "server",
+        Role::Client => "client",
+    }
+}
+
+fn judge(what: String, expires: Option<i64>, now: i64, warn_days: i64, fix: &str) -> Finding {
+    let Some(t) = expires else { return finding(Level::Ok, what, "") };
+    let at = crate::event::unix_to_rfc3339(t).unwrap_or_default();
+    let days = pki::days_left(t, now);
+    if t <= now {
+        finding(Level::Fail, format!("{what} expired at {at}"), fix)
+    } else if t - now <= warn_days * 86_400 {
+        finding(Level::Warn, format!("{what} expires in {days} days (at {at}); renew: {fix}"), "")
+    } else {
+        finding(Level::Ok, format!("{what}: {days} days left (until {at})"), "")
+    }
+}
