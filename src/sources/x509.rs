@@ -196,6 +196,68 @@ mod tests {
         assert!(crl(key_only).unwrap_err().contains("no CRL"));
     }
 
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real/pki");
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+    }
+
+    /// What OpenSSL itself reads from each file (tests/fixtures/make-pki.sh):
+    /// `cert|crl, file, serial, unix time, subject or issuer`.
+    fn expected() -> Vec<Vec<String>> {
+        String::from_utf8(fixture("expected.txt"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+
+    /// Easy-RSA 3's and OpenSSL's own files read as OpenSSL reads them:
+    /// serial, notAfter (UTCTime and, after 2049, GeneralizedTime) and
+    /// subject; Easy-RSA's text dump before the PEM block is skipped.
+    #[test]
+    fn real_certificates_read_as_openssl_reads_them() {
+        let want = expected();
+        for row in want.iter().filter(|r| r[0] == "cert") {
+            let certs = certificates(&fixture(&row[1])).unwrap();
+            assert_eq!(certs.len(), 1, "{row:?}");
+            let c = &certs[0];
+            assert_eq!((c.serial_hex.as_str(), c.not_after.to_string().as_str()), (row[2].as_str(), row[3].as_str()));
+            assert_eq!(c.subject, row[4], "{row:?}");
+        }
+        let long = &certificates(&fixture("long.crt")).unwrap()[0];
+        assert!(long.not_after > 2_524_608_000, "after 2049: {long:?}");
+        // The last CN, decoded, as OpenVPN gives it.
+        assert_eq!(long.common_name, "Ops+Dev");
+        // A CA file holding a chain: every certificate, in order.
+        let chain = certificates(&fixture("chain.crt")).unwrap();
+        let names: Vec<&str> = chain.iter().map(|c| c.common_name.as_str()).collect();
+        assert_eq!(names, ["Fixture CA", "Ops+Dev"]);
+        // Half a chain is no chain.
+        let text = fixture("chain.crt");
+        assert!(certificates(&text[..text.len() - 40]).unwrap_err().contains("truncated"));
+    }
+
+    /// The CRL in PEM and DER alike; one without nextUpdate never expires
+    /// (the real CRL re-encoded without it: OpenSSL's `ca` always writes
+    /// one, other CAs need not).
+    #[test]
+    fn real_crls_pem_der_and_without_next_update() {
+        use x509_cert::der::Encode as _;
+        let row = expected().into_iter().find(|r| r[0] == "crl").unwrap();
+        let pem = crl(&fixture("crl.pem")).unwrap();
+        assert_eq!((pem.issuer.as_str(), pem.next_update), (row[4].as_str(), Some(row[3].parse().unwrap())));
+        assert_eq!(crl(&fixture("crl.der")).unwrap(), pem);
+        let mut list: CertificateList = CertificateList::from_der(&fixture("crl.der")).unwrap();
+        list.tbs_cert_list.next_update = None;
+        let never = crl(&list.to_der().unwrap()).unwrap();
+        assert_eq!(never, CrlInfo { issuer: pem.issuer.clone(), next_update: None });
+        // A certificate is not a CRL, nor the other way round.
+        assert!(crl(&fixture("ca.crt")).unwrap_err().contains("no CRL"));
+        assert!(certificates(&fixture("crl.pem")).unwrap_err().contains("no certificate"));
+        assert!(certificates(&fixture("crl.der")).unwrap_err().contains("not a certificate"));
+    }
+
     #[test]
     fn serial_as_index_writes_it() {
         assert_eq!(hex_upper(&[0x00, 0x8c, 0x3a]), "8C3A");

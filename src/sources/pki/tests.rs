@@ -209,3 +209,29 @@ fn event_fields() {
     assert_eq!(said(&ev), [("CERT_EXPIRED".into(), -1, -1)]);
     assert_eq!((ev[0]["cert_role"].as_str(), ev[0]["status"].as_str()), (Some("ca"), Some("expired")));
 }
+
+/// A CRL without nextUpdate never expires: no warning, ever, and `status`
+/// says "never expires".
+#[test]
+fn a_crl_without_next_update_is_never_warned_about() {
+    let (spool, sink) = Spool::new("never");
+    let w = Watched {
+        holds: Holds::Crl,
+        place: Place::File("/pki/crl.pem".into()),
+        label: "/pki/crl.pem".into(),
+        instance: None,
+        optional: true,
+    };
+    let crl = super::super::x509::CrlInfo { issuer: "/CN=CA".into(), next_update: None };
+    let mut book = PkiBook::default();
+    for now in [0, 400 * DAY, i64::from(i32::MAX)] {
+        book.judge(&[Item { source: &w, what: ItemKind::Crl(&crl) }], &BTreeSet::new(), &[30, 7, 1], &sink, now)
+            .unwrap();
+    }
+    assert!(spool.take().is_empty());
+    book.seen = vec![Seen { what: "crl".into(), label: w.label.clone(), instance: None, expires: None }];
+    fs::write(spool.0.join("spool").join(PKI_STATE), serde_json::to_vec(&book).unwrap()).unwrap();
+    let r = report(&spool.0.join("spool"), 0, 30);
+    assert_eq!(r["instances"]["-"]["crl"], serde_json::json!({"days_left": null, "path": "/pki/crl.pem"}));
+    assert_eq!(report_lines(&r)[0], ("PKI -".to_string(), "CA -, server cert -, CRL never expires".to_string()));
+}
