@@ -38,14 +38,16 @@ impl std::ops::Deref for Site {
 }
 
 impl Site {
-    fn new(name: &str, extra: &str) -> Site {
-        let site = site::Site::new(&format!("pki-{name}"));
-        site.settings(&format!(
+    fn new(name: &str) -> Site {
+        Site { site: site::Site::new(&format!("pki-{name}")), seen: 0 }
+    }
+    /// agent.env: this site's spool, a `file://` sink, then `extra`.
+    fn configure(&self, extra: &str) {
+        self.site.settings(&format!(
             "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\n{extra}",
-            site.spool().display(),
-            site.path("out.ndjson").display()
+            self.spool().display(),
+            self.path("out.ndjson").display()
         ));
-        Site { site, seen: 0 }
     }
     /// `agent --once` at unix time `now`: the events it delivered and its
     /// stderr.
@@ -176,22 +178,20 @@ fn build(root: &Path) -> (PathBuf, PathBuf) {
 fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     require::file(easyrsa::EASYRSA, "easy-rsa");
     require::program("openssl", "version", "openssl");
-    let root = std::env::temp_dir().join(format!("ovt-pki-it-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
+    // Everything below the site's directory, removed with it.
+    let mut site = Site::new("thresholds");
+    let root = site.path("easyrsa");
     fs::create_dir_all(&root).unwrap();
     let (pki, etc) = build(&root);
     // After the PKI was made (and a second on, as times are whole
     // seconds): every lifetime counted from here is short of whole days.
     let t0 = now() + 1;
-    let mut site = Site::new(
-        "thresholds",
-        &format!(
-            "EASYRSA_INDEX={}\nOPENVPN_SERVER_CONF=\"{} {}\"\nSNAPSHOT_INTERVAL_SECONDS=0\nSESSION_UPDATE_INTERVAL_SECONDS=0\n",
-            pki.join("index.txt").display(),
-            etc.join("office.conf").display(),
-            etc.join("lab.conf").display()
-        ),
-    );
+    site.configure(&format!(
+        "EASYRSA_INDEX={}\nOPENVPN_SERVER_CONF=\"{} {}\"\nSNAPSHOT_INTERVAL_SECONDS=0\nSESSION_UPDATE_INTERVAL_SECONDS=0\n",
+        pki.join("index.txt").display(),
+        etc.join("office.conf").display(),
+        etc.join("lab.conf").display()
+    ));
     let mut all = Vec::new();
 
     // At once: each file at the smallest threshold it is within.
@@ -343,7 +343,6 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
         *counts.entry(key(e)).or_insert(0) += 1;
     }
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
-    let _ = fs::remove_dir_all(&root);
 }
 
 /// Files that are not what they should be: not a certificate, a truncated
@@ -353,7 +352,7 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
 #[test]
 fn a_bad_file_costs_only_itself() {
     require::program("openssl", "version", "openssl");
-    let mut site = Site::new("bad", "");
+    let mut site = Site::new("bad");
     let dir = site.path("etc");
     fs::create_dir_all(&dir).unwrap();
     let s = |p: PathBuf| p.display().to_string();
@@ -399,11 +398,8 @@ fn a_bad_file_costs_only_itself() {
     std::os::unix::fs::symlink(dir.join("ca.crt"), dir.join("link.crt")).unwrap();
     fs::write(dir.join("a.conf"), "ca not-a-cert.crt\ncert truncated.crt\ncrl-verify crl.pem\n").unwrap();
     fs::write(dir.join("b.conf"), "ca huge.crt\ncert link.crt\n").unwrap();
-    site.settings(&format!(
-        "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\nOPENVPN_SERVER_CONF=\"{} {}\"\nSNAPSHOT_INTERVAL_SECONDS=0\n\
-         SESSION_UPDATE_INTERVAL_SECONDS=0\n",
-        site.spool().display(),
-        site.path("out.ndjson").display(),
+    site.configure(&format!(
+        "OPENVPN_SERVER_CONF=\"{} {}\"\nSNAPSHOT_INTERVAL_SECONDS=0\nSESSION_UPDATE_INTERVAL_SECONDS=0\n",
         dir.join("a.conf").display(),
         dir.join("b.conf").display()
     ));

@@ -10,8 +10,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::SourceSettings;
 use super::pki::{self, Holds, Item, ItemKind, Place, Reading, Role, Seen, Watched};
-use super::{Error, Got, SourceSettings, Sources};
+use super::{Error, Got, Sources};
 
 /// Whether there is anything to watch: an index or a server config.
 pub fn enabled(settings: &SourceSettings) -> bool {

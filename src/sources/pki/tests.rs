@@ -2,12 +2,13 @@
 //! spool: each threshold once, the expiry once, a renewal starts afresh.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 use super::*;
 use crate::config::Settings;
+use crate::testkit::Scratch;
 
 #[test]
 fn files_a_config_names() {
@@ -52,27 +53,20 @@ fn days_left_rounds_down() {
     assert_eq!(days_left(10, 10 + DAY), -1);
 }
 
-struct Spool(PathBuf);
+/// A scratch spool (the test kit's) and a writer into it.
+struct Spool(Scratch);
 
 impl Spool {
     fn new(name: &str) -> (Spool, EventWriter) {
-        let root = std::env::temp_dir().join(format!("ovt-pki-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool/pending")).unwrap();
-        let s = Settings::from_text(&root.join("agent.env"), &format!("SPOOL_DIR={}/spool\n", root.display())).unwrap();
-        (Spool(root), EventWriter::new(&s.spool))
+        let scratch = Scratch::new("pki", name);
+        let s = Settings::from_text(&scratch.config_path(), &scratch.env_text("")).unwrap();
+        (Spool(scratch), EventWriter::new(&s.spool))
     }
     fn take(&self) -> Vec<Value> {
-        let q = self.0.join("spool").join(crate::spool::AGENT_QUEUE);
+        let q = self.0.spool().join(crate::spool::AGENT_QUEUE);
         let text = fs::read_to_string(&q).unwrap_or_default();
         let _ = fs::remove_file(&q);
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -230,8 +224,8 @@ fn a_crl_without_next_update_is_never_warned_about() {
     }
     assert!(spool.take().is_empty());
     book.seen = vec![Seen { what: "crl".into(), label: w.label.clone(), instance: None, expires: None }];
-    fs::write(spool.0.join("spool").join(PKI_STATE), serde_json::to_vec(&book).unwrap()).unwrap();
-    let r = report(&spool.0.join("spool"), 0, 30);
+    fs::write(spool.0.spool().join(PKI_STATE), serde_json::to_vec(&book).unwrap()).unwrap();
+    let r = report(&spool.0.spool(), 0, 30);
     assert_eq!(r["instances"]["-"]["crl"], serde_json::json!({"days_left": null, "path": "/pki/crl.pem"}));
     assert_eq!(report_lines(&r)[0], ("PKI -".to_string(), "CA -, server cert -, CRL never expires".to_string()));
 }
