@@ -5,6 +5,8 @@
 # unit's user and delivers over mTLS + bearer token to a local HTTPS receiver.
 #
 # Phases: main (>= 20 clients, traffic, explicit-exit-notify disconnects),
+# crl (a CRL that expires during the test: OpenVPN refuses the next client,
+# the agent sent CRL_EXPIRING before and CRL_EXPIRED then; tests/e2e/crl.sh),
 # outage (receiver down: tunnels still work, events arrive after it returns),
 # crash (kill -9 the agent mid-delivery: nothing lost), cost (time to set up
 # N tunnels with hooks vs the same config without, interleaved rounds).
@@ -25,6 +27,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
+. "$HERE/crl.sh"
 . "$REPO/tests/support/require.sh"
 
 why=$(ovt_gate)
@@ -209,6 +212,8 @@ ovt_server_conf "$WORK/server-plain.conf" "$WORK/pki" 1195 10.99.1 ovts-plain "$
 # Yardstick for the cost: the cheapest possible script hook.
 ovt_server_conf "$WORK/server-true.conf" "$WORK/pki" 1196 10.99.2 ovts-true "$WORK/status-true.log" 2 \
     "client-connect /bin/true" "client-disconnect /bin/true"
+# PKI health: a fourth server whose crl-verify names a CRL made later.
+crl_conf
 
 mkdir -p "$ETC"
 touch "$MARK"
@@ -218,7 +223,7 @@ install -m 0644 "$WORK/pki/ca.crt" "$ETC/ca.crt"
 cat >"$ETC/.env" <<EOF
 TELEMETRY_URL="https://127.0.0.1:$PORT/api/v1/events"
 SERVER_ID="ovt-e2e"
-OPENVPN_SERVER_CONF="$WORK/server-hooks.conf"
+OPENVPN_SERVER_CONF="$WORK/server-hooks.conf $WORK/server-crl.conf"
 OPENVPN_SCRIPT_USER="nobody"
 OPENVPN_SCRIPT_GROUP="nogroup"
 ROTATE_INTERVAL_SECONDS=1
@@ -277,6 +282,11 @@ if [ "$CHECK_RC" != 0 ]; then
     say "FAIL: openvpn-telemetry check failed on the live installation"
     FAILED=1
 fi
+
+# --- crl: the CRL expires; OpenVPN refuses clients, the agent said so -------
+
+crl_phase
+check crl 30
 
 # --- outage: receiver down, tunnels must not care ----------------------------
 
@@ -384,7 +394,7 @@ fi
 # --- summary ------------------------------------------------------------
 
 DUPS=$((DUPS + $(stat_field duplicates)))
-E2E_RTT_MS=$RTT_MS E2E_LOSS=$LOSS E2E_CHECK=$CHECK_RC E2E_LOGS="$HOOK_MSGS / $SCRIPT_FAILS; $AGENT_ERRORS" python3 - "$WORK" "$N" "$DUPS" "$OUTAGE_RECOVERY" "$CRASH_IDS" "$KILLS" "$(elapsed "$T0")" "$SUMMARY" <<'PY'
+E2E_CRL=${CRL_SUMMARY:-} E2E_RTT_MS=$RTT_MS E2E_LOSS=$LOSS E2E_CHECK=$CHECK_RC E2E_LOGS="$HOOK_MSGS / $SCRIPT_FAILS; $AGENT_ERRORS" python3 - "$WORK" "$N" "$DUPS" "$OUTAGE_RECOVERY" "$CRASH_IDS" "$KILLS" "$(elapsed "$T0")" "$SUMMARY" <<'PY'
 import json, os, sys, datetime
 work, n, dups, rec, crash_ids, kills, total, out = sys.argv[1:]
 v = json.load(open(f"{work}/verify-final.json")) if os.path.exists(f"{work}/verify-final.json") else {}
@@ -403,6 +413,8 @@ rows = [
     ("Duplicates (dropped by event_id at receiver)", dups),
 ] + ([("Foreign session events (other processes on this host wrote to the same spool)", v["foreign"])] if v.get("foreign") else []) + [
     ("connect/disconnect paired by session_id", f"{v.get('session_ids', 0) - v.get('unpaired', 0)} of {sessions} sessions"),
+    ("PKI health: CRL_EXPIRING written / nextUpdate / CRL_EXPIRED written (a client refused with 'CRL has expired' after it)",
+     (lambda d: f"{d['expiring_at']} / {d['next_update']} / {d['expired_at']} (+{d['expired_lag_s']} s; refused +{d['refused_lag_s']} s)" + ("" if not d["problems"] else f"; problems: {d['problems']}"))(json.loads(os.environ["E2E_CRL"])) if os.environ.get("E2E_CRL") else "see the log"),
     ("Outage: time until every event arrived after the receiver returned", f"{rec} s"),
     ("Crash: agent kill -9 during delivery / spooled events lost", f"kill -9 x {kills} / 0 of {crash_ids} lost" if v.get("problems") == 0 else f"kill -9 x {kills} / see problems"),
     ("No added latency: time to set up {} tunnels at once, median of {} rounds: hooks / no scripts / /bin/true scripts".format(c["clients"], c["rounds"]),
