@@ -168,3 +168,48 @@ fn judge(what: String, expires: Option<i64>, now: i64, warn_days: i64, fix: &str
         finding(Level::Ok, format!("{what}: {days} days left (until {at})"), "")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Scratch;
+    use x509_cert::der::{Decode as _, Encode as _};
+
+    /// `crl-verify DIR dir` and a CRL without nextUpdate are said to have
+    /// no expiry; an expired real CRL is a FAIL with `easyrsa gen-crl`.
+    #[test]
+    fn no_expiry_is_said_and_an_expired_crl_fails() {
+        let site = Scratch::new("pki-check", "findings");
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real/pki");
+        let der = std::fs::read(format!("{fixtures}/crl.der")).unwrap();
+        let mut list: x509_cert::crl::CertificateList = x509_cert::crl::CertificateList::from_der(&der).unwrap();
+        list.tbs_cert_list.next_update = None;
+        std::fs::write(site.path("never.der"), list.to_der().unwrap()).unwrap();
+        std::fs::copy(format!("{fixtures}/crl.pem"), site.path("crl.pem")).unwrap();
+        std::fs::write(site.path("a.conf"), "crl-verify never.der\n").unwrap();
+        std::fs::write(site.path("b.conf"), "crl-verify /etc/openvpn/crls dir\n").unwrap();
+        std::fs::write(site.path("c.conf"), "crl-verify crl.pem\n").unwrap();
+        let text = format!(
+            "SPOOL_DIR={}\nOPENVPN_SERVER_CONF=\"{} {} {}\"\n",
+            site.spool().display(),
+            site.path("a.conf").display(),
+            site.path("b.conf").display(),
+            site.path("c.conf").display()
+        );
+        let s = SourceSettings::new(&crate::config::Settings::from_text(&site.config_path(), &text).unwrap());
+        let next_update = super::super::x509::crl(&std::fs::read(site.path("crl.pem")).unwrap()).unwrap().next_update;
+        let f = findings(&s, &|p| p.to_path_buf(), next_update.unwrap() + 1);
+        let levels: Vec<Level> = f.iter().map(|f| f.level).collect();
+        assert_eq!(levels, [Level::Ok, Level::Ok, Level::Fail], "{f:?}");
+        assert!(f[0].what.ends_with("never.der (a) has no nextUpdate: it never expires"), "{f:?}");
+        assert!(f[1].what.contains("crl-verify /etc/openvpn/crls dir (b): a directory of revoked serials"), "{f:?}");
+        assert!(
+            f[2].what.contains("OpenVPN refuses every client") && f[2].fix.starts_with("`easyrsa gen-crl`"),
+            "{f:?}"
+        );
+        // A day before: WARN at the smallest threshold (1 day).
+        let f = findings(&s, &|p| p.to_path_buf(), next_update.unwrap() - 3600);
+        assert_eq!(f[2].level, Level::Warn, "{f:?}");
+        assert!(f[2].what.contains("expires in 0 days") && f[2].what.contains("easyrsa gen-crl"), "{f:?}");
+    }
+}
