@@ -99,6 +99,16 @@ fn openssl(args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A self-signed EC CA for `days`: DIR/NAME.crt and DIR/NAME.key.
+fn self_signed(dir: &Path, name: &str, cn: &str, days: u32) {
+    let key = dir.join(format!("{name}.key")).display().to_string();
+    let crt = dir.join(format!("{name}.crt")).display().to_string();
+    let (days, subj) = (days.to_string(), format!("/CN={cn}"));
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let args = [&["req", "-x509"][..], &ec, &["-days", &days, "-subj", &subj, "-keyout", &key, "-out", &crt]].concat();
+    openssl(&args);
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
@@ -120,43 +130,11 @@ fn build(root: &Path) -> (PathBuf, PathBuf) {
     fs::create_dir_all(etc.join("keys")).unwrap();
     // A CA file with a chain: the PKI's CA, then another CA for 10 days.
     let s = |p: PathBuf| p.display().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "10",
-        "-subj",
-        "/CN=short-ca",
-        "-keyout",
-        &s(etc.join("short-ca.key")),
-        "-out",
-        &s(etc.join("short-ca.crt")),
-    ]);
+    self_signed(&etc, "short-ca", "short-ca", 10);
     let chain = [fs::read(pki.join("ca.crt")).unwrap(), fs::read(etc.join("short-ca.crt")).unwrap()].concat();
     fs::write(etc.join("chain.crt"), chain).unwrap();
     // A certificate that ends after 2049 (GeneralizedTime), inline.
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "10000",
-        "-subj",
-        "/CN=long-ca",
-        "-keyout",
-        &s(etc.join("long-ca.key")),
-        "-out",
-        &s(etc.join("long-ca.crt")),
-    ]);
+    self_signed(&etc, "long-ca", "long-ca", 10000);
     // The CRL in DER, as a copy (not renewed with the PKI's).
     openssl(&["crl", "-in", &s(pki.join("crl.pem")), "-outform", "DER", "-out", &s(etc.join("keys/crl.der"))]);
     fs::write(
@@ -355,24 +333,7 @@ fn a_bad_file_costs_only_itself() {
     let mut site = Site::new("bad");
     let dir = site.path("etc");
     fs::create_dir_all(&dir).unwrap();
-    let s = |p: PathBuf| p.display().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "3",
-        "-subj",
-        "/CN=bad-test-ca",
-        "-keyout",
-        &s(dir.join("ca.key")),
-        "-out",
-        &s(dir.join("ca.crt")),
-    ]);
+    self_signed(&dir, "ca", "bad-test-ca", 3);
     fs::write(dir.join("index.txt"), "").unwrap();
     fs::write(dir.join("crlnumber"), "01\n").unwrap();
     fs::write(
