@@ -18,8 +18,6 @@
 mod certs;
 mod conf;
 mod pki;
-mod pki_check;
-mod pki_round;
 mod sessions;
 mod status_file;
 mod x509;
@@ -167,7 +165,7 @@ pub fn run(settings: &SourceSettings, stop: &AtomicBool) {
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let snapshot_every = every(settings.sources.snapshot_interval_seconds);
     let update_every = every(settings.sources.session_update_interval_seconds);
-    let certs_every = pki_round::enabled(settings).then_some(CERT_INTERVAL);
+    let certs_every = pki::round::enabled(settings).then_some(CERT_INTERVAL);
     let start = Instant::now();
     let (mut next_snapshot, mut next_update, mut next_certs) =
         (snapshot_every.map(|_| start), update_every.map(|_| start), certs_every.map(|_| start));
@@ -248,7 +246,7 @@ pub fn run_once(settings: &SourceSettings) -> Vec<Error> {
     {
         errors.push(e);
     }
-    if pki_round::enabled(settings) {
+    if pki::round::enabled(settings) {
         errors.extend(sources.pki_round(unix_now()));
     }
     errors
@@ -532,8 +530,8 @@ pub fn unreadable_report(spool_dir: &Path) -> serde_json::Value {
     })
 }
 
+pub use pki::check::{Level as PkiLevel, findings as pki_findings};
 pub use pki::{report as pki_report, report_lines as pki_report_lines};
-pub use pki_check::{Level as PkiLevel, findings as pki_findings};
 
 /// `status`'s one line for [`unreadable_report`].
 pub fn unreadable_text(report: &serde_json::Value) -> String {

@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::SourceSettings;
-use super::pki::{self, Holds, Item, ItemKind, Place, Reading, Role, Seen, Watched};
-use super::{Error, Got, Sources};
+use super::{self as pki, Holds, Item, ItemKind, Place, Reading, Role, Seen, Watched};
+use crate::sources::SourceSettings;
+use crate::sources::{Error, Got, Sources};
 
 /// Whether there is anything to watch: an index or a server config.
 pub fn enabled(settings: &SourceSettings) -> bool {
@@ -51,7 +51,7 @@ impl Sources<'_> {
     /// Reads every watched file and writes the warnings due at `now`.
     /// Returns what stops the warnings altogether (the spool or the state
     /// not writable); a file that cannot be read is logged here instead.
-    pub(super) fn pki_round(&mut self, now: i64) -> Vec<Error> {
+    pub(in crate::sources) fn pki_round(&mut self, now: i64) -> Vec<Error> {
         let watched = watched(self.settings);
         let mut errors = Vec::new();
         let mut readings: Vec<(&Watched, Reading)> = Vec::new();
@@ -61,23 +61,25 @@ impl Sources<'_> {
             let (bytes, mtime) = match &w.place {
                 Place::CrlDir(_) => continue,
                 Place::Inline(text) => (text.clone().into_bytes(), None),
-                Place::File(path) => match super::read_stable_capped(path, &self.source_owners, pki::PKI_READ_CAP) {
-                    Ok(Got::Data(bytes, mtime)) => (bytes, Some(mtime)),
-                    Ok(Got::Skip(why)) if w.optional && why == "not found" => {
-                        read_ok.insert(w.label.clone());
-                        continue;
+                Place::File(path) => {
+                    match crate::sources::read_stable_capped(path, &self.source_owners, pki::PKI_READ_CAP) {
+                        Ok(Got::Data(bytes, mtime)) => (bytes, Some(mtime)),
+                        Ok(Got::Skip(why)) if w.optional && why == "not found" => {
+                            read_ok.insert(w.label.clone());
+                            continue;
+                        }
+                        Ok(Got::Skip(why)) => {
+                            self.noise.warn(&key, format!("{}: {why}; its expiry is not checked", w.label));
+                            continue;
+                        }
+                        Err(e) => {
+                            // Logged here (once while it lasts), not returned:
+                            // it costs only this file.
+                            self.noise.warn(&key, format!("{e}; its expiry is not checked"));
+                            continue;
+                        }
                     }
-                    Ok(Got::Skip(why)) => {
-                        self.noise.warn(&key, format!("{}: {why}; its expiry is not checked", w.label));
-                        continue;
-                    }
-                    Err(e) => {
-                        // Logged here (once while it lasts), not returned:
-                        // it costs only this file.
-                        self.noise.warn(&key, format!("{e}; its expiry is not checked"));
-                        continue;
-                    }
-                },
+                }
             };
             self.noise.over(&key);
             match pki::parse(w.holds, &bytes) {
@@ -145,7 +147,7 @@ impl Sources<'_> {
                 ItemKind::Crl(_) => None,
             })
             .collect();
-        let clients: Vec<&super::x509::CertInfo> =
+        let clients: Vec<&crate::sources::x509::CertInfo> =
             self.index_valid.iter().filter(|c| !from_files.contains(c.serial_hex.as_str())).collect();
         if let Some(source) = &index_source {
             if self.certs.is_some() {
@@ -161,7 +163,7 @@ impl Sources<'_> {
         self.pki.clients = clients.iter().map(|c| c.not_after).collect();
         let state = self.settings.spool.spool_dir.join(pki::PKI_STATE);
         if self.pki != before
-            && let Err(e) = super::save_state(&state, &self.pki)
+            && let Err(e) = crate::sources::save_state(&state, &self.pki)
         {
             errors.push(e);
         }

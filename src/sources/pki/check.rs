@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::SourceSettings;
-use super::pki::{self, Holds, Place, Reading, Role};
+use super::{self as pki, Holds, Place, Reading, Role};
+use crate::sources::SourceSettings;
 
 /// How a finding weighs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +122,13 @@ pub fn findings(settings: &SourceSettings, at: &dyn Fn(&Path) -> PathBuf, now: i
         }
     }
     if let Some(index) = &settings.sources.easyrsa_index
-        && let Ok(bytes) = crate::fsutil::read_capped(&at(index), super::READ_CAP, &crate::fsutil::Owners::anyone())
+        && let Ok(bytes) =
+            crate::fsutil::read_capped(&at(index), crate::sources::READ_CAP, &crate::fsutil::Owners::anyone())
     {
-        let (entries, _) = super::certs::parse_index(&bytes);
+        let (entries, _) = crate::sources::certs::parse_index(&bytes);
         let soon: Vec<&str> = entries
             .iter()
-            .filter(|e| e.status == super::certs::CertStatus::Valid && e.expires > now)
+            .filter(|e| e.status == crate::sources::certs::CertStatus::Valid && e.expires > now)
             .filter(|e| e.expires - now <= warn_days * 86_400)
             .map(|e| e.common_name.as_str())
             .collect();
@@ -197,7 +198,7 @@ mod tests {
             site.path("c.conf").display()
         );
         let s = SourceSettings::new(&crate::config::Settings::from_text(&site.config_path(), &text).unwrap());
-        let next_update = super::super::x509::crl(&std::fs::read(site.path("crl.pem")).unwrap()).unwrap().next_update;
+        let next_update = crate::sources::x509::crl(&std::fs::read(site.path("crl.pem")).unwrap()).unwrap().next_update;
         let f = findings(&s, &|p| p.to_path_buf(), next_update.unwrap() + 1);
         let levels: Vec<Level> = f.iter().map(|f| f.level).collect();
         assert_eq!(levels, [Level::Ok, Level::Ok, Level::Fail], "{f:?}");

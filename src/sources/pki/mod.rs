@@ -416,5 +416,7 @@ pub fn report_lines(report: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
+pub mod check;
+pub mod round;
 #[cfg(test)]
 mod tests;
