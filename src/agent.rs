@@ -42,6 +42,7 @@ use crate::spool::SpoolError;
 
 mod logging;
 mod prepare;
+mod pulse;
 
 /// run the delivery agent in the foreground (as the systemd unit does)
 #[derive(FromArgs, ArgsInfo, Debug)]
@@ -200,6 +201,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let heartbeat = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let board = Arc::new(crate::health::Board::new(&settings.health));
 
     log::info!(
         "openvpn-telemetry {} agent{}: spool {}, delivering to {}",
@@ -212,14 +214,14 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
         log::warn!("no TELEMETRY_URL in {}: holding events in the spool (bounds still apply)", path.display());
     }
     if args.once {
-        for e in crate::sources::run_once(&crate::sources::SourceSettings::new(&settings)) {
+        for e in crate::sources::run_once(&crate::sources::SourceSettings::new(&settings), &board) {
             log::warn!("event sources: {e}");
         }
     } else {
-        let (s, stop) = (crate::sources::SourceSettings::new(&settings), Arc::clone(&stop));
+        let (s, stop, board) = (crate::sources::SourceSettings::new(&settings), Arc::clone(&stop), Arc::clone(&board));
         thread::Builder::new()
             .name("sources".into())
-            .spawn(move || crate::sources::run(&s, &stop))
+            .spawn(move || crate::sources::run(&s, &stop, &board))
             .map_err(|source| Error::Setup { what: "the sources thread", source })?;
     }
 
@@ -230,6 +232,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
         wake: wake_rx,
         heartbeat: Arc::clone(&heartbeat),
         started,
+        pulse: pulse::Pulse::new(&settings, board, started),
         lock_warned: None,
         damage_noted: 0,
     };
@@ -301,6 +304,8 @@ struct Worker {
     wake: Receiver<()>,
     heartbeat: Arc<AtomicU64>,
     started: Instant,
+    /// The agent's health: metrics file and AGENT_HEARTBEAT.
+    pulse: pulse::Pulse,
     /// When a stuck `queue.lock` was last logged.
     lock_warned: Option<Instant>,
     /// Damaged spool files set aside, as last noted.
@@ -382,6 +387,7 @@ impl Worker {
         self.delivery.refresh();
         while !self.stopping() {
             self.beat();
+            self.pulse.tick(&self.delivery, false);
             let now = Instant::now();
             if now >= next_tick {
                 next_tick = now + TICK;
@@ -425,6 +431,7 @@ impl Worker {
                 return Err(Error::QueueLockHeld { lock: self.delivery.spool.dir.join(crate::spool::QUEUE_LOCK) });
             }
             self.delivery.refresh();
+            self.pulse.tick(&self.delivery, true);
             if self.queue_bytes() == 0 && self.delivery.pending_chunks() == 0 {
                 return Ok(ExitCode::SUCCESS);
             }

@@ -214,6 +214,7 @@ pub struct Settings {
     pub delivery: DeliverySection,
     pub spool: SpoolSection,
     pub sources: SourcesSection,
+    pub health: HealthSection,
     pub installer: InstallerSection,
     /// `LOG_LEVEL`, the one setting of the Logging section.
     pub log_level: Option<String>,
@@ -261,6 +262,17 @@ pub struct SourcesSection {
     pub easyrsa_index: Option<PathBuf>,
     /// Days before an expiry to warn at, largest first, no repeats.
     pub expiry_warn_days: Vec<u32>,
+}
+
+/// The Health section: the agent's heartbeat, `status --check`'s
+/// thresholds and the Prometheus textfile.
+#[derive(Debug, Clone, Default)]
+pub struct HealthSection {
+    pub heartbeat_interval_seconds: u64,
+    pub stall_warn_seconds: u64,
+    pub stall_crit_seconds: u64,
+    pub metrics_textfile: Option<PathBuf>,
+    pub metrics_per_client: bool,
 }
 
 /// The Installer section: the OpenVPN configs hooked and the hooks' user.
@@ -382,6 +394,20 @@ pub fn spool_dir_value(v: &str) -> Result<PathBuf, String> {
         return Err(format!("must be an absolute path, found {v:?}"));
     }
     Ok(p)
+}
+
+/// `METRICS_TEXTFILE`: absolute (the agent runs from `/`) and naming a
+/// file (the agent warns when it does not end in `.prom`, the only names
+/// node_exporter's textfile collector reads).
+fn metrics_path_value(v: &str) -> Result<Option<PathBuf>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let p = PathBuf::from(v);
+    if !p.is_absolute() || p.file_name().is_none() {
+        return Err(format!("must be an absolute path to a file, found {v:?}"));
+    }
+    Ok(Some(p))
 }
 
 fn url_value(v: &str) -> Result<Option<String>, String> {

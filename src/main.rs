@@ -18,6 +18,7 @@ mod event;
 mod exit;
 mod fsutil;
 mod getent;
+mod health;
 mod hook;
 mod install;
 mod notify;

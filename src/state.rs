@@ -34,6 +34,24 @@ pub struct Failure {
     pub next_retry: Option<String>,
 }
 
+/// Batches sent, by what the answer meant; kept across restarts, so they
+/// are the totals `posts_total` in the metrics file counts. A 2xx that
+/// rejected some records (OTLP `partialSuccess`) is a 2xx.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Posts {
+    /// 2xx (or written to the file sink).
+    pub ok: u64,
+    /// No answer, a timeout, 408, 429 or 5xx: kept and tried again.
+    pub retry: u64,
+    /// 401, 403 or a redirect: kept until the operator fixes the settings.
+    pub misconfigured: u64,
+    /// 413: split into halves (or, for a single event, set aside).
+    pub too_large: u64,
+    /// Any other 4xx: moved to `failed/`.
+    pub set_aside: u64,
+}
+
 /// How far the oldest chunk has been delivered: its name and the byte
 /// offset of the first line not yet acknowledged.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +84,11 @@ pub struct AgentState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_report: Option<String>,
     pub progress: Option<Progress>,
+    /// Every batch sent since this file was created, by outcome.
+    pub posts: Posts,
+    /// Failed attempts since the last success, across restarts (an agent
+    /// restarted during an outage does not start again from zero).
+    pub consecutive_failures: u64,
 }
 
 #[derive(Debug)]

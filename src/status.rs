@@ -1,5 +1,7 @@
-//! `openvpn-telemetry status [--json]`: what the spool holds and how
-//! delivery is going, for an operator or a monitoring check.
+//! `openvpn-telemetry status [--json | --check]`: what the spool holds and
+//! how delivery is going, for an operator (text), a program (JSON) or a
+//! monitoring system (`--check`: one line and a Monitoring Plugins exit
+//! code, see `check`).
 //!
 //! Guarantees: read-only (it never rotates, adopts or deletes anything, so
 //! it is safe next to a running agent); secrets are masked (`AUTH_HEADER`
@@ -8,19 +10,17 @@
 //! early (`status --json | head -1`) is a normal end, not an error.
 
 use std::fmt;
-use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use argh::{ArgsInfo, FromArgs};
 
 use crate::config::{self, Settings};
 use crate::exit::ExitCode;
 use crate::fsutil::{self, Owners};
+use crate::health;
 use crate::spool::{self, Dropped};
 use crate::state::AgentState;
 
@@ -31,7 +31,12 @@ pub struct StatusArgs {
     /// print JSON instead of text
     #[argh(switch)]
     pub json: bool,
+    /// one line and the Monitoring Plugins exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) with performance data, for Nagios, Icinga, Zabbix or Sensu
+    #[argh(switch)]
+    pub check: bool,
 }
+
+mod check;
 
 /// Why `status` could not report.
 #[derive(Debug)]
@@ -60,6 +65,13 @@ impl std::error::Error for Error {
 
 pub fn main(args: &StatusArgs) -> Result<ExitCode, Error> {
     let path = config::config_path();
+    if args.check {
+        let v = check::verdict(Settings::load(&path).map_err(|e| e.to_string()));
+        let mut out = io::stdout().lock();
+        // A monitoring system that stopped reading still gets the code.
+        let _ = writeln!(out, "{}", v.line).and_then(|()| out.flush());
+        return Ok(ExitCode(check::exit_code(&v)));
+    }
     let settings = Settings::load(&path).map_err(Error::Settings)?;
     let report = gather(&settings);
     let mut out = io::stdout().lock();
@@ -95,7 +107,7 @@ pub fn gather(s: &Settings) -> Value {
     };
     let budget = Budget::new();
     let queue_bytes = spool::Spool::new(&s.spool.spool_dir).queued_bytes();
-    let chunks = list_chunks(&s.spool.spool_dir.join(spool::PENDING));
+    let chunks = health::list_chunks(&s.spool.spool_dir.join(spool::PENDING)).unwrap_or_default();
     let progress = agent_state.progress.clone();
     let offset_of = |name: &str| progress.as_ref().filter(|p| p.chunk == name).map_or(0, |p| p.offset);
     let mut events = 0u64;
@@ -109,8 +121,10 @@ pub fn gather(s: &Settings) -> Value {
     // of queue.log when pending/ is empty.
     let queue = s.spool.spool_dir.join(spool::QUEUE);
     let oldest = match chunks.first() {
-        Some((name, _)) => first_event_time(&s.spool.spool_dir.join(spool::PENDING).join(name), offset_of(name)),
-        None => first_event_time(&queue, 0),
+        Some((name, _)) => {
+            health::first_event_time(&s.spool.spool_dir.join(spool::PENDING).join(name), offset_of(name))
+        }
+        None => health::first_event_time(&queue, 0),
     };
     let queue_events = count_lines(&queue, 0, &budget).unwrap_or(0)
         + count_lines(&s.spool.spool_dir.join(spool::AGENT_QUEUE), 0, &budget).unwrap_or(0);
@@ -126,11 +140,7 @@ pub fn gather(s: &Settings) -> Value {
     let extra = hook_drops;
     dropped.add(extra);
     unreported.add(extra);
-    let running = agent_state.pid != 0
-        && !matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent_state.pid as i32), None),
-            Err(nix::errno::Errno::ESRCH)
-        );
+    let running = agent_running(agent_state.pid);
     json!({
         "config": s.path,
         "spool_dir": s.spool.spool_dir,
@@ -172,6 +182,16 @@ pub fn gather(s: &Settings) -> Value {
     })
 }
 
+/// Whether the agent whose pid the state names is alive (a process we may
+/// not signal is alive too).
+fn agent_running(pid: u32) -> bool {
+    pid != 0
+        && !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+}
+
 fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -206,33 +226,6 @@ pub fn settings_masked(s: &Settings) -> Value {
         out.insert(row.key.to_string(), shown);
     }
     Value::Object(out)
-}
-
-/// A spool directory to list, or nothing: a symlink in its place (the
-/// hooks' user replacing `pending/` in an older layout) is not followed.
-fn read_dir_here(dir: &Path) -> Option<fs::ReadDir> {
-    fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
-    fs::read_dir(dir).ok()
-}
-
-/// Chunk names (sorted, oldest first) and sizes; read-only.
-fn list_chunks(dir: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    if let Some(rd) = read_dir_here(dir) {
-        for e in rd.flatten() {
-            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
-            if name.starts_with('.') {
-                continue;
-            }
-            if let Ok(m) = e.path().symlink_metadata()
-                && m.is_file()
-            {
-                out.push((name, m.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The most `status` reads, over all files it counts lines in: the hooks'
@@ -279,18 +272,9 @@ fn count_lines(path: &Path, offset: u64, budget: &Budget) -> io::Result<u64> {
     }
 }
 
-fn first_event_time(path: &Path, offset: u64) -> Option<OffsetDateTime> {
-    let mut f = fsutil::open_read(path, &Owners::anyone()).ok()?;
-    f.seek(SeekFrom::Start(offset)).ok()?;
-    let mut line = Vec::new();
-    BufReader::new(f.take(1 << 20)).read_until(b'\n', &mut line).ok()?;
-    let v: Value = serde_json::from_slice(crate::deliver::backlog::trim_newline(&line)).ok()?;
-    OffsetDateTime::parse(v.get("event_time_vpn")?.as_str()?, &Rfc3339).ok()
-}
-
 fn failed_counts(dir: &Path, budget: &Budget) -> (u64, u64) {
     let (mut files, mut lines) = (0, 0);
-    if let Some(rd) = read_dir_here(dir) {
+    if let Ok(rd) = health::read_dir_here(dir) {
         for e in rd.flatten() {
             if e.path().symlink_metadata().is_ok_and(|m| m.is_file()) {
                 files += 1;

@@ -53,6 +53,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("notify", 2),
     ("privilege", 2),
     ("ovpn_conf", 2),
+    // The agent's health: heartbeat, status --check's verdict, metrics file.
+    ("health", 2),
     // Foundations.
     ("config", 3),
     // The table of names this binary answers to: data only, read by the

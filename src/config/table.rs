@@ -20,6 +20,7 @@ pub enum Section {
     Delivery,
     Spool,
     Sources,
+    Health,
     Installer,
     Logging,
 }
@@ -27,14 +28,15 @@ pub enum Section {
 // The titles and descriptions are read by the generated texts (tests).
 #[cfg_attr(not(test), allow(dead_code))]
 impl Section {
-    pub const ALL: [Section; 5] =
-        [Section::Delivery, Section::Spool, Section::Sources, Section::Installer, Section::Logging];
+    pub const ALL: [Section; 6] =
+        [Section::Delivery, Section::Spool, Section::Sources, Section::Health, Section::Installer, Section::Logging];
 
     pub fn title(self) -> &'static str {
         match self {
             Section::Delivery => "Delivery",
             Section::Spool => "Spool (local queue the OpenVPN hooks append to)",
             Section::Sources => "Other sources",
+            Section::Health => "Health (heartbeat, `status --check`, Prometheus textfile)",
             Section::Installer => "Installer",
             Section::Logging => "Logging",
         }
@@ -537,6 +539,85 @@ pub const SETTINGS: &[Setting] = &[
         },
         get: |s| s.sources.expiry_warn_days.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
     },
+    // --- Health ---
+    Setting {
+        key: "HEARTBEAT_INTERVAL_SECONDS",
+        section: Section::Health,
+        default: "300",
+        kind: Kind::Whole,
+        empty: "",
+        doc: "AGENT_HEARTBEAT (the agent's own health, through the spool like every event) at start and this \
+              often; 0 turns it off.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.health.heartbeat_interval_seconds = super::number(v)?;
+            Ok(())
+        },
+        get: |s| s.health.heartbeat_interval_seconds.to_string(),
+    },
+    Setting {
+        key: "STALL_WARN_SECONDS",
+        section: Section::Health,
+        default: "600",
+        kind: Kind::Positive,
+        empty: "",
+        doc: "`status --check` says WARNING when the oldest undelivered event is older than this.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.health.stall_warn_seconds = super::positive(v)?;
+            Ok(())
+        },
+        get: |s| s.health.stall_warn_seconds.to_string(),
+    },
+    Setting {
+        key: "STALL_CRIT_SECONDS",
+        section: Section::Health,
+        default: "3600",
+        kind: Kind::Positive,
+        empty: "",
+        doc: "`status --check` says CRITICAL when the oldest undelivered event is older than this.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.health.stall_crit_seconds = super::positive(v)?;
+            Ok(())
+        },
+        get: |s| s.health.stall_crit_seconds.to_string(),
+    },
+    Setting {
+        key: "METRICS_TEXTFILE",
+        section: Section::Health,
+        default: "",
+        kind: Kind::AbsolutePath,
+        empty: "no metrics file",
+        doc: "Prometheus metrics for node_exporter's textfile collector, rewritten atomically (e.g. \
+              /var/lib/prometheus/node-exporter/openvpn-telemetry.prom; its directory must be writable by the agent).",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.health.metrics_textfile = super::metrics_path_value(v)?;
+            Ok(())
+        },
+        get: |s| path(&s.health.metrics_textfile),
+    },
+    Setting {
+        key: "METRICS_PER_CLIENT",
+        section: Section::Health,
+        default: "1",
+        kind: Kind::Switch,
+        empty: "",
+        doc: "Per-client series (bytes, routes) in METRICS_TEXTFILE; 0 leaves them out for servers with thousands \
+              of clients.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.health.metrics_per_client = super::boolean(v)?;
+            Ok(())
+        },
+        get: |s| if s.health.metrics_per_client { "1".into() } else { "0".into() },
+    },
     // --- Installer ---
     Setting {
         key: "OPENVPN_SERVER_CONF",
@@ -667,6 +748,7 @@ mod tests {
                 (Section::Delivery, format!("{:?}", s.delivery)),
                 (Section::Spool, format!("{:?}", s.spool)),
                 (Section::Sources, format!("{:?}", s.sources)),
+                (Section::Health, format!("{:?}", s.health)),
                 (Section::Installer, format!("{:?}", s.installer)),
                 (Section::Logging, format!("{:?}", s.log_level)),
             ]

@@ -241,7 +241,9 @@ impl Delivery {
             return Ok(());
         }
         let lines = Self::lines(batch, a, b);
-        match self.sink.send(&self.server_id, &lines) {
+        let outcome = self.sink.send(&self.server_id, &lines);
+        self.count_post(&outcome);
+        match outcome {
             Outcome::Delivered => {
                 self.answered(&lines, 0);
                 self.delivered((b - a) as u64);
@@ -283,6 +285,20 @@ impl Delivery {
             Outcome::Retry { reason, retry_after } => Err(Fail::Retry { reason, retry_after }),
             Outcome::Misconfigured { reason } => Err(Fail::Misconfigured { reason }),
         }
+    }
+
+    /// Counts one answer in the state's `posts` (the metrics file's
+    /// `posts_total`).
+    fn count_post(&mut self, outcome: &Outcome) {
+        let posts = &mut self.state.posts;
+        match outcome {
+            Outcome::Delivered | Outcome::PartlyRejected { .. } => posts.ok += 1,
+            Outcome::Retry { .. } => posts.retry += 1,
+            Outcome::Misconfigured { .. } => posts.misconfigured += 1,
+            Outcome::TooLarge => posts.too_large += 1,
+            Outcome::SetAside { .. } => posts.set_aside += 1,
+        }
+        self.durable.state_dirty = true;
     }
 
     /// Moves refused lines to `failed/` durably, then past them. If they
@@ -386,6 +402,7 @@ impl Delivery {
         if fails > 0 {
             log::info!("delivery works again after {fails} failed attempts");
         }
+        self.state.consecutive_failures = 0;
         self.state.delivered_events += events;
         self.state.last_success = Some(Success { time: event::rfc3339(event::now()), events });
         self.durable.state_dirty = true;
@@ -396,6 +413,7 @@ impl Delivery {
 
     fn back_off(&mut self, fail: Fail) -> Step {
         let pace::Wait { until, delay, reason, misconfigured } = self.pace.failed(fail);
+        self.state.consecutive_failures += 1;
         let next = event::rfc3339(event::now() + delay);
         let attempt = self.pace.fails;
         if misconfigured {

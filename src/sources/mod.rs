@@ -20,6 +20,7 @@ mod conf;
 mod pki;
 mod sessions;
 mod status_file;
+mod views;
 mod x509;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::{Settings, SourcesSection, SpoolSection};
 use crate::event::{self, Event};
+use crate::health::{Board, InstanceView};
 use crate::spool::{Spool, SpoolError, Written};
 
 /// Largest status file or index read; beyond it the round is skipped so a
@@ -156,12 +158,12 @@ impl EventWriter {
 /// `SNAPSHOT_INTERVAL_SECONDS`, updates every
 /// `SESSION_UPDATE_INTERVAL_SECONDS`, certificates every [`CERT_INTERVAL`]
 /// (an interval of 0 turns that source off).
-pub fn run(settings: &SourceSettings, stop: &AtomicBool) {
+pub fn run(settings: &SourceSettings, stop: &AtomicBool, board: &Board) {
     if refused() {
         return;
     }
     said_restarted();
-    let mut sources = Sources::new(settings);
+    let mut sources = Sources::new(settings, Some(board));
     let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
     let snapshot_every = every(settings.sources.snapshot_interval_seconds);
     let update_every = every(settings.sources.session_update_interval_seconds);
@@ -227,12 +229,12 @@ fn sleep_until(wake: Option<Instant>, stop: &AtomicBool) {
 /// for `agent --once` and tests. Skipped rounds (file missing or being
 /// rewritten) are logged, not errors; the errors returned are what an
 /// operator must fix (unreadable file, spool or state not writable).
-pub fn run_once(settings: &SourceSettings) -> Vec<Error> {
+pub fn run_once(settings: &SourceSettings, board: &Board) -> Vec<Error> {
     if refused() {
         return Vec::new();
     }
     said_restarted();
-    let mut sources = Sources::new(settings);
+    let mut sources = Sources::new(settings, Some(board));
     let snap = settings.sources.snapshot_interval_seconds > 0;
     let upd = settings.sources.session_update_interval_seconds > 0;
     let mut errors = Vec::new();
@@ -302,6 +304,9 @@ impl Noise {
 /// The sources' memory between rounds.
 struct Sources<'a> {
     settings: &'a SourceSettings,
+    /// Where each round's view of the status files goes (the metrics
+    /// file, the heartbeat).
+    board: Option<&'a Board>,
     sink: EventWriter,
     noise: Noise,
     sessions: sessions::SessionBook,
@@ -322,11 +327,12 @@ struct Sources<'a> {
 }
 
 impl<'a> Sources<'a> {
-    fn new(settings: &'a SourceSettings) -> Sources<'a> {
+    fn new(settings: &'a SourceSettings, board: Option<&'a Board>) -> Sources<'a> {
         let sessions = load_state(&settings.spool.spool_dir.join(SESSIONS_STATE)).unwrap_or_default();
         let certs = load_state(&settings.spool.spool_dir.join(CERTS_STATE));
         Sources {
             settings,
+            board,
             sink: EventWriter::new(&settings.spool),
             noise: Noise::default(),
             sessions,
@@ -342,6 +348,22 @@ impl<'a> Sources<'a> {
     /// Reads every status file once and writes the updates and/or the
     /// snapshot. `Ok(false)`: some file was skipped (logged).
     fn status_round(&mut self, snapshot: bool, update: bool, now: i64) -> Result<bool, Vec<Error>> {
+        let mut views = Vec::new();
+        let result = self.status_files(snapshot, update, now, &mut views);
+        if let Some(board) = self.board {
+            board.publish_instances(views);
+        }
+        result
+    }
+
+    /// [`Self::status_round`]'s work; `views` gets every status file as read.
+    fn status_files(
+        &mut self,
+        snapshot: bool,
+        update: bool,
+        now: i64,
+        views: &mut Vec<InstanceView>,
+    ) -> Result<bool, Vec<Error>> {
         let (found, problems) = conf::status_sources(self.settings);
         if found.is_empty() && !problems.is_empty() {
             self.noise.warn("config", format!("sessions off: {}", problems.join("; ")));
@@ -365,9 +387,11 @@ impl<'a> Sources<'a> {
                 Ok(Got::Skip(why)) => Err(why),
                 Err(e) => {
                     errors.push(e);
+                    views.push(views::instance_view(src, None));
                     continue;
                 }
             };
+            views.push(views::instance_view(src, parsed.as_ref().ok()));
             let status = match parsed {
                 Ok(s) => {
                     self.noise.over(&key);

@@ -232,7 +232,14 @@ mod tests {
     fn snapshot_splits_into_bounded_parts() {
         let src = StatusSource { path: "/s".into(), instance: Some("server".into()) };
         let clients: Vec<Client> = (0..1201).map(|n| client(n, 0, 0)).collect();
-        let status = Status { version: 2, written_at: Some(1_795_764_615), clients, dco: None, unreadable: Vec::new() };
+        let status = Status {
+            version: 2,
+            written_at: Some(1_795_764_615),
+            clients,
+            dco: None,
+            unreadable: Vec::new(),
+            routes: Vec::new(),
+        };
         let evs = snapshot_events(&status, &src);
         assert_eq!(evs.len(), 3);
         let mut ids = HashSet::new();

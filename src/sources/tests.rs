@@ -66,7 +66,7 @@ fn updates_snapshots_and_deltas_across_restarts() {
     fs::write(&status, status_v2(100, &[("alice", "198.51.100.7:5555", 1000, 2000), ("bob", "2001:db8::7", 5, 6)]))
         .unwrap();
 
-    assert!(Sources::new(&settings).status_round(true, true, 200).unwrap());
+    assert!(Sources::new(&settings, None).status_round(true, true, 200).unwrap());
     let evs = site.take();
     let ups = of_type(&evs, "SESSION_UPDATE");
     assert_eq!(ups.len(), 2);
@@ -82,12 +82,12 @@ fn updates_snapshots_and_deltas_across_restarts() {
     // A new agent (restart) continues from sessions.state: deltas, and a
     // counter going backwards (DCO) gives 0, not a negative number.
     fs::write(&status, status_v2(160, &[("alice", "198.51.100.7:5555", 1500, 100)])).unwrap();
-    assert!(Sources::new(&settings).status_round(false, true, 260).unwrap());
+    assert!(Sources::new(&settings, None).status_round(false, true, 260).unwrap());
     let evs = site.take();
     assert_eq!(evs.len(), 1);
     assert_eq!((evs[0]["bytes_received_delta"].as_u64(), evs[0]["bytes_sent_delta"].as_u64()), (Some(500), Some(0)));
     fs::write(&status, status_v2(220, &[("alice", "198.51.100.7:5555", 1600, 2300)])).unwrap();
-    let mut sources = Sources::new(&settings);
+    let mut sources = Sources::new(&settings, None);
     assert!(sources.status_round(false, true, 320).unwrap());
     let evs = site.take();
     assert_eq!((evs[0]["bytes_received_delta"].as_u64(), evs[0]["bytes_sent_delta"].as_u64()), (Some(100), Some(300)));
@@ -128,7 +128,7 @@ fn an_unreadable_row_costs_that_row_only() {
         (forged, "198.51.100.9:7777", 30, 40),
         ("bob", "198.51.100.8:6", 5, 6),
     ];
-    let mut sources = Sources::new(&settings);
+    let mut sources = Sources::new(&settings, None);
     let key = status.display().to_string();
     for t in [100, 160] {
         fs::write(&status, status_v2(t, &rows)).unwrap();
@@ -169,7 +169,7 @@ fn a_row_unreadable_for_a_while_is_not_counted_twice() {
         let text = status_v2(t, &rows);
         if routed { text.replace("GLOBAL_STATS", &format!("{route}GLOBAL_STATS")) } else { text }
     };
-    let mut sources = Sources::new(&settings);
+    let mut sources = Sources::new(&settings, None);
     let forger = |evs: &[Value]| {
         of_type(evs, "SESSION_UPDATE")
             .into_iter()
@@ -194,7 +194,7 @@ fn unreadable_index_lines_are_counted() {
     )
     .unwrap();
     let settings = site.settings(&format!("EASYRSA_INDEX={}\n", index.display()));
-    let mut sources = Sources::new(&settings);
+    let mut sources = Sources::new(&settings, None);
     sources.certs_round(1_000).unwrap();
     let names: Vec<String> = site.take().iter().map(|e| e["common_name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["a", "b"]);
@@ -235,7 +235,7 @@ fn easyrsa_issue_revoke_expire_and_restart() {
     let now = unix_now();
 
     // First run: an inventory of both certificates.
-    Sources::new(&settings).certs_round(now).unwrap();
+    Sources::new(&settings, None).certs_round(now).unwrap();
     let evs = site.take();
     let issued = of_type(&evs, "CERT_ISSUED");
     assert_eq!(evs.len(), 2, "{evs:?}");
@@ -248,12 +248,12 @@ fn easyrsa_issue_revoke_expire_and_restart() {
     assert!(bob_expiry > now && bob_expiry <= now + 2 * 86_400);
 
     // Restart: nothing repeated. Changes made while "down" are seen once.
-    let mut sources = Sources::new(&settings);
+    let mut sources = Sources::new(&settings, None);
     sources.certs_round(now).unwrap();
     assert!(site.take().is_empty());
     easyrsa(dir, &["revoke", "alice", "keyCompromise"], &[]);
     easyrsa(dir, &["build-client-full", "carol", "nopass"], &[]);
-    let mut sources = Sources::new(&settings);
+    let mut sources = Sources::new(&settings, None);
     sources.certs_round(now).unwrap();
     let evs = site.take();
     let kinds: Vec<_> = evs.iter().map(|e| (e["type"].as_str().unwrap(), e["common_name"].as_str().unwrap())).collect();
@@ -274,10 +274,10 @@ fn easyrsa_issue_revoke_expire_and_restart() {
     assert_eq!(evs.len(), 1, "{evs:?}");
     assert_eq!((evs[0]["type"].as_str(), evs[0]["common_name"].as_str()), (Some("CERT_EXPIRED"), Some("bob")));
     sources.certs_round(bob_expiry + 20).unwrap();
-    Sources::new(&settings).certs_round(bob_expiry + 30).unwrap();
+    Sources::new(&settings, None).certs_round(bob_expiry + 30).unwrap();
     assert!(site.take().is_empty());
     // The revoked alice never "expires" as far as events go.
-    Sources::new(&settings).certs_round(now + 20 * 365 * 86_400).unwrap();
+    Sources::new(&settings, None).certs_round(now + 20 * 365 * 86_400).unwrap();
     let evs = site.take();
     assert_eq!(of_type(&evs, "CERT_EXPIRED").len(), 1);
     assert_eq!(evs[0]["common_name"], "carol");
@@ -297,7 +297,8 @@ fn run_loop_starts_with_a_round_and_stops() {
     let stop = AtomicBool::new(false);
     let mut seen = Vec::new();
     std::thread::scope(|s| {
-        let runner = s.spawn(|| run(&settings, &stop));
+        let runner =
+            s.spawn(|| run(&settings, &stop, &crate::health::Board::new(&crate::config::HealthSection::default())));
         let give_up = Instant::now() + Duration::from_secs(60);
         // Read without draining: the runner may be appending right now.
         while seen.len() < 2 && Instant::now() < give_up {

@@ -78,6 +78,19 @@ pub struct Status {
     pub dco: Option<bool>,
     /// Rows left out because they could not be read unambiguously.
     pub unreadable: Vec<RowError>,
+    /// The routing table (versions 2 and 3; version 1 prints no `time_t`),
+    /// readable rows only.
+    pub routes: Vec<RouteEntry>,
+}
+
+/// One `ROUTING_TABLE` row, columns as printed (cleaned like a client's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub virtual_address: String,
+    pub common_name: String,
+    pub real_address: String,
+    /// `Last Ref (time_t)`.
+    pub last_ref: i64,
 }
 
 /// One row left out: 1-based line number and why.

@@ -17,7 +17,14 @@ use super::{Client, RowError, Status, StatusError, bad};
 /// virtual address only in the routing table. The common name is the only
 /// free column, so every row has one reading or none.
 pub(super) fn parse_v1(body: &[&[u8]], mtime: Option<i64>) -> Result<Status, StatusError> {
-    let mut status = Status { version: 1, written_at: None, clients: Vec::new(), dco: None, unreadable: Vec::new() };
+    let mut status = Status {
+        version: 1,
+        written_at: None,
+        clients: Vec::new(),
+        dco: None,
+        unreadable: Vec::new(),
+        routes: Vec::new(),
+    };
     let updated = body.get(1).and_then(|l| l.strip_prefix(b"Updated,")).ok_or_else(|| bad(2, "expected Updated,"))?;
     let updated = local_datetime(updated).ok_or_else(|| bad(2, "Updated: unreadable date"))?;
     // Offset OpenVPN printed local times with, from the file's own mtime,

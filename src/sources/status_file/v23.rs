@@ -11,13 +11,20 @@
 
 use super::columns::{number, shape, split_real_address, text};
 use super::resolve::{Route, Row, Split, check_routes, identity, readings, settle};
-use super::{Client, RowError, Status, StatusError, bad};
+use super::{Client, RouteEntry, RowError, Status, StatusError, bad};
 
 /// Versions 2 (commas) and 3 (tabs): `TITLE`, `TIME`, then `HEADER` rows
 /// naming the columns of the `CLIENT_LIST` and `ROUTING_TABLE` rows that
 /// follow, `GLOBAL_STATS`, `END` (already cut off by the caller).
 pub(super) fn parse_v23<'a>(body: &[&'a [u8]], sep: u8, version: u8) -> Result<Status, StatusError> {
-    let mut status = Status { version, written_at: None, clients: Vec::new(), dco: None, unreadable: Vec::new() };
+    let mut status = Status {
+        version,
+        written_at: None,
+        clients: Vec::new(),
+        dco: None,
+        unreadable: Vec::new(),
+        routes: Vec::new(),
+    };
     let mut client_cols: Option<Vec<&[u8]>> = None;
     let mut route_cols: Option<Vec<&[u8]>> = None;
     let mut client_rows: Vec<Row<'a>> = Vec::new();
@@ -35,6 +42,8 @@ pub(super) fn parse_v23<'a>(body: &[&'a [u8]], sep: u8, version: u8) -> Result<S
     let mut client_shapes = Vec::new();
     let mut route_shapes = Vec::new();
     let mut route_at = (0, 0);
+    // `Virtual Address` and `Last Ref (time_t)`, for the metrics file.
+    let mut route_more: (Option<usize>, Option<usize>) = (None, None);
     let mut f: Vec<&'a [u8]> = Vec::new();
     for (i, &line) in body.iter().enumerate() {
         let n = i + 1;
@@ -75,6 +84,7 @@ pub(super) fn parse_v23<'a>(body: &[&'a [u8]], sep: u8, version: u8) -> Result<S
                     return Err(bad(n, "ROUTING_TABLE header lacks Common Name or Real Address"));
                 };
                 route_at = (cn, real);
+                route_more = (pos(b"Virtual Address"), pos(b"Last Ref (time_t)"));
                 route_shapes = shapes_of(b"ROUTING_TABLE", &cols);
                 route_cols = Some(cols);
             }
@@ -86,6 +96,16 @@ pub(super) fn parse_v23<'a>(body: &[&'a [u8]], sep: u8, version: u8) -> Result<S
                 match readings(&f[1..], &route_shapes, sep) {
                     Ok(r) => {
                         let (cn, real) = identity(&r, route_at.0, route_at.1);
+                        if let (Some(v), Some(t)) = route_more
+                            && let Some(last_ref) = r.get(t).and_then(|t| number(t))
+                        {
+                            status.routes.push(RouteEntry {
+                                virtual_address: r.get(v).map(|v| text(v)).unwrap_or_default(),
+                                common_name: cn.to_string(),
+                                real_address: real.to_string(),
+                                last_ref: last_ref as i64,
+                            });
+                        }
                         routes.push(Route { line: n, cn, real });
                     }
                     Err(Split::Short) => {

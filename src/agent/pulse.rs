@@ -1,0 +1,99 @@
+//! The delivery worker's share of the agent's health: it looks at the
+//! spool and its counters now and then, hands them to the health board
+//! (which rewrites the metrics file) and writes `AGENT_HEARTBEAT`.
+//!
+//! Guarantees: all of it runs between delivery steps, on the worker's
+//! thread, and costs a `stat` when nothing is due; the spool is looked at
+//! at most once per [`LOOK`], and the metrics file rewritten from here
+//! only when a number changed (or every [`REFRESH`], so its mtime says the
+//! agent is alive); a heartbeat the spool refuses is logged, never retried
+//! in a loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Settings;
+use crate::deliver::Delivery;
+use crate::health::{Board, SpoolView, Vitals, heartbeat};
+use crate::sources::{EventWriter, Stored};
+
+/// How often the spool is looked at for the metrics file.
+const LOOK: Duration = Duration::from_secs(2);
+/// The metrics file is rewritten at least this often.
+const REFRESH: Duration = Duration::from_secs(60);
+/// The first heartbeat after a start: soon, but after the sources' first
+/// round, so it can say what the status files hold.
+const FIRST_HEARTBEAT: Duration = Duration::from_secs(5);
+
+pub(super) struct Pulse {
+    board: Arc<Board>,
+    writer: EventWriter,
+    started: Instant,
+    heartbeat_every: Option<Duration>,
+    next_heartbeat: Option<Instant>,
+    next_look: Instant,
+    published: Option<(Vitals, Instant)>,
+    secrets: Vec<String>,
+    metrics: bool,
+}
+
+impl Pulse {
+    pub(super) fn new(settings: &Settings, board: Arc<Board>, started: Instant) -> Pulse {
+        let every = (settings.health.heartbeat_interval_seconds > 0)
+            .then(|| Duration::from_secs(settings.health.heartbeat_interval_seconds));
+        let secrets = [settings.delivery.telemetry_url.clone(), settings.delivery.auth_header.clone()]
+            .into_iter()
+            .flatten()
+            .flat_map(|s| {
+                // The header's value alone is secret too ("Bearer xyz").
+                let value = s.split_once(':').map(|(_, v)| v.trim().to_string());
+                [Some(s), value].into_iter().flatten()
+            })
+            .collect();
+        Pulse {
+            board,
+            writer: EventWriter::new(&settings.spool),
+            started,
+            heartbeat_every: every,
+            next_heartbeat: every.map(|d| started + d.min(FIRST_HEARTBEAT)),
+            next_look: started,
+            published: None,
+            secrets,
+            metrics: settings.health.metrics_textfile.is_some(),
+        }
+    }
+
+    fn vitals(&self, delivery: &Delivery) -> Vitals {
+        let state = &delivery.state;
+        let spool = SpoolView::gather(&delivery.spool.dir, state.progress.as_ref()).unwrap_or_default();
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        Vitals::of(state, spool, &secrets)
+    }
+
+    /// Between delivery steps: what is due. `force` publishes now (the
+    /// end of `agent --once`).
+    pub(super) fn tick(&mut self, delivery: &Delivery, force: bool) {
+        let now = Instant::now();
+        if self.metrics && (force || now >= self.next_look) {
+            self.next_look = now + LOOK;
+            let vitals = self.vitals(delivery);
+            let stale = self.published.as_ref().is_none_or(|(v, at)| *v != vitals || at.elapsed() >= REFRESH);
+            if force || stale {
+                self.board.publish_vitals(vitals.clone());
+                self.published = Some((vitals, now));
+            }
+        }
+        if let (Some(every), Some(due)) = (self.heartbeat_every, self.next_heartbeat)
+            && now >= due
+        {
+            self.next_heartbeat = Some(now + every);
+            let ev =
+                heartbeat::event(&self.vitals(delivery), self.started.elapsed().as_secs(), &self.board.instances());
+            match self.writer.append(&ev) {
+                Ok(Stored::Yes) => log::debug!("AGENT_HEARTBEAT written"),
+                Ok(Stored::Dropped) => log::warn!("spool full: AGENT_HEARTBEAT dropped (counted)"),
+                Err(e) => log::warn!("AGENT_HEARTBEAT not written: {e}"),
+            }
+        }
+    }
+}

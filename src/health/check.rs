@@ -1,0 +1,172 @@
+//! `status --check`: the agent's health as one line and the Monitoring
+//! Plugins exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) with
+//! performance data after `|`, so Nagios, Icinga, Zabbix and Sensu run it
+//! unchanged.
+//!
+//! Guarantees: [`evaluate`] is a pure function of the [`Facts`] (the
+//! caller gathers them without taking any lock); the line is one line,
+//! printable, with no `|` before the performance data; the worst finding
+//! sets the code and comes first.
+
+use std::fmt::Write as _;
+
+/// Exit codes of the Monitoring Plugins guidelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Code {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Code {
+    fn word(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::Warning => "WARNING",
+            Code::Critical => "CRITICAL",
+            Code::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// What `status --check` looked at.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Set when the check could not look (state or spool unreadable): the
+    /// verdict is UNKNOWN with this reason.
+    pub cannot_tell: Option<String>,
+    pub agent_running: bool,
+    /// The spool is missing or not a directory the agent would deliver from.
+    pub spool_refused: Option<String>,
+    /// Seconds since the oldest undelivered event was written.
+    pub oldest_age: Option<i64>,
+    pub queue_bytes: u64,
+    pub pending_chunks: u64,
+    pub pending_bytes: u64,
+    pub failed_files: u64,
+    /// Events lost and not yet reported to the server.
+    pub unreported_drops: u64,
+    pub dropped_total: u64,
+    pub consecutive_failures: u64,
+    /// Status files not rewritten for too long: (path, seconds).
+    pub stale_status: Vec<(String, i64)>,
+    pub warn_seconds: u64,
+    pub crit_seconds: u64,
+}
+
+/// The verdict: exit code and the line to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: Code,
+    pub line: String,
+}
+
+/// A path or message in the line: printable, and no `|`, which would
+/// start the performance data.
+fn clean(text: &str) -> String {
+    crate::fsutil::printable(text).replace('|', "\\x7c")
+}
+
+pub fn evaluate(f: &Facts) -> Verdict {
+    let mut findings: Vec<(Code, String)> = Vec::new();
+    if let Some(why) = &f.cannot_tell {
+        findings.push((Code::Unknown, format!("cannot check: {}", clean(why))));
+    }
+    if !f.agent_running {
+        findings.push((Code::Critical, "agent not running".into()));
+    }
+    if let Some(why) = &f.spool_refused {
+        findings.push((Code::Critical, format!("spool refused: {}", clean(why))));
+    }
+    if f.unreported_drops > 0 {
+        findings.push((Code::Critical, format!("{} events dropped, not yet reported", f.unreported_drops)));
+    }
+    if let Some(age) = f.oldest_age {
+        if age > f.crit_seconds as i64 {
+            findings.push((Code::Critical, format!("oldest undelivered event {age} s old (> {} s)", f.crit_seconds)));
+        } else if age > f.warn_seconds as i64 {
+            findings.push((Code::Warning, format!("oldest undelivered event {age} s old (> {} s)", f.warn_seconds)));
+        }
+    }
+    if f.failed_files > 0 {
+        findings.push((Code::Warning, format!("{} file(s) in failed/", f.failed_files)));
+    }
+    for (path, age) in &f.stale_status {
+        findings.push((Code::Warning, format!("{} not rewritten for {age} s", clean(path))));
+    }
+    // The worst first; UNKNOWN outranks the rest only when nothing is
+    // known to be CRITICAL (the guidelines' order of 2 over 3).
+    findings.sort_by_key(|(c, _)| std::cmp::Reverse(rank(*c)));
+    let code = findings.first().map_or(Code::Ok, |(c, _)| *c);
+    let text = if findings.is_empty() {
+        format!("delivering; {} chunk(s) pending", f.pending_chunks)
+    } else {
+        findings.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("; ")
+    };
+    let mut line = format!("OPENVPN-TELEMETRY {} - {text} |", code.word());
+    let age = f.oldest_age.map_or(String::new(), |a| a.max(0).to_string());
+    let _ = write!(
+        line,
+        " oldest_pending_age={age}s;{};{};0 pending_chunks={};;;0 pending_bytes={}B;;;0 queue_bytes={}B;;;0 \
+         failed_files={};1;;0 dropped_unreported={};;1;0 dropped_total={}c;;;0 consecutive_failures={};;;0",
+        f.warn_seconds,
+        f.crit_seconds,
+        f.pending_chunks,
+        f.pending_bytes,
+        f.queue_bytes,
+        f.failed_files,
+        f.unreported_drops,
+        f.dropped_total,
+        f.consecutive_failures,
+    );
+    Verdict { code, line }
+}
+
+fn rank(c: Code) -> u8 {
+    match c {
+        Code::Ok => 0,
+        Code::Warning => 1,
+        Code::Unknown => 2,
+        Code::Critical => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Facts {
+        Facts { agent_running: true, warn_seconds: 600, crit_seconds: 3600, ..Default::default() }
+    }
+
+    #[test]
+    fn each_finding_gives_its_code() {
+        let ok = evaluate(&healthy());
+        assert_eq!(ok.code, Code::Ok);
+        assert!(ok.line.starts_with("OPENVPN-TELEMETRY OK - ") && ok.line.matches('|').count() == 1, "{}", ok.line);
+        let cases: Vec<(Facts, Code, &str)> = vec![
+            (Facts { agent_running: false, ..healthy() }, Code::Critical, "agent not running"),
+            (Facts { oldest_age: Some(601), ..healthy() }, Code::Warning, "601 s old"),
+            (Facts { oldest_age: Some(600), ..healthy() }, Code::Ok, "delivering"),
+            (Facts { oldest_age: Some(3601), ..healthy() }, Code::Critical, "3601 s old"),
+            (Facts { failed_files: 2, ..healthy() }, Code::Warning, "2 file(s) in failed/"),
+            (Facts { unreported_drops: 3, ..healthy() }, Code::Critical, "3 events dropped"),
+            (Facts { spool_refused: Some("gone".into()), ..healthy() }, Code::Critical, "spool refused: gone"),
+            (Facts { stale_status: vec![("/s|x\n".into(), 900)], ..healthy() }, Code::Warning, "/s\\x7cx\\u{a}"),
+            (Facts { cannot_tell: Some("denied".into()), ..healthy() }, Code::Unknown, "cannot check: denied"),
+            (
+                Facts { cannot_tell: Some("denied".into()), agent_running: false, ..healthy() },
+                Code::Critical,
+                "agent not running; cannot check",
+            ),
+        ];
+        for (facts, code, text) in cases {
+            let v = evaluate(&facts);
+            assert_eq!(v.code, code, "{}", v.line);
+            assert!(v.line.contains(text), "{text:?} in {}", v.line);
+            assert_eq!(v.line.matches('|').count(), 1, "{}", v.line);
+            assert!(!v.line.contains('\n'), "{}", v.line);
+        }
+    }
+}

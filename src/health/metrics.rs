@@ -1,0 +1,394 @@
+//! The Prometheus textfile: the agent's own metrics (`openvpn_telemetry_*`)
+//! and OpenVPN's, under the names, labels and types of kumina's
+//! openvpn_exporter (exporters/openvpn_exporter.go, v0.3.0), so that the
+//! dashboards made for it keep working, plus an `openvpn_instance` label
+//! (`instance` is the label Prometheus gives the scraped target).
+//!
+//! Guarantees:
+//! - text exposition format 0.0.4: HELP and TYPE before every family,
+//!   label values escaped (`\`, `"`, newline), HELP text escaped (`\`,
+//!   newline); strings were made valid UTF-8 where they were read (invalid
+//!   bytes are the text `\xNN`), so the file is valid UTF-8;
+//! - no series twice: a second row with the same labels is left out, as
+//!   kumina's exporter leaves it out;
+//! - [`write_atomically`]: a reader (node_exporter) opens the old file or
+//!   the new one, never part of one: the text goes to a temporary name in
+//!   the same directory (not ending in `.prom`, so node_exporter never
+//!   reads it) and is renamed over the file.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{ClientRow, InstanceView, RouteRow, Vitals};
+
+/// The metrics file's mode: node_exporter runs as its own user.
+pub const FILE_MODE: u32 = 0o644;
+
+/// The label values that identify one client, made in one place: every
+/// per-client series (bytes and routes) takes its `common_name`,
+/// `real_address`, `virtual_address` and `username` from here, so a
+/// policy on what they show (a pseudonym for a name) applies to all.
+pub fn client_identity<'a>(
+    common_name: &'a str,
+    real_address: &'a str,
+    virtual_address: &'a str,
+    username: &'a str,
+) -> [Cow<'a, str>; 4] {
+    [Cow::Borrowed(common_name), Cow::Borrowed(real_address), Cow::Borrowed(virtual_address), Cow::Borrowed(username)]
+}
+
+/// `value` as a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// HELP text: `\` → `\\`, newline → `\n`.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Appends `# HELP` and `# TYPE` for a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", escape_help(help));
+}
+
+/// Appends one sample: `name{k="v",...} value`.
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            out.push_str(&escape_label(v));
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// The agent's own families. Without vitals yet (the first moments of a
+/// start) only `build_info`.
+pub fn render_agent(v: Option<&Vitals>) -> String {
+    let mut out = String::with_capacity(4096);
+    let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+        family(out, name, "gauge", help);
+        sample(out, name, &[], value);
+    };
+    let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+        family(out, name, "counter", help);
+        sample(out, name, &[], value);
+    };
+    family(&mut out, "openvpn_telemetry_build_info", "gauge", "The agent's version; always 1.");
+    sample(&mut out, "openvpn_telemetry_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
+    let Some(v) = v else { return out };
+    let s = &v.spool;
+    gauge(
+        &mut out,
+        "openvpn_telemetry_queue_bytes",
+        "Bytes waiting to be rotated (queue.log and the agent's queue).",
+        s.queue_bytes,
+    );
+    gauge(&mut out, "openvpn_telemetry_pending_chunks", "Chunks in pending/ waiting for delivery.", s.pending_chunks);
+    gauge(&mut out, "openvpn_telemetry_pending_bytes", "Bytes in pending/ waiting for delivery.", s.pending_bytes);
+    if let Some(t) = s.oldest_pending {
+        gauge(
+            &mut out,
+            "openvpn_telemetry_oldest_pending_timestamp_seconds",
+            "When the oldest undelivered event was written (absent when nothing waits).",
+            t.unix_timestamp().max(0) as u64,
+        );
+    }
+    counter(
+        &mut out,
+        "openvpn_telemetry_delivered_events_total",
+        "Events the receiver acknowledged (or the file sink stored).",
+        v.delivered_events_total,
+    );
+    counter(
+        &mut out,
+        "openvpn_telemetry_dropped_events_total",
+        "Events lost to the spool's bounds or rejected by an OTLP receiver.",
+        v.dropped_events_total,
+    );
+    let name = "openvpn_telemetry_posts_total";
+    family(&mut out, name, "counter", "Batches sent, by what the answer meant.");
+    let p = &v.posts;
+    for (outcome, n) in [
+        ("2xx", p.ok),
+        ("retry", p.retry),
+        ("misconfigured", p.misconfigured),
+        ("too_large", p.too_large),
+        ("set_aside", p.set_aside),
+    ] {
+        sample(&mut out, name, &[("outcome", outcome)], n);
+    }
+    if let Some(t) = v.last_success_at {
+        gauge(
+            &mut out,
+            "openvpn_telemetry_last_success_timestamp_seconds",
+            "When a batch was last delivered (absent before the first).",
+            t.unix_timestamp().max(0) as u64,
+        );
+    }
+    gauge(
+        &mut out,
+        "openvpn_telemetry_consecutive_failures",
+        "Failed delivery attempts since the last success.",
+        v.consecutive_failures,
+    );
+    gauge(
+        &mut out,
+        "openvpn_telemetry_failed_files",
+        "Files in failed/ (events the server refused, damaged lines).",
+        s.failed_files,
+    );
+    out
+}
+
+/// The status files' families, with kumina's names, help texts, labels and
+/// types. `per_client` off leaves out the per-client and per-route series
+/// (kumina's `--ignore.individuals` keeps one per common name instead).
+pub fn render_openvpn(instances: &[InstanceView], per_client: bool) -> String {
+    let mut out = String::with_capacity(256 + instances.iter().map(|i| i.clients.len() * 700).sum::<usize>());
+    let base = |i: &InstanceView| {
+        [("status_path", i.status_path.clone()), ("openvpn_instance", i.instance.clone().unwrap_or_default())]
+    };
+    let per_path =
+        |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&InstanceView) -> Option<u64>| {
+            let rows: Vec<(&InstanceView, u64)> = instances.iter().filter_map(|i| value(i).map(|v| (i, v))).collect();
+            if rows.is_empty() {
+                return;
+            }
+            family(out, name, kind, help);
+            for (i, v) in rows {
+                let [(a, b), (c, d)] = base(i);
+                sample(out, name, &[(a, &b), (c, &d)], v);
+            }
+        };
+    per_path(&mut out, "openvpn_up", "gauge", "Whether scraping OpenVPN's metrics was successful.", &|i| {
+        Some(u64::from(i.up))
+    });
+    per_path(
+        &mut out,
+        "openvpn_status_update_time_seconds",
+        "gauge",
+        "UNIX timestamp at which the OpenVPN statistics were updated.",
+        &|i| i.up.then_some(i.updated_at).flatten().map(|t| t.max(0) as u64),
+    );
+    per_path(&mut out, "openvpn_server_connected_clients", "gauge", "Number Of Connected Clients", &|i| {
+        i.up.then_some(i.clients.len() as u64)
+    });
+    // The name kumina's exporter used from 2019-05 to 2020-06 (renamed in
+    // its commit 7f420d0, before v0.3.0): dashboards made then still ask
+    // for it.
+    per_path(
+        &mut out,
+        "openvpn_openvpn_server_connected_clients",
+        "gauge",
+        "Number Of Connected Clients (the name openvpn_exporter used before v0.3.0; same as openvpn_server_connected_clients)",
+        &|i| i.up.then_some(i.clients.len() as u64),
+    );
+    if !per_client {
+        return out;
+    }
+    let up: Vec<&InstanceView> = instances.iter().filter(|i| i.up).collect();
+    for (name, help, bytes) in [
+        (
+            "openvpn_server_client_received_bytes_total",
+            "Amount of data received over a connection on the VPN server, in bytes.",
+            (|c: &ClientRow| c.bytes_received) as fn(&ClientRow) -> u64,
+        ),
+        (
+            "openvpn_server_client_sent_bytes_total",
+            "Amount of data sent over a connection on the VPN server, in bytes.",
+            |c: &ClientRow| c.bytes_sent,
+        ),
+    ] {
+        if up.iter().all(|i| i.clients.is_empty()) {
+            continue;
+        }
+        family(&mut out, name, "counter", help);
+        for i in &up {
+            let inst = i.instance.as_deref().unwrap_or_default();
+            let mut seen = HashSet::with_capacity(i.clients.len());
+            for c in &i.clients {
+                let [cn, real, virt, user] =
+                    client_identity(&c.common_name, &c.real_address, &c.virtual_address, &c.username);
+                let since = c.connected_since.to_string();
+                if !seen.insert((cn.clone(), since.clone(), real.clone(), virt.clone(), user.clone())) {
+                    continue;
+                }
+                let labels = [
+                    ("status_path", i.status_path.as_str()),
+                    ("openvpn_instance", inst),
+                    ("common_name", &cn),
+                    ("connection_time", &since),
+                    ("real_address", &real),
+                    ("virtual_address", &virt),
+                    ("username", &user),
+                ];
+                sample(&mut out, name, &labels, bytes(c));
+            }
+        }
+    }
+    if up.iter().any(|i| !i.routes.is_empty()) {
+        let name = "openvpn_server_route_last_reference_time_seconds";
+        family(&mut out, name, "gauge", "Time at which a route was last referenced, in seconds.");
+        for i in &up {
+            let inst = i.instance.as_deref().unwrap_or_default();
+            let mut seen = HashSet::with_capacity(i.routes.len());
+            for r in &i.routes {
+                let RouteRow { virtual_address, common_name, real_address, last_ref } = r;
+                let [cn, real, virt, _] = client_identity(common_name, real_address, virtual_address, "");
+                if !seen.insert((cn.clone(), real.clone(), virt.clone())) {
+                    continue;
+                }
+                let labels = [
+                    ("status_path", i.status_path.as_str()),
+                    ("openvpn_instance", inst),
+                    ("common_name", &cn),
+                    ("real_address", &real),
+                    ("virtual_address", &virt),
+                ];
+                sample(&mut out, name, &labels, last_ref);
+            }
+        }
+    }
+    out
+}
+
+/// The temporary name next to `path`: same directory (a rename does not
+/// cross file systems), a name node_exporter does not read.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Writes `text` to a temporary file next to `path`, mode [`FILE_MODE`],
+/// and renames it over `path`. A link or other thing planted at the
+/// temporary name is removed, never followed (`O_NOFOLLOW`,
+/// `O_CREAT|O_EXCL`).
+pub fn write_atomically(path: &Path, text: &[u8]) -> io::Result<()> {
+    let tmp = temp_path(path);
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut f =
+        OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).custom_flags(libc_nofollow()).open(&tmp)?;
+    // The unit's UMask would take the read bit from node_exporter.
+    f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    let written = f.write_all(text).and_then(|()| f.flush());
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(f);
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+fn libc_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(cn: &str, rx: u64) -> ClientRow {
+        ClientRow {
+            common_name: cn.into(),
+            real_address: "198.51.100.7:5555".into(),
+            virtual_address: "10.8.0.6".into(),
+            username: "UNDEF".into(),
+            connected_since: 1_796_155_200,
+            bytes_received: rx,
+            bytes_sent: 2 * rx,
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped_as_the_format_requires() {
+        assert_eq!(escape_label("plain"), "plain");
+        assert_eq!(escape_label("a\"b\\c\nd\\xFF"), "a\\\"b\\\\c\\nd\\\\xFF");
+        let inst = InstanceView {
+            status_path: "/run/s\"x.log".into(),
+            instance: Some("server".into()),
+            up: true,
+            updated_at: Some(1_796_157_000),
+            clients: vec![client("evil\"}\nopenvpn_up 0 # \\", 5)],
+            routes: vec![],
+        };
+        let text = render_openvpn(&[inst], true);
+        // Every line is a comment or one sample of a known family: the
+        // name did not break out of its label.
+        for line in text.lines() {
+            assert!(line.starts_with('#') || line.starts_with("openvpn_"), "{line}");
+            assert!(!line.starts_with("openvpn_up 0"), "{text}");
+        }
+        assert!(text.contains(r#"common_name="evil\"}\nopenvpn_up 0 # \\""#), "{text}");
+    }
+
+    #[test]
+    fn a_row_listed_twice_is_one_series_and_per_client_can_be_off() {
+        let inst = InstanceView {
+            status_path: "/s".into(),
+            instance: None,
+            up: true,
+            updated_at: Some(1),
+            clients: vec![client("a", 5), client("a", 5), client("b", 7)],
+            routes: vec![],
+        };
+        let text = render_openvpn(std::slice::from_ref(&inst), true);
+        assert_eq!(text.lines().filter(|l| l.starts_with("openvpn_server_client_received_bytes_total{")).count(), 2);
+        let off = render_openvpn(&[inst], false);
+        assert!(!off.contains("openvpn_server_client_") && off.contains("openvpn_server_connected_clients{"), "{off}");
+        let down = InstanceView { status_path: "/d".into(), ..Default::default() };
+        let text = render_openvpn(&[down], true);
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>(),
+            [r#"openvpn_up{status_path="/d",openvpn_instance=""} 0"#]
+        );
+    }
+
+    #[test]
+    fn write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("ovt-metrics-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.prom");
+        std::os::unix::fs::symlink("/etc/passwd", temp_path(&path)).unwrap();
+        write_atomically(&path, b"a 1\n").unwrap();
+        write_atomically(&path, b"a 2\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"a 2\n");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, FILE_MODE);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,128 @@
+//! `status --check`: gathers the [`Facts`] the verdict is made of
+//! ([`crate::health::check`]) and prints its one line.
+//!
+//! Guarantees: never waits: no lock is taken (not `queue.lock`, not
+//! `agent.lock`), every file is opened non-blocking and without following
+//! links, and only small files and one line of one chunk are read; a
+//! settings file that does not load, or a spool this user may not read,
+//! is UNKNOWN with the reason, never a hang or a panic.
+
+use std::io;
+use std::path::Path;
+
+use crate::config::Settings;
+use crate::fsutil::{self, Owners};
+use crate::health::SpoolView;
+use crate::health::check::{self, Facts, Verdict};
+use crate::spool::{self, Dropped};
+use crate::state::AgentState;
+
+/// OpenVPN rewrites its status file every 60 s unless its `status`
+/// line says otherwise (the stock unit's `--status` does not).
+const STATUS_INTERVAL: i64 = 60;
+/// A status file is stale after this many of its intervals.
+const STALE_INTERVALS: i64 = 3;
+
+/// The verdict for the settings in `settings` (or the error loading them).
+pub fn verdict(settings: Result<Settings, String>) -> Verdict {
+    match settings {
+        Ok(s) => check::evaluate(&facts(&s)),
+        Err(e) => check::evaluate(&Facts { cannot_tell: Some(e), agent_running: true, ..Facts::default() }),
+    }
+}
+
+/// The unknown verdict's exit code is 3 even when the facts are partial.
+pub fn exit_code(v: &Verdict) -> u8 {
+    v.code as u8
+}
+
+fn facts(s: &Settings) -> Facts {
+    let dir = &s.spool.spool_dir;
+    let now = crate::event::now().unix_timestamp();
+    let mut f = Facts {
+        warn_seconds: s.health.stall_warn_seconds,
+        crit_seconds: s.health.stall_crit_seconds,
+        ..Facts::default()
+    };
+    let state = match AgentState::load(dir, &Owners::anyone()) {
+        Ok(st) => st,
+        Err(e) => {
+            f.cannot_tell = Some(format!("agent state: {e}"));
+            AgentState::default()
+        }
+    };
+    f.agent_running = super::agent_running(state.pid);
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            f.spool_refused = Some(format!("{} does not exist (run 'openvpn-telemetry install')", dir.display()));
+        }
+        Ok(m) if !m.is_dir() => f.spool_refused = Some(format!("{} is not a directory", dir.display())),
+        _ => {}
+    }
+    if f.spool_refused.is_none() {
+        match SpoolView::gather(dir, state.progress.as_ref()) {
+            Ok(view) => {
+                f.queue_bytes = view.queue_bytes;
+                f.pending_chunks = view.pending_chunks;
+                f.pending_bytes = view.pending_bytes;
+                f.failed_files = view.failed_files;
+                f.oldest_age = view.oldest_pending.map(|t| now - t.unix_timestamp());
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                f.cannot_tell = Some(format!("{}: {e} (run as root or the agent's user)", dir.display()));
+            }
+            Err(e) => f.spool_refused = Some(format!("{}: {e}", dir.join(spool::PENDING).display())),
+        }
+    }
+    // Drops the hooks and the agent counted that the agent has not taken
+    // into its state yet are not reported either.
+    let counted = |name: &str| {
+        fsutil::read_capped(&dir.join(name), 4096, &Owners::anyone())
+            .ok()
+            .and_then(|t| Dropped::parse(&String::from_utf8_lossy(&t)))
+            .unwrap_or_default()
+    };
+    let mut unreported = state.dropped_unreported;
+    let mut total = state.dropped;
+    for extra in [counted(spool::DROPPED), counted(spool::AGENT_DROPPED)] {
+        unreported.add(extra);
+        total.add(extra);
+    }
+    f.unreported_drops = unreported.count;
+    f.dropped_total = total.count;
+    f.consecutive_failures = state.consecutive_failures;
+    if s.sources.session_update_interval_seconds > 0 {
+        let slack = STATUS_INTERVAL * STALE_INTERVALS + s.sources.session_update_interval_seconds as i64;
+        f.stale_status = stale_status_files(dir, now, slack);
+    }
+    f
+}
+
+/// Status files whose own timestamp, as the agent's last update round
+/// read it (`sessions.state`), is older than `slack` seconds.
+fn stale_status_files(dir: &Path, now: i64, slack: i64) -> Vec<(String, i64)> {
+    let path = dir.join(crate::sources::SESSIONS_STATE);
+    let Ok(bytes) = fsutil::read_capped(&path, crate::sources::READ_CAP, &Owners::anyone()) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Vec::new() };
+    let Some(map) = v["last_update"].as_object() else { return Vec::new() };
+    map.iter()
+        .filter_map(|(file, t)| t.as_i64().map(|t| (file.clone(), now - t)))
+        .filter(|(_, age)| *age > slack)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::check::Code;
+
+    #[test]
+    fn settings_that_do_not_load_are_unknown() {
+        let v = verdict(Err("agent.env:3: bad".into()));
+        assert_eq!(v.code, Code::Unknown);
+        assert_eq!(exit_code(&v), 3);
+        assert!(v.line.contains("agent.env:3: bad"), "{}", v.line);
+    }
+}
