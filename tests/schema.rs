@@ -32,14 +32,14 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use site::roles;
-use site::{Receiver, Site};
+use site::{Receiver, Site, wait_for};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// Every type the binary writes: the hooks', a `write-event` type, and the
 /// agent's own.
-const TYPES: [&str; 12] = [
+const TYPES: [&str; 13] = [
     "SESSION_CONNECTED",
     "SESSION_DISCONNECTED",
     "VPN_NOTE_1",
@@ -52,6 +52,7 @@ const TYPES: [&str; 12] = [
     "CRL_EXPIRING",
     "CRL_EXPIRED",
     "TELEMETRY_EVENTS_DROPPED",
+    "AGENT_HEARTBEAT",
 ];
 
 /// Runs tests/support/schema_check.py over `files`; its JSON report.
@@ -124,7 +125,7 @@ fn every_event_the_binary_sends_matches_the_schema_and_broken_ones_do_not() {
     let status = copy_fixture(&site, "real/ovpn27-udp3/status-v3.log");
     let index = copy_fixture(&site, "real/easyrsa3/index.txt");
     site.config(&format!(
-        "TELEMETRY_URL={}\nSTATUS_LOG={}\nEASYRSA_INDEX={}\nSERVER_ID=vpn-schema\n",
+        "TELEMETRY_URL={}\nSTATUS_LOG={}\nEASYRSA_INDEX={}\nSERVER_ID=vpn-schema\nHEARTBEAT_INTERVAL_SECONDS=1\n",
         rx.url("http"),
         status.display(),
         index.display()
@@ -165,6 +166,16 @@ fn every_event_the_binary_sends_matches_the_schema_and_broken_ones_do_not() {
             break;
         }
     }
+    // The daemon's heartbeat (`agent --once` writes none), with the status
+    // file it has read.
+    let daemon = site.daemon();
+    wait_for("a delivered AGENT_HEARTBEAT", || {
+        rx.events()
+            .iter()
+            .any(|e| e["type"] == "AGENT_HEARTBEAT" && e["instances"][0]["clients"].is_u64())
+            .then_some(())
+    });
+    drop(daemon);
     // 2b. PKI health: a real Easy-RSA PKI (server certificate for 5 days,
     //     CRL for 2) named by a server config, at real time (warnings) and
     //     6 days on (CRL_EXPIRED, the server's CERT_EXPIRED with its role).
@@ -223,6 +234,11 @@ fn every_event_the_binary_sends_matches_the_schema_and_broken_ones_do_not() {
         edit("CERT_REVOKED", &|e| drop(e.insert("status".into(), json!("gone")))),
         edit("CERT_EXPIRED", &|e| drop(e.insert("cert_serial".into(), json!("ABC")))),
         edit("TELEMETRY_EVENTS_DROPPED", &|e| drop(e.remove("count"))),
+        edit("AGENT_HEARTBEAT", &|e| drop(e.remove("last_error"))),
+        edit("AGENT_HEARTBEAT", &|e| drop(e.insert("pending_bytes".into(), json!(-1)))),
+        edit("AGENT_HEARTBEAT", &|e| {
+            drop(e["instances"][0].as_object_mut().unwrap().insert("clients".into(), json!("4")))
+        }),
         edit("CERT_EXPIRING", &|e| drop(e.remove("cert_role"))),
         edit("CERT_EXPIRING", &|e| drop(e.insert("days_left".into(), json!(-1)))),
         edit("CRL_EXPIRING", &|e| drop(e.insert("threshold_days".into(), json!(0)))),
