@@ -97,3 +97,20 @@ impl Pulse {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_heartbeat_comes_soon_and_an_interval_of_0_turns_it_off() {
+        let mut s = Settings::defaults(std::path::Path::new("/x/agent.env"));
+        let board = Arc::new(Board::new(&s.health));
+        let started = Instant::now();
+        assert_eq!(Pulse::new(&s, Arc::clone(&board), started).next_heartbeat, Some(started + FIRST_HEARTBEAT));
+        s.health.heartbeat_interval_seconds = 1;
+        assert_eq!(Pulse::new(&s, Arc::clone(&board), started).next_heartbeat, Some(started + Duration::from_secs(1)));
+        s.health.heartbeat_interval_seconds = 0;
+        assert_eq!(Pulse::new(&s, board, started).next_heartbeat, None);
+    }
+}

@@ -1,0 +1,296 @@
+//! The agent's health end to end, with the real binary: `AGENT_HEARTBEAT`
+//! as the loopback receiver gets it (or as it waits in the spool during an
+//! outage), and `status --check`'s line and exit code through every state
+//! it reports: agent stopped, healthy, outage (stalled past the warning
+//! and the critical threshold), `failed/` not empty, drops not reported,
+//! a status file OpenVPN stopped rewriting, and a spool whose locks are
+//! held and whose `pending/` holds a FIFO (it must still answer at once).
+//!
+//! The clock of the agent and of the check is pinned
+//! (`OPENVPN_TELEMETRY_NOW`) to a minute after the real status file was
+//! written, so "stalled" is a pinned later time, never a sleep.
+//!
+//! Needs python3 (the receiver); no root, no network.
+
+// Set-up that cannot go right is a failed test: unwrap and expect say where.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/agent_site.rs"]
+mod site;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use site::{Receiver, Site, roles, wait_for};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+/// The fixture's own `TIME`, plus a minute.
+const WRITTEN: i64 = 1_796_159_182;
+const NOW: i64 = WRITTEN + 60;
+const TOKEN: &str = "Bearer S3CRET-T0KEN-do-not-leak";
+
+/// The agent daemon with the pinned clock; killed and reaped when dropped.
+struct Agent(Child);
+
+impl Agent {
+    fn start(site: &Site) -> Agent {
+        let log = fs::OpenOptions::new().create(true).append(true).open(site.path("agent.log")).unwrap();
+        let child = site
+            .agent()
+            .env("OPENVPN_TELEMETRY_NOW", NOW.to_string())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Agent(child)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `status --check` at `now`: exit code and line; it must end within
+/// 10 s whatever the spool holds.
+fn check_at(site: &Site, now: i64) -> (i32, String) {
+    let mut child = Command::new(site::BIN)
+        .args(["status", "--check"])
+        .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+        .env("OPENVPN_TELEMETRY_NOW", now.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("status --check did not answer within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+    assert_eq!(line.matches('|').count(), 1, "performance data after one |: {line}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap(), line.trim_end().to_string())
+}
+
+fn check(site: &Site) -> (i32, String) {
+    check_at(site, NOW)
+}
+
+/// The real status file (OpenVPN 2.7, version 3, 4 clients) in the site.
+fn status_file(site: &Site) -> PathBuf {
+    let to = site.path("status-v3.log");
+    fs::copy(Path::new(FIXTURES).join("real/ovpn27-udp3/status-v3.log"), &to).unwrap();
+    to
+}
+
+/// Every AGENT_HEARTBEAT still in the spool (not delivered).
+fn spooled_heartbeats(site: &Site) -> Vec<Value> {
+    let mut files = vec![site.spool().join("agent-queue.log")];
+    files.extend(fs::read_dir(site.pending()).unwrap().map(|e| e.unwrap().path()));
+    files
+        .iter()
+        .flat_map(|f| fs::read_to_string(f).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .filter(|v| v["type"] == "AGENT_HEARTBEAT")
+        .collect()
+}
+
+/// `n` connect hooks as OpenVPN runs them, at the pinned time.
+fn connect_hooks(site: &Site, n: usize) {
+    for i in 0..n {
+        let (cn, port) = (format!("user{i}"), format!("{}", 40000 + i));
+        let out = site
+            .hook(
+                roles::connect(),
+                &[],
+                &[
+                    ("OPENVPN_TELEMETRY_NOW", NOW.to_string().as_bytes()),
+                    ("common_name", cn.as_bytes()),
+                    ("trusted_ip", b"198.51.100.7"),
+                    ("trusted_port", port.as_bytes()),
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+/// Unix time as the events write it.
+fn event_time(t: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(t).unwrap().format(&Rfc3339).unwrap()
+}
+
+#[test]
+fn heartbeat_and_check_follow_the_agent_from_stopped_to_healthy_to_an_outage() {
+    let site = Site::new("health");
+    let rx = Receiver::start(&site, &["--token", TOKEN.trim_start_matches("Bearer ")]);
+    let status = status_file(&site);
+    let settings = format!(
+        "TELEMETRY_URL={}\nAUTH_HEADER=\"Authorization: {TOKEN}\"\nSTATUS_LOG={}\nHEARTBEAT_INTERVAL_SECONDS=1\n",
+        rx.url("http"),
+        status.display()
+    );
+    site.config(&settings);
+
+    // Stopped: never started.
+    let (code, line) = check(&site);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.starts_with("OPENVPN-TELEMETRY CRITICAL - agent not running"), "{line}");
+
+    // Healthy: heartbeats arrive, each saying what the agent knows.
+    connect_hooks(&site, 3);
+    let agent = Agent::start(&site);
+    let beat = wait_for("a heartbeat that saw a delivery and the status file", || {
+        rx.events().into_iter().find(|e| {
+            e["type"] == "AGENT_HEARTBEAT"
+                && e["delivered_events_total"].as_u64() > Some(0)
+                && e["instances"][0]["clients"] == 4
+        })
+    });
+    assert_eq!(beat["agent_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(beat["last_success_at"], event_time(NOW));
+    assert_eq!(beat["consecutive_failures"], 0);
+    assert_eq!(beat["instances"][0]["status_path"], status.display().to_string());
+    assert_eq!(beat["instances"][0]["status_updated_at"], event_time(WRITTEN));
+    let (code, line) = wait_for("status --check to say OK", || {
+        let (code, line) = check(&site);
+        (code == 0).then_some((code, line))
+    });
+    assert!(line.starts_with("OPENVPN-TELEMETRY OK - "), "{code}: {line}");
+
+    // Outage: the receiver is gone. Events wait, failures count, and the
+    // heartbeat (waiting in the spool with them) says why, without the
+    // token.
+    drop(rx);
+    connect_hooks(&site, 2);
+    assert!(fs::metadata(site.spool().join("queue.log")).unwrap().len() > 0);
+    let beat = wait_for("a heartbeat during the outage", || {
+        spooled_heartbeats(&site).into_iter().find(|b| b["consecutive_failures"].as_u64() >= Some(2))
+    });
+    let error = beat["last_error"].as_str().unwrap();
+    assert!(!error.is_empty() && !error.contains("S3CRET"), "{error}");
+    assert!(beat["pending_chunks"].as_u64() > Some(0) || beat["queue_bytes"].as_u64() > Some(0), "{beat}");
+    assert_eq!(beat["oldest_pending_at"], event_time(NOW));
+    let (code, line) = check(&site);
+    assert_eq!(code, 0, "stalled for 0 s is not yet a problem: {line}");
+    assert!(line.contains("consecutive_failures="), "{line}");
+    let (code, line) = check_at(&site, NOW + 601);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("WARNING - oldest undelivered event 601 s old (> 600 s)"), "{line}");
+    let (code, line) = check_at(&site, NOW + 3601);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("CRITICAL - oldest undelivered event 3601 s old (> 3600 s)"), "{line}");
+    assert!(line.contains("oldest_pending_age=3601s;600;3600;0"), "{line}");
+
+    // The counters survive a restart: the state keeps them.
+    drop(agent);
+    let (code, line) = check(&site);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("agent not running"), "{line}");
+    let state: Value = serde_json::from_slice(&fs::read(site.spool().join("agent-state.json")).unwrap()).unwrap();
+    assert!(state["posts"]["ok"].as_u64() > Some(0) && state["posts"]["retry"].as_u64() >= Some(2), "{state}");
+    assert!(state["consecutive_failures"].as_u64() >= Some(2), "{state}");
+}
+
+#[test]
+fn check_warns_on_failed_files_and_a_status_file_openvpn_stopped_rewriting() {
+    let site = Site::new("health-failed");
+    let rx = Receiver::start(&site, &["--script", "400"]);
+    let status = status_file(&site);
+    site.config(&format!("TELEMETRY_URL={}\nSTATUS_LOG={}\n", rx.url("http"), status.display()));
+    connect_hooks(&site, 2);
+    let _agent = Agent::start(&site);
+    wait_for("the refused batch in failed/", || (fs::read_dir(site.failed()).ok()?.count() > 0).then_some(()));
+    let (code, line) = wait_for("WARNING for failed/", || {
+        let (code, line) = check(&site);
+        line.contains("file(s) in failed/").then_some((code, line))
+    });
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("failed_files=1;1;;0"), "{line}");
+
+    // The same spool ten minutes later: OpenVPN has not rewritten its
+    // status file since (3 of its 60 s intervals plus the agent's 60 s
+    // between reads is 240 s).
+    let (code, line) = check_at(&site, NOW + 600);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains(&format!("{} not rewritten for 660 s", status.display())), "{line}");
+}
+
+#[test]
+fn drops_not_yet_reported_are_critical_until_the_report_is_delivered() {
+    let site = Site::new("health-drops");
+    site.config("MAX_SPOOL_BYTES=1\n");
+    connect_hooks(&site, 3);
+    let (code, line) = check(&site);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("events dropped, not yet reported"), "{line}");
+    assert!(line.contains("dropped_unreported=") && !line.contains("dropped_unreported=0;"), "{line}");
+
+    // Delivered: the report went out, nothing is unreported.
+    let rx = Receiver::start(&site, &[]);
+    site.config(&format!("TELEMETRY_URL={}\n", rx.url("http")));
+    let _agent = Agent::start(&site);
+    wait_for("the drop report delivered", || {
+        rx.events().iter().any(|e| e["type"] == "TELEMETRY_EVENTS_DROPPED").then_some(())
+    });
+    let (code, line) = wait_for("OK once reported", || {
+        let (code, line) = check(&site);
+        (code == 0).then_some((code, line))
+    });
+    assert!(line.contains("dropped_unreported=0;;1;0") && !line.contains("dropped_total=0c"), "{code} {line}");
+}
+
+/// The locks held by someone else and a FIFO where a chunk should be:
+/// `status --check` still answers at once (check_at bounds it), and says
+/// UNKNOWN when it may not read the spool, CRITICAL when there is none.
+#[test]
+fn check_never_blocks_and_says_unknown_when_it_cannot_look() {
+    let site = Site::new("health-block");
+    site.config("");
+    let hold = |name: &str| {
+        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(site.spool().join(name)).unwrap();
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap()
+    };
+    let _queue_lock = hold("queue.lock");
+    let _agent_lock = hold("agent.lock");
+    nix::unistd::mkfifo(&site.pending().join("00000000000000000001-fifo.ndjson"), nix::sys::stat::Mode::S_IRWXU)
+        .unwrap();
+    fs::write(site.spool().join("queue.log"), "{\"type\":\"X\",\"event_time_vpn\":\"2026-12-01T21:07:22Z\"}\n")
+        .unwrap();
+    let (code, line) = check(&site);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("agent not running"), "{line}");
+
+    if nix::unistd::geteuid().is_root() {
+        // Root may read anything; a missing spool is the other case.
+        fs::remove_dir_all(site.spool()).unwrap();
+        let (code, line) = check(&site);
+        assert_eq!(code, 2, "{line}");
+        assert!(line.contains("spool refused:") && line.contains("does not exist"), "{line}");
+    } else {
+        fs::set_permissions(site.pending(), fs::Permissions::from_mode(0o000)).unwrap();
+        let (code, line) = check(&site);
+        fs::set_permissions(site.pending(), fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(code, 2, "agent not running outranks UNKNOWN: {line}");
+        assert!(line.contains("cannot check:"), "{line}");
+    }
+    site.settings("SPOOL_DIR=relative\n");
+    let (code, line) = check(&site);
+    assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("OPENVPN-TELEMETRY UNKNOWN - cannot check: ") && line.contains("SPOOL_DIR"), "{line}");
+}
