@@ -201,7 +201,9 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     let (wake_tx, wake_rx) = mpsc::channel::<()>();
     let heartbeat = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let board = Arc::new(crate::health::Board::new(&settings.health));
+    let status_rounds =
+        settings.sources.snapshot_interval_seconds > 0 || settings.sources.session_update_interval_seconds > 0;
+    let board = Arc::new(crate::health::Board::new(&settings.health, status_rounds));
 
     log::info!(
         "openvpn-telemetry {} agent{}: spool {}, delivering to {}",

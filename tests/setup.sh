@@ -27,6 +27,9 @@ set -euo pipefail
 #                    booted with systemd-nspawn)
 #   lintian          `make deb` checks the package with it (`make deb-e2e`,
 #                    which also needs systemd-e2e's packages)
+#   prometheus-node-exporter, prometheus  tests/metrics.rs: node_exporter's
+#                    textfile collector scrapes the agent's metrics file on
+#                    loopback, promtool (in prometheus) lints it
 #   python3-pip      the opentelemetry-proto package (PyPI) that strictly
 #                    parses every OTLP body in tests/agent.rs, installed
 #                    into $CARGO_TARGET_DIR/otlp-py (not system-wide), and
@@ -34,7 +37,7 @@ set -euo pipefail
 #                    against docs/schema/ in tests/schema.rs, into
 #                    $CARGO_TARGET_DIR/schema-py
 pkgs_test=(build-essential openssl python3 python3-pip ca-certificates strace util-linux systemd
-           openvpn easy-rsa iproute2 procps acl man-db)
+           openvpn easy-rsa iproute2 procps acl man-db prometheus-node-exporter prometheus)
 pkgs_e2e=("${pkgs_test[@]}" iputils-ping curl)
 pkgs_bench=(build-essential curl procps)
 pkgs_systemd_e2e=(openssl python3 ca-certificates util-linux debootstrap systemd-container)

@@ -26,6 +26,9 @@ use std::path::{Path, PathBuf};
 
 use super::{ClientRow, InstanceView, RouteRow, Vitals};
 
+/// Bytes per `write`: a 10,000-client file is some 7 MB.
+const WRITE_PIECE: usize = 256 * 1024;
+
 /// The metrics file's mode: node_exporter runs as its own user.
 pub const FILE_MODE: u32 = 0o644;
 
@@ -302,7 +305,9 @@ pub fn write_atomically(path: &Path, text: &[u8]) -> io::Result<()> {
         OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).custom_flags(libc_nofollow()).open(&tmp)?;
     // The unit's UMask would take the read bit from node_exporter.
     f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
-    let written = f.write_all(text).and_then(|()| f.flush());
+    // In pieces, as any large write may be: a reader of the temporary
+    // name could see any prefix, which is why nothing reads it.
+    let written = text.chunks(WRITE_PIECE).try_for_each(|piece| f.write_all(piece)).and_then(|()| f.flush());
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);

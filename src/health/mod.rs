@@ -21,6 +21,7 @@ mod view;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -143,12 +144,22 @@ pub fn scrub(message: &str, secrets: &[&str]) -> String {
 pub struct Board {
     textfile: Option<PathBuf>,
     per_client: bool,
+    /// Whether a sources thread will publish status files: until it has
+    /// (or [`SOURCES_GRACE`] passed), the file is not written, so that a
+    /// restart does not replace a file with clients by one without them.
+    wait_for_sources: bool,
+    created: Instant,
     inner: Mutex<Halves>,
 }
+
+/// How long a new board waits for the sources' first round.
+const SOURCES_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Halves {
     instances: Vec<InstanceView>,
+    /// The sources have published at least once.
+    instances_seen: bool,
     /// The OpenVPN families, rendered once per status round.
     openvpn_text: String,
     vitals: Option<Vitals>,
@@ -157,7 +168,9 @@ struct Halves {
 }
 
 impl Board {
-    pub fn new(health: &HealthSection) -> Board {
+    /// `status_rounds`: whether the sources will read status files (an
+    /// update or snapshot interval is set).
+    pub fn new(health: &HealthSection, status_rounds: bool) -> Board {
         if let Some(p) = &health.metrics_textfile
             && p.extension().is_none_or(|e| e != "prom")
         {
@@ -166,6 +179,8 @@ impl Board {
         Board {
             textfile: health.metrics_textfile.clone(),
             per_client: health.metrics_per_client,
+            wait_for_sources: status_rounds,
+            created: Instant::now(),
             inner: Mutex::new(Halves::default()),
         }
     }
@@ -176,6 +191,7 @@ impl Board {
             if self.textfile.is_some() { metrics::render_openvpn(&instances, self.per_client) } else { String::new() };
         let mut h = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         h.instances = instances;
+        h.instances_seen = true;
         h.openvpn_text = text;
         self.write(&mut h);
     }
@@ -194,6 +210,9 @@ impl Board {
 
     fn write(&self, h: &mut Halves) {
         let Some(path) = &self.textfile else { return };
+        if self.wait_for_sources && !h.instances_seen && self.created.elapsed() < SOURCES_GRACE {
+            return;
+        }
         let mut text = metrics::render_agent(h.vitals.as_ref());
         text.push_str(&h.openvpn_text);
         match metrics::write_atomically(path, text.as_bytes()) {

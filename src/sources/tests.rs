@@ -297,8 +297,9 @@ fn run_loop_starts_with_a_round_and_stops() {
     let stop = AtomicBool::new(false);
     let mut seen = Vec::new();
     std::thread::scope(|s| {
-        let runner =
-            s.spawn(|| run(&settings, &stop, &crate::health::Board::new(&crate::config::HealthSection::default())));
+        let runner = s.spawn(|| {
+            run(&settings, &stop, &crate::health::Board::new(&crate::config::HealthSection::default(), true))
+        });
         let give_up = Instant::now() + Duration::from_secs(60);
         // Read without draining: the runner may be appending right now.
         while seen.len() < 2 && Instant::now() < give_up {
