@@ -66,6 +66,14 @@ pub fn writable_paths(settings: &Settings) -> Vec<PathBuf> {
             paths.push(dir);
         }
     }
+    // The metrics file is replaced by a rename in its directory, so the
+    // directory (not the file: a rename onto a bind-mounted file fails)
+    // must be writable in the sandbox.
+    if let Some(dir) = settings.health.metrics_textfile.as_deref().and_then(Path::parent)
+        && !paths.iter().any(|p| p == dir)
+    {
+        paths.push(dir.to_path_buf());
+    }
     paths
 }
 
@@ -212,6 +220,14 @@ mod tests {
             assert!(!unit.contains(placeholder), "{unit}");
         }
         assert!(unit.contains("\nReadWritePaths=/var/spool/openvpn-telemetry -/srv/sink\n"));
+        s.health.metrics_textfile = Some("/var/lib/prometheus/node-exporter/openvpn-telemetry.prom".into());
+        let unit = render(&s, "nobody");
+        assert!(
+            unit.contains(
+                "\nReadWritePaths=/var/spool/openvpn-telemetry -/srv/sink -/var/lib/prometheus/node-exporter\n"
+            ),
+            "{unit}"
+        );
         assert!(unit.contains("\nSupplementaryGroups=nobody\n"));
         assert!(unit.contains("\nExecStart=/usr/local/sbin/openvpn-telemetry agent\n"));
         assert!(!unit.lines().any(|l| l.ends_with('@')), "no placeholder left: {unit}");
