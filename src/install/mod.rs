@@ -16,6 +16,7 @@ pub mod envfile;
 pub mod manpage;
 pub mod package;
 pub mod plan;
+pub mod textfile;
 pub mod uninstall;
 pub mod unit;
 
@@ -434,6 +435,7 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
         plan.hints
             .push("restart OpenVPN to run the hooks: systemctl restart openvpn-server@NAME (or openvpn@NAME)".into());
     }
+    plan.hints.extend(textfile::offer(layout, s));
     Ok(plan)
 }
 
