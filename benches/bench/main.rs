@@ -17,6 +17,9 @@
 //! 4. Idle CPU of `agent` on an empty spool, from `/proc/PID/task/*/schedstat`.
 //! 5. Status-file parse: a 10,000-client status file, against only cutting it
 //!    into lines and fields (benches/bench/parse.rs).
+//! 6. Metrics file: rendering and writing `METRICS_TEXTFILE` for the same
+//!    file, as a share of one core at the default intervals
+//!    (benches/bench/metrics_file.rs).
 //!
 //! Exit status is non-zero only when a sanity check fails (a hook did not
 //! write its event, an event did not arrive): a benchmark of a no-op is
@@ -27,13 +30,14 @@
 //! default benches/baseline/), `OVT_BENCH_ROUNDS`,
 //! `OVT_BENCH_SPAWNS`, `OVT_BENCH_DRAIN_RUNS`, `OVT_BENCH_IDLE_SECS`,
 //! `OVT_BENCH_BURST`, `OVT_BENCH_BURST_RUNS`, `OVT_BENCH_BURST_ALT`, `OVT_BENCH_HOOK_ALT`,
-//! `OVT_BENCH_PARSE_RUNS`, `OVT_BENCH_ONLY`.
+//! `OVT_BENCH_PARSE_RUNS`, `OVT_BENCH_METRICS_RUNS`, `OVT_BENCH_ONLY`.
 
 mod burst;
 mod drain;
 mod hooks;
 mod idle;
 mod measure;
+mod metrics_file;
 mod parse;
 mod sink;
 
@@ -46,6 +50,15 @@ mod event;
 #[allow(dead_code, unused_imports)]
 #[path = "../../src/sources/status_file/mod.rs"]
 mod status_file;
+// The metrics file's rendering and writing, for section 6, with the rows
+// it renders (the module says `super::` for them).
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/health/metrics.rs"]
+mod metrics;
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/health/rows.rs"]
+mod rows;
+use rows::{ClientRow, InstanceView, RouteRow};
 
 use std::fs;
 use std::io::Write;
@@ -120,14 +133,15 @@ fn run() -> Res<bool> {
     let mut md = header(&ours);
     print!("{md}");
     let mut ok = true;
-    let sections: [Section; 5] = [
+    let sections: [Section; 6] = [
         &|md| hooks::section(md, &work.join("hook"), &ours, &dynamic, &baseline),
         &|md| burst::section(md, &work.join("burst"), &ours, &baseline),
         &|md| drain::section(md, &work.join("drain"), &ours, &baseline),
         &|md| idle::section(md, &work.join("idle"), &ours),
         &|md| parse::section(md),
+        &|md| metrics_file::section(md, &work.join("metrics")),
     ];
-    // OVT_BENCH_ONLY=N runs only section N (1 hooks, 2 storm, 3 drain, 4 idle, 5 parse).
+    // OVT_BENCH_ONLY=N runs only section N (1 hooks, 2 storm, 3 drain, 4 idle, 5 parse, 6 metrics file).
     let only = knob("OVT_BENCH_ONLY", 0);
     for (i, section) in sections.into_iter().enumerate() {
         if only != 0 && only != i + 1 {

@@ -20,7 +20,7 @@ use crate::{Res, knob, status_file};
 /// A `--status-version 2` file as OpenVPN 2.6 writes it: one client row
 /// and two host routes (IPv4, IPv6) per client; every `comma_every`-th
 /// common name has a comma in it (0: none).
-fn status_v2(clients: usize, comma_every: usize) -> String {
+pub fn status_v2(clients: usize, comma_every: usize) -> String {
     let mut s = String::from(
         "TITLE,OpenVPN 2.6.14 x86_64-pc-linux-gnu [SSL (OpenSSL)] [LZO] [LZ4] [EPOLL] [PKCS11] [MH/PKTINFO] [AEAD] [DCO]\n\
 TIME,2026-12-01 20:30:00,1796157000\n\

@@ -17,6 +17,8 @@
 pub mod check;
 pub mod heartbeat;
 pub mod metrics;
+mod own;
+mod rows;
 mod view;
 
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+pub use rows::{ClientRow, InstanceView, RouteRow};
 pub use view::{SpoolView, first_event_time, list_chunks, read_dir_here};
 
 use crate::config::HealthSection;
@@ -33,48 +36,6 @@ use crate::state::{AgentState, Posts};
 
 /// Longest `last_error` the heartbeat carries, in characters.
 pub const LAST_ERROR_CAP: usize = 200;
-
-/// One connected client, as a status file's `CLIENT_LIST` row gives it:
-/// the columns kumina's openvpn_exporter makes labels of, and the bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientRow {
-    pub common_name: String,
-    /// `Real Address` as printed (`1.2.3.4:5555`).
-    pub real_address: String,
-    /// `Virtual Address` as printed (empty when none).
-    pub virtual_address: String,
-    /// `Username` as printed (`UNDEF` when the client gave none).
-    pub username: String,
-    /// `Connected Since (time_t)`.
-    pub connected_since: i64,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-}
-
-/// One `ROUTING_TABLE` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteRow {
-    pub virtual_address: String,
-    pub common_name: String,
-    pub real_address: String,
-    /// `Last Ref (time_t)`.
-    pub last_ref: i64,
-}
-
-/// What one status file said at the last round.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InstanceView {
-    pub status_path: String,
-    /// The OpenVPN instance (its config file's name), when known.
-    pub instance: Option<String>,
-    /// Whether the file was read and understood (`openvpn_up`).
-    pub up: bool,
-    /// The file's own `TIME`/`Updated` (unix seconds).
-    pub updated_at: Option<i64>,
-    /// Connected clients (sessions, a row listed twice counted once).
-    pub clients: Vec<ClientRow>,
-    pub routes: Vec<RouteRow>,
-}
 
 /// The agent's own numbers: the spool as it is, and the delivery counters
 /// its state keeps across restarts.
@@ -213,7 +174,7 @@ impl Board {
         if self.wait_for_sources && !h.instances_seen && self.created.elapsed() < SOURCES_GRACE {
             return;
         }
-        let mut text = metrics::render_agent(h.vitals.as_ref());
+        let mut text = own::render(h.vitals.as_ref());
         text.push_str(&h.openvpn_text);
         match metrics::write_atomically(path, text.as_bytes()) {
             Ok(()) => {
