@@ -15,22 +15,9 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Instant;
 
+use crate::parse::median_ms;
 use crate::{Ctx, Res, knob, metrics, parse, rows, status_file};
-
-/// Median milliseconds of `runs` calls of `f`.
-fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
-    let mut ms: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    ms[ms.len() / 2]
-}
 
 /// The status file as the sources hand it to the metrics file.
 fn view(status: &status_file::Status) -> rows::InstanceView {

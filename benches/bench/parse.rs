@@ -60,7 +60,7 @@ HEADER,CLIENT_LIST,Common Name,Real Address,Virtual Address,Virtual IPv6 Address
 }
 
 /// Median milliseconds of `runs` calls of `f`.
-fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+pub fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut ms: Vec<f64> = (0..runs)
         .map(|_| {
             let t = Instant::now();

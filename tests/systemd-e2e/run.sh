@@ -11,6 +11,7 @@
 #   read capability effective on no agent thread (CapEff of each), check
 #   OK on every source; the variant with an explicit status line; a unit
 #   that denies capset makes the agent say so and read no source;
+#   METRICS_TEXTFILE in node_exporter's directory under the unit's sandbox;
 #   restart/stop times; the watchdog quiet while idle and firing for a hung
 #   agent; a second install says "nothing to change"; an upgrade over the
 #   previous release's spool layout keeps pending events; uninstall --purge
@@ -292,6 +293,59 @@ C rm -rf "$DROPIN"
 C systemctl daemon-reload
 C systemctl reset-failed openvpn-telemetry-agent 2>/dev/null || true
 C systemctl restart openvpn-telemetry-agent
+
+# --- Prometheus: METRICS_TEXTFILE in node_exporter's textfile directory -------
+# The directory as Debian's prometheus-node-exporter ships it, root:root 0755
+# (the package itself is not in this container). install opens it in the
+# unit's sandbox (ReadWritePaths=); as shipped, the agent may not write in it
+# and says so; with the one ACL entry docs/operations.md gives (set from the
+# host on the container's tree: the container has no setfacl) it writes the
+# file, 0644, and replaces it by rename. Undone afterwards (settings, unit,
+# directory), so the later steps see the system as before.
+STEP="METRICS_TEXTFILE in node_exporter's textfile directory under the unit's sandbox"
+NE=/var/lib/prometheus/node-exporter
+C install -d -m 0755 -o root -g root /var/lib/prometheus "$NE"
+C cp -p /etc/openvpn-telemetry/.env /srv/ovt/env.before-metrics
+C sh -c "echo METRICS_TEXTFILE=$NE/openvpn-telemetry.prom >>/etc/openvpn-telemetry/.env"
+since=$(C date +%s)
+C /srv/ovt/openvpn-telemetry install >"$RUN/install-metrics.out" 2>&1 || fail "$STEP" "install: $(tail -3 "$RUN/install-metrics.out" | tr '\n' ' ')"
+rwp=$(show ReadWritePaths)
+denied=
+for _ in $(seq 150); do
+    denied=$(C journalctl -u openvpn-telemetry-agent --since "@$since" --no-pager -o cat | grep -m1 "cannot write the metrics file" || true)
+    [ -n "$denied" ] && break
+    sleep 0.1
+done
+acl=ok
+setfacl -m "u:$(C id -u openvpn-telemetry):rwx" "$M$NE" 2>"$RUN/setfacl.err" || acl="setfacl on the host failed: $(head -c 200 "$RUN/setfacl.err")"
+C systemctl restart openvpn-telemetry-agent
+first=; second=
+for _ in $(seq 150); do
+    first=$(C stat -c %i "$NE/openvpn-telemetry.prom" 2>/dev/null || true)
+    [ -n "$first" ] && break
+    sleep 0.1
+done
+# The first heartbeat (5 s after the start) changes the queue: rewritten.
+for _ in $(seq 300); do
+    second=$(C stat -c %i "$NE/openvpn-telemetry.prom" 2>/dev/null || true)
+    [ -n "$second" ] && [ "$second" != "$first" ] && break
+    sleep 0.1
+done
+fmode=$(C stat -c '%a %U' "$NE/openvpn-telemetry.prom" 2>/dev/null || echo missing)
+downer=$(C stat -c '%U:%G' "$NE")
+families=$(C grep -c '^# TYPE openvpn' "$NE/openvpn-telemetry.prom" 2>/dev/null || echo 0)
+left=$(C ls -A "$NE" | tr '\n' ' ')
+C rm -rf /var/lib/prometheus
+C cp -p /srv/ovt/env.before-metrics /etc/openvpn-telemetry/.env
+C rm -f /srv/ovt/env.before-metrics
+C /srv/ovt/openvpn-telemetry install >"$RUN/install-metrics2.out" 2>&1 || fail "$STEP" "install after: $(tail -3 "$RUN/install-metrics2.out" | tr '\n' ' ')"
+if grep -q -- "$NE" <<<"$rwp" && [ -n "$denied" ] && [ "$acl" = ok ] && [ -n "$first" ] && [ -n "$second" ] \
+    && [ "$second" != "$first" ] && [ "${fmode%% *}" = 644 ] && [ "$downer" = root:root ] && [ "$families" -ge 10 ] \
+    && [ "$left" = "openvpn-telemetry.prom " ]; then
+    pass "$STEP" "ReadWritePaths=$rwp; as shipped (root:root 0755): \"$(cut -c1-160 <<<"$denied" | sed 's/|/\\|/g')\"; with the ACL entry: written ($fmode, $families families), replaced by rename (inode $first -> $second), directory still $downer, nothing else in it"
+else
+    fail "$STEP" "ReadWritePaths=$rwp; refused as shipped: ${denied:-no log line}; acl: $acl; inode ${first:-none} -> ${second:-none}; file $fmode; dir $downer; families $families; in the directory: $left"
+fi
 
 # --- a second install after the agent ran -------------------------------------
 STEP="second install after the agent ran says \"nothing to change\""
