@@ -726,6 +726,37 @@ fn uninstall_removes_the_etc_openvpn_that_install_made_and_only_that() {
     assert!(r.p("etc/openvpn/site.conf").is_file() && !r.p("etc/openvpn/scripts").exists());
 }
 
+/// node_exporter's textfile directory as Debian ships it: install offers
+/// METRICS_TEXTFILE there; once set, the unit opens the directory (a
+/// rename needs it) and leaves the directory's owner and mode alone;
+/// uninstall removes the agent's file and its temporary name, nothing else.
+#[test]
+#[ignore = "needs root: make test runs it"]
+fn the_metrics_file_is_offered_opened_in_the_sandbox_and_removed() {
+    need_root!();
+    let r = Root::new("metrics");
+    let ne = r.p("var/lib/prometheus/node-exporter");
+    fs::create_dir_all(&ne).unwrap();
+    fs::set_permissions(&ne, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = r.ok(&["install"]);
+    assert!(out.contains("METRICS_TEXTFILE=/var/lib/prometheus/node-exporter/openvpn-telemetry.prom"), "{out}");
+    r.env("METRICS_TEXTFILE=/var/lib/prometheus/node-exporter/openvpn-telemetry.prom\n");
+    let out = r.ok(&["install"]);
+    assert!(!out.contains("for Prometheus metrics, set"), "offered once set: {out}");
+    let unit = fs::read_to_string(r.p(UNIT)).unwrap();
+    let rw = unit.lines().find(|l| l.starts_with("ReadWritePaths=")).unwrap();
+    assert_eq!(rw, "ReadWritePaths=/var/spool/openvpn-telemetry -/var/lib/prometheus/node-exporter");
+    let m = fs::metadata(&ne).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0), "the directory is node_exporter's");
+    for name in ["openvpn-telemetry.prom", "openvpn-telemetry.prom.tmp", "apt.prom"] {
+        fs::write(ne.join(name), "x 1\n").unwrap();
+    }
+    r.ok(&["uninstall"]);
+    let left: Vec<String> =
+        fs::read_dir(&ne).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, ["apt.prom"]);
+}
+
 #[test]
 #[ignore = "needs root: make test runs it"]
 fn package_mode_leaves_what_is_not_ours_in_usr_local_and_etc_systemd() {

@@ -83,6 +83,16 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
             _ => {}
         }
     }
+    // The metrics file: node_exporter would go on serving numbers nobody
+    // rewrites. Only the agent's two names, and only regular files.
+    if let Some(file) = &s.health.metrics_textfile {
+        for path in [layout.at(file), layout.at(crate::health::metrics::temp_path(file))] {
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                let what = format!("remove {} (the metrics file)", path.display());
+                plan.changes.push(Change { action: Action::Remove(path), what });
+            }
+        }
+    }
     let scripts = layout.at(SCRIPTS_DIR);
     let ours = |name: &std::ffi::OsStr| LINKS.iter().any(|l| Path::new(l) == scripts_entry(name));
     if fs::read_dir(&scripts).is_ok_and(|mut d| d.all(|e| e.is_ok_and(|e| ours(&e.file_name())))) {
