@@ -15,6 +15,8 @@
 // Set-up that cannot go right is a failed test: unwrap and expect say where.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/easyrsa.rs"]
+mod easyrsa;
 #[path = "support/agent_site.rs"]
 mod site;
 
@@ -293,4 +295,33 @@ fn check_never_blocks_and_says_unknown_when_it_cannot_look() {
     let (code, line) = check(&site);
     assert_eq!(code, 3, "{line}");
     assert!(line.starts_with("OPENVPN-TELEMETRY UNKNOWN - cannot check: ") && line.contains("SPOOL_DIR"), "{line}");
+}
+
+/// A CRL (real Easy-RSA, valid 2 days) of a server config the agent
+/// watches: within the first `EXPIRY_WARN_DAYS` threshold it is a
+/// WARNING, once expired (every client locked out) CRITICAL.
+#[test]
+fn a_pki_item_within_its_first_threshold_warns_and_an_expired_one_is_critical() {
+    let site = Site::new("health-pki");
+    let root = site.path("easyrsa");
+    fs::create_dir_all(&root).unwrap();
+    easyrsa::run(&root, &["init-pki"], &[]);
+    easyrsa::run(&root, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "health-ca")]);
+    easyrsa::run(&root, &["build-server-full", "server", "nopass"], &[]);
+    easyrsa::run(&root, &["gen-crl"], &[("EASYRSA_CRL_DAYS", "2")]);
+    let pki = root.join("pki");
+    let conf = site.path("server.conf");
+    fs::write(&conf, format!("ca {0}/ca.crt\ncert {0}/issued/server.crt\ncrl-verify {0}/crl.pem\n", pki.display()))
+        .unwrap();
+    site.config(&format!("OPENVPN_SERVER_CONF={}\nEXPIRY_WARN_DAYS=30,7,1\n", conf.display()));
+    let _ = site.once();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    // The agent is not running (CRITICAL anyway): the PKI findings are
+    // read from the line.
+    let (_, line) = check_at(&site, now);
+    assert!(line.contains("PKI server: CRL expires in "), "{line}");
+    assert!(!line.contains("PKI server: CA") && !line.contains("server certificate"), "{line}");
+    let (code, line) = check_at(&site, now + 3 * 86_400);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("PKI server: CRL expired"), "{line}");
 }

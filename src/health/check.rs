@@ -51,6 +51,10 @@ pub struct Facts {
     pub consecutive_failures: u64,
     /// Status files not rewritten for too long: (path, seconds).
     pub stale_status: Vec<(String, i64)>,
+    /// CAs, server certificates and CRLs within the first expiry
+    /// threshold (`EXPIRY_WARN_DAYS`): (what, days left; 0 or less is
+    /// expired, which locks every client out).
+    pub pki: Vec<(String, i64)>,
     pub warn_seconds: u64,
     pub crit_seconds: u64,
 }
@@ -94,6 +98,13 @@ pub fn evaluate(f: &Facts) -> Verdict {
     }
     for (path, age) in &f.stale_status {
         findings.push((Code::Warning, format!("{} not rewritten for {age} s", clean(path))));
+    }
+    for (what, days) in &f.pki {
+        if *days <= 0 {
+            findings.push((Code::Critical, format!("{} expired", clean(what))));
+        } else {
+            findings.push((Code::Warning, format!("{} expires in {days} d", clean(what))));
+        }
     }
     // The worst first; UNKNOWN outranks the rest only when nothing is
     // known to be CRITICAL (the guidelines' order of 2 over 3).
@@ -155,6 +166,8 @@ mod tests {
             (Facts { spool_refused: Some("gone".into()), ..healthy() }, Code::Critical, "spool refused: gone"),
             (Facts { stale_status: vec![("/s|x\n".into(), 900)], ..healthy() }, Code::Warning, "/s\\x7cx\\u{a}"),
             (Facts { cannot_tell: Some("denied".into()), ..healthy() }, Code::Unknown, "cannot check: denied"),
+            (Facts { pki: vec![("PKI server: CRL".into(), 6)], ..healthy() }, Code::Warning, "CRL expires in 6 d"),
+            (Facts { pki: vec![("PKI server: CA".into(), 0)], ..healthy() }, Code::Critical, "CA expired"),
             (
                 Facts { cannot_tell: Some("denied".into()), agent_running: false, ..healthy() },
                 Code::Critical,

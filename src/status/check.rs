@@ -91,11 +91,36 @@ fn facts(s: &Settings) -> Facts {
     f.unreported_drops = unreported.count;
     f.dropped_total = total.count;
     f.consecutive_failures = state.consecutive_failures;
+    f.pki = pki_due(s, now);
     if s.sources.session_update_interval_seconds > 0 {
         let slack = STATUS_INTERVAL * STALE_INTERVALS + s.sources.session_update_interval_seconds as i64;
         f.stale_status = stale_status_files(dir, now, slack);
     }
     f
+}
+
+/// The CAs, server certificates and CRLs the agent last read (its
+/// `pki.state`) that are within the first (largest) `EXPIRY_WARN_DAYS`
+/// threshold, or expired.
+fn pki_due(s: &Settings, now: i64) -> Vec<(String, i64)> {
+    let first = s.sources.expiry_warn_days.iter().max().copied().unwrap_or(30);
+    let report = crate::sources::pki_report(&s.spool.spool_dir, now, first);
+    let mut due = Vec::new();
+    for (instance, items) in report["instances"].as_object().into_iter().flatten() {
+        for what in ["ca", "server", "crl"] {
+            if let Some(days) = items[what]["days_left"].as_i64()
+                && days <= i64::from(first)
+            {
+                let name = match what {
+                    "ca" => "CA",
+                    "server" => "server certificate",
+                    _ => "CRL",
+                };
+                due.push((format!("PKI {instance}: {name}"), days));
+            }
+        }
+    }
+    due
 }
 
 /// Status files whose own timestamp, as the agent's last update round
