@@ -166,6 +166,8 @@ pub fn gather(s: &Settings) -> Value {
         "last_error": agent_state.last_error,
         "delivered_events": agent_state.delivered_events,
         "failed_events": agent_state.failed_events,
+        "posts": agent_state.posts,
+        "consecutive_failures": agent_state.consecutive_failures,
         "dropped": {
             "count": dropped.count,
             "first_seq": dropped.first_seq,
@@ -331,6 +333,14 @@ fn text(r: &Value) -> String {
         },
     );
     line("delivered events", s(&r["delivered_events"]));
+    let p = &r["posts"];
+    line(
+        "batches sent",
+        format!(
+            "{} 2xx, {} retried, {} misconfigured, {} too large, {} set aside; {} failed in a row",
+            p["ok"], p["retry"], p["misconfigured"], p["too_large"], p["set_aside"], r["consecutive_failures"]
+        ),
+    );
     let d = &r["dropped"];
     line(
         "dropped events",

@@ -207,6 +207,8 @@ fn heartbeat_and_check_follow_the_agent_from_stopped_to_healthy_to_an_outage() {
     let state: Value = serde_json::from_slice(&fs::read(site.spool().join("agent-state.json")).unwrap()).unwrap();
     assert!(state["posts"]["ok"].as_u64() > Some(0) && state["posts"]["retry"].as_u64() >= Some(2), "{state}");
     assert!(state["consecutive_failures"].as_u64() >= Some(2), "{state}");
+    let shown = site.status_json();
+    assert_eq!((&shown["posts"], &shown["consecutive_failures"]), (&state["posts"], &state["consecutive_failures"]));
 }
 
 #[test]
