@@ -266,7 +266,9 @@ fn node_exporter_serves_every_family_and_promtool_finds_nothing() {
 
 /// kumina/openvpn_exporter's server-status parser (collectStatusFromReader
 /// and collectServerStatusFromReader, v0.3.0), ported as it is, quirks and
-/// all: every CLIENT_LIST row counts as a connected client, and a row is
+/// all (checked once against the exporter itself, v0.3.0 built from its
+/// source with Debian's golang-github-prometheus-client-golang-dev: the
+/// same series on every fixture, and the same differences from ours): every CLIENT_LIST row counts as a connected client, and a row is
 /// left out of a metric when each of its label values already appeared in
 /// an earlier row of that metric ("subslice"). `Err` is where the
 /// exporter errs (and reports openvpn_up 0).
