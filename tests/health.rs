@@ -279,6 +279,12 @@ fn check_never_blocks_and_says_unknown_when_it_cannot_look() {
     let (code, line) = check(&site);
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("agent not running"), "{line}");
+    // A state it cannot read: whether the agent runs is not known.
+    fs::write(site.spool().join("agent-state.json"), "{").unwrap();
+    let (code, line) = check(&site);
+    assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("OPENVPN-TELEMETRY UNKNOWN - cannot check: agent state: "), "{line}");
+    fs::remove_file(site.spool().join("agent-state.json")).unwrap();
 
     if nix::unistd::geteuid().is_root() {
         // Root may read anything; a missing spool is the other case.

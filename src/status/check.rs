@@ -45,13 +45,18 @@ fn facts(s: &Settings) -> Facts {
         ..Facts::default()
     };
     let state = match AgentState::load(dir, &Owners::anyone()) {
-        Ok(st) => st,
+        Ok(st) => {
+            f.agent_running = super::agent_running(st.pid);
+            st
+        }
         Err(e) => {
-            f.cannot_tell = Some(format!("agent state: {e}"));
+            // Whether the agent runs is not known either: UNKNOWN says
+            // why, rather than a CRITICAL "not running" that may be false.
+            f.cannot_tell = Some(format!("agent state: {e} (run as root or the agent's user)"));
+            f.agent_running = true;
             AgentState::default()
         }
     };
-    f.agent_running = super::agent_running(state.pid);
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             f.spool_refused = Some(format!("{} does not exist (run 'openvpn-telemetry install')", dir.display()));
