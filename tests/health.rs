@@ -333,3 +333,35 @@ fn a_pki_item_within_its_first_threshold_warns_and_an_expired_one_is_critical() 
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("PKI server: CRL expired"), "{line}");
 }
+
+/// `METRICS_TEXTFILE` in a directory the agent cannot write: once the agent
+/// has run for 5 minutes without a file there, `status --check` says so;
+/// where it can write, it does not.
+#[test]
+fn a_metrics_file_the_agent_cannot_write_warns() {
+    let site = Site::new("health-metrics");
+    let rx = Receiver::start(&site, &[]);
+    let config =
+        |file: &Path| site.config(&format!("TELEMETRY_URL={}\nMETRICS_TEXTFILE={}\n", rx.url("http"), file.display()));
+    let missing = site.path("no-such-directory/openvpn-telemetry.prom");
+    config(&missing);
+    let agent = Agent::start(&site);
+    wait_for("the agent's log line", || site_log(&site).contains("cannot write the metrics file").then_some(()));
+    let (code, line) = check_at(&site, NOW + 301);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains(&format!("{} not written", missing.display())), "{line}");
+    let (_, line) = check_at(&site, NOW + 299);
+    assert!(!line.contains("not written"), "the agent may still be starting: {line}");
+    drop(agent);
+
+    let file = site.path("openvpn-telemetry.prom");
+    config(&file);
+    let _agent = Agent::start(&site);
+    wait_for("the metrics file", || file.exists().then_some(()));
+    let (code, line) = check_at(&site, NOW + 301);
+    assert_eq!(code, 0, "{line}");
+}
+
+fn site_log(site: &Site) -> String {
+    fs::read_to_string(site.path("agent.log")).unwrap_or_default()
+}

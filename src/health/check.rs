@@ -55,6 +55,9 @@ pub struct Facts {
     /// threshold (`EXPIRY_WARN_DAYS`): (what, days left; 0 or less is
     /// expired, which locks every client out).
     pub pki: Vec<(String, i64)>,
+    /// `METRICS_TEXTFILE` while the agent runs: missing (`None`) or not
+    /// rewritten for this many seconds, when that is too long.
+    pub metrics_stale: Option<(String, Option<i64>)>,
     pub warn_seconds: u64,
     pub crit_seconds: u64,
 }
@@ -98,6 +101,13 @@ pub fn evaluate(f: &Facts) -> Verdict {
     }
     for (path, age) in &f.stale_status {
         findings.push((Code::Warning, format!("{} not rewritten for {age} s", clean(path))));
+    }
+    match &f.metrics_stale {
+        Some((path, None)) => findings.push((Code::Warning, format!("{} not written", clean(path)))),
+        Some((path, Some(age))) => {
+            findings.push((Code::Warning, format!("{} not rewritten for {age} s", clean(path))));
+        }
+        None => {}
     }
     for (what, days) in &f.pki {
         if *days <= 0 {
@@ -168,6 +178,11 @@ mod tests {
             (Facts { cannot_tell: Some("denied".into()), ..healthy() }, Code::Unknown, "cannot check: denied"),
             (Facts { pki: vec![("PKI server: CRL".into(), 6)], ..healthy() }, Code::Warning, "CRL expires in 6 d"),
             (Facts { pki: vec![("PKI server: CA".into(), 0)], ..healthy() }, Code::Critical, "CA expired"),
+            (
+                Facts { metrics_stale: Some(("/m.prom".into(), None)), ..healthy() },
+                Code::Warning,
+                "/m.prom not written",
+            ),
             (
                 Facts { cannot_tell: Some("denied".into()), agent_running: false, ..healthy() },
                 Code::Critical,

@@ -22,6 +22,10 @@ use crate::state::AgentState;
 const STATUS_INTERVAL: i64 = 60;
 /// A status file is stale after this many of its intervals.
 const STALE_INTERVALS: i64 = 3;
+/// The agent rewrites its metrics file at least once a minute; a file
+/// older than this (or none, this long after the agent started) means it
+/// cannot (the directory not writable for it, most likely: see its log).
+const METRICS_STALE_SECONDS: i64 = 300;
 
 /// The verdict for the settings in `settings` (or the error loading them).
 pub fn verdict(settings: Result<Settings, String>) -> Verdict {
@@ -97,11 +101,36 @@ fn facts(s: &Settings) -> Facts {
     f.dropped_total = total.count;
     f.consecutive_failures = state.consecutive_failures;
     f.pki = pki_due(s, now);
+    if let Some(file) = &s.health.metrics_textfile
+        && f.agent_running
+        && f.cannot_tell.is_none()
+    {
+        f.metrics_stale = metrics_stale(file, &state, now);
+    }
     if s.sources.session_update_interval_seconds > 0 {
         let slack = STATUS_INTERVAL * STALE_INTERVALS + s.sources.session_update_interval_seconds as i64;
         f.stale_status = stale_status_files(dir, now, slack);
     }
     f
+}
+
+/// `METRICS_TEXTFILE` missing or old while an agent that started more than
+/// [`METRICS_STALE_SECONDS`] ago runs.
+fn metrics_stale(file: &Path, state: &AgentState, now: i64) -> Option<(String, Option<i64>)> {
+    use time::format_description::well_known::Rfc3339;
+    let started = time::OffsetDateTime::parse(&state.started, &Rfc3339).ok()?.unix_timestamp();
+    if now - started <= METRICS_STALE_SECONDS {
+        return None;
+    }
+    let shown = file.display().to_string();
+    match std::fs::metadata(file) {
+        Err(_) => Some((shown, None)),
+        Ok(m) => {
+            use std::os::unix::fs::MetadataExt;
+            let age = now - m.mtime();
+            (age > METRICS_STALE_SECONDS).then_some((shown, Some(age)))
+        }
+    }
 }
 
 /// The CAs, server certificates and CRLs the agent last read (its
