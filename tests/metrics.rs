@@ -92,6 +92,24 @@ impl NodeExporter {
         n
     }
 
+    /// Where another thread scrapes it from; the process stays with this
+    /// value, so it is ended when the test ends, failed or not.
+    fn endpoint(&self) -> Endpoint {
+        Endpoint { port: self.port, log: self.log.clone() }
+    }
+
+    fn scrape(&self) -> String {
+        self.endpoint().scrape()
+    }
+}
+
+/// A running node_exporter's address and log.
+struct Endpoint {
+    port: u16,
+    log: PathBuf,
+}
+
+impl Endpoint {
     /// What node_exporter logged at level error.
     fn errors(&self) -> String {
         fs::read_to_string(&self.log)
@@ -452,6 +470,17 @@ fn the_same_status_files_give_what_kumina_openvpn_exporter_gives() {
     assert!(compared.iter().any(|n| n.contains("ovpn27")) && compared.iter().any(|n| n.contains("v3")), "{compared:?}");
 }
 
+/// An agent daemon, killed and reaped when dropped (also when the test
+/// fails first).
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A version 2 status file as OpenVPN 2.6 writes it, `n` clients.
 fn big_status(n: usize) -> String {
     let mut s = String::from(
@@ -505,19 +534,19 @@ fn an_agent_killed_mid_write_never_gives_node_exporter_half_a_file() {
         status.display(),
         file.display()
     ));
-    let exporter = Arc::new(NodeExporter::start(&prom));
+    let exporter = NodeExporter::start(&prom);
     let stop = Arc::new(AtomicBool::new(false));
     let whole = Arc::new(AtomicUsize::new(0));
     let scraper = {
-        let (exporter, stop, whole) = (Arc::clone(&exporter), Arc::clone(&stop), Arc::clone(&whole));
+        let (endpoint, stop, whole) = (exporter.endpoint(), Arc::clone(&stop), Arc::clone(&whole));
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let body = exporter.scrape();
+                let body = endpoint.scrape();
                 assert_eq!(
                     value_of(&body, "node_textfile_scrape_error"),
                     Some(0.0),
                     "scrape error: {}",
-                    exporter.errors()
+                    endpoint.errors()
                 );
                 let rx = count_of(&body, "openvpn_server_client_received_bytes_total");
                 let routes = count_of(&body, "openvpn_server_route_last_reference_time_seconds");
@@ -531,28 +560,28 @@ fn an_agent_killed_mid_write_never_gives_node_exporter_half_a_file() {
         })
     };
     // A whole file first.
-    let mut agent = site.agent().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut agent = Agent(site.agent().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     wait_for("the first whole file with the clients", || {
         fs::read_to_string(&file).ok().filter(|t| t.contains("openvpn_up{")).map(|_| ())
     });
-    agent.kill().unwrap();
-    agent.wait().unwrap();
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
     let _ = fs::remove_file(&tmp);
     let mut caught = Vec::new();
     for _ in 0..40 {
-        let mut agent = site.agent().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut agent = Agent(site.agent().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
         // Kill it the moment its temporary file is being written with the
         // clients (the agent's own numbers alone are a few kB).
         let deadline = std::time::Instant::now() + site::PATIENCE;
         while fs::symlink_metadata(&tmp).map_or(true, |m| m.len() < 64 * 1024) {
             assert!(std::time::Instant::now() < deadline, "the agent never wrote");
-            if let Ok(Some(s)) = agent.try_wait() {
+            if let Ok(Some(s)) = agent.0.try_wait() {
                 panic!("agent ended: {s}");
             }
             std::thread::sleep(Duration::from_micros(100));
         }
-        agent.kill().unwrap();
-        agent.wait().unwrap();
+        agent.0.kill().unwrap();
+        agent.0.wait().unwrap();
         if let Ok(m) = fs::metadata(&tmp) {
             caught.push(m.len());
             // The next agent's own temporary file is the one to wait for.
