@@ -74,6 +74,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     else
         echo "setup: installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
+        # A test machine gets the programs, not their services: without this,
+        # prometheus, node_exporter and openvpn would start and listen on the
+        # host. policy-rc.d's exit 101 means "not allowed"; it stays only
+        # for this install (a policy the machine already has is left alone).
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+            chmod 755 /usr/sbin/policy-rc.d
+            trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        fi
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
