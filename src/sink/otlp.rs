@@ -9,7 +9,7 @@
 //!   `openvpn.server_id` and, when events carry one, `openvpn.instance`;
 //! - one `LogRecord` per event: `timeUnixNano` from `event_time_vpn`,
 //!   `observedTimeUnixNano` the send time, `eventName` the event type,
-//!   severity INFO (WARN for `TELEMETRY_EVENTS_DROPPED`), every field as an
+//!   severity by [`severity`] (ERROR, WARN or INFO), every field as an
 //!   attribute (semantic-convention names where one exists: `client.address`,
 //!   `client.port`, `user.name`; `openvpn.<field>` for the rest, so
 //!   `openvpn.event_id`, `openvpn.session_id`, `openvpn.seq`), and the event
@@ -93,10 +93,26 @@ fn unix_nanos(t: OffsetDateTime) -> String {
     t.unix_timestamp_nanos().max(0).to_string()
 }
 
+/// OpenTelemetry's severity of an event type: ERROR where every client is
+/// refused from now on (an expired CRL, CA or server certificate), WARN for
+/// what needs an operator soon (loss, a certificate or CRL about to
+/// expire), INFO for the rest (a client's own certificate expiring is one
+/// user, not the service).
+fn severity(kind: &str, event: &Map<String, Value>) -> &'static [u8] {
+    let service_cert = matches!(event.get("cert_role").and_then(Value::as_str), Some("ca" | "server"));
+    match kind {
+        "CRL_EXPIRED" => b"\",\"severityNumber\":17,\"severityText\":\"ERROR\",\"eventName\":",
+        "CERT_EXPIRED" if service_cert => b"\",\"severityNumber\":17,\"severityText\":\"ERROR\",\"eventName\":",
+        "TELEMETRY_EVENTS_DROPPED" | "CERT_EXPIRING" | "CRL_EXPIRING" => {
+            b"\",\"severityNumber\":13,\"severityText\":\"WARN\",\"eventName\":"
+        }
+        _ => b"\",\"severityNumber\":9,\"severityText\":\"INFO\",\"eventName\":",
+    }
+}
+
 /// Appends one event line as a `LogRecord`.
 fn put_record(out: &mut Vec<u8>, line: &[u8], event: &Map<String, Value>, observed: &str) {
     let kind = event.get("type").and_then(Value::as_str).unwrap_or("EVENT");
-    let warn = kind == "TELEMETRY_EVENTS_DROPPED";
     out.extend_from_slice(b"{");
     if let Some(t) =
         event.get("event_time_vpn").and_then(Value::as_str).and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
@@ -107,11 +123,7 @@ fn put_record(out: &mut Vec<u8>, line: &[u8], event: &Map<String, Value>, observ
     }
     out.extend_from_slice(b"\"observedTimeUnixNano\":\"");
     out.extend_from_slice(observed.as_bytes());
-    out.extend_from_slice(if warn {
-        b"\",\"severityNumber\":13,\"severityText\":\"WARN\",\"eventName\":"
-    } else {
-        b"\",\"severityNumber\":9,\"severityText\":\"INFO\",\"eventName\":"
-    });
+    out.extend_from_slice(severity(kind, event));
     put_str(out, kind);
     out.extend_from_slice(b",\"body\":{\"stringValue\":");
     put_str(out, &String::from_utf8_lossy(line));
@@ -264,6 +276,27 @@ mod tests {
         assert_eq!((warn["severityNumber"].as_u64(), warn["severityText"].as_str()), (Some(13), Some("WARN")));
         assert!(line.len() + 512 < cost(line));
         assert_eq!(export_request("vpn-1", "h", &[]), br#"{"resourceLogs":[]}"#);
+    }
+
+    #[test]
+    fn what_refuses_every_client_is_an_error_what_is_coming_a_warning() {
+        let level = |line: &str| {
+            let body = export_request("vpn-1", "h", &[line.as_bytes()]);
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let rec = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+            (rec["severityNumber"].as_u64().unwrap(), rec["severityText"].as_str().unwrap().to_string())
+        };
+        let error = (17, "ERROR".to_string());
+        let warn = (13, "WARN".to_string());
+        let info = (9, "INFO".to_string());
+        assert_eq!(level(r#"{"type":"CRL_EXPIRED","seq":1}"#), error);
+        assert_eq!(level(r#"{"type":"CERT_EXPIRED","cert_role":"server","seq":1}"#), error);
+        assert_eq!(level(r#"{"type":"CERT_EXPIRED","cert_role":"ca","seq":1}"#), error);
+        assert_eq!(level(r#"{"type":"CERT_EXPIRED","common_name":"alice","seq":1}"#), info);
+        assert_eq!(level(r#"{"type":"CERT_EXPIRING","cert_role":"client","seq":1}"#), warn);
+        assert_eq!(level(r#"{"type":"CRL_EXPIRING","seq":1}"#), warn);
+        assert_eq!(level(r#"{"type":"TELEMETRY_EVENTS_DROPPED","seq":1}"#), warn);
+        assert_eq!(level(r#"{"type":"SESSION_CONNECTED","seq":1}"#), info);
     }
 
     #[test]
