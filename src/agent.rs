@@ -186,6 +186,18 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     // Read once, before the sandboxed loop: personal fields are treated
     // at the one place events are handed to the sink.
     let privacy = Privacy::from_settings(&settings.privacy).map_err(Error::Privacy)?;
+    if settings.privacy.active() {
+        log::info!("personal fields leaving the host: {}", settings.privacy.outline());
+    }
+    if settings.privacy.needs_key()
+        && let Ok(m) = std::fs::metadata(&settings.privacy.key_file)
+        && let Err(why) = crate::privacy::key_access(&m, Some(nix::unistd::getegid().as_raw()))
+    {
+        log::warn!(
+            "PSEUDONYM_KEY_FILE={} {why}: whoever reads it can compute pseudonyms; run `openvpn-telemetry install`",
+            settings.privacy.key_file.display()
+        );
+    }
     let server_id = settings.server_id();
 
     // Start-up state is read before the stop signals are blocked: if that
