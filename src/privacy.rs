@@ -513,15 +513,21 @@ impl Privacy {
         }
     }
 
-    /// An upper bound of the bytes [`Privacy::line`] may add to `line`:
-    /// each string may become a pseudonym (for batch sizing).
+    /// An upper bound of the bytes [`Privacy::line`] may add to `line`, for
+    /// batch sizing: each key of a treated field (`"name":`) may have its
+    /// value become at most a UUID's 36 characters and two quotes longer.
     pub fn growth(&self, line: &[u8]) -> usize {
         if !self.active() {
             return 0;
         }
-        // Every string value has at least four quotes with its key; a
-        // session pseudonym is the longest a value becomes.
-        line.iter().filter(|&&b| b == b'"').count() / 4 * 40
+        let treated: Vec<&[u8]> =
+            FIELDS.iter().filter(|f| self.section.treatment(f) != Treatment::Clear).map(|f| f.as_bytes()).collect();
+        let mut keys = 0;
+        for (i, _) in line.iter().enumerate().filter(|(_, b)| **b == b'"') {
+            let rest = &line[i + 1..];
+            keys += treated.iter().filter(|n| rest.starts_with(n) && rest[n.len()..].starts_with(b"\":")).count();
+        }
+        keys * 38
     }
 }
 

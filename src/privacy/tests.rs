@@ -224,12 +224,17 @@ fn field_is_the_same_transform_for_one_value() {
 
 #[test]
 fn growth_bounds_what_the_transform_adds() {
-    let p = Privacy::with_key(&section("common_name,real_ip,virtual_ip,username,session_id", "", ""), Key::new(KEY));
-    let line = serde_json::to_vec(&json!({"common_name": "", "real_ip": "", "virtual_ip": "", "username": "a",
-        "session_id": "", "sessions": [{"common_name": "", "real_ip": ""}]}))
+    let p = Privacy::with_key(
+        &section("common_name,real_ip,real_port,virtual_ip,username,session_id", "client_platform", ""),
+        Key::new(KEY),
+    );
+    let line = serde_json::to_vec(&json!({"common_name": "", "real_ip": "", "real_port": 1, "virtual_ip": "",
+        "username": "a", "session_id": "", "client_platform": "", "bytes": 5,
+        "sessions": [{"common_name": "", "real_ip": "", "session_id": ""}]}))
     .unwrap();
     let out = p.line(&line).unwrap();
     assert!(out.len() <= line.len() + p.growth(&line), "{} > {} + {}", out.len(), line.len(), p.growth(&line));
+    assert_eq!(p.growth(&line), 10 * 38, "one allowance per treated key, none for the others");
 }
 
 #[test]
