@@ -31,7 +31,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use ring::hmac;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Where the key is unless `PSEUDONYM_KEY_FILE` says otherwise.
 pub const DEFAULT_KEY_FILE: &str = "/etc/openvpn-telemetry/pseudonym.key";
@@ -64,6 +64,27 @@ pub const FIELDS: [&str; 13] = [
     "session_id",
 ];
 
+/// The place of `name` in [`FIELDS`] (a `match`: this runs for every key of
+/// every event sent).
+fn field_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "common_name" => 0,
+        "username" => 1,
+        "real_ip" => 2,
+        "real_port" => 3,
+        "virtual_ip" => 4,
+        "virtual_ipv6" => 5,
+        "cert_serial" => 6,
+        "cert_serial_hex" => 7,
+        "cert_sha256" => 8,
+        "subject" => 9,
+        "client_version" => 10,
+        "client_platform" => 11,
+        "session_id" => 12,
+        _ => return None,
+    })
+}
+
 /// A set of [`FIELDS`], as a bit per field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FieldSet(u16);
@@ -73,7 +94,7 @@ impl FieldSet {
     pub fn parse(v: &str) -> Result<FieldSet, String> {
         let mut set = FieldSet::default();
         for name in v.split([',', ' ', '\t']).filter(|n| !n.is_empty()) {
-            match FIELDS.iter().position(|f| *f == name) {
+            match field_index(name) {
                 Some(i) => set.0 |= 1 << i,
                 None => return Err(format!("{name:?} is not a personal field; known: {}", FIELDS.join(", "))),
             }
@@ -82,7 +103,7 @@ impl FieldSet {
     }
 
     pub fn contains(self, name: &str) -> bool {
-        FIELDS.iter().position(|f| *f == name).is_some_and(|i| self.0 & (1 << i) != 0)
+        field_index(name).is_some_and(|i| self.0 & (1 << i) != 0)
     }
 
     pub fn is_empty(self) -> bool {
@@ -418,11 +439,13 @@ impl fmt::Debug for Key {
 pub struct Privacy {
     section: PrivacySection,
     key: Option<Key>,
+    /// [`PrivacySection::treatment`] of each of [`FIELDS`], worked out once.
+    treatments: [Treatment; FIELDS.len()],
 }
 
 /// A line that is not a JSON object cannot be made safe; it is not sent.
 #[derive(Debug)]
-pub struct NotAnEvent(pub serde_json::Error);
+pub struct NotAnEvent(pub &'static str);
 
 impl fmt::Display for NotAnEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -434,19 +457,29 @@ impl Privacy {
     /// Nothing changed: what is sent is what was written.
     #[cfg(test)]
     pub fn off() -> Privacy {
-        Privacy { section: PrivacySection::default(), key: None }
+        Privacy::new(&PrivacySection::default(), None)
+    }
+
+    fn new(section: &PrivacySection, key: Option<Key>) -> Privacy {
+        let treatments = FIELDS.map(|f| section.treatment(f));
+        Privacy { section: section.clone(), key, treatments }
+    }
+
+    /// What becomes of `field`, from the table made once.
+    fn treatment(&self, field: &str) -> Treatment {
+        field_index(field).map_or(Treatment::Clear, |i| self.treatments[i])
     }
 
     /// From the settings, reading the key when a field is pseudonymized.
     pub fn from_settings(section: &PrivacySection) -> Result<Privacy, KeyError> {
         let key = if section.needs_key() { Some(Key::load(&section.key_file)?) } else { None };
-        Ok(Privacy { section: section.clone(), key })
+        Ok(Privacy::new(section, key))
     }
 
     /// From the settings and a key already in hand.
     #[cfg(test)]
     pub fn with_key(section: &PrivacySection, key: Key) -> Privacy {
-        Privacy { section: section.clone(), key: Some(key) }
+        Privacy::new(section, Some(key))
     }
 
     pub fn active(&self) -> bool {
@@ -459,7 +492,7 @@ impl Privacy {
     /// line (a metric's label): use the event's field name (`real_ip` for
     /// a client's address) so the pseudonyms join.
     pub fn field<'a>(&self, field: &str, value: &'a str) -> Option<Cow<'a, str>> {
-        match self.section.treatment(field) {
+        match self.treatment(field) {
             Treatment::Clear => Some(Cow::Borrowed(value)),
             Treatment::Dropped => None,
             Treatment::Network => {
@@ -471,45 +504,6 @@ impl Privacy {
             Treatment::Pseudonym => self.key.as_ref().map(|k| {
                 Cow::Owned(if field == "session_id" { k.session_pseudonym(value) } else { k.pseudonym(field, value) })
             }),
-        }
-    }
-
-    /// One event line (without its newline) as it may leave the host; the
-    /// line itself when nothing is configured.
-    pub fn line<'a>(&self, line: &'a [u8]) -> Result<Cow<'a, [u8]>, NotAnEvent> {
-        if !self.active() {
-            return Ok(Cow::Borrowed(line));
-        }
-        let mut event: Map<String, Value> = serde_json::from_slice(line).map_err(NotAnEvent)?;
-        self.object(&mut event);
-        // Writing a Value into a Vec cannot fail.
-        Ok(Cow::Owned(serde_json::to_vec(&event).unwrap_or_default()))
-    }
-
-    fn object(&self, obj: &mut Map<String, Value>) {
-        obj.retain(|k, _| self.section.treatment(k) != Treatment::Dropped);
-        for (k, v) in obj.iter_mut() {
-            match (self.section.treatment(k), &mut *v) {
-                (Treatment::Clear, Value::Object(inner)) => self.object(inner),
-                (Treatment::Clear, Value::Array(items)) => self.array(items),
-                (Treatment::Clear, _) | (_, Value::Null) => {}
-                (_, Value::String(s)) => *v = self.field(k, s).map(Cow::into_owned).unwrap_or_default().into(),
-                // A number or anything else under a personal name: its text.
-                (_, other) => {
-                    let text = other.to_string();
-                    *v = self.field(k, &text).map(Cow::into_owned).unwrap_or_default().into();
-                }
-            }
-        }
-    }
-
-    fn array(&self, items: &mut [Value]) {
-        for item in items {
-            match item {
-                Value::Object(inner) => self.object(inner),
-                Value::Array(more) => self.array(more),
-                _ => {}
-            }
         }
     }
 
@@ -531,5 +525,6 @@ impl Privacy {
     }
 }
 
+mod line;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! format, the address cut and the settings' rules.
 
 use super::*;
-use serde_json::json;
+use serde_json::{Map, json};
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -218,7 +218,7 @@ fn field_is_the_same_transform_for_one_value() {
     assert_eq!(p.field("virtual_ip", "10.8.0.2").unwrap(), "10.8.0.2");
     assert_eq!(p.field("instance", "server").unwrap(), "server");
     // Without a key a pseudonymized field is not sent at all.
-    let keyless = Privacy { section: s, key: None };
+    let keyless = Privacy::new(&s, None);
     assert_eq!(keyless.field("common_name", "alice"), None);
 }
 
@@ -275,4 +275,67 @@ fn key_file_rules() {
     s.drop_fields = FieldSet::parse("client_platform").unwrap();
     assert!(Privacy::from_settings(&s).is_ok(), "dropping needs no key");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The transform written the simple way, over a parsed tree: what the
+/// one-pass scanner must agree with.
+fn oracle(p: &Privacy, line: &[u8]) -> Value {
+    fn object(p: &Privacy, obj: &mut Map<String, Value>) {
+        obj.retain(|k, _| p.treatment(k) != Treatment::Dropped);
+        for (k, v) in obj.iter_mut() {
+            match (p.treatment(k), &mut *v) {
+                (Treatment::Clear, Value::Object(inner)) => object(p, inner),
+                (Treatment::Clear, Value::Array(items)) => array(p, items),
+                (Treatment::Clear, _) | (_, Value::Null) => {}
+                (_, Value::String(s)) => *v = p.field(k, s).map(Cow::into_owned).unwrap_or_default().into(),
+                (_, other) => {
+                    let text = other.to_string();
+                    *v = p.field(k, &text).map(Cow::into_owned).unwrap_or_default().into();
+                }
+            }
+        }
+    }
+    fn array(p: &Privacy, items: &mut [Value]) {
+        for item in items {
+            match item {
+                Value::Object(inner) => object(p, inner),
+                Value::Array(more) => array(p, more),
+                _ => {}
+            }
+        }
+    }
+    let mut v: Map<String, Value> = serde_json::from_slice(line).unwrap();
+    object(p, &mut v);
+    Value::Object(v)
+}
+
+#[test]
+fn the_scanner_agrees_with_the_tree_walk() {
+    let sections = [
+        section("common_name,username,real_ip", "real_port,client_platform", ""),
+        section("", "common_name,session_id", "24,48"),
+        section("subject,cert_serial", "virtual_ip", ""),
+    ];
+    let lines: Vec<Vec<u8>> = vec![
+        serde_json::to_vec(&hook_event()).unwrap(),
+        br#" { "common_name" : "a\"b\u00e9" , "real_port" : 5555, "x" : [ 1 , {"real_ip":"1.2.3.4"} , [] , {} ] , "n": null } "#.to_vec(),
+        br#"{"common\u005fname":"escaped key","client_platform":{"nested":["x"]},"ok":true,"f":-1.5e3}"#.to_vec(),
+        br#"{"real_port":"1","common_name":"first","subject":"/CN=x","cert_serial":"0a:bc","cert_serial_hex":"0ABC"}"#.to_vec(),
+        br#"{"sessions":[{"session_id":"s1","common_name":"a","real_ip":"::ffff:1.2.3.4","virtual_ip":"10.0.0.1"}],"empty":{}}"#.to_vec(),
+        br#"{}"#.to_vec(),
+        br#"{"common_name":null,"username":"","real_ip":"not an ip","session_id":"x"}"#.to_vec(),
+    ];
+    for s in &sections {
+        let p = Privacy::with_key(s, Key::new(KEY));
+        for line in &lines {
+            let got = p.line(line).unwrap();
+            let got: Value =
+                serde_json::from_slice(&got).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&got)));
+            assert_eq!(got, oracle(&p, line), "{}", String::from_utf8_lossy(line));
+        }
+    }
+    let p = Privacy::with_key(&sections[0], Key::new(KEY));
+    for bad in [&b"{\"a\":"[..], b"[1]", b"{\"a\":1} x", b"{\"a\" 1}", b"{\"a\":\"open}", b"", b"{\"a\":1,}"] {
+        assert!(p.line(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    }
 }
