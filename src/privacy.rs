@@ -24,11 +24,13 @@
 //! - with nothing configured, lines pass through untouched (no parse).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use ring::hmac;
 use serde_json::Value;
@@ -428,6 +430,13 @@ impl Key {
     }
 }
 
+/// Never the key nor the values remembered: only the settings.
+impl fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Privacy").field("section", &self.section).finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Key(…)")
@@ -435,13 +444,24 @@ impl fmt::Debug for Key {
 }
 
 /// The settings and the key, ready to apply.
-#[derive(Debug)]
 pub struct Privacy {
     section: PrivacySection,
     key: Option<Key>,
     /// [`PrivacySection::treatment`] of each of [`FIELDS`], worked out once.
     treatments: [Treatment; FIELDS.len()],
+    /// Whether anything is treated at all.
+    active: bool,
+    /// The names of the fields that are not sent in clear, as bytes.
+    treated: Vec<&'static [u8]>,
+    /// Pseudonyms already made, per field: the same people recur in every
+    /// update and snapshot, and a lookup costs a fraction of an HMAC. Each
+    /// map holds at most [`MEMO_ENTRIES`] and is emptied when full, so the
+    /// memory it takes stays bounded.
+    memo: Mutex<Vec<HashMap<Box<str>, Box<str>>>>,
 }
+
+/// Most pseudonyms remembered per field (about 70 bytes each).
+const MEMO_ENTRIES: usize = 8192;
 
 /// A line that is not a JSON object cannot be made safe; it is not sent.
 #[derive(Debug)]
@@ -462,7 +482,10 @@ impl Privacy {
 
     fn new(section: &PrivacySection, key: Option<Key>) -> Privacy {
         let treatments = FIELDS.map(|f| section.treatment(f));
-        Privacy { section: section.clone(), key, treatments }
+        let treated =
+            FIELDS.iter().zip(treatments).filter(|(_, t)| *t != Treatment::Clear).map(|(f, _)| f.as_bytes()).collect();
+        let memo = Mutex::new(vec![HashMap::new(); FIELDS.len()]);
+        Privacy { section: section.clone(), key, treatments, active: section.active(), treated, memo }
     }
 
     /// What becomes of `field`, from the table made once.
@@ -483,7 +506,7 @@ impl Privacy {
     }
 
     pub fn active(&self) -> bool {
-        self.section.active()
+        self.active
     }
 
     /// One field's value as it may leave the host: `None` when the field
@@ -501,9 +524,20 @@ impl Privacy {
             // A key is loaded whenever a field is pseudonymized
             // (`from_settings`); without one nothing is sent rather than
             // the raw value.
-            Treatment::Pseudonym => self.key.as_ref().map(|k| {
-                Cow::Owned(if field == "session_id" { k.session_pseudonym(value) } else { k.pseudonym(field, value) })
-            }),
+            Treatment::Pseudonym => {
+                let (key, i) = (self.key.as_ref()?, field_index(field)?);
+                let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let map = memo.get_mut(i)?;
+                if let Some(p) = map.get(value) {
+                    return Some(Cow::Owned(p.to_string()));
+                }
+                let p = if field == "session_id" { key.session_pseudonym(value) } else { key.pseudonym(field, value) };
+                if map.len() >= MEMO_ENTRIES {
+                    map.clear();
+                }
+                map.insert(value.into(), p.as_str().into());
+                Some(Cow::Owned(p))
+            }
         }
     }
 
@@ -511,15 +545,13 @@ impl Privacy {
     /// batch sizing: each key of a treated field (`"name":`) may have its
     /// value become at most a UUID's 36 characters and two quotes longer.
     pub fn growth(&self, line: &[u8]) -> usize {
-        if !self.active() {
+        if !self.active {
             return 0;
         }
-        let treated: Vec<&[u8]> =
-            FIELDS.iter().filter(|f| self.section.treatment(f) != Treatment::Clear).map(|f| f.as_bytes()).collect();
         let mut keys = 0;
         for (i, _) in line.iter().enumerate().filter(|(_, b)| **b == b'"') {
             let rest = &line[i + 1..];
-            keys += treated.iter().filter(|n| rest.starts_with(n) && rest[n.len()..].starts_with(b"\":")).count();
+            keys += self.treated.iter().filter(|n| rest.starts_with(n) && rest[n.len()..].starts_with(b"\":")).count();
         }
         keys * 38
     }

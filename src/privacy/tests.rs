@@ -339,3 +339,20 @@ fn the_scanner_agrees_with_the_tree_walk() {
         assert!(p.line(bad).is_err(), "{}", String::from_utf8_lossy(bad));
     }
 }
+
+#[test]
+fn remembered_pseudonyms_are_the_same_and_bounded() {
+    let p = Privacy::with_key(&section("common_name,session_id", "", ""), Key::new(KEY));
+    let k = Key::new(KEY);
+    for _ in 0..2 {
+        assert_eq!(p.field("common_name", "alice").unwrap(), k.pseudonym("common_name", "alice"));
+        assert_eq!(p.field("session_id", "s").unwrap(), k.session_pseudonym("s"));
+    }
+    for i in 0..MEMO_ENTRIES + 10 {
+        let v = format!("user{i}");
+        assert_eq!(p.field("common_name", &v).unwrap(), k.pseudonym("common_name", &v));
+    }
+    let memo = p.memo.lock().unwrap();
+    assert!(memo[0].len() <= MEMO_ENTRIES && !memo[0].is_empty());
+    assert!(!format!("{p:?}").contains("alice"), "Debug shows no remembered value");
+}
