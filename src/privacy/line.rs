@@ -27,22 +27,34 @@ struct Scan<'a> {
 impl Privacy {
     /// One event line (without its newline) as it may leave the host; the
     /// line itself when nothing is configured.
+    #[cfg(test)]
     pub fn line<'a>(&self, line: &'a [u8]) -> Result<Cow<'a, [u8]>, NotAnEvent> {
         if !self.active() {
             return Ok(Cow::Borrowed(line));
         }
         let mut out = Vec::with_capacity(line.len() + 64);
+        self.line_into(line, &mut out)?;
+        Ok(Cow::Owned(out))
+    }
+
+    /// [`Privacy::line`] appended to `out` (a batch's lines share one
+    /// buffer); on an error `out` is as it was.
+    pub fn line_into(&self, line: &[u8], out: &mut Vec<u8>) -> Result<(), NotAnEvent> {
+        let start = out.len();
         let mut scan = Scan { s: line, i: 0 };
         scan.ws();
-        if scan.peek() != Some(b'{') {
-            return Err(NotAnEvent("it does not start with {"));
+        let done = if scan.peek() == Some(b'{') {
+            self.object(&mut scan, out).and_then(|()| {
+                scan.ws();
+                if scan.i == line.len() { Ok(()) } else { Err(NotAnEvent("text after the object")) }
+            })
+        } else {
+            Err(NotAnEvent("it does not start with {"))
+        };
+        if done.is_err() {
+            out.truncate(start);
         }
-        self.object(&mut scan, &mut out)?;
-        scan.ws();
-        if scan.i != line.len() {
-            return Err(NotAnEvent("text after the object"));
-        }
-        Ok(Cow::Owned(out))
+        done
     }
 
     fn object(&self, scan: &mut Scan, out: &mut Vec<u8>) -> Result<(), NotAnEvent> {
@@ -58,11 +70,14 @@ impl Privacy {
         loop {
             scan.ws();
             let key_span = scan.string()?;
-            let key = decode(key_span)?;
+            let inner = &key_span[1..key_span.len() - 1];
+            // Keys are plain names; one with an escape is decoded first.
+            let escaped = inner.contains(&b'\\');
+            let treatment = if escaped { self.treatment(&decode(key_span)?) } else { self.treatment_bytes(inner) };
             scan.ws();
             scan.expect(b':')?;
             scan.ws();
-            match self.treatment(&key) {
+            match treatment {
                 Treatment::Dropped => {
                     scan.value()?;
                 }
@@ -76,7 +91,7 @@ impl Privacy {
                     if t == Treatment::Clear {
                         self.clear_value(scan, out)?;
                     } else {
-                        self.treated_value(&key, scan, out)?;
+                        self.treated_value(&decode(key_span)?, scan, out)?;
                     }
                 }
             }
@@ -138,17 +153,19 @@ impl Privacy {
         } else {
             Cow::Borrowed(std::str::from_utf8(span).map_err(|_| NotAnEvent("not UTF-8"))?)
         };
-        // What `field` makes of a treated value is a pseudonym, a UUID, an
-        // address or "": written as a string it needs no escaping, but it
-        // goes through serde_json anyway so nothing can break the line.
-        let made = self.field(key, &text).unwrap_or_default();
-        if made.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
-            out.push(b'"');
-            out.extend_from_slice(made.as_bytes());
-            out.push(b'"');
-        } else {
-            let _ = serde_json::to_writer(&mut *out, made.as_ref());
-        }
+        // What a treated value becomes is a pseudonym, a UUID, an address
+        // or "": written as a string it needs no escaping, but anything
+        // else goes through serde_json so nothing can break the line.
+        self.made(key, &text, |made| {
+            let made = made.unwrap_or_default();
+            if made.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+                out.push(b'"');
+                out.extend_from_slice(made.as_bytes());
+                out.push(b'"');
+            } else {
+                let _ = serde_json::to_writer(&mut *out, made);
+            }
+        });
         Ok(())
     }
 }

@@ -30,15 +30,25 @@ impl<D: Deliver> Deliver for Private<D> {
         if !self.privacy.active() {
             return self.inner.send(server_id, events);
         }
-        let mut lines = Vec::with_capacity(events.len());
+        // One buffer for the batch's treated lines, then slices of it.
+        let mut buf = Vec::with_capacity(events.iter().map(|e| e.len() + 64).sum());
+        let mut ends = Vec::with_capacity(events.len());
         for e in events {
-            match self.privacy.line(e) {
-                Ok(l) => lines.push(l),
-                Err(e) => return Outcome::SetAside { status: 0, body_head: e.to_string() },
+            if let Err(e) = self.privacy.line_into(e, &mut buf) {
+                return Outcome::SetAside { status: 0, body_head: e.to_string() };
             }
+            ends.push(buf.len());
         }
-        let refs: Vec<&[u8]> = lines.iter().map(|l| &l[..]).collect();
-        self.inner.send(server_id, &refs)
+        let mut start = 0;
+        let lines: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let line = &buf[start..end];
+                start = end;
+                line
+            })
+            .collect();
+        self.inner.send(server_id, &lines)
     }
     fn describe(&self) -> String {
         self.inner.describe()
