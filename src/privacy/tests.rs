@@ -336,7 +336,17 @@ fn the_scanner_agrees_with_the_tree_walk() {
         }
     }
     let p = Privacy::with_key(&sections[0], Key::new(KEY));
-    for bad in [&b"{\"a\":"[..], b"[1]", b"{\"a\":1} x", b"{\"a\" 1}", b"{\"a\":\"open}", b"", b"{\"a\":1,}"] {
+    for bad in [
+        &b"{\"a\":"[..],
+        b"[1]",
+        b"{\"a\":1} x",
+        b"{\"a\" 1}",
+        b"{\"a\":\"open}",
+        b"",
+        b"{\"a\":1,}",
+        b"{\"a\":\"x\\",
+        b"{\"a\":\"x\\\"",
+    ] {
         assert!(p.line(bad).is_err(), "{}", String::from_utf8_lossy(bad));
     }
 }
