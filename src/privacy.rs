@@ -339,8 +339,9 @@ impl fmt::Display for KeyError {
         match self {
             KeyError::Read { path, source } => write!(
                 f,
-                "PSEUDONYM_KEY_FILE={}: cannot read: {source} (PSEUDONYMIZE needs it; `openvpn-telemetry install` \
-                 makes one, or copy the fleet's key there)",
+                "PSEUDONYM_KEY_FILE={}: cannot read: {source} (needed for PSEUDONYMIZE, and for session_id whenever \
+                 common_name, real_ip or real_port is not sent in clear; `openvpn-telemetry install` makes one, or \
+                 copy the fleet's key there)",
                 path.display()
             ),
             KeyError::Short { path, len } => write!(

@@ -719,7 +719,8 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         kind: Kind::Fields,
         empty: "none",
-        doc: "Fields removed from everything sent (the same names as PSEUDONYMIZE).",
+        doc: "Fields removed from everything sent (the same names as PSEUDONYMIZE); without common_name, real_ip \
+              or real_port in clear, session_id becomes a pseudonym (the key is needed).",
         secret: false,
         hooks: false,
         set: |s, v| {
@@ -734,7 +735,8 @@ pub const SETTINGS: &[Setting] = &[
         default: "",
         kind: Kind::Prefixes,
         empty: "the whole address",
-        doc: "Send only the network part of real_ip: IPv4,IPv6 prefix lengths, e.g. 24,48.",
+        doc: "Send only the network part of real_ip: IPv4,IPv6 prefix lengths, e.g. 24,48 (session_id then \
+              becomes a pseudonym: the key is needed).",
         secret: false,
         hooks: false,
         set: |s, v| {
