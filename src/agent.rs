@@ -37,7 +37,8 @@ use crate::config::{self, Settings};
 use crate::deliver::{AGENT_LOCK_WAIT, Delivery, DeliverySettings, Step};
 use crate::exit::ExitCode;
 use crate::notify::Notifier;
-use crate::sink::{Sink, SinkError};
+use crate::privacy::{KeyError, Privacy};
+use crate::sink::{Private, Sink, SinkError};
 use crate::spool::SpoolError;
 
 mod logging;
@@ -74,6 +75,9 @@ pub enum Error {
         path: PathBuf,
         source: SinkError,
     },
+    /// PSEUDONYMIZE is set and the key cannot be read: nothing may leave
+    /// in clear instead.
+    Privacy(KeyError),
     /// The spool is not one the agent may deliver from (`why` says how).
     SpoolRefused {
         dir: PathBuf,
@@ -120,6 +124,7 @@ impl fmt::Display for Error {
         match self {
             Error::Settings(e) => write!(f, "{e}"),
             Error::Sink { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Privacy(e) => write!(f, "{e}"),
             Error::SpoolRefused { dir, why } => write!(f, "{}: {why}", dir.display()),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::Setup { what, source } => write!(f, "cannot set up {what}: {source}"),
@@ -151,6 +156,7 @@ impl std::error::Error for Error {
         match self {
             Error::Settings(e) => Some(e),
             Error::Sink { source, .. } => Some(source),
+            Error::Privacy(e) => Some(e),
             Error::Io { source, .. } | Error::Setup { source, .. } => Some(source),
             _ => None,
         }
@@ -177,13 +183,28 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     prepare::spool(&settings)?;
     let _only_agent = prepare::lock(&settings)?;
     let sink = Sink::from_settings(&settings.delivery).map_err(|source| Error::Sink { path: path.clone(), source })?;
+    // Read once, before the sandboxed loop: personal fields are treated
+    // at the one place events are handed to the sink.
+    let privacy = Privacy::from_settings(&settings.privacy).map_err(Error::Privacy)?;
+    if settings.privacy.active() {
+        log::info!("personal fields leaving the host: {}", settings.privacy.outline());
+    }
+    if settings.privacy.needs_key()
+        && let Ok(m) = std::fs::metadata(&settings.privacy.key_file)
+        && let Err(why) = crate::privacy::key_access(&m, Some(nix::unistd::getegid().as_raw()))
+    {
+        log::warn!(
+            "PSEUDONYM_KEY_FILE={} {why}: whoever reads it can compute pseudonyms; run `openvpn-telemetry install`",
+            settings.privacy.key_file.display()
+        );
+    }
     let server_id = settings.server_id();
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
     let delivery = Delivery::new(
         DeliverySettings::new(&settings.spool, &settings.delivery, settings.hooks_uid()),
-        Box::new(sink),
+        Box::new(Private::new(sink, privacy)),
         server_id,
     );
 

@@ -31,7 +31,9 @@ use crate::install::package::{self, Mode};
 use crate::install::{self, Layout, conf, envfile, unit};
 use crate::spool::{self, Spool};
 
+mod privacy;
 mod sources;
+use privacy::check_privacy;
 use sources::{check_sources, probe_read};
 
 /// check the installation and the path to the telemetry server
@@ -131,6 +133,7 @@ pub fn main(args: &CheckArgs) -> Result<ExitCode, Error> {
     };
     let accounts = Accounts::for_root(&layout.root);
     check_files(&mut r, &layout, &path, &settings, &accounts);
+    check_privacy(&mut r, &layout, &settings, &accounts);
     check_probes(&mut r, &layout, &settings, &accounts);
     check_sources(&mut r, &layout, &settings, &accounts);
     check_pki(&mut r, &layout, &settings);

@@ -218,6 +218,8 @@ pub struct Settings {
     pub installer: InstallerSection,
     /// `LOG_LEVEL`, the one setting of the Logging section.
     pub log_level: Option<String>,
+    /// The Privacy section: what personal fields become before they leave.
+    pub privacy: crate::privacy::PrivacySection,
     /// Keys the file set that this version does not know (warned about).
     pub unknown_keys: Vec<(usize, String)>,
 }
@@ -370,6 +372,10 @@ impl Settings {
                 None => s.unknown_keys.push((e.line, e.key.clone())),
             }
         }
+        if let Some((key, what)) = s.privacy.conflict() {
+            let line = entries.iter().rev().find(|e| e.key == key).map_or(0, |e| e.line);
+            return Err(ConfigError::Value { path: path.to_path_buf(), line, key: key.into(), what });
+        }
         if s.delivery.mtls_enabled && (s.delivery.client_cert.is_none() || s.delivery.client_key.is_none()) {
             let line = entries.iter().rev().find(|e| e.key == "MTLS_ENABLED").map_or(0, |e| e.line);
             return Err(ConfigError::Value {
@@ -408,6 +414,15 @@ fn metrics_path_value(v: &str) -> Result<Option<PathBuf>, String> {
         return Err(format!("must be an absolute path to a file, found {v:?}"));
     }
     Ok(Some(p))
+}
+
+/// A path that must not depend on the directory the agent starts in.
+fn absolute_path(v: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(v);
+    if !p.is_absolute() {
+        return Err(format!("must be an absolute path, found {v:?}"));
+    }
+    Ok(p)
 }
 
 fn url_value(v: &str) -> Result<Option<String>, String> {
@@ -538,6 +553,18 @@ mod tests {
         assert_eq!(s.installer.openvpn_server_conf.len(), 2);
         assert_eq!(s.spool.rotate_max_bytes, 131_072);
         assert_eq!(s.unknown_keys, vec![(5, "WHAT".to_string())]);
+    }
+
+    #[test]
+    fn privacy_conflicts_name_line_and_key() {
+        let p = Path::new("/x");
+        let err = Settings::from_text(p, "PSEUDONYMIZE=real_ip\nREAL_IP_PREFIX=24,48\n").unwrap_err().to_string();
+        assert!(err.starts_with("/x:2: REAL_IP_PREFIX: real_ip is in PSEUDONYMIZE"), "{err}");
+        let err = Settings::from_text(p, "DROP_FIELDS=username\nPSEUDONYMIZE=username\n").unwrap_err().to_string();
+        assert!(err.starts_with("/x:1: DROP_FIELDS: username is also in PSEUDONYMIZE"), "{err}");
+        let s = Settings::from_text(p, "PSEUDONYMIZE=common_name,username\nDROP_FIELDS=real_port\n").unwrap();
+        assert!(s.privacy.pseudonymize.contains("username") && s.privacy.drop_fields.contains("real_port"));
+        assert_eq!(s.privacy.key_file, PathBuf::from(crate::privacy::DEFAULT_KEY_FILE));
     }
 
     #[test]

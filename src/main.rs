@@ -23,6 +23,7 @@ mod hook;
 mod install;
 mod notify;
 mod ovpn_conf;
+mod privacy;
 mod privilege;
 mod resolve;
 mod roles;

@@ -180,6 +180,7 @@ pub fn gather(s: &Settings) -> Value {
             now.unix_timestamp(),
             s.sources.expiry_warn_days.first().copied().unwrap_or(30),
         ),
+        "personal_fields": s.privacy.report(),
         "settings": settings_masked(s),
     })
 }
@@ -192,6 +193,26 @@ fn agent_running(pid: u32) -> bool {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
             Err(nix::errno::Errno::ESRCH)
         )
+}
+
+/// What leaves the host how, from `personal_fields`.
+fn personal_text(p: &Value) -> String {
+    let list = |k: &str| p[k].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "));
+    let mut parts = Vec::new();
+    for (key, label) in [
+        ("pseudonymized", "pseudonymized"),
+        ("dropped", "dropped"),
+        ("network_part", "network part only"),
+        ("in_clear", "in clear"),
+    ] {
+        if let Some(names) = list(key).filter(|n| !n.is_empty()) {
+            parts.push(format!("{label}: {names}"));
+        }
+    }
+    if let Some(prefix) = p["real_ip_prefix"].as_str() {
+        parts.push(format!("REAL_IP_PREFIX={prefix}"));
+    }
+    parts.join("; ")
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -350,6 +371,7 @@ fn text(r: &Value) -> String {
     for (k, v) in crate::sources::pki_report_lines(&r["pki"]) {
         line(&fsutil::printable(&k), fsutil::printable(&v).into_owned());
     }
+    line("personal fields", personal_text(&r["personal_fields"]));
     out.push_str("settings:\n");
     if let Some(map) = r["settings"].as_object() {
         for (k, v) in map {
@@ -389,5 +411,20 @@ mod tests {
         assert_eq!((shown["MTLS_ENABLED"].clone(), shown["MAX_SPOOL_BYTES"].clone()), (json!(true), json!(4096)));
         assert_eq!((shown["CLIENT_KEY"].clone(), shown["CA_CERT"].clone()), (json!("/k.pem"), Value::Null));
         assert_eq!(shown["TELEMETRY_FORMAT"], "json");
+    }
+
+    #[test]
+    fn personal_fields_say_what_leaves_how() {
+        let text = "PSEUDONYMIZE=common_name,username\nDROP_FIELDS=client_platform\nREAL_IP_PREFIX=24,48\n";
+        let s = Settings::from_text(Path::new("/x/agent.env"), text).unwrap();
+        let r = s.privacy.report();
+        assert_eq!(r["pseudonymized"], json!(["common_name", "username", "subject", "session_id"]));
+        assert_eq!(r["dropped"], json!(["client_platform"]));
+        assert_eq!(r["network_part"], json!(["real_ip"]));
+        let line = personal_text(&r);
+        assert!(line.starts_with("pseudonymized: common_name, username, subject, session_id; dropped: client_platform; network part only: real_ip; in clear: real_port,"), "{line}");
+        assert!(line.ends_with("REAL_IP_PREFIX=24,48"), "{line}");
+        let none = Settings::from_text(Path::new("/x/agent.env"), "").unwrap();
+        assert!(personal_text(&none.privacy.report()).starts_with("in clear: common_name, username,"));
     }
 }

@@ -867,3 +867,60 @@ fn make_install_writes_the_man_page_and_uninstall_removes_it() {
     assert!(fs::symlink_metadata(r.p("usr/local/share/man/man8")).is_err(), "man8, made by install, left behind");
     assert!(r.p("usr/local/share/man").is_dir(), "the man directory is not ours");
 }
+
+/// The pseudonym key: made by install (32 random bytes, 0640
+/// root:openvpn-telemetry), unreadable for the hooks' user, kept byte for
+/// byte by an upgrade (only its mode put right), checked by `check`, and
+/// gone after a purge, also where PSEUDONYM_KEY_FILE put it elsewhere.
+#[test]
+#[ignore = "needs root: make test runs it"]
+fn pseudonym_key_is_made_kept_guarded_and_purged() {
+    need_root!();
+    let r = Root::new("pseudonym-key");
+    let sink = "TELEMETRY_URL=file:///var/lib/ovt-sink/out\n";
+    fs::create_dir_all(r.p("var/lib/ovt-sink")).unwrap();
+    r.env(&format!("{sink}PSEUDONYMIZE=common_name,real_ip\n"));
+    let out = r.ok(&["install"]);
+    let key = r.p("etc/openvpn-telemetry/pseudonym.key");
+    assert!(out.contains("pseudonym key, 32 random bytes"), "{out}");
+    assert_eq!(meta(&key), (0o640, 0, r.id("group", "openvpn-telemetry")));
+    let bytes = fs::read(&key).unwrap();
+    assert_eq!(bytes.len(), 32);
+    assert_ne!(bytes, vec![0u8; 32]);
+    let cat = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!cat.status.success() && cat.stdout.is_empty(), "the hooks' user read the key");
+    let text = r.ok(&["check"]);
+    assert!(text.contains("OK   personal fields leaving the host: pseudonymized: common_name, real_ip,"), "{text}");
+    assert!(text.contains("OK   PSEUDONYM_KEY_FILE=/etc/openvpn-telemetry/pseudonym.key is root's"), "{text}");
+
+    // Upgrade: the key stays; a widened mode fails check and is put right.
+    assert!(r.ok(&["install"]).contains("nothing to change"));
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = r.run(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("FAIL PSEUDONYM_KEY_FILE=") && l.contains("0644")), "{text}");
+    r.ok(&["install"]);
+    assert_eq!(meta(&key).0, 0o640);
+    assert_eq!(fs::read(&key).unwrap(), bytes, "an upgrade keeps the key");
+
+    // Missing while needed: check fails (the agent would not start).
+    fs::remove_file(&key).unwrap();
+    let out = r.run(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("the agent will not start without it"), "{text}");
+
+    // A key kept elsewhere is made there and purged too.
+    fs::create_dir_all(r.p("srv/keys")).unwrap();
+    r.env(&format!("{sink}PSEUDONYMIZE=common_name\nPSEUDONYM_KEY_FILE=/srv/keys/fleet.key\n"));
+    r.ok(&["install"]);
+    assert_eq!(meta(&r.p("srv/keys/fleet.key")).0, 0o640);
+    let out = r.ok(&["uninstall", "--purge"]);
+    assert!(out.contains("the pseudonym key"), "{out}");
+    assert!(!r.p("srv/keys/fleet.key").exists() && !r.p("etc/openvpn-telemetry").exists(), "{out}");
+}

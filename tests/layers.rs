@@ -61,6 +61,9 @@ const LAYERS: &[(&str, u8)] = &[
     // entry to route and by the installer to link.
     ("roles", 3),
     ("event", 3),
+    // Pseudonyms and dropped fields: pure, read by config for its field
+    // names and applied by the sink.
+    ("privacy", 3),
     ("fsutil", 3),
     ("accounts", 3),
     ("getent", 3),

@@ -1,6 +1,7 @@
 //! Agent drain: 100,000 `json`-format events in 100 chunks, delivered to the
-//! loopback sink by `agent --once` and by the bash baseline agent in
-//! interleaved runs; every event id is checked at the sink.
+//! loopback sink by `agent --once` (as sent, as OTLP, and with three fields
+//! pseudonymized) and by the bash baseline agent in interleaved runs; every
+//! event id is checked at the sink.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,6 +14,9 @@ use crate::{Ctx, Res, SCRIPT_PATH, knob};
 
 const EVENTS: usize = 100_000;
 const CHUNKS: usize = 100;
+/// The fields the privacy run pseudonymizes (`session_id` follows them).
+const PSEUDONYMIZE: &str = "common_name,real_ip,virtual_ip";
+const PSEUDONYMIZED: &str = "ours, `PSEUDONYMIZE=common_name,real_ip,virtual_ip`";
 
 /// 100 chunks of 1,000 events as the bash baseline writer formats them.
 fn make_backlog(dir: &Path) -> Res<Vec<String>> {
@@ -68,13 +72,14 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, baseline: &Path) -> Re
         DrainAgent { name: "ours (`agent --once`)", runs: Vec::new(), outcome: None },
         DrainAgent { name: "bash baseline agent (`ONCE=1`)", runs: Vec::new(), outcome: None },
         DrainAgent { name: "ours, OTLP (`TELEMETRY_FORMAT=otlp`)", runs: Vec::new(), outcome: None },
+        DrainAgent { name: PSEUDONYMIZED, runs: Vec::new(), outcome: None },
     ];
     if !Path::new("/usr/bin/curl").exists() && !Path::new("/bin/curl").exists() {
         agents[1].outcome = Some(Outcome::Skipped("curl not installed (apt-get install -y curl)".into()));
     }
     for r in 0..runs {
-        for k in 0..3 {
-            let which = (r + k) % 3;
+        for k in 0..4 {
+            let which = (r + k) % 4;
             let a = &mut agents[which];
             if a.outcome.is_some() {
                 continue;
@@ -89,10 +94,15 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, baseline: &Path) -> Re
             if which != 1 {
                 let conf = dir.join("agent.env");
                 let format = if which == 2 { "otlp" } else { "seed" };
-                let text = format!(
+                let mut text = format!(
                     "SPOOL_DIR={}\nTELEMETRY_URL={url}\nSERVER_ID=bench\nTELEMETRY_FORMAT={format}\n",
                     spool.display()
                 );
+                if which == 3 {
+                    let key = dir.join("pseudonym.key");
+                    fs::write(&key, [0x5a; 32]).ctx(key.display())?;
+                    let _ = writeln!(text, "PSEUDONYMIZE={PSEUDONYMIZE}\nPSEUDONYM_KEY_FILE={}", key.display());
+                }
                 fs::write(&conf, text).ctx(conf.display())?;
                 cmd = Command::new(ours);
                 cmd.args(["agent", "--once"]).env_clear().env("OPENVPN_TELEMETRY_CONFIG", &conf);
@@ -132,7 +142,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, baseline: &Path) -> Re
         writeln!(md, "| agent | wall s | events/s | CPU s (user+sys) | peak RSS MiB | requests | wall s, all runs |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|");
     let mut ok = true;
-    let mut med = [None, None, None];
+    let mut med = [None, None, None, None];
     for (i, a) in agents.iter_mut().enumerate() {
         match a.outcome.take() {
             None if !a.runs.is_empty() => {
@@ -165,7 +175,7 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, baseline: &Path) -> Re
         }
     }
     md.push('\n');
-    if let [Some((o, _)), _, Some((t, rss))] = med {
+    if let [Some((o, _)), _, Some((t, rss)), _] = med {
         let _ = writeln!(
             md,
             "- OTLP / `json` format, ours: **{:.2}×** the wall time, {:.2}× the CPU (each event parsed and re-encoded with its attributes; peak RSS {:.1} MiB)",
@@ -174,7 +184,15 @@ pub fn section(md: &mut String, work: &Path, ours: &Path, baseline: &Path) -> Re
             rss as f64 / 1024.0
         );
     }
-    if let [Some((o, rss)), Some((s, _)), _] = med {
+    if let [Some((o, _)), _, _, Some((p, _))] = med {
+        let _ = writeln!(
+            md,
+            "- three fields pseudonymized / none, ours (`json`): **{:.2}×** the throughput (target ≥ 0.5×), {:.2}× the CPU (each event parsed, three HMAC-SHA256, re-encoded)",
+            o.wall / p.wall,
+            p.cpu / o.cpu
+        );
+    }
+    if let [Some((o, rss)), Some((s, _)), _, _] = med {
         let _ = writeln!(
             md,
             "- throughput ours / bash baseline: **{:.1}×** (target ≥ 10×); CPU bash baseline / ours: {:.1}×\n- our peak RSS: **{:.1} MiB** (target ≤ 8 MiB)\n",

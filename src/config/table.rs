@@ -23,13 +23,21 @@ pub enum Section {
     Health,
     Installer,
     Logging,
+    Privacy,
 }
 
 // The titles and descriptions are read by the generated texts (tests).
 #[cfg_attr(not(test), allow(dead_code))]
 impl Section {
-    pub const ALL: [Section; 6] =
-        [Section::Delivery, Section::Spool, Section::Sources, Section::Health, Section::Installer, Section::Logging];
+    pub const ALL: [Section; 7] = [
+        Section::Delivery,
+        Section::Spool,
+        Section::Sources,
+        Section::Health,
+        Section::Installer,
+        Section::Logging,
+        Section::Privacy,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -39,6 +47,7 @@ impl Section {
             Section::Health => "Health (heartbeat, `status --check`, Prometheus textfile)",
             Section::Installer => "Installer",
             Section::Logging => "Logging",
+            Section::Privacy => "Privacy (personal fields before they leave the host)",
         }
     }
 }
@@ -69,6 +78,10 @@ pub enum Kind {
     Paths,
     /// Whole numbers of days > 0, comma-separated.
     Days,
+    /// Names of personal event fields, separated by commas.
+    Fields,
+    /// Two prefix lengths, IPv4 and IPv6: `24,48`.
+    Prefixes,
 }
 
 impl Kind {
@@ -87,6 +100,8 @@ impl Kind {
             Kind::Path => "path".into(),
             Kind::Paths => "paths, space-separated".into(),
             Kind::Days => "days > 0, comma-separated".into(),
+            Kind::Fields => "field names, comma-separated".into(),
+            Kind::Prefixes => "`IPv4,IPv6` prefix lengths, e.g. `24,48`".into(),
         }
     }
 
@@ -680,6 +695,72 @@ pub const SETTINGS: &[Setting] = &[
         },
         get: |s| text(&s.log_level),
     },
+    // --- Privacy ---
+    Setting {
+        key: "PSEUDONYMIZE",
+        section: Section::Privacy,
+        default: "",
+        kind: Kind::Fields,
+        empty: "none",
+        doc: "Fields replaced by a keyed pseudonym (pn_ and 16 hex digits; session_id a UUID) in everything \
+              sent: common_name, username, real_ip, real_port, virtual_ip, virtual_ipv6, cert_serial, \
+              cert_serial_hex, cert_sha256, subject, client_version, client_platform, session_id.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.privacy.pseudonymize = crate::privacy::FieldSet::parse(v)?;
+            Ok(())
+        },
+        get: |s| s.privacy.pseudonymize.to_string(),
+    },
+    Setting {
+        key: "DROP_FIELDS",
+        section: Section::Privacy,
+        default: "",
+        kind: Kind::Fields,
+        empty: "none",
+        doc: "Fields removed from everything sent (the same names as PSEUDONYMIZE); without common_name, real_ip \
+              or real_port in clear, session_id becomes a pseudonym (the key is needed).",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.privacy.drop_fields = crate::privacy::FieldSet::parse(v)?;
+            Ok(())
+        },
+        get: |s| s.privacy.drop_fields.to_string(),
+    },
+    Setting {
+        key: "REAL_IP_PREFIX",
+        section: Section::Privacy,
+        default: "",
+        kind: Kind::Prefixes,
+        empty: "the whole address",
+        doc: "Send only the network part of real_ip: IPv4,IPv6 prefix lengths, e.g. 24,48 (session_id then \
+              becomes a pseudonym: the key is needed).",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.privacy.real_ip_prefix = crate::privacy::Prefix::parse(v)?;
+            Ok(())
+        },
+        get: |s| s.privacy.real_ip_prefix.map(|p| p.to_string()).unwrap_or_default(),
+    },
+    Setting {
+        key: "PSEUDONYM_KEY_FILE",
+        section: Section::Privacy,
+        default: crate::privacy::DEFAULT_KEY_FILE,
+        kind: Kind::AbsolutePath,
+        empty: "",
+        doc: "The pseudonyms' key (at least 32 bytes; install makes one, 0640 root:openvpn-telemetry); share it \
+              across hosts for pseudonyms that join.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.privacy.key_file = super::absolute_path(v)?;
+            Ok(())
+        },
+        get: |s| s.privacy.key_file.display().to_string(),
+    },
 ];
 
 /// Keys that steer the installer only: read from `.env` or the environment
@@ -719,6 +800,8 @@ mod tests {
             Kind::Path => vec!["/etc/x.pem", "rel.pem"],
             Kind::Paths => vec!["/a.conf", "/a.conf /b.conf"],
             Kind::Days => vec!["30,7,1", "14", "90,30"],
+            Kind::Fields => vec!["common_name", "common_name,real_ip,session_id"],
+            Kind::Prefixes => vec!["24,48", "0,128"],
         }
     }
 
@@ -733,6 +816,8 @@ mod tests {
             Kind::Header => vec!["Bearer abc", ": x"],
             Kind::AbsolutePath => vec!["spool", "./x"],
             Kind::Days => vec!["", "0", "7,x", "30,,1", "-1", "30 7"],
+            Kind::Fields => vec!["bogus", "event_id", "common_name,seq"],
+            Kind::Prefixes => vec!["24", "33,48", "24,129", "a,b"],
             Kind::Text | Kind::Path | Kind::Paths => vec![],
         }
     }
@@ -751,6 +836,7 @@ mod tests {
                 (Section::Health, format!("{:?}", s.health)),
                 (Section::Installer, format!("{:?}", s.installer)),
                 (Section::Logging, format!("{:?}", s.log_level)),
+                (Section::Privacy, format!("{:?}", s.privacy)),
             ]
         };
         for row in SETTINGS {

@@ -319,7 +319,8 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     }
     let agent_owner = chown.then(|| Owner { user: Who::Id(0), group: Who::Name(agent_group.into()) });
     let why = "defaults + .env";
-    plan.add(plan::file(&layout.at(AGENT_ENV), desired.text.into_bytes(), 0o640, agent_owner, &accounts, why));
+    plan.add(plan::file(&layout.at(AGENT_ENV), desired.text.into_bytes(), 0o640, agent_owner.clone(), &accounts, why));
+    plan_key(&mut plan, layout, s, agent_owner, &accounts)?;
     let hook_env = crate::config::hook_companion(&layout.at(AGENT_ENV));
     let hook_text = envfile::hook_env(s).into_bytes();
     plan.add(plan::file(&hook_env, hook_text, 0o644, root_owner.clone(), &accounts, "hooks' settings"));
@@ -437,6 +438,53 @@ fn plan_install(layout: &Layout, chown: bool, mode: Mode) -> Result<Plan, Error>
     }
     plan.hints.extend(textfile::offer(layout, s));
     Ok(plan)
+}
+
+/// The pseudonym key (`PSEUDONYM_KEY_FILE`), made where missing from 32
+/// random bytes of the OS, 0640 root:the agent's group: the agent reads it,
+/// the hooks' user never. An existing key is kept as it is (an upgrade must
+/// not change every pseudonym; a fleet's shared key was copied there), only
+/// its mode and owner are put right.
+fn plan_key(
+    plan: &mut Plan,
+    layout: &Layout,
+    s: &Settings,
+    owner: Option<Owner>,
+    accounts: &Accounts,
+) -> Result<(), Error> {
+    let path = layout.at(&s.privacy.key_file);
+    let show = owner.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {
+            if m.mode() & 0o7777 != 0o640 || plan::owner_differs(&m, owner.as_ref(), accounts) {
+                let what =
+                    format!("fix  {} ({:04o} -> 0640{show}: the pseudonym key)", path.display(), m.mode() & 0o7777);
+                plan.changes.push(Change { action: Action::Meta { path, mode: 0o640, owner }, what });
+            }
+        }
+        Ok(_) => {
+            return Err(Error::Refused(format!(
+                "refusing to install, nothing was changed: PSEUDONYM_KEY_FILE={} is not a regular file; \
+                 move it away and run install again",
+                path.display()
+            )));
+        }
+        Err(_) => {
+            let in_etc = s.privacy.key_file.parent() == Some(Path::new(ETC_DIR));
+            if !in_etc && !path.parent().is_some_and(Path::is_dir) {
+                plan.notes.push(format!(
+                    "PSEUDONYM_KEY_FILE={}: its directory does not exist; no key made",
+                    s.privacy.key_file.display()
+                ));
+                return Ok(());
+            }
+            let data = crate::privacy::Key::generate().map_err(Error::Refused)?.to_vec();
+            let what = format!("write {} (0640{show}; the pseudonym key, 32 random bytes)", path.display());
+            let action = Action::File { path, data, mode: 0o640, owner, backup: None };
+            plan.changes.push(Change { action, what });
+        }
+    }
+    Ok(())
 }
 
 /// The agent's control files, made in place (the agent's, so the hooks'

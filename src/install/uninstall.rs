@@ -141,6 +141,13 @@ pub fn plan(layout: &Layout, purge: bool, chown: bool, mode: Mode) -> Result<Pla
                 });
             }
         }
+        // The pseudonym key goes with the settings, also where
+        // PSEUDONYM_KEY_FILE put it outside them.
+        let key = layout.at(&s.privacy.key_file);
+        if !key.starts_with(&etc) && fs::symlink_metadata(&key).is_ok_and(|m| m.is_file()) {
+            let what = format!("remove {} (the pseudonym key)", key.display());
+            plan.changes.push(Change { action: Action::Remove(key), what });
+        }
         if chown && accounts.manageable(&layout.root) && accounts.uid(AGENT_USER).is_some() {
             plan.changes.push(Change {
                 action: Action::Run(accounts.userdel()),

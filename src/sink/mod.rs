@@ -31,8 +31,10 @@ use crate::url::{is_loopback, mask_url};
 
 mod classify;
 pub mod otlp;
+mod private;
 
 pub use classify::{Outcome, classify, server_text};
+pub use private::Private;
 
 /// The system trust store, as Debian/Ubuntu ship it (curl's default).
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";

@@ -13,7 +13,9 @@
 #   that denies capset makes the agent say so and read no source;
 #   METRICS_TEXTFILE in node_exporter's directory under the unit's sandbox;
 #   restart/stop times; the watchdog quiet while idle and firing for a hung
-#   agent; a second install says "nothing to change"; an upgrade over the
+#   agent; a second install says "nothing to change"; PSEUDONYMIZE under the
+#   unit (the key 0640 root:agent, read by the agent, refused to nobody, the
+#   name never delivered); an upgrade over the
 #   previous release's spool layout keeps pending events; uninstall --purge
 #   leaves nothing but the documented conf backups.
 #
@@ -356,6 +358,29 @@ else
     fail "$STEP" "$(grep -E '^ *(fix|add|change|update|write|done)|change\(s\)' "$RUN/install2.out" | head -4 | sed 's/^ *//'  | tr '\n' ';' | sed 's/|/\\|/g')"
     sed 's/^/  install2: /' "$RUN/install2.out" >&2
 fi
+
+# --- pseudonyms under the shipped unit ----------------------------------------
+# The key install made: 0640 root:openvpn-telemetry, refused to nobody; with
+# PSEUDONYMIZE=common_name the sandboxed agent reads it (the event arrives
+# with the name's pseudonym, computed here from the key) and the name itself
+# never reaches the receiver. Then back to names in clear.
+STEP="PSEUDONYMIZE under the shipped unit: the agent reads the key, nobody cannot, the name never leaves"
+KEY=/etc/openvpn-telemetry/pseudonym.key
+key_meta=$(C stat -c '%a %U:%G' "$KEY" 2>&1 || true)
+nobody_reads=$(C setpriv --reuid=nobody --regid=nogroup --clear-groups cat "$KEY" >/dev/null 2>&1 && echo yes || echo no)
+set_env() { C sh -c "umask 077; echo '$1' >>/etc/openvpn-telemetry/.env"; C /srv/ovt/openvpn-telemetry install >"$RUN/install-$2.out" 2>&1; }
+set_env PSEUDONYMIZE=common_name private || cat "$RUN/install-private.out" >&2
+want=$(C cat "$KEY" | python3 -c 'import hashlib, hmac, sys
+print("pn_" + hmac.new(sys.stdin.buffer.read(), b"common_name\x1fsde2e-private", hashlib.sha256).hexdigest()[:16])')
+C setpriv --reuid=nobody --regid=nogroup --clear-groups env -i common_name=sde2e-private trusted_ip=192.0.2.77 \
+    trusted_port=40077 ifconfig_pool_remote_ip=10.99.0.77 /etc/openvpn/scripts/telemetry-connect.sh >/dev/null 2>&1 || true
+if [ "$key_meta" = "640 root:openvpn-telemetry" ] && [ "$nobody_reads" = no ] \
+    && got=$(EV --cn "$want" --timeout 30) && ! C grep -q sde2e-private /srv/ovt/rx/events.ndjson; then
+    pass "$STEP" "key $key_meta, nobody: read refused; SESSION_CONNECTED arrived as common_name $want, the name in no stored event"
+else
+    fail "$STEP" "key: $key_meta; nobody reads it: $nobody_reads; pseudonym $want: ${got:-not arrived}; agent $(C systemctl is-active openvpn-telemetry-agent): $(C journalctl -u openvpn-telemetry-agent --no-pager -o cat | grep -i pseudonym | tail -2 | tr '\n' ' ')"
+fi
+set_env PSEUDONYMIZE= clear || cat "$RUN/install-clear.out" >&2
 
 # --- upgrade over the previous release's spool layout -------------------------
 # The previous release: spool, pending/ and failed/ 2770 nobody:nogroup,

@@ -1,0 +1,579 @@
+//! Personal data before it leaves the host: the fields `PSEUDONYMIZE` names
+//! are replaced by keyed pseudonyms, those `DROP_FIELDS` names are removed,
+//! and `REAL_IP_PREFIX` keeps only the network part of `real_ip`.
+//!
+//! Guarantees:
+//! - pure: no I/O but [`Key::load`]; one [`Privacy`] is built at the
+//!   agent's start and applied at the one place a batch is encoded, so the
+//!   JSON envelope, OTLP (attributes and body) and the file sink all carry
+//!   what it made;
+//! - a pseudonym is `pn_` and 16 lowercase hex digits: the first 64 bits of
+//!   HMAC-SHA256 under the key over the field's name, a 0x1f and the value.
+//!   The same value of the same field gives the same pseudonym on every
+//!   event, after every restart and on every host that holds the same key;
+//!   nothing reverses it without the key;
+//! - every object at any depth is walked (`SESSION_SNAPSHOT`'s `sessions`
+//!   too), so a field is treated wherever it appears;
+//! - fields that carry another one's value follow it: `subject` (holds the
+//!   common name) is treated at least as strictly as `common_name`,
+//!   `cert_serial_hex` as `cert_serial`, and `session_id` (a UUIDv5 of the
+//!   raw common name, address and port, which a dictionary would reverse)
+//!   is pseudonymized, as a UUID, as soon as any of those is not sent in
+//!   clear. Its pseudonym depends only on the raw id, so a session's
+//!   connect, updates, snapshots and disconnect still share it;
+//! - with nothing configured, lines pass through untouched (no parse).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ring::hmac;
+use serde_json::Value;
+
+/// Where the key is unless `PSEUDONYM_KEY_FILE` says otherwise.
+pub const DEFAULT_KEY_FILE: &str = "/etc/openvpn-telemetry/pseudonym.key";
+/// Bytes of a key `install` makes; also the least a key file must hold.
+pub const KEY_BYTES: usize = 32;
+/// The most of a key file that is read (a key is not a document).
+const KEY_FILE_CAP: u64 = 4096;
+/// What every pseudonym starts with.
+pub const PREFIX: &str = "pn_";
+/// Hex digits after [`PREFIX`].
+const DIGITS: usize = 16;
+/// Separates the field's name from the value in what is signed.
+const SEPARATOR: u8 = 0x1f;
+
+/// The fields `PSEUDONYMIZE` and `DROP_FIELDS` may name: every field an
+/// event carries that says something about a person or their device.
+pub const FIELDS: [&str; 13] = [
+    "common_name",
+    "username",
+    "real_ip",
+    "real_port",
+    "virtual_ip",
+    "virtual_ipv6",
+    "cert_serial",
+    "cert_serial_hex",
+    "cert_sha256",
+    "subject",
+    "client_version",
+    "client_platform",
+    "session_id",
+];
+
+/// The place of `name` in [`FIELDS`] (a `match` on bytes: this runs for
+/// every key of every event sent).
+fn field_index(name: &str) -> Option<usize> {
+    field_index_bytes(name.as_bytes())
+}
+
+fn field_index_bytes(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b"common_name" => 0,
+        b"username" => 1,
+        b"real_ip" => 2,
+        b"real_port" => 3,
+        b"virtual_ip" => 4,
+        b"virtual_ipv6" => 5,
+        b"cert_serial" => 6,
+        b"cert_serial_hex" => 7,
+        b"cert_sha256" => 8,
+        b"subject" => 9,
+        b"client_version" => 10,
+        b"client_platform" => 11,
+        b"session_id" => 12,
+        _ => return None,
+    })
+}
+
+/// A set of [`FIELDS`], as a bit per field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldSet(u16);
+
+impl FieldSet {
+    /// Field names separated by commas and/or spaces; "" is none.
+    pub fn parse(v: &str) -> Result<FieldSet, String> {
+        let mut set = FieldSet::default();
+        for name in v.split([',', ' ', '\t']).filter(|n| !n.is_empty()) {
+            match field_index(name) {
+                Some(i) => set.0 |= 1 << i,
+                None => return Err(format!("{name:?} is not a personal field; known: {}", FIELDS.join(", "))),
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn contains(self, name: &str) -> bool {
+        field_index(name).is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names, in [`FIELDS`]' order.
+    pub fn names(self) -> Vec<&'static str> {
+        FIELDS.iter().enumerate().filter(|(i, _)| self.0 & (1 << i) != 0).map(|(_, f)| *f).collect()
+    }
+}
+
+impl fmt::Display for FieldSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.names().join(","))
+    }
+}
+
+/// `REAL_IP_PREFIX`: the network bits of `real_ip` that are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Prefix {
+    /// `V4,V6`, e.g. `24,48`; "" is none (the whole address is kept).
+    pub fn parse(v: &str) -> Result<Option<Prefix>, String> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let bad = || format!("expected IPv4,IPv6 prefix lengths such as 24,48 (at most 32 and 128), found {v:?}");
+        let (a, b) = v.split_once(',').ok_or_else(bad)?;
+        let v4 = a.trim().parse::<u8>().ok().filter(|n| *n <= 32).ok_or_else(bad)?;
+        let v6 = b.trim().parse::<u8>().ok().filter(|n| *n <= 128).ok_or_else(bad)?;
+        Ok(Some(Prefix { v4, v6 }))
+    }
+
+    /// `ip` with every bit after the prefix zeroed, written as an address
+    /// (`203.0.113.0`, `2001:db8:1::`, `::ffff:203.0.113.0` for an
+    /// IPv4-mapped one, cut as IPv4). Anything that is not an address
+    /// gives "": it cannot be cut, so it is not sent.
+    pub fn cut(self, ip: &str) -> String {
+        match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => mask_v4(a.to_bits(), self.v4).to_string(),
+            Ok(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+                Some(v4) => format!("::ffff:{}", mask_v4(v4.to_bits(), self.v4)),
+                None => {
+                    let keep = if self.v6 == 0 { 0 } else { u128::MAX << (128 - u32::from(self.v6)) };
+                    std::net::Ipv6Addr::from_bits(a.to_bits() & keep).to_string()
+                }
+            },
+            Err(_) => String::new(),
+        }
+    }
+}
+
+fn mask_v4(bits: u32, len: u8) -> std::net::Ipv4Addr {
+    let keep = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+    std::net::Ipv4Addr::from_bits(bits & keep)
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", self.v4, self.v6)
+    }
+}
+
+/// The Privacy section of the settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivacySection {
+    pub pseudonymize: FieldSet,
+    pub drop_fields: FieldSet,
+    pub real_ip_prefix: Option<Prefix>,
+    pub key_file: PathBuf,
+}
+
+/// What becomes of one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Treatment {
+    Clear,
+    /// Only `real_ip`, with `REAL_IP_PREFIX`.
+    Network,
+    Pseudonym,
+    Dropped,
+}
+
+impl Treatment {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Treatment::Clear => "in clear",
+            Treatment::Network => "network part only",
+            Treatment::Pseudonym => "pseudonymized",
+            Treatment::Dropped => "dropped",
+        }
+    }
+}
+
+impl PrivacySection {
+    /// The settings that cannot both hold, named for the message: a field
+    /// both pseudonymized and dropped, or `REAL_IP_PREFIX` on a `real_ip`
+    /// that is not sent as an address.
+    pub fn conflict(&self) -> Option<(&'static str, String)> {
+        let both = FieldSet(self.pseudonymize.0 & self.drop_fields.0);
+        if !both.is_empty() {
+            return Some(("DROP_FIELDS", format!("{both} is also in PSEUDONYMIZE; name each field in one of them")));
+        }
+        let ip_hidden = self.pseudonymize.contains("real_ip") || self.drop_fields.contains("real_ip");
+        if self.real_ip_prefix.is_some() && ip_hidden {
+            return Some((
+                "REAL_IP_PREFIX",
+                "real_ip is in PSEUDONYMIZE or DROP_FIELDS, so there is no address to cut; leave one of them empty"
+                    .into(),
+            ));
+        }
+        None
+    }
+
+    fn own(&self, field: &str) -> Treatment {
+        if self.drop_fields.contains(field) {
+            Treatment::Dropped
+        } else if self.pseudonymize.contains(field) {
+            Treatment::Pseudonym
+        } else if field == "real_ip" && self.real_ip_prefix.is_some() {
+            Treatment::Network
+        } else {
+            Treatment::Clear
+        }
+    }
+
+    /// What becomes of `field` (any name: fields that are not personal are
+    /// always sent in clear), the rules of the module's guarantees applied.
+    pub fn treatment(&self, field: &str) -> Treatment {
+        match field {
+            "subject" => self.own("subject").max(self.own("common_name")),
+            "cert_serial_hex" => self.own("cert_serial_hex").max(self.own("cert_serial")),
+            "session_id" => {
+                let own = self.own("session_id");
+                let inputs = ["common_name", "real_ip", "real_port"].iter().any(|f| self.own(f) != Treatment::Clear);
+                if own == Treatment::Clear && inputs { Treatment::Pseudonym } else { own }
+            }
+            _ => self.own(field),
+        }
+    }
+
+    /// Whether anything is changed at all.
+    pub fn active(&self) -> bool {
+        FIELDS.iter().any(|f| self.own(f) != Treatment::Clear)
+    }
+
+    /// Whether the key is needed: some field is pseudonymized.
+    pub fn needs_key(&self) -> bool {
+        FIELDS.iter().any(|f| self.treatment(f) == Treatment::Pseudonym)
+    }
+
+    /// Each personal field and what becomes of it.
+    pub fn summary(&self) -> Vec<(&'static str, Treatment)> {
+        FIELDS.iter().map(|f| (*f, self.treatment(f))).collect()
+    }
+
+    /// For `status --json`: the personal fields by what becomes of them.
+    pub fn report(&self) -> Value {
+        let names = |t: Treatment| -> Vec<&str> {
+            self.summary().into_iter().filter(|(_, x)| *x == t).map(|(f, _)| f).collect()
+        };
+        serde_json::json!({
+            "in_clear": names(Treatment::Clear),
+            "network_part": names(Treatment::Network),
+            "real_ip_prefix": self.real_ip_prefix.map(|p| p.to_string()),
+            "pseudonymized": names(Treatment::Pseudonym),
+            "dropped": names(Treatment::Dropped),
+            "key_file": self.needs_key().then(|| self.key_file.display().to_string()),
+        })
+    }
+
+    /// One line for `status` and `check`: what leaves the host how.
+    pub fn outline(&self) -> String {
+        let mut parts = Vec::new();
+        for t in [Treatment::Pseudonym, Treatment::Dropped, Treatment::Network, Treatment::Clear] {
+            let names: Vec<&str> = self.summary().into_iter().filter(|(_, x)| *x == t).map(|(f, _)| f).collect();
+            if names.is_empty() {
+                continue;
+            }
+            let extra = match (t, self.real_ip_prefix) {
+                (Treatment::Network, Some(p)) => format!(" (REAL_IP_PREFIX={p})"),
+                _ => String::new(),
+            };
+            parts.push(format!("{}: {}{extra}", t.describe(), names.join(", ")));
+        }
+        parts.join("; ")
+    }
+}
+
+/// What is wrong with who may read the key file, if anything: it must be
+/// root's, with no access for others and no write for its group (0640
+/// root:the agent's group, as `install` makes it), so neither the hooks'
+/// user nor anyone else can compute pseudonyms (and so reverse them by
+/// trying names) or change them. `agent_gid` is the only group besides
+/// root's that may hold it.
+pub fn key_access(meta: &std::fs::Metadata, agent_gid: Option<u32>) -> Result<(), String> {
+    let mode = meta.mode() & 0o7777;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    if meta.uid() != 0 {
+        return Err(format!("is owned by uid {}, not root", meta.uid()));
+    }
+    if mode & 0o027 != 0 {
+        return Err(format!("has mode {mode:04o}: others may read it or its group may write it (0640 wanted)"));
+    }
+    if meta.gid() != 0 && Some(meta.gid()) != agent_gid && mode & 0o040 != 0 {
+        return Err(format!("is readable by group {}, which is not the agent's", meta.gid()));
+    }
+    Ok(())
+}
+
+/// Why the key cannot be used; names the setting and the path, never the
+/// key.
+#[derive(Debug)]
+pub enum KeyError {
+    Read { path: PathBuf, source: std::io::Error },
+    Short { path: PathBuf, len: usize },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Read { path, source } => write!(
+                f,
+                "PSEUDONYM_KEY_FILE={}: cannot read: {source} (needed for PSEUDONYMIZE, and for session_id whenever \
+                 common_name, real_ip or real_port is not sent in clear; `openvpn-telemetry install` makes one, or \
+                 copy the fleet's key there)",
+                path.display()
+            ),
+            KeyError::Short { path, len } => write!(
+                f,
+                "PSEUDONYM_KEY_FILE={}: holds {len} bytes, a key needs at least {KEY_BYTES} (make one with \
+                 `head -c {KEY_BYTES} /dev/urandom`)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KeyError::Read { source, .. } => Some(source),
+            KeyError::Short { .. } => None,
+        }
+    }
+}
+
+/// The pseudonym key: the bytes of its file, whatever they are (32 random
+/// bytes as `install` makes it, or hex text an operator made), at least
+/// [`KEY_BYTES`].
+pub struct Key(hmac::Key);
+
+impl Key {
+    pub fn new(bytes: &[u8]) -> Key {
+        Key(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+    }
+
+    /// Reads the key file, not following a symlink (root's file, the
+    /// agent's to read).
+    pub fn load(path: &Path) -> Result<Key, KeyError> {
+        let err = |source| KeyError::Read { path: path.to_path_buf(), source };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC).bits())
+            .open(path)
+            .map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        if !meta.is_file() {
+            return Err(err(std::io::Error::other("not a regular file")));
+        }
+        let mut bytes = Vec::with_capacity(KEY_BYTES);
+        file.take(KEY_FILE_CAP).read_to_end(&mut bytes).map_err(err)?;
+        if bytes.len() < KEY_BYTES {
+            return Err(KeyError::Short { path: path.to_path_buf(), len: bytes.len() });
+        }
+        Ok(Key::new(&bytes))
+    }
+
+    /// 32 fresh random bytes from the OS, for `install`.
+    pub fn generate() -> Result<[u8; KEY_BYTES], String> {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; KEY_BYTES];
+        ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| "the OS gave no random bytes".to_string())?;
+        Ok(bytes)
+    }
+
+    fn tag(&self, field: &str, value: &str) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        ctx.update(field.as_bytes());
+        ctx.update(&[SEPARATOR]);
+        ctx.update(value.as_bytes());
+        ctx.sign()
+    }
+
+    /// `pn_` and 16 hex digits for `value` of `field`.
+    pub fn pseudonym(&self, field: &str, value: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let tag = self.tag(field, value);
+        let mut out = String::with_capacity(PREFIX.len() + DIGITS);
+        out.push_str(PREFIX);
+        for b in &tag.as_ref()[..DIGITS / 2] {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
+    }
+
+    /// A UUID (version 8, RFC 9562's custom one) from the HMAC of a raw
+    /// `session_id`: still a UUID where a server keys sessions by one.
+    pub fn session_pseudonym(&self, raw: &str) -> String {
+        let tag = self.tag("session_id", raw);
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&tag.as_ref()[..16]);
+        b[6] = (b[6] & 0x0f) | 0x80;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        uuid::Uuid::from_bytes(b).hyphenated().to_string()
+    }
+}
+
+/// Never the key nor the values remembered: only the settings.
+impl fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Privacy").field("section", &self.section).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(…)")
+    }
+}
+
+/// The settings and the key, ready to apply.
+pub struct Privacy {
+    section: PrivacySection,
+    key: Option<Key>,
+    /// [`PrivacySection::treatment`] of each of [`FIELDS`], worked out once.
+    treatments: [Treatment; FIELDS.len()],
+    /// Whether anything is treated at all.
+    active: bool,
+    /// The names of the fields that are not sent in clear, as bytes.
+    treated: Vec<&'static [u8]>,
+    /// Pseudonyms already made, per field: the same people recur in every
+    /// update and snapshot, and a lookup costs a fraction of an HMAC. Each
+    /// map holds at most [`MEMO_ENTRIES`] and is emptied when full, so the
+    /// memory it takes stays bounded.
+    memo: Mutex<Vec<HashMap<Box<str>, Box<str>>>>,
+}
+
+/// Most pseudonyms remembered per field (about 70 bytes each).
+const MEMO_ENTRIES: usize = 8192;
+
+/// A line that is not a JSON object cannot be made safe; it is not sent.
+#[derive(Debug)]
+pub struct NotAnEvent(pub &'static str);
+
+impl fmt::Display for NotAnEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an event line is not a JSON object ({}); not sent while PSEUDONYMIZE/DROP_FIELDS apply", self.0)
+    }
+}
+
+impl Privacy {
+    /// Nothing changed: what is sent is what was written.
+    #[cfg(test)]
+    pub fn off() -> Privacy {
+        Privacy::new(&PrivacySection::default(), None)
+    }
+
+    fn new(section: &PrivacySection, key: Option<Key>) -> Privacy {
+        let treatments = FIELDS.map(|f| section.treatment(f));
+        let treated =
+            FIELDS.iter().zip(treatments).filter(|(_, t)| *t != Treatment::Clear).map(|(f, _)| f.as_bytes()).collect();
+        let memo = Mutex::new(vec![HashMap::new(); FIELDS.len()]);
+        Privacy { section: section.clone(), key, treatments, active: section.active(), treated, memo }
+    }
+
+    /// What becomes of `field`, from the table made once.
+    fn treatment(&self, field: &str) -> Treatment {
+        self.treatment_bytes(field.as_bytes())
+    }
+
+    fn treatment_bytes(&self, field: &[u8]) -> Treatment {
+        field_index_bytes(field).map_or(Treatment::Clear, |i| self.treatments[i])
+    }
+
+    /// From the settings, reading the key when a field is pseudonymized.
+    pub fn from_settings(section: &PrivacySection) -> Result<Privacy, KeyError> {
+        let key = if section.needs_key() { Some(Key::load(&section.key_file)?) } else { None };
+        Ok(Privacy::new(section, key))
+    }
+
+    /// From the settings and a key already in hand.
+    #[cfg(test)]
+    pub fn with_key(section: &PrivacySection, key: Key) -> Privacy {
+        Privacy::new(section, Some(key))
+    }
+
+    pub fn active(&self) -> bool {
+        self.active
+    }
+
+    /// One field's value as it may leave the host: `None` when the field
+    /// is dropped, else the value in clear, cut to its network or replaced
+    /// by its pseudonym. For anything that sends a field outside an event
+    /// line (a metric's label): use the event's field name (`real_ip` for
+    /// a client's address) so the pseudonyms join.
+    // Event lines go through `line`; this is the door for values sent
+    // outside them (metric labels).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn field<'a>(&self, field: &str, value: &'a str) -> Option<Cow<'a, str>> {
+        match self.treatment(field) {
+            Treatment::Clear => Some(Cow::Borrowed(value)),
+            _ => self.made(field, value, |made| made.map(|m| Cow::Owned(m.to_owned()))),
+        }
+    }
+
+    /// Hands what a treated `field`'s `value` becomes to `then` (`None`:
+    /// not sent), without a copy when the pseudonym is remembered.
+    fn made<R>(&self, field: &str, value: &str, then: impl FnOnce(Option<&str>) -> R) -> R {
+        match self.treatment(field) {
+            Treatment::Clear => then(Some(value)),
+            Treatment::Dropped => then(None),
+            Treatment::Network => then(Some(&self.section.real_ip_prefix.map(|p| p.cut(value)).unwrap_or_default())),
+            // A key is loaded whenever a field is pseudonymized
+            // (`from_settings`); without one nothing is sent rather than
+            // the raw value.
+            Treatment::Pseudonym => {
+                let (Some(key), Some(i)) = (self.key.as_ref(), field_index(field)) else { return then(None) };
+                let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some(map) = memo.get_mut(i) else { return then(None) };
+                if let Some(p) = map.get(value) {
+                    return then(Some(p));
+                }
+                let p = if field == "session_id" { key.session_pseudonym(value) } else { key.pseudonym(field, value) };
+                if map.len() >= MEMO_ENTRIES {
+                    map.clear();
+                }
+                map.insert(value.into(), p.as_str().into());
+                then(Some(&p))
+            }
+        }
+    }
+
+    /// An upper bound of the bytes [`Privacy::line`] may add to `line`, for
+    /// batch sizing: in each object (at most one per `{`), each treated
+    /// field's value may become at most a UUID's 36 characters and two
+    /// quotes longer. Counting braces is one quick pass; a line with keys
+    /// written twice may still outgrow it, and then meets the server's 413.
+    pub fn growth(&self, line: &[u8]) -> usize {
+        if !self.active {
+            return 0;
+        }
+        let objects = memchr::memchr_iter(b'{', line).count();
+        objects * self.treated.len() * 38
+    }
+}
+
+mod line;
+#[cfg(test)]
+mod tests;
