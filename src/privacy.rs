@@ -411,27 +411,54 @@ impl Key {
     }
 
     /// `pn_` and 16 hex digits for `value` of `field`.
+    #[cfg(test)]
     pub fn pseudonym(&self, field: &str, value: &str) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let tag = self.tag(field, value);
-        let mut out = String::with_capacity(PREFIX.len() + DIGITS);
-        out.push_str(PREFIX);
-        for b in &tag.as_ref()[..DIGITS / 2] {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        out
+        self.made(field, value).as_str().to_owned()
     }
 
     /// A UUID (version 8, RFC 9562's custom one) from the HMAC of a raw
     /// `session_id`: still a UUID where a server keys sessions by one.
+    #[cfg(test)]
     pub fn session_pseudonym(&self, raw: &str) -> String {
-        let tag = self.tag("session_id", raw);
-        let mut b = [0u8; 16];
-        b.copy_from_slice(&tag.as_ref()[..16]);
-        b[6] = (b[6] & 0x0f) | 0x80;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        uuid::Uuid::from_bytes(b).hyphenated().to_string()
+        self.made("session_id", raw).as_str().to_owned()
+    }
+
+    /// What `value` of `field` becomes, made without a heap allocation:
+    /// `session_id` a UUID, any other field `pn_` and 16 hex digits.
+    fn made(&self, field: &str, value: &str) -> Pseudonym {
+        let tag = self.tag(field, value);
+        let mut p = Pseudonym { text: [0; 36], len: 0 };
+        if field == "session_id" {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&tag.as_ref()[..16]);
+            b[6] = (b[6] & 0x0f) | 0x80;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            p.len = uuid::Uuid::from_bytes(b).hyphenated().encode_lower(&mut p.text).len();
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            p.text[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+            for (i, b) in tag.as_ref()[..DIGITS / 2].iter().enumerate() {
+                p.text[PREFIX.len() + 2 * i] = HEX[usize::from(b >> 4)];
+                p.text[PREFIX.len() + 2 * i + 1] = HEX[usize::from(b & 15)];
+            }
+            p.len = PREFIX.len() + DIGITS;
+        }
+        p
+    }
+}
+
+/// A pseudonym's text held inline (ASCII, at most a UUID's 36 bytes), so
+/// making and remembering one allocates nothing.
+#[derive(Clone, Copy)]
+struct Pseudonym {
+    text: [u8; 36],
+    len: usize,
+}
+
+impl Pseudonym {
+    fn as_str(&self) -> &str {
+        // Always ASCII (hex digits, `pn_`, hyphens): never the fallback.
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or("")
     }
 }
 
@@ -460,9 +487,11 @@ pub struct Privacy {
     treated: Vec<&'static [u8]>,
     /// Pseudonyms already made, per field: the same people recur in every
     /// update and snapshot, and a lookup costs a fraction of an HMAC. Each
-    /// map holds at most [`MEMO_ENTRIES`] and is emptied when full, so the
-    /// memory it takes stays bounded.
-    memo: Mutex<Vec<HashMap<Box<str>, Box<str>>>>,
+    /// map holds at most [`MEMO_ENTRIES`]; a full one takes no more (the
+    /// others are made each time), so the memory stays bounded and a
+    /// field with more distinct values than that does not churn the
+    /// allocator by emptying and refilling it.
+    memo: Mutex<Vec<HashMap<Box<str>, Pseudonym>>>,
 }
 
 /// Most pseudonyms remembered per field (about 70 bytes each).
@@ -548,14 +577,13 @@ impl Privacy {
                 let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let Some(map) = memo.get_mut(i) else { return then(None) };
                 if let Some(p) = map.get(value) {
-                    return then(Some(p));
+                    return then(Some(p.as_str()));
                 }
-                let p = if field == "session_id" { key.session_pseudonym(value) } else { key.pseudonym(field, value) };
-                if map.len() >= MEMO_ENTRIES {
-                    map.clear();
+                let p = key.made(field, value);
+                if map.len() < MEMO_ENTRIES {
+                    map.insert(value.into(), p);
                 }
-                map.insert(value.into(), p.as_str().into());
-                then(Some(&p))
+                then(Some(p.as_str()))
             }
         }
     }

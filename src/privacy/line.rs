@@ -41,6 +41,15 @@ impl Privacy {
     /// buffer); on an error `out` is as it was.
     pub fn line_into(&self, line: &[u8], out: &mut Vec<u8>) -> Result<(), NotAnEvent> {
         let start = out.len();
+        match self.flat(line, out) {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(e)) => {
+                out.truncate(start);
+                return Err(e);
+            }
+            // Not the common shape: the general scanner decides.
+            None => out.truncate(start),
+        }
         let mut scan = Scan { s: line, i: 0 };
         scan.ws();
         let done = if scan.peek() == Some(b'{') {
@@ -55,6 +64,80 @@ impl Privacy {
             out.truncate(start);
         }
         done
+    }
+
+    /// The fast path for the common event line: one compact, flat object
+    /// with no backslash anywhere (`{"k":v,...}`, no nested `{` or `[`).
+    /// Without a backslash every `"` delimits a string, so each member is
+    /// found by jumping from quote to quote and copied whole, and only
+    /// the treated values are looked at. `None` (output to be discarded)
+    /// when the line is not exactly of that shape, whitespace included:
+    /// the general scanner then takes it, and refuses what is malformed.
+    fn flat(&self, line: &[u8], out: &mut Vec<u8>) -> Option<Result<(), NotAnEvent>> {
+        let n = line.len();
+        if n < 2 || line[0] != b'{' || line[n - 1] != b'}' || memchr::memchr3(b'\\', b'[', b'{', &line[1..]).is_some() {
+            return None;
+        }
+        out.push(b'{');
+        if n == 2 {
+            out.push(b'}');
+            return Some(Ok(()));
+        }
+        let mut first = true;
+        let mut i = 1;
+        loop {
+            // A key: `"name":`, then its value up to `,` or the final `}`.
+            if line.get(i) != Some(&b'"') {
+                return None;
+            }
+            let close = i + 1 + memchr::memchr(b'"', line.get(i + 1..)?)?;
+            if line.get(close + 1) != Some(&b':') {
+                return None;
+            }
+            let v = close + 2;
+            let end = match line.get(v)? {
+                b'"' => v + 1 + memchr::memchr(b'"', line.get(v + 1..)?)? + 1,
+                b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                    let mut j = v;
+                    while matches!(line.get(j), Some(b'-' | b'+' | b'.' | b'0'..=b'9' | b'a'..=b'z' | b'E')) {
+                        j += 1;
+                    }
+                    j
+                }
+                _ => return None,
+            };
+            let last = match line.get(end)? {
+                b',' => false,
+                b'}' if end == n - 1 => true,
+                _ => return None,
+            };
+            let name = &line[i + 1..close];
+            match self.treatment_bytes(name) {
+                Treatment::Dropped => {}
+                t => {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    let value = &line[v..end];
+                    if t == Treatment::Clear || value == b"null" {
+                        out.extend_from_slice(&line[i..end]);
+                    } else {
+                        let (Ok(key), Ok(text)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
+                            return Some(Err(NotAnEvent("not UTF-8")));
+                        };
+                        let text = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+                        out.extend_from_slice(&line[i..v]);
+                        self.made(key, text, |made| put_made(out, made));
+                    }
+                }
+            }
+            if last {
+                out.push(b'}');
+                return Some(Ok(()));
+            }
+            i = end + 1;
+        }
     }
 
     fn object(&self, scan: &mut Scan, out: &mut Vec<u8>) -> Result<(), NotAnEvent> {
@@ -153,20 +236,23 @@ impl Privacy {
         } else {
             Cow::Borrowed(std::str::from_utf8(span).map_err(|_| NotAnEvent("not UTF-8"))?)
         };
-        // What a treated value becomes is a pseudonym, a UUID, an address
-        // or "": written as a string it needs no escaping, but anything
-        // else goes through serde_json so nothing can break the line.
-        self.made(key, &text, |made| {
-            let made = made.unwrap_or_default();
-            if made.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
-                out.push(b'"');
-                out.extend_from_slice(made.as_bytes());
-                out.push(b'"');
-            } else {
-                let _ = serde_json::to_writer(&mut *out, made);
-            }
-        });
+        self.made(key, &text, |made| put_made(out, made));
         Ok(())
+    }
+}
+
+/// Writes what a treated value became, as a JSON string ("" when it is not
+/// sent). What it becomes is a pseudonym, a UUID, an address or "": written
+/// as it is it needs no escaping, but anything else goes through
+/// serde_json so nothing can break the line.
+fn put_made(out: &mut Vec<u8>, made: Option<&str>) {
+    let made = made.unwrap_or_default();
+    if made.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(made.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, made);
     }
 }
 
