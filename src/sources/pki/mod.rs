@@ -18,7 +18,10 @@
 //! - the expiry itself is reported once, when it passes;
 //! - what was said belongs to one serial (certificate) or one
 //!   `nextUpdate` (CRL): a renewal is a new key, so it starts afresh;
-//! - what was said about a file that cannot be read this round is kept.
+//! - what was said about a file that cannot be read this round is kept;
+//! - only what was said has an entry (a certificate far from its end has
+//!   none), and an entry goes once its item is no longer watched, so the
+//!   state is bounded by the warnings, not by the size of the PKI.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -292,16 +295,21 @@ impl PkiBook {
             let key = item.key();
             present.insert(key.clone());
             let Some(expires) = item.expires() else { continue };
-            let said = self.said.entry(key).or_default();
-            let Some(what) = due(expires, now, thresholds, said) else { continue };
+            // Looked up, not inserted: only what was said takes a place in
+            // the state, so it stays as small as the warnings, not the PKI.
+            let mut said = self.said.get(&key).cloned().unwrap_or_default();
+            let Some(what) = due(expires, now, thresholds, &said) else { continue };
             let client_expiry = what.is_none() && matches!(item.what, ItemKind::Cert(Role::Client, _));
-            if !client_expiry {
-                if sink.append(&pki_event(item, what, now))? == Stored::Dropped {
-                    done.spool_full = true;
-                    return Ok(done);
-                }
-                done.written += 1;
+            if client_expiry {
+                // index.txt's CERT_EXPIRED says it: nothing written, nothing
+                // to remember.
+                continue;
             }
+            if sink.append(&pki_event(item, what, now))? == Stored::Dropped {
+                done.spool_full = true;
+                return Ok(done);
+            }
+            done.written += 1;
             match what {
                 Some(t) => said.warned.extend(thresholds.iter().copied().filter(|&x| x >= t)),
                 None => {
@@ -309,6 +317,7 @@ impl PkiBook {
                     said.warned.extend(thresholds.iter().copied());
                 }
             }
+            self.said.insert(key, said);
         }
         self.said.retain(|key, _| {
             let label = key.split('\t').nth(2).unwrap_or("");
@@ -363,11 +372,19 @@ fn pki_event(item: &Item<'_>, what: Option<u32>, now: i64) -> Event {
 /// `within_days`. Read like anything in the spool: regular files only,
 /// never through a link, bounded.
 pub fn report(spool_dir: &Path, now: i64, within_days: u32) -> serde_json::Value {
-    let book: PkiBook =
-        crate::fsutil::read_capped(&spool_dir.join(PKI_STATE), super::READ_CAP, &crate::fsutil::Owners::anyone())
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+    let path = spool_dir.join(PKI_STATE);
+    // None yet is no news (the agent has not run a round); anything else
+    // that keeps the state from being read is said, not shown as "no
+    // PKI problems".
+    let (book, error): (PkiBook, Option<String>) =
+        match crate::fsutil::read_capped(&path, super::READ_CAP, &crate::fsutil::Owners::anyone()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (PkiBook::default(), None),
+            Err(e) => (PkiBook::default(), Some(format!("cannot read {}: {e}", path.display()))),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(book) => (book, None),
+                Err(e) => (PkiBook::default(), Some(format!("cannot read {}: {e}", path.display()))),
+            },
+        };
     let mut instances = serde_json::Map::new();
     for seen in &book.seen {
         let name = seen.instance.clone().unwrap_or_else(|| "-".into());
@@ -379,17 +396,24 @@ pub fn report(spool_dir: &Path, now: i64, within_days: u32) -> serde_json::Value
         }
     }
     let horizon = now + i64::from(within_days) * DAY;
-    serde_json::json!({
+    let mut out = serde_json::json!({
         "instances": instances,
         "clients_expiring": book.clients.iter().filter(|&&t| t > now && t <= horizon).count(),
         "clients_expired": book.clients.iter().filter(|&&t| t <= now).count(),
         "within_days": within_days,
-    })
+    });
+    if let Some(e) = error {
+        out["error"] = crate::fsutil::printable(&e).into();
+    }
+    out
 }
 
 /// `status`'s lines for [`report`]: (label, text).
 pub fn report_lines(report: &serde_json::Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if let Some(e) = report["error"].as_str() {
+        out.push(("PKI".to_string(), format!("unknown: {e}")));
+    }
     let days = |v: &serde_json::Value| match &v["days_left"] {
         serde_json::Value::Null if v.is_object() => "never expires".to_string(),
         serde_json::Value::Null => "-".to_string(),
