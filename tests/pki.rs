@@ -276,8 +276,12 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     };
     let p = status(t0 + 3 * DAY + 120);
     let office = &p["instances"]["office"];
-    // The chain's 10-day CA is what ends first; the server has 1 day left.
-    assert_eq!((office["ca"]["days_left"].as_i64(), office["server"]["days_left"].as_i64()), (Some(6), Some(1)), "{p}");
+    // A CA file counts by its latest certificate (the PKI's CA, 10 years;
+    // the 10-day one has its own events and `check` line); the server has
+    // 1 day left.
+    let ca_days = office["ca"]["days_left"].as_i64().unwrap();
+    assert!((3640..=3650).contains(&ca_days), "{p}");
+    assert_eq!(office["server"]["days_left"].as_i64(), Some(1), "{p}");
     assert_eq!(office["crl"]["days_left"].as_i64(), Some(6), "the renewed CRL: {p}");
     assert_eq!(p["instances"]["lab"]["crl"]["days_left"].as_i64(), Some(-1), "the DER copy expired a day ago: {p}");
     assert!(p["instances"]["lab"]["ca"]["days_left"].as_i64().unwrap() > 9000, "{p}");
@@ -291,7 +295,10 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("PKI office") && text.contains("CA 6 d, server cert 1 d, CRL 6 d"), "{text}");
+    assert!(
+        text.contains("PKI office") && text.contains(&format!("CA {ca_days} d, server cert 1 d, CRL 6 d")),
+        "{text}"
+    );
     assert!(text.contains("1 expire within 30 d"), "{text}");
 
     // `check` a day later: each file with its verdict and command.
@@ -377,4 +384,110 @@ fn a_bad_file_costs_only_itself() {
         assert_eq!(lines.len(), 1, "one line about {file}: {log}");
         assert!(lines[0].contains("WARN") && lines[0].contains(why), "{file}: {}", lines[0]);
     }
+}
+
+/// `openssl ca` in DIR with its minimal config (database, serial, CRL
+/// number), run with `args`.
+fn openssl_ca(dir: &Path, args: &[&str]) {
+    if !dir.join("ca.cnf").exists() {
+        fs::write(dir.join("index.txt"), "").unwrap();
+        fs::write(dir.join("serial"), "1000\n").unwrap();
+        fs::write(dir.join("crlnumber"), "01\n").unwrap();
+        fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nserial = serial\ncrlnumber = crlnumber\n\
+             new_certs_dir = .\ndefault_md = sha256\npolicy = p\nunique_subject = no\n[p]\ncommonName = supplied\n\
+             [v3_ca]\nbasicConstraints = critical,CA:true\nkeyUsage = cRLSign, keyCertSign\n",
+        )
+        .unwrap();
+    }
+    let out = Command::new("openssl")
+        .args(["ca", "-batch", "-config", "ca.cnf"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl ca {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A rollover bundle: the old self-signed CA (expired, made by `openssl ca
+/// -selfsign` with a past `-enddate`) left in ca.crt beside its successor
+/// (same subject, valid for 10 years). Clients still connect, so the old
+/// one is its own CERT_EXPIRED (its serial, its subject) and a WARN in
+/// `check` naming it, while `status` gives the CA the successor's days.
+#[test]
+fn an_old_ca_left_in_a_rollover_bundle_is_a_warning_not_an_outage() {
+    require::program("openssl", "version", "openssl");
+    let mut site = Site::new("rollover");
+    let dir = site.path("etc");
+    fs::create_dir_all(&dir).unwrap();
+    let (old_key, csr) = (dir.join("old.key"), dir.join("old.csr"));
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let out = ["-subj", "/CN=rollover-ca", "-keyout", old_key.to_str().unwrap(), "-out", csr.to_str().unwrap()];
+    openssl(&[&["req", "-new"][..], &ec, &out].concat());
+    openssl_ca(
+        &dir,
+        &[
+            "-selfsign",
+            "-keyfile",
+            "old.key",
+            "-in",
+            "old.csr",
+            "-extensions",
+            "v3_ca",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20210101000000Z",
+            "-out",
+            "old.crt",
+        ],
+    );
+    self_signed(&dir, "new", "rollover-ca", 3650);
+    let old = fs::read_to_string(dir.join("old.crt")).unwrap();
+    let old_pem = &old[old.find("-----BEGIN CERTIFICATE-----").unwrap()..];
+    fs::write(dir.join("ca.crt"), format!("{old_pem}{}", fs::read_to_string(dir.join("new.crt")).unwrap())).unwrap();
+    fs::write(dir.join("office.conf"), "ca ca.crt\n").unwrap();
+    site.configure(&format!(
+        "OPENVPN_SERVER_CONF={}\nSNAPSHOT_INTERVAL_SECONDS=0\nSESSION_UPDATE_INTERVAL_SECONDS=0\n",
+        dir.join("office.conf").display()
+    ));
+    let t0 = now();
+    let (evs, log) = site.agent(t0);
+    let pki: Vec<&Value> = evs.iter().filter(|e| is_pki(e)).collect();
+    assert_eq!(pki.len(), 1, "only the old CA's end: {pki:?} {log}");
+    let e = pki[0];
+    assert_eq!(key(e), w("CERT_EXPIRED", "ca", "ca.crt", -1), "{e}");
+    assert_eq!((e["cert_serial_hex"].as_str(), e["subject"].as_str()), (Some("1000"), Some("/CN=rollover-ca")), "{e}");
+    assert!(e["expires_at"].as_str().unwrap().starts_with("2021-01-01"), "{e}");
+    assert!(site.warnings(t0 + 60).is_empty(), "once");
+
+    let out = Command::new(BIN)
+        .args(["status", "--json"])
+        .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+        .env("OPENVPN_TELEMETRY_NOW", t0.to_string())
+        .output()
+        .unwrap();
+    let p = serde_json::from_slice::<Value>(&out.stdout).unwrap()["pki"].clone();
+    let days = p["instances"]["office"]["ca"]["days_left"].as_i64().unwrap();
+    assert!((3640..=3650).contains(&days), "the successor's days: {p}");
+
+    let out = Command::new(BIN)
+        .args(["check"])
+        .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+        .env("OPENVPN_TELEMETRY_NOW", t0.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ca: Vec<&str> = text.lines().filter(|l| l.contains("(CN=rollover-ca)")).collect();
+    assert_eq!(ca.len(), 2, "{text}");
+    assert!(
+        ca.iter().any(|l| l.starts_with("WARN ")
+            && l.contains("serial 1000")
+            && l.contains("an expired CA certificate is still in")
+            && l.contains("ca.crt; remove it")),
+        "{text}"
+    );
+    assert!(ca.iter().any(|l| l.starts_with("OK ")), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("FAIL ") && l.contains("ca.crt")), "{text}");
 }

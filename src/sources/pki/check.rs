@@ -103,7 +103,21 @@ pub fn findings(settings: &SourceSettings, at: &dyn Fn(&Path) -> PathBuf, now: i
                         ),
                         _ => format!("`easyrsa renew {}`, then put the new certificate in {}", c.common_name, w.label),
                     };
-                    out.push(judge(what, Some(c.not_after), now, warn_days, &fix));
+                    let mut f = judge(what, Some(c.not_after), now, warn_days, &fix);
+                    // An old CA left in a rollover bundle: clients still
+                    // connect through the valid one, so it is untidy, not
+                    // an outage.
+                    if role == Role::Ca && f.level == Level::Fail && certs.iter().any(|o| o.not_after > now) {
+                        f = finding(
+                            Level::Warn,
+                            format!(
+                                "{} (serial {}): an expired CA certificate is still in {}; remove it",
+                                f.what, c.serial_hex, w.label
+                            ),
+                            "",
+                        );
+                    }
+                    out.push(f);
                 }
             }
             Ok(Reading::Crl(crl)) => {

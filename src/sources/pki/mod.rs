@@ -182,6 +182,16 @@ pub fn parse(holds: Holds, bytes: &[u8]) -> Result<Reading, String> {
     }
 }
 
+/// When a certificate file as a whole stops working, for `status`: a CA
+/// file by its latest certificate (a rollover bundle still holding the
+/// expired old root works while the new one does; each certificate's own
+/// end still comes as its own event and `check` line), any other by its
+/// earliest (a server certificate with its chain fails at its first end).
+pub fn file_expiry(role: Role, certs: &[CertInfo]) -> Option<i64> {
+    let ends = certs.iter().map(|c| c.not_after);
+    if role == Role::Ca { ends.max() } else { ends.min() }
+}
+
 /// What has been said about one certificate (one serial) or one CRL (one
 /// `nextUpdate`).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,7 +377,7 @@ fn pki_event(item: &Item<'_>, what: Option<u32>, now: i64) -> Event {
 
 /// PKI health as the agent last read it (`pki.state`), for `status`: per
 /// instance (`-` for the PKI beside `index.txt`) the days left of its CA
-/// (the earliest end of a chain), server certificate and CRL (`null`: a
+/// (its file's latest certificate, [`file_expiry`]), server certificate and CRL (`null`: a
 /// CRL that never expires), and how many client certificates end within
 /// `within_days`. Read like anything in the spool: regular files only,
 /// never through a link, bounded.

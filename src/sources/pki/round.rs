@@ -108,10 +108,7 @@ impl Sources<'_> {
                     for c in certs {
                         items.push(Item { source: w, what: ItemKind::Cert(role, c) });
                     }
-                    // The CA file's first certificate is the one OpenVPN's
-                    // clients are issued by in Easy-RSA's layout; a chain's
-                    // earliest end is what fails first.
-                    let expires = certs.iter().map(|c| c.not_after).min();
+                    let expires = pki::file_expiry(role, certs);
                     seen.push(Seen {
                         what: role.as_str().into(),
                         label: w.label.clone(),
