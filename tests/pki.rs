@@ -386,9 +386,9 @@ fn a_bad_file_costs_only_itself() {
     }
 }
 
-/// `openssl ca` in DIR with its minimal config (database, serial, CRL
-/// number), run with `args`.
-fn openssl_ca(dir: &Path, args: &[&str]) {
+/// A minimal `openssl ca` config in DIR (database, serial, CRL number),
+/// unless there is one.
+fn ca_config(dir: &Path) {
     if !dir.join("ca.cnf").exists() {
         fs::write(dir.join("index.txt"), "").unwrap();
         fs::write(dir.join("serial"), "1000\n").unwrap();
@@ -401,6 +401,11 @@ fn openssl_ca(dir: &Path, args: &[&str]) {
         )
         .unwrap();
     }
+}
+
+/// `openssl ca` in DIR with [`ca_config`], run with `args`.
+fn openssl_ca(dir: &Path, args: &[&str]) {
+    ca_config(dir);
     let out = Command::new("openssl")
         .args(["ca", "-batch", "-config", "ca.cnf"])
         .args(args)
@@ -490,4 +495,63 @@ fn an_old_ca_left_in_a_rollover_bundle_is_a_warning_not_an_outage() {
     );
     assert!(ca.iter().any(|l| l.starts_with("OK ")), "{text}");
     assert!(!text.lines().any(|l| l.starts_with("FAIL ") && l.contains("ca.crt")), "{text}");
+}
+
+/// A CRL with 150 000 revocations (4.4 MB of PEM, over the 4 MiB a
+/// certificate file may have), made by `openssl ca -gencrl` from an
+/// index.txt of that many `R` lines: its nextUpdate is read from its
+/// start, in PEM and DER, by the agent (CRL_EXPIRING) and by `check`.
+#[test]
+fn a_crl_with_many_revocations_is_watched() {
+    require::program("openssl", "version", "openssl");
+    let mut site = Site::new("bigcrl");
+    let dir = site.path("etc");
+    fs::create_dir_all(&dir).unwrap();
+    self_signed(&dir, "ca", "big-crl-ca", 30);
+    ca_config(&dir);
+    let mut index = String::new();
+    for i in 0..150_000u32 {
+        index.push_str(&format!("R\t300101000000Z\t240101000000Z\t{:06X}\tunknown\t/CN=c{i}\n", 0x10_0000 + i));
+    }
+    fs::write(dir.join("index.txt"), index).unwrap();
+    openssl_ca(&dir, &["-gencrl", "-crldays", "2", "-keyfile", "ca.key", "-cert", "ca.crt", "-out", "crl.pem"]);
+    let (pem, der) = (dir.join("crl.pem"), dir.join("crl.der"));
+    openssl(&["crl", "-in", pem.to_str().unwrap(), "-outform", "DER", "-out", der.to_str().unwrap()]);
+    let count = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl crl -in {} -noout -text | grep -c 'Serial Number'", pem.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "150000");
+    assert!(fs::metadata(&pem).unwrap().len() > 4 * 1024 * 1024 && fs::metadata(&der).unwrap().len() > 3_000_000);
+    fs::write(dir.join("a.conf"), "crl-verify crl.pem\n").unwrap();
+    fs::write(dir.join("b.conf"), "crl-verify crl.der\n").unwrap();
+    site.configure(&format!(
+        "OPENVPN_SERVER_CONF=\"{} {}\"\nSNAPSHOT_INTERVAL_SECONDS=0\nSESSION_UPDATE_INTERVAL_SECONDS=0\n",
+        dir.join("a.conf").display(),
+        dir.join("b.conf").display()
+    ));
+    let t0 = now();
+    let (evs, log) = site.agent(t0);
+    let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
+    got.sort();
+    assert_eq!(got, [w("CRL_EXPIRING", "crl", "crl.der", 7), w("CRL_EXPIRING", "crl", "crl.pem", 7)], "{log}");
+    assert!(evs.iter().filter(|e| is_pki(e)).all(|e| e["issuer"] == "/CN=big-crl-ca"), "{evs:?}");
+    assert!(!log.contains("cap"), "{log}");
+
+    let out = Command::new(BIN)
+        .args(["check"])
+        .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+        .env("OPENVPN_TELEMETRY_NOW", t0.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["crl.pem (a)", "crl.der (b)"] {
+        let line = text.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+        // 2 days less the seconds since it was made (none, within a second).
+        assert!(
+            line.starts_with("OK ") && (line.contains(": 1 days left") || line.contains(": 2 days left")),
+            "{line}"
+        );
+    }
 }

@@ -34,9 +34,13 @@ use crate::event::{self, Event};
 use crate::spool::SpoolError;
 
 pub const PKI_STATE: &str = "pki.state";
-/// Largest certificate, chain or CRL file read: a CRL of a large PKI is a
-/// few hundred KiB, anything beyond is not one.
+/// Largest certificate or chain file read: anything beyond is not one.
 pub const PKI_READ_CAP: u64 = 4 * 1024 * 1024;
+/// How much of a CRL file is read: a CRL up to this size is read whole
+/// (and must parse whole); a larger one (a CRL grows by tens of bytes per
+/// revocation, without bound) is read only this far, enough for the PEM
+/// of [`super::x509::CRL_HEAD_DER`] bytes of DER, where its expiry is.
+pub const PKI_CRL_HEAD: u64 = 256 * 1024;
 const DAY: i64 = 86_400;
 
 /// What a watched certificate is for.
@@ -174,11 +178,16 @@ pub enum Reading {
     Crl(CrlInfo),
 }
 
-/// Parses `bytes` as what `w` holds.
+/// Parses `bytes` as what `w` holds; for a CRL, more than
+/// [`PKI_CRL_HEAD`] bytes means only the start of a larger file was read
+/// (its header is decoded, not the rest).
 pub fn parse(holds: Holds, bytes: &[u8]) -> Result<Reading, String> {
     match holds {
         Holds::Certs(_) => super::x509::certificates(bytes).map(Reading::Certs),
-        Holds::Crl => super::x509::crl(bytes).map(Reading::Crl),
+        Holds::Crl => match bytes.get(..PKI_CRL_HEAD as usize) {
+            Some(head) if bytes.len() as u64 > PKI_CRL_HEAD => super::x509::crl_head(head).map(Reading::Crl),
+            _ => super::x509::crl(bytes).map(Reading::Crl),
+        },
     }
 }
 

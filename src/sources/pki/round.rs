@@ -62,7 +62,13 @@ impl Sources<'_> {
                 Place::CrlDir(_) => continue,
                 Place::Inline(text) => (text.clone().into_bytes(), None),
                 Place::File(path) => {
-                    match crate::sources::read_stable_capped(path, &self.source_owners, pki::PKI_READ_CAP) {
+                    let read = match w.holds {
+                        Holds::Crl => crate::sources::read_stable_head(path, &self.source_owners, pki::PKI_CRL_HEAD),
+                        Holds::Certs(_) => {
+                            crate::sources::read_stable_capped(path, &self.source_owners, pki::PKI_READ_CAP)
+                        }
+                    };
+                    match read {
                         Ok(Got::Data(bytes, mtime)) => (bytes, Some(mtime)),
                         Ok(Got::Skip(why)) if w.optional && why == "not found" => {
                             read_ok.insert(w.label.clone());
