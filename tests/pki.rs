@@ -495,6 +495,18 @@ fn an_old_ca_left_in_a_rollover_bundle_is_a_warning_not_an_outage() {
     );
     assert!(ca.iter().any(|l| l.starts_with("OK ")), "{text}");
     assert!(!text.lines().any(|l| l.starts_with("FAIL ") && l.contains("ca.crt")), "{text}");
+
+    // The old CA's entry stays in the state while ca.crt is watched, and
+    // goes once the config no longer names it.
+    let said = |site: &Site| {
+        let state: Value = serde_json::from_slice(&fs::read(site.spool().join("pki.state")).unwrap()).unwrap();
+        state["said"].as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(said(&site).len(), 1, "{:?}", said(&site));
+    assert!(said(&site)[0].ends_with("ca.crt\t1000"), "{:?}", said(&site));
+    fs::write(dir.join("office.conf"), "port 1194\n").unwrap();
+    assert!(site.warnings(t0 + 120).is_empty());
+    assert!(said(&site).is_empty(), "{:?}", said(&site));
 }
 
 /// A CRL with 150 000 revocations (4.4 MB of PEM, over the 4 MiB a

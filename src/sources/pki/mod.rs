@@ -296,14 +296,16 @@ pub struct Judged {
 }
 
 impl PkiBook {
-    /// Writes the warnings due among `items` at `now`. `read_ok`: the
-    /// labels read this round, whose keys not among `items` are forgotten
-    /// (renewed or gone); what others said is kept. Client certificates
-    /// whose `CERT_EXPIRED` the index already gives get none here.
+    /// Writes the warnings due among `items` at `now`. `unread`: the
+    /// labels watched but not read this round, whose entries are kept (the
+    /// file may read again); every other entry not among `items` is
+    /// forgotten (renewed, revoked, or no longer watched). Client
+    /// certificates whose `CERT_EXPIRED` the index already gives get none
+    /// here.
     pub fn judge(
         &mut self,
         items: &[Item<'_>],
-        read_ok: &BTreeSet<String>,
+        unread: &BTreeSet<String>,
         thresholds: &[u32],
         sink: &EventWriter,
         now: i64,
@@ -340,7 +342,7 @@ impl PkiBook {
         }
         self.said.retain(|key, _| {
             let label = key.split('\t').nth(2).unwrap_or("");
-            present.contains(key) || !read_ok.contains(label)
+            present.contains(key) || unread.contains(label)
         });
         Ok(done)
     }

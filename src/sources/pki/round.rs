@@ -160,8 +160,16 @@ impl Sources<'_> {
                 items.push(Item { source, what: ItemKind::Cert(Role::Client, c) });
             }
         }
+        // What was said about a watched file that could not be read is
+        // kept; about anything no longer watched, forgotten.
+        let unread: BTreeSet<String> = watched
+            .iter()
+            .chain(&index_source)
+            .map(|w| w.label.clone())
+            .filter(|label| !read_ok.contains(label))
+            .collect();
         let before = self.pki.clone();
-        let result = self.pki.judge(&items, &read_ok, &self.settings.sources.expiry_warn_days, &self.sink, now);
+        let result = self.pki.judge(&items, &unread, &self.settings.sources.expiry_warn_days, &self.sink, now);
         self.pki.seen = seen;
         self.pki.clients = clients.iter().map(|c| c.not_after).collect();
         let state = self.settings.spool.spool_dir.join(pki::PKI_STATE);

@@ -110,7 +110,8 @@ fn each_threshold_once_and_renewal_rearms() {
         not_after: end,
     };
     let mut crl = super::super::x509::CrlInfo { issuer: "/CN=Easy-RSA CA".into(), next_update: Some(end) };
-    let ok: BTreeSet<String> = ["/pki/server.crt".to_string(), "/pki/crl.pem".to_string()].into();
+    // Both files read every round: nothing kept for an unread one.
+    let ok: BTreeSet<String> = BTreeSet::new();
     let mut book = PkiBook::default();
     let round =
         |book: &mut PkiBook, cert: &super::super::x509::CertInfo, crl: &super::super::x509::CrlInfo, now: i64| {
@@ -253,7 +254,7 @@ fn the_state_holds_only_what_was_said() {
     };
     let mut certs: Vec<_> = (0..2000).map(|i| cert(i, 400 * DAY)).collect();
     certs.push(cert(9999, 20 * DAY));
-    let ok: BTreeSet<String> = [index.label.clone()].into();
+    let ok: BTreeSet<String> = BTreeSet::new();
     let mut book = PkiBook::default();
     fn of<'a>(index: &'a Watched, certs: &'a [super::super::x509::CertInfo]) -> Vec<Item<'a>> {
         certs.iter().map(|c| Item { source: index, what: ItemKind::Cert(Role::Client, c) }).collect()
@@ -271,8 +272,17 @@ fn the_state_holds_only_what_was_said() {
     // Expired (index.txt says CERT_EXPIRED): nothing new to remember.
     book.judge(&items(&certs), &ok, &[30, 7, 1], &sink, 21 * DAY).unwrap();
     assert_eq!((book.said.len(), spool.take().len()), (1, 0));
+    // The index unreadable this round: what was said about it is kept.
+    let unread: BTreeSet<String> = [index.label.clone()].into();
+    book.judge(&[], &unread, &[30, 7, 1], &sink, 21 * DAY).unwrap();
+    assert_eq!(book.said.len(), 1);
     // Renewed or revoked: gone from the valid ones, so forgotten.
     book.judge(&items(&certs[..2000]), &ok, &[30, 7, 1], &sink, 21 * DAY).unwrap();
+    assert!(book.said.is_empty(), "{book:?}");
+    // A file no longer watched at all (its config changed): forgotten too.
+    book.judge(&items(&certs), &ok, &[30, 7, 1], &sink, 0).unwrap();
+    assert_eq!((book.said.len(), spool.take().len()), (1, 1));
+    book.judge(&[], &ok, &[30, 7, 1], &sink, 0).unwrap();
     assert!(book.said.is_empty(), "{book:?}");
 }
 
