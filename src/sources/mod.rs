@@ -602,17 +602,28 @@ fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, Error
     read_stable_capped(path, owners, READ_CAP)
 }
 
-/// [`read_stable`] with a cap of its own (certificates and CRLs are small).
+/// [`read_stable`] with a cap of its own (certificates are small).
 fn read_stable_capped(path: &Path, owners: &crate::fsutil::Owners, cap: u64) -> Result<Got, Error> {
+    read_stable_upto(path, owners, cap, false)
+}
+
+/// [`read_stable`] of the start of a file of any size: at most `head` + 1
+/// bytes, so more than `head` says the file goes on (a CRL, whose expiry
+/// is at its start).
+fn read_stable_head(path: &Path, owners: &crate::fsutil::Owners, head: u64) -> Result<Got, Error> {
+    read_stable_upto(path, owners, head, true)
+}
+
+fn read_stable_upto(path: &Path, owners: &crate::fsutil::Owners, cap: u64, head: bool) -> Result<Got, Error> {
     let err = |source: io::Error| Error::Read { path: path.to_path_buf(), source };
     for attempt in 0..2 {
         let read = || -> io::Result<Option<(Vec<u8>, crate::fsutil::Stamp, crate::fsutil::Stamp)>> {
             let opened = crate::fsutil::open_beneath(path, owners)?;
             let before = crate::fsutil::Stamp::of(&opened.file.metadata()?);
-            if before.size > cap {
+            if before.size > cap && !head {
                 return Ok(None);
             }
-            let mut bytes = Vec::with_capacity(before.size as usize);
+            let mut bytes = Vec::with_capacity(before.size.min(cap + 1) as usize);
             io::Read::by_ref(&mut &opened.file).take(cap + 1).read_to_end(&mut bytes)?;
             let after = opened.restat()?;
             Ok(Some((bytes, before, after)))
@@ -623,7 +634,7 @@ fn read_stable_capped(path: &Path, owners: &crate::fsutil::Owners, cap: u64) -> 
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
             Err(e) => return Err(err(e)),
         };
-        if before == after && bytes.len() as u64 == after.size {
+        if before == after && bytes.len() as u64 == after.size.min(if head { cap + 1 } else { u64::MAX }) {
             return Ok(Got::Data(bytes, after.mtime));
         }
         if attempt == 0 {

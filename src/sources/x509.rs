@@ -6,6 +6,9 @@
 //! Guarantees: nothing here panics on any input; a file either reads as a
 //! whole (every PEM block of the wanted kind parses) or is an error that
 //! says what was wrong, so a half-read chain never counts as the chain.
+//! The one exception is a CRL too large to read whole ([`crl_head`]): the
+//! header of its start is decoded (with the same crates), in bounded work
+//! whatever its size.
 //! Times are UTCTime or GeneralizedTime (after 2049) alike, as unix seconds.
 
 use x509_cert::Certificate;
@@ -66,6 +69,84 @@ pub fn crl(bytes: &[u8]) -> Result<CrlInfo, String> {
     let list: CertificateList = CertificateList::from_der(der).map_err(|e| format!("not a CRL ({e})"))?;
     let tbs = &list.tbs_cert_list;
     Ok(CrlInfo { issuer: one_line(&tbs.issuer), next_update: tbs.next_update.map(unix) })
+}
+
+/// How much of a CRL's DER [`crl_head`] decodes: the TBSCertList's
+/// version, algorithm, issuer, thisUpdate and nextUpdate come before the
+/// revoked list and take a few hundred bytes (an issuer is rarely over 1 KiB).
+pub const CRL_HEAD_DER: usize = 64 * 1024;
+
+/// The issuer and nextUpdate of a CRL of which `bytes` is only the start
+/// (a CRL with hundreds of thousands of revocations): the first
+/// [`CRL_HEAD_DER`] bytes of DER are decoded, from a DER file or from the
+/// first whole base64 lines of the first `X509 CRL` PEM block, so any size
+/// costs the same. The revoked list and the signature are not looked at
+/// (OpenVPN's own check of them is what matters; this only warns of the
+/// end).
+pub fn crl_head(bytes: &[u8]) -> Result<CrlInfo, String> {
+    const BEGIN: &[u8] = b"-----BEGIN X509 CRL-----";
+    let der = if let Some(start) = bytes.windows(BEGIN.len()).position(|w| w == BEGIN) {
+        pem_head(&bytes[start..])?
+    } else if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(format!("no CRL in it (PEM without a {} block)", CRL_LABELS[0]));
+    } else if bytes.first() == Some(&0x30) {
+        bytes[..bytes.len().min(CRL_HEAD_DER)].to_vec()
+    } else {
+        return Err("not a CRL (neither PEM nor DER)".into());
+    };
+    tbs_head(&der).map_err(|e| format!("not a CRL ({e})"))
+}
+
+/// The first [`CRL_HEAD_DER`] bytes (or fewer, if the block ends first) of
+/// a PEM block starting at `block`, through the PEM crate: whole lines only
+/// (a prefix of a file may end mid-line), closed with an END line.
+fn pem_head(block: &[u8]) -> Result<Vec<u8>, String> {
+    let mut lines = block.split(|&b| b == b'\n');
+    let begin = lines.next().unwrap_or_default();
+    let mut text = begin.strip_suffix(b"\r").unwrap_or(begin).to_vec();
+    text.push(b'\n');
+    let mut decoded = 0;
+    // A line without its newline is where the prefix was cut: left out.
+    let mut whole = lines.clone().count();
+    if !block.ends_with(b"\n") {
+        whole = whole.saturating_sub(1);
+    }
+    for line in lines.take(whole) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b"-----END ") || decoded >= CRL_HEAD_DER {
+            break;
+        }
+        text.extend_from_slice(line);
+        text.push(b'\n');
+        decoded += line.len() / 4 * 3;
+    }
+    text.extend_from_slice(b"-----END X509 CRL-----\n");
+    let (_, der) = pem::decode_vec(&text).map_err(|e| format!("bad PEM in `X509 CRL` block ({e})"))?;
+    Ok(der)
+}
+
+/// Issuer and nextUpdate of the TBSCertList at the start of `der`, a
+/// prefix of a CertificateList, with the DER crate's reader: the outer
+/// lengths are read but not required to fit in `der`.
+fn tbs_head(der: &[u8]) -> Result<CrlInfo, x509_cert::der::Error> {
+    use x509_cert::der::asn1::AnyRef;
+    use x509_cert::der::{Decode as _, Header, SliceReader, Tag};
+    let mut r = SliceReader::new(der)?;
+    for _ in 0..2 {
+        // CertificateList, then its TBSCertList.
+        let h = Header::decode(&mut r)?;
+        if h.tag() != Tag::Sequence {
+            return Err(h.tag().unexpected_error(Some(Tag::Sequence)).into());
+        }
+    }
+    if Tag::peek(&r)? == Tag::Integer {
+        AnyRef::decode(&mut r)?; // version (v2)
+    }
+    AnyRef::decode(&mut r)?; // signature algorithm
+    let issuer = Name::decode(&mut r)?;
+    Time::decode(&mut r)?; // thisUpdate
+    let next_update = Option::<Time>::decode(&mut r)?;
+    Ok(CrlInfo { issuer: one_line(&issuer), next_update: next_update.map(unix) })
 }
 
 /// The DER structures of a file: each PEM block with one of `labels`
@@ -256,6 +337,31 @@ mod tests {
         assert!(crl(&fixture("ca.crt")).unwrap_err().contains("no CRL"));
         assert!(certificates(&fixture("crl.pem")).unwrap_err().contains("no certificate"));
         assert!(certificates(&fixture("crl.der")).unwrap_err().contains("not a certificate"));
+    }
+
+    /// Only the start of a CRL (as read of one too large to read whole):
+    /// the same issuer and nextUpdate as the whole, from PEM cut mid-line
+    /// and from DER cut anywhere after the header; less than the header is
+    /// an error, not a guess.
+    #[test]
+    fn the_start_of_a_crl_is_enough() {
+        let whole = crl(&fixture("crl.pem")).unwrap();
+        let pem = fixture("crl.pem");
+        assert_eq!(crl_head(&pem).unwrap(), whole);
+        // The BEGIN line, three whole base64 lines (144 bytes of DER), and
+        // part of a fourth.
+        let cut = pem.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(3).unwrap().0 + 10;
+        assert_eq!(crl_head(&pem[..cut]).unwrap(), whole);
+        let der = fixture("crl.der");
+        assert_eq!(crl_head(&der).unwrap(), whole);
+        assert_eq!(crl_head(&der[..144]).unwrap(), whole);
+        assert!(crl_head(&der[..40]).unwrap_err().starts_with("not a CRL"));
+        // With text before the block, as some tools write.
+        let text = [b"Certificate Revocation List (CRL):\n".as_slice(), &pem].concat();
+        assert_eq!(crl_head(&text).unwrap(), whole);
+        assert!(crl_head(&fixture("ca.crt")).unwrap_err().contains("no CRL"));
+        assert!(crl_head(b"hello").unwrap_err().contains("neither PEM nor DER"));
+        assert!(crl_head(&fixture("server.crt")).is_err());
     }
 
     #[test]

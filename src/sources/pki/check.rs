@@ -6,6 +6,7 @@
 //! Guarantees: reads only (bounded, no link followed, as the sources do);
 //! a file that cannot be read or parsed is a WARN about that file alone.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use super::{self as pki, Holds, Place, Reading, Role};
@@ -66,11 +67,15 @@ pub fn findings(settings: &SourceSettings, at: &dyn Fn(&Path) -> PathBuf, now: i
                 continue;
             }
             Place::Inline(text) => text.clone().into_bytes(),
-            Place::File(path) => match read(path) {
-                Ok(bytes) if bytes.len() as u64 > pki::PKI_READ_CAP => {
+            Place::File(path) => match read_upto(&at(path), w.holds) {
+                Ok(bytes) if w.holds != Holds::Crl && bytes.len() as u64 > pki::PKI_READ_CAP => {
                     out.push(finding(
                         Level::Warn,
-                        format!("{}{of}: over the {}-byte cap; not checked", w.label, pki::PKI_READ_CAP),
+                        format!(
+                            "{}{of}: over the {}-byte cap for a certificate file; not checked",
+                            w.label,
+                            pki::PKI_READ_CAP
+                        ),
                         "",
                     ));
                     continue;
@@ -103,7 +108,21 @@ pub fn findings(settings: &SourceSettings, at: &dyn Fn(&Path) -> PathBuf, now: i
                         ),
                         _ => format!("`easyrsa renew {}`, then put the new certificate in {}", c.common_name, w.label),
                     };
-                    out.push(judge(what, Some(c.not_after), now, warn_days, &fix));
+                    let mut f = judge(what, Some(c.not_after), now, warn_days, &fix);
+                    // An old CA left in a rollover bundle: clients still
+                    // connect through the valid one, so it is untidy, not
+                    // an outage.
+                    if role == Role::Ca && f.level == Level::Fail && certs.iter().any(|o| o.not_after > now) {
+                        f = finding(
+                            Level::Warn,
+                            format!(
+                                "{} (serial {}): an expired CA certificate is still in {}; remove it",
+                                f.what, c.serial_hex, w.label
+                            ),
+                            "",
+                        );
+                    }
+                    out.push(f);
                 }
             }
             Ok(Reading::Crl(crl)) => {
@@ -149,6 +168,18 @@ pub fn findings(settings: &SourceSettings, at: &dyn Fn(&Path) -> PathBuf, now: i
     out
 }
 
+/// The start of a watched file, as the agent reads it: a certificate file
+/// up to one byte over [`pki::PKI_READ_CAP`] (so "over the cap" can be
+/// said as such), a CRL up to one byte over [`pki::PKI_CRL_HEAD`] (its
+/// expiry is at its start, whatever its size). No link followed.
+fn read_upto(path: &Path, holds: Holds) -> std::io::Result<Vec<u8>> {
+    let cap = if holds == Holds::Crl { pki::PKI_CRL_HEAD } else { pki::PKI_READ_CAP };
+    let file = crate::fsutil::open_read(path, &crate::fsutil::Owners::anyone())?;
+    let mut bytes = Vec::new();
+    std::io::Read::take(file, cap + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Ca => "CA",
@@ -175,6 +206,24 @@ mod tests {
     use super::*;
     use crate::testkit::Scratch;
     use x509_cert::der::{Decode as _, Encode as _};
+
+    /// A certificate file over the cap is said to be over the cap, naming
+    /// it, not "cannot read".
+    #[test]
+    fn an_oversized_certificate_file_names_the_cap() {
+        let site = Scratch::new("pki-check", "oversized");
+        let mut huge = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real/pki/ca.crt")).unwrap();
+        huge.resize(pki::PKI_READ_CAP as usize + 1, b'A');
+        std::fs::write(site.path("huge.crt"), huge).unwrap();
+        std::fs::write(site.path("a.conf"), "ca huge.crt\n").unwrap();
+        let text =
+            format!("SPOOL_DIR={}\nOPENVPN_SERVER_CONF={}\n", site.spool().display(), site.path("a.conf").display());
+        let s = SourceSettings::new(&crate::config::Settings::from_text(&site.config_path(), &text).unwrap());
+        let f = findings(&s, &|p| p.to_path_buf(), 0);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].level, Level::Warn);
+        assert!(f[0].what.contains("huge.crt (a): over the 4194304-byte cap"), "{f:?}");
+    }
 
     /// `crl-verify DIR dir` and a CRL without nextUpdate are said to have
     /// no expiry; an expired real CRL is a FAIL with `easyrsa gen-crl`.

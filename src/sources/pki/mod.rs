@@ -18,7 +18,10 @@
 //! - the expiry itself is reported once, when it passes;
 //! - what was said belongs to one serial (certificate) or one
 //!   `nextUpdate` (CRL): a renewal is a new key, so it starts afresh;
-//! - what was said about a file that cannot be read this round is kept.
+//! - what was said about a file that cannot be read this round is kept;
+//! - only what was said has an entry (a certificate far from its end has
+//!   none), and an entry goes once its item is no longer watched, so the
+//!   state is bounded by the warnings, not by the size of the PKI.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -31,9 +34,13 @@ use crate::event::{self, Event};
 use crate::spool::SpoolError;
 
 pub const PKI_STATE: &str = "pki.state";
-/// Largest certificate, chain or CRL file read: a CRL of a large PKI is a
-/// few hundred KiB, anything beyond is not one.
+/// Largest certificate or chain file read: anything beyond is not one.
 pub const PKI_READ_CAP: u64 = 4 * 1024 * 1024;
+/// How much of a CRL file is read: a CRL up to this size is read whole
+/// (and must parse whole); a larger one (a CRL grows by tens of bytes per
+/// revocation, without bound) is read only this far, enough for the PEM
+/// of [`super::x509::CRL_HEAD_DER`] bytes of DER, where its expiry is.
+pub const PKI_CRL_HEAD: u64 = 256 * 1024;
 const DAY: i64 = 86_400;
 
 /// What a watched certificate is for.
@@ -171,12 +178,27 @@ pub enum Reading {
     Crl(CrlInfo),
 }
 
-/// Parses `bytes` as what `w` holds.
+/// Parses `bytes` as what `w` holds; for a CRL, more than
+/// [`PKI_CRL_HEAD`] bytes means only the start of a larger file was read
+/// (its header is decoded, not the rest).
 pub fn parse(holds: Holds, bytes: &[u8]) -> Result<Reading, String> {
     match holds {
         Holds::Certs(_) => super::x509::certificates(bytes).map(Reading::Certs),
-        Holds::Crl => super::x509::crl(bytes).map(Reading::Crl),
+        Holds::Crl => match bytes.get(..PKI_CRL_HEAD as usize) {
+            Some(head) if bytes.len() as u64 > PKI_CRL_HEAD => super::x509::crl_head(head).map(Reading::Crl),
+            _ => super::x509::crl(bytes).map(Reading::Crl),
+        },
     }
+}
+
+/// When a certificate file as a whole stops working, for `status`: a CA
+/// file by its latest certificate (a rollover bundle still holding the
+/// expired old root works while the new one does; each certificate's own
+/// end still comes as its own event and `check` line), any other by its
+/// earliest (a server certificate with its chain fails at its first end).
+pub fn file_expiry(role: Role, certs: &[CertInfo]) -> Option<i64> {
+    let ends = certs.iter().map(|c| c.not_after);
+    if role == Role::Ca { ends.max() } else { ends.min() }
 }
 
 /// What has been said about one certificate (one serial) or one CRL (one
@@ -274,14 +296,16 @@ pub struct Judged {
 }
 
 impl PkiBook {
-    /// Writes the warnings due among `items` at `now`. `read_ok`: the
-    /// labels read this round, whose keys not among `items` are forgotten
-    /// (renewed or gone); what others said is kept. Client certificates
-    /// whose `CERT_EXPIRED` the index already gives get none here.
+    /// Writes the warnings due among `items` at `now`. `unread`: the
+    /// labels watched but not read this round, whose entries are kept (the
+    /// file may read again); every other entry not among `items` is
+    /// forgotten (renewed, revoked, or no longer watched). Client
+    /// certificates whose `CERT_EXPIRED` the index already gives get none
+    /// here.
     pub fn judge(
         &mut self,
         items: &[Item<'_>],
-        read_ok: &BTreeSet<String>,
+        unread: &BTreeSet<String>,
         thresholds: &[u32],
         sink: &EventWriter,
         now: i64,
@@ -292,16 +316,21 @@ impl PkiBook {
             let key = item.key();
             present.insert(key.clone());
             let Some(expires) = item.expires() else { continue };
-            let said = self.said.entry(key).or_default();
-            let Some(what) = due(expires, now, thresholds, said) else { continue };
+            // Looked up, not inserted: only what was said takes a place in
+            // the state, so it stays as small as the warnings, not the PKI.
+            let mut said = self.said.get(&key).cloned().unwrap_or_default();
+            let Some(what) = due(expires, now, thresholds, &said) else { continue };
             let client_expiry = what.is_none() && matches!(item.what, ItemKind::Cert(Role::Client, _));
-            if !client_expiry {
-                if sink.append(&pki_event(item, what, now))? == Stored::Dropped {
-                    done.spool_full = true;
-                    return Ok(done);
-                }
-                done.written += 1;
+            if client_expiry {
+                // index.txt's CERT_EXPIRED says it: nothing written, nothing
+                // to remember.
+                continue;
             }
+            if sink.append(&pki_event(item, what, now))? == Stored::Dropped {
+                done.spool_full = true;
+                return Ok(done);
+            }
+            done.written += 1;
             match what {
                 Some(t) => said.warned.extend(thresholds.iter().copied().filter(|&x| x >= t)),
                 None => {
@@ -309,10 +338,11 @@ impl PkiBook {
                     said.warned.extend(thresholds.iter().copied());
                 }
             }
+            self.said.insert(key, said);
         }
         self.said.retain(|key, _| {
             let label = key.split('\t').nth(2).unwrap_or("");
-            present.contains(key) || !read_ok.contains(label)
+            present.contains(key) || unread.contains(label)
         });
         Ok(done)
     }
@@ -358,16 +388,24 @@ fn pki_event(item: &Item<'_>, what: Option<u32>, now: i64) -> Event {
 
 /// PKI health as the agent last read it (`pki.state`), for `status`: per
 /// instance (`-` for the PKI beside `index.txt`) the days left of its CA
-/// (the earliest end of a chain), server certificate and CRL (`null`: a
+/// (its file's latest certificate, [`file_expiry`]), server certificate and CRL (`null`: a
 /// CRL that never expires), and how many client certificates end within
 /// `within_days`. Read like anything in the spool: regular files only,
 /// never through a link, bounded.
 pub fn report(spool_dir: &Path, now: i64, within_days: u32) -> serde_json::Value {
-    let book: PkiBook =
-        crate::fsutil::read_capped(&spool_dir.join(PKI_STATE), super::READ_CAP, &crate::fsutil::Owners::anyone())
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+    let path = spool_dir.join(PKI_STATE);
+    // None yet is no news (the agent has not run a round); anything else
+    // that keeps the state from being read is said, not shown as "no
+    // PKI problems".
+    let (book, error): (PkiBook, Option<String>) =
+        match crate::fsutil::read_capped(&path, super::READ_CAP, &crate::fsutil::Owners::anyone()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (PkiBook::default(), None),
+            Err(e) => (PkiBook::default(), Some(format!("cannot read {}: {e}", path.display()))),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(book) => (book, None),
+                Err(e) => (PkiBook::default(), Some(format!("cannot read {}: {e}", path.display()))),
+            },
+        };
     let mut instances = serde_json::Map::new();
     for seen in &book.seen {
         let name = seen.instance.clone().unwrap_or_else(|| "-".into());
@@ -379,17 +417,24 @@ pub fn report(spool_dir: &Path, now: i64, within_days: u32) -> serde_json::Value
         }
     }
     let horizon = now + i64::from(within_days) * DAY;
-    serde_json::json!({
+    let mut out = serde_json::json!({
         "instances": instances,
         "clients_expiring": book.clients.iter().filter(|&&t| t > now && t <= horizon).count(),
         "clients_expired": book.clients.iter().filter(|&&t| t <= now).count(),
         "within_days": within_days,
-    })
+    });
+    if let Some(e) = error {
+        out["error"] = crate::fsutil::printable(&e).into();
+    }
+    out
 }
 
 /// `status`'s lines for [`report`]: (label, text).
 pub fn report_lines(report: &serde_json::Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if let Some(e) = report["error"].as_str() {
+        out.push(("PKI".to_string(), format!("unknown: {e}")));
+    }
     let days = |v: &serde_json::Value| match &v["days_left"] {
         serde_json::Value::Null if v.is_object() => "never expires".to_string(),
         serde_json::Value::Null => "-".to_string(),

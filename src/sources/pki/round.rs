@@ -62,7 +62,13 @@ impl Sources<'_> {
                 Place::CrlDir(_) => continue,
                 Place::Inline(text) => (text.clone().into_bytes(), None),
                 Place::File(path) => {
-                    match crate::sources::read_stable_capped(path, &self.source_owners, pki::PKI_READ_CAP) {
+                    let read = match w.holds {
+                        Holds::Crl => crate::sources::read_stable_head(path, &self.source_owners, pki::PKI_CRL_HEAD),
+                        Holds::Certs(_) => {
+                            crate::sources::read_stable_capped(path, &self.source_owners, pki::PKI_READ_CAP)
+                        }
+                    };
+                    match read {
                         Ok(Got::Data(bytes, mtime)) => (bytes, Some(mtime)),
                         Ok(Got::Skip(why)) if w.optional && why == "not found" => {
                             read_ok.insert(w.label.clone());
@@ -108,10 +114,7 @@ impl Sources<'_> {
                     for c in certs {
                         items.push(Item { source: w, what: ItemKind::Cert(role, c) });
                     }
-                    // The CA file's first certificate is the one OpenVPN's
-                    // clients are issued by in Easy-RSA's layout; a chain's
-                    // earliest end is what fails first.
-                    let expires = certs.iter().map(|c| c.not_after).min();
+                    let expires = pki::file_expiry(role, certs);
                     seen.push(Seen {
                         what: role.as_str().into(),
                         label: w.label.clone(),
@@ -157,8 +160,16 @@ impl Sources<'_> {
                 items.push(Item { source, what: ItemKind::Cert(Role::Client, c) });
             }
         }
+        // What was said about a watched file that could not be read is
+        // kept; about anything no longer watched, forgotten.
+        let unread: BTreeSet<String> = watched
+            .iter()
+            .chain(&index_source)
+            .map(|w| w.label.clone())
+            .filter(|label| !read_ok.contains(label))
+            .collect();
         let before = self.pki.clone();
-        let result = self.pki.judge(&items, &read_ok, &self.settings.sources.expiry_warn_days, &self.sink, now);
+        let result = self.pki.judge(&items, &unread, &self.settings.sources.expiry_warn_days, &self.sink, now);
         self.pki.seen = seen;
         self.pki.clients = clients.iter().map(|c| c.not_after).collect();
         let state = self.settings.spool.spool_dir.join(pki::PKI_STATE);

@@ -110,7 +110,8 @@ fn each_threshold_once_and_renewal_rearms() {
         not_after: end,
     };
     let mut crl = super::super::x509::CrlInfo { issuer: "/CN=Easy-RSA CA".into(), next_update: Some(end) };
-    let ok: BTreeSet<String> = ["/pki/server.crt".to_string(), "/pki/crl.pem".to_string()].into();
+    // Both files read every round: nothing kept for an unread one.
+    let ok: BTreeSet<String> = BTreeSet::new();
     let mut book = PkiBook::default();
     let round =
         |book: &mut PkiBook, cert: &super::super::x509::CertInfo, crl: &super::super::x509::CrlInfo, now: i64| {
@@ -150,7 +151,9 @@ fn each_threshold_once_and_renewal_rearms() {
     cert.serial_hex = "0B".into();
     cert.not_after = end + 200 * DAY;
     assert_eq!(round(&mut book, &cert, &crl, end + DAY), [("CRL_EXPIRING".into(), 30, 9)]);
-    assert_eq!(book.said.len(), 2, "{book:?}");
+    // Only the CRL was warned about: the renewed certificate, far from its
+    // end, takes no place in the state.
+    assert_eq!(book.said.keys().collect::<Vec<_>>(), ["crl\toffice\t/pki/crl.pem\t9504000"], "{book:?}");
     assert_eq!(round(&mut book, &cert, &crl, end + 4 * DAY), [("CRL_EXPIRING".into(), 7, 6)]);
 }
 
@@ -228,4 +231,70 @@ fn a_crl_without_next_update_is_never_warned_about() {
     let r = report(&spool.0.spool(), 0, 30);
     assert_eq!(r["instances"]["-"]["crl"], serde_json::json!({"days_left": null, "path": "/pki/crl.pem"}));
     assert_eq!(report_lines(&r)[0], ("PKI -".to_string(), "CA -, server cert -, CRL never expires".to_string()));
+}
+
+/// The state holds what was said, not the PKI: many valid client
+/// certificates far from their end leave no entry; a warned one keeps its
+/// entry until it is renewed (a new serial) or gone from the index.
+#[test]
+fn the_state_holds_only_what_was_said() {
+    let (spool, sink) = Spool::new("bounded");
+    let index = Watched {
+        holds: Holds::Certs(Role::Client),
+        place: Place::File("/pki/index.txt".into()),
+        label: "/pki/index.txt".into(),
+        instance: None,
+        optional: false,
+    };
+    let cert = |serial: usize, not_after: i64| super::super::x509::CertInfo {
+        subject: format!("/CN=c{serial}"),
+        common_name: format!("c{serial}"),
+        serial_hex: format!("{serial:04X}"),
+        not_after,
+    };
+    let mut certs: Vec<_> = (0..2000).map(|i| cert(i, 400 * DAY)).collect();
+    certs.push(cert(9999, 20 * DAY));
+    let ok: BTreeSet<String> = BTreeSet::new();
+    let mut book = PkiBook::default();
+    fn of<'a>(index: &'a Watched, certs: &'a [super::super::x509::CertInfo]) -> Vec<Item<'a>> {
+        certs.iter().map(|c| Item { source: index, what: ItemKind::Cert(Role::Client, c) }).collect()
+    }
+    let items = |certs| of(&index, certs);
+    book.judge(&items(&certs[..2000]), &ok, &[30, 7, 1], &sink, 0).unwrap();
+    assert!(book.said.is_empty(), "{} entries for nothing said", book.said.len());
+    book.judge(&items(&certs), &ok, &[30, 7, 1], &sink, 0).unwrap();
+    assert_eq!(said(&spool.take()), [("CERT_EXPIRING".into(), 30, 20)]);
+    let keys: Vec<&String> = book.said.keys().collect();
+    assert_eq!(keys, ["client\t\t/pki/index.txt\t270F"], "only the warned one");
+    // Kept while it is watched, whatever else changes.
+    book.judge(&items(&certs[1000..]), &ok, &[30, 7, 1], &sink, DAY).unwrap();
+    assert_eq!((book.said.len(), spool.take().len()), (1, 0));
+    // Expired (index.txt says CERT_EXPIRED): nothing new to remember.
+    book.judge(&items(&certs), &ok, &[30, 7, 1], &sink, 21 * DAY).unwrap();
+    assert_eq!((book.said.len(), spool.take().len()), (1, 0));
+    // The index unreadable this round: what was said about it is kept.
+    let unread: BTreeSet<String> = [index.label.clone()].into();
+    book.judge(&[], &unread, &[30, 7, 1], &sink, 21 * DAY).unwrap();
+    assert_eq!(book.said.len(), 1);
+    // Renewed or revoked: gone from the valid ones, so forgotten.
+    book.judge(&items(&certs[..2000]), &ok, &[30, 7, 1], &sink, 21 * DAY).unwrap();
+    assert!(book.said.is_empty(), "{book:?}");
+    // A file no longer watched at all (its config changed): forgotten too.
+    book.judge(&items(&certs), &ok, &[30, 7, 1], &sink, 0).unwrap();
+    assert_eq!((book.said.len(), spool.take().len()), (1, 1));
+    book.judge(&[], &ok, &[30, 7, 1], &sink, 0).unwrap();
+    assert!(book.said.is_empty(), "{book:?}");
+}
+
+/// A state `status` cannot read is said, not shown as "no PKI problems".
+#[test]
+fn a_state_that_cannot_be_read_is_said() {
+    let (spool, _) = Spool::new("unreadable");
+    let r = report(&spool.0.spool(), 0, 30);
+    assert!(r.get("error").is_none(), "no state yet is no news: {r}");
+    fs::write(spool.0.spool().join(PKI_STATE), "{\"said\": [").unwrap();
+    let r = report(&spool.0.spool(), 0, 30);
+    assert!(r["error"].as_str().unwrap().contains("cannot read"), "{r}");
+    let lines = report_lines(&r);
+    assert!(lines[0].0 == "PKI" && lines[0].1.contains(PKI_STATE), "{lines:?}");
 }
