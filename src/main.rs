@@ -25,6 +25,7 @@ mod notify;
 mod ovpn_conf;
 mod privacy;
 mod privilege;
+mod real_address;
 mod resolve;
 mod roles;
 #[cfg(not(test))]

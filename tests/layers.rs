@@ -56,6 +56,8 @@ const LAYERS: &[(&str, u8)] = &[
     // The agent's health: heartbeat, status --check's verdict, metrics file.
     ("health", 2),
     // Foundations.
+    // OpenVPN's `Real Address` split into ip and port.
+    ("real_address", 3),
     ("config", 3),
     // The table of names this binary answers to: data only, read by the
     // entry to route and by the installer to link.

@@ -17,6 +17,7 @@ use time::PrimitiveDateTime;
 use time::macros::format_description;
 
 use crate::event;
+use crate::real_address;
 
 /// A value as text, cleaned and capped like a hook field.
 pub(super) fn text(raw: &[u8]) -> String {
@@ -46,56 +47,9 @@ pub(super) fn number(raw: &[u8]) -> Option<u64> {
     })
 }
 
-/// Protocol prefixes OpenVPN 2.7 puts before a real address
-/// (`proto2ascii(proto, family, false)` in socket_util.c, then `:`).
-const PROTOCOLS: [&str; 13] = [
-    "udp",
-    "tcp-server",
-    "tcp-client",
-    "tcp",
-    "udp4",
-    "tcp4-server",
-    "tcp4-client",
-    "tcp4",
-    "udp6",
-    "tcp6-server",
-    "tcp6-client",
-    "tcp6",
-    "[unknown protocol]",
-];
-
-/// Reads a `Real Address` as `mroute_addr_print` writes it into ip and
-/// port: 2.1–2.6 `1.2.3.4:5555` or a bare IPv6 address (no port), 2.7 the
-/// same behind a protocol prefix and IPv6 as `[2001:db8::1]:5555`; an
-/// IPv4-mapped IPv6 peer is printed as IPv4. `None`: not an address.
+/// Reads a `Real Address` into ip and port: see [`real_address::split`].
 pub(super) fn split_real_address(addr: &str) -> Option<(String, String)> {
-    real_parts(addr).map(|(ip, port)| (ip.to_string(), port.to_string()))
-}
-
-/// [`split_real_address`] without copies, for telling a real address
-/// from other columns.
-fn real_parts(addr: &str) -> Option<(&str, &str)> {
-    // Every protocol prefix starts with one of these; an address
-    // (digits or hex) seldom does, and then no prefix is tried.
-    let rest = if addr.starts_with(['u', 't', '[']) {
-        PROTOCOLS.iter().find_map(|p| addr.strip_prefix(p)?.strip_prefix(':')).unwrap_or(addr)
-    } else {
-        addr
-    };
-    let port_ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok();
-    if let Some(v6) = rest.strip_prefix('[') {
-        let (ip, port) = v6.split_once("]:")?;
-        return (ip.parse::<Ipv6Addr>().is_ok() && port_ok(port)).then_some((ip, port));
-    }
-    // IPv4 with a port first, the common form: no string is both that
-    // and a bare address (an IPv4 has no ':'; an IPv6 ends in no port).
-    if let Some((ip, port)) = rest.rsplit_once(':')
-        && ip.parse::<Ipv4Addr>().is_ok()
-        && port_ok(port)
-    {
-        return Some((ip, port));
-    }
-    (rest.parse::<Ipv6Addr>().is_ok() || rest.parse::<Ipv4Addr>().is_ok()).then_some((rest, ""))
+    real_address::split(addr).map(|(ip, port)| (ip.to_string(), port.to_string()))
 }
 
 /// A routing table's `Virtual Address`: what kind of route it is.
@@ -169,7 +123,7 @@ pub(super) fn fits(shape: Shape, raw: &[u8]) -> bool {
     let s = || std::str::from_utf8(raw).ok();
     match shape {
         Shape::Free => !raw.is_empty(),
-        Shape::Real => s().and_then(real_parts).is_some(),
+        Shape::Real => s().and_then(real_address::split).is_some(),
         Shape::Ipv4OrEmpty => raw.is_empty() || s().is_some_and(|s| s.parse::<Ipv4Addr>().is_ok()),
         Shape::Ipv6OrEmpty => raw.is_empty() || s().is_some_and(|s| s.parse::<Ipv6Addr>().is_ok()),
         Shape::Number => number(raw).is_some(),
