@@ -101,7 +101,8 @@ fn json_text(report: &Value) -> String {
 
 /// Everything `status` reports, as JSON (the text form is made from it).
 pub fn gather(s: &Settings) -> Value {
-    let (agent_state, state_error) = match AgentState::load(&s.spool.spool_dir, &Owners::anyone()) {
+    let trusted = agent_owners(&s.spool.spool_dir);
+    let (agent_state, state_error) = match AgentState::load(&s.spool.spool_dir, &trusted) {
         Ok(st) => (st, None),
         Err(e) => (AgentState::default(), Some(e.to_string())),
     };
@@ -179,10 +180,23 @@ pub fn gather(s: &Settings) -> Value {
             &s.spool.spool_dir,
             now.unix_timestamp(),
             s.sources.expiry_warn_days.first().copied().unwrap_or(30),
+            &trusted,
         ),
         "personal_fields": s.privacy.report(),
         "settings": settings_masked(s),
     })
+}
+
+/// Who may own the state files the agent writes into its spool (its
+/// state, `pki.state`, `sessions.state`): root and the spool directory's
+/// owner, the agent's user. Not anyone: the spool is writable by the
+/// hooks' group, whose user could plant a state that says all is well (or
+/// that all is lost). Not the caller either: a check run as the hooks'
+/// user would believe its own files.
+pub(crate) fn agent_owners(spool_dir: &std::path::Path) -> Owners {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::symlink_metadata(spool_dir).map_or(0, |m| m.uid());
+    Owners::Only(vec![0, owner])
 }
 
 /// Whether the agent whose pid the state names is alive (a process we may

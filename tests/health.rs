@@ -380,3 +380,58 @@ fn a_metrics_file_the_agent_cannot_write_warns() {
 fn site_log(site: &Site) -> String {
     fs::read_to_string(site.path("agent.log")).unwrap_or_default()
 }
+
+/// The spool is writable by the hooks' group, so the hooks' user can
+/// create there the names of the agent's state files. `status --check`
+/// believes them only from root or the agent (the spool's owner): a
+/// planted state that says the agent runs, a planted `pki.state` that says
+/// the CA expired and a planted `sessions.state` that says a status file
+/// is stale are each "cannot check" (UNKNOWN), never their claim; the same
+/// files from root are believed (so it is the owner that is refused).
+#[test]
+#[ignore = "needs root: make test runs it"]
+fn check_refuses_state_files_the_hooks_user_planted() {
+    use std::os::unix::fs::chown;
+    let site = Site::new("health-planted");
+    let status = site.path("status.log");
+    site.config(&format!("STATUS_LOG={}\n", status.display()));
+    let plant = |name: &str, text: &str, uid: u32| {
+        let path = site.spool().join(name);
+        let _ = fs::remove_file(&path);
+        fs::write(&path, text).unwrap();
+        chown(&path, Some(uid), None).unwrap();
+    };
+    // pid 1 is alive: from root, the state says the agent runs.
+    plant("agent-state.json", "{\"pid\":1}", 0);
+    let (code, line) = check(&site);
+    assert_eq!(code, 0, "{line}");
+    plant("agent-state.json", "{\"pid\":1}", 65534);
+    let (code, line) = check(&site);
+    assert_eq!(code, 3, "a planted state must not say the agent runs: {line}");
+    assert!(line.contains("cannot check: agent state") && line.contains("owned by uid 65534"), "{line}");
+    plant("agent-state.json", "{\"pid\":1}", 0);
+
+    let expired = format!(
+        "{{\"seen\":[{{\"what\":\"ca\",\"label\":\"/p/ca.crt\",\"instance\":\"server\",\"expires\":{}}}]}}",
+        NOW - 10 * 86_400
+    );
+    plant("pki.state", &expired, 0);
+    let (code, line) = check(&site);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("PKI server: CA expired"), "{line}");
+    plant("pki.state", &expired, 65534);
+    let (code, line) = check(&site);
+    assert_eq!(code, 3, "a planted pki.state must not make a CRITICAL: {line}");
+    assert!(!line.contains("expired") && line.contains("cannot check: PKI state"), "{line}");
+    fs::remove_file(site.spool().join("pki.state")).unwrap();
+
+    let stale = format!("{{\"last_update\":{{{:?}:{}}}}}", status.display().to_string(), NOW - 3600);
+    plant("sessions.state", &stale, 0);
+    let (code, line) = check(&site);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("not rewritten for 3600 s"), "{line}");
+    plant("sessions.state", &stale, 65534);
+    let (code, line) = check(&site);
+    assert_eq!(code, 3, "{line}");
+    assert!(!line.contains("not rewritten") && line.contains("cannot check: sessions state"), "{line}");
+}

@@ -48,7 +48,10 @@ fn facts(s: &Settings) -> Facts {
         crit_seconds: s.health.stall_crit_seconds,
         ..Facts::default()
     };
-    let state = match AgentState::load(dir, &Owners::anyone()) {
+    // The agent's own files only (root's or the agent's): the hooks'
+    // group may create names in the spool. `dropped` is the hooks' to write.
+    let trusted = super::agent_owners(dir);
+    let state = match AgentState::load(dir, &trusted) {
         Ok(st) => {
             f.agent_running = super::agent_running(st.pid);
             st
@@ -100,7 +103,7 @@ fn facts(s: &Settings) -> Facts {
     f.unreported_drops = unreported.count;
     f.dropped_total = total.count;
     f.consecutive_failures = state.consecutive_failures;
-    f.pki = pki_due(s, now);
+    f.pki = pki_due(s, now, &trusted, &mut f.cannot_tell);
     if let Some(file) = &s.health.metrics_textfile
         && f.agent_running
         && f.cannot_tell.is_none()
@@ -109,7 +112,7 @@ fn facts(s: &Settings) -> Facts {
     }
     if s.sources.session_update_interval_seconds > 0 {
         let slack = STATUS_INTERVAL * STALE_INTERVALS + s.sources.session_update_interval_seconds as i64;
-        f.stale_status = stale_status_files(dir, now, slack);
+        f.stale_status = stale_status_files(dir, now, slack, &trusted, &mut f.cannot_tell);
     }
     f
 }
@@ -136,9 +139,12 @@ fn metrics_stale(file: &Path, state: &AgentState, now: i64) -> Option<(String, O
 /// The CAs, server certificates and CRLs the agent last read (its
 /// `pki.state`) that are within the first (largest) `EXPIRY_WARN_DAYS`
 /// threshold, or expired.
-fn pki_due(s: &Settings, now: i64) -> Vec<(String, i64)> {
+fn pki_due(s: &Settings, now: i64, trusted: &Owners, cannot_tell: &mut Option<String>) -> Vec<(String, i64)> {
     let first = s.sources.expiry_warn_days.iter().max().copied().unwrap_or(30);
-    let report = crate::sources::pki_report(&s.spool.spool_dir, now, first);
+    let report = crate::sources::pki_report(&s.spool.spool_dir, now, first, trusted);
+    if let Some(why) = report["error"].as_str() {
+        cannot_tell.get_or_insert_with(|| format!("PKI state: {why}"));
+    }
     let mut due = Vec::new();
     for (instance, items) in report["instances"].as_object().into_iter().flatten() {
         for what in ["ca", "server", "crl"] {
@@ -159,12 +165,22 @@ fn pki_due(s: &Settings, now: i64) -> Vec<(String, i64)> {
 
 /// Status files whose own timestamp, as the agent's last update round
 /// read it (`sessions.state`), is older than `slack` seconds.
-fn stale_status_files(dir: &Path, now: i64, slack: i64) -> Vec<(String, i64)> {
+fn stale_status_files(
+    dir: &Path,
+    now: i64,
+    slack: i64,
+    trusted: &Owners,
+    cannot_tell: &mut Option<String>,
+) -> Vec<(String, i64)> {
     let path = dir.join(crate::sources::SESSIONS_STATE);
-    let Ok(bytes) = fsutil::read_capped(&path, crate::sources::READ_CAP, &Owners::anyone()) else {
-        return Vec::new();
+    let v = match fsutil::load_json::<serde_json::Value>(&path, crate::sources::READ_CAP, trusted) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            cannot_tell.get_or_insert_with(|| format!("sessions state: {e}"));
+            return Vec::new();
+        }
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Vec::new() };
     let Some(map) = v["last_update"].as_object() else { return Vec::new() };
     map.iter()
         .filter_map(|(file, t)| t.as_i64().map(|t| (file.clone(), now - t)))

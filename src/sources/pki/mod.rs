@@ -391,21 +391,21 @@ fn pki_event(item: &Item<'_>, what: Option<u32>, now: i64) -> Event {
 /// (its file's latest certificate, [`file_expiry`]), server certificate and CRL (`null`: a
 /// CRL that never expires), and how many client certificates end within
 /// `within_days`. Read like anything in the spool: regular files only,
-/// never through a link, bounded.
-pub fn report(spool_dir: &Path, now: i64, within_days: u32) -> serde_json::Value {
+/// never through a link, bounded, and only when `owners` (root or the
+/// agent: the hooks' user can plant files in the spool) owns it.
+pub fn report(spool_dir: &Path, now: i64, within_days: u32, owners: &crate::fsutil::Owners) -> serde_json::Value {
     let path = spool_dir.join(PKI_STATE);
     // None yet is no news (the agent has not run a round); anything else
     // that keeps the state from being read is said, not shown as "no
     // PKI problems".
-    let (book, error): (PkiBook, Option<String>) =
-        match crate::fsutil::read_capped(&path, super::READ_CAP, &crate::fsutil::Owners::anyone()) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (PkiBook::default(), None),
+    let (book, error): (PkiBook, Option<String>) = match crate::fsutil::read_capped(&path, super::READ_CAP, owners) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (PkiBook::default(), None),
+        Err(e) => (PkiBook::default(), Some(format!("cannot read {}: {e}", path.display()))),
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(book) => (book, None),
             Err(e) => (PkiBook::default(), Some(format!("cannot read {}: {e}", path.display()))),
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(book) => (book, None),
-                Err(e) => (PkiBook::default(), Some(format!("cannot read {}: {e}", path.display()))),
-            },
-        };
+        },
+    };
     let mut instances = serde_json::Map::new();
     for seen in &book.seen {
         let name = seen.instance.clone().unwrap_or_else(|| "-".into());

@@ -228,7 +228,7 @@ fn a_crl_without_next_update_is_never_warned_about() {
     assert!(spool.take().is_empty());
     book.seen = vec![Seen { what: "crl".into(), label: w.label.clone(), instance: None, expires: None }];
     fs::write(spool.0.spool().join(PKI_STATE), serde_json::to_vec(&book).unwrap()).unwrap();
-    let r = report(&spool.0.spool(), 0, 30);
+    let r = report(&spool.0.spool(), 0, 30, &crate::fsutil::Owners::me());
     assert_eq!(r["instances"]["-"]["crl"], serde_json::json!({"days_left": null, "path": "/pki/crl.pem"}));
     assert_eq!(report_lines(&r)[0], ("PKI -".to_string(), "CA -, server cert -, CRL never expires".to_string()));
 }
@@ -290,10 +290,10 @@ fn the_state_holds_only_what_was_said() {
 #[test]
 fn a_state_that_cannot_be_read_is_said() {
     let (spool, _) = Spool::new("unreadable");
-    let r = report(&spool.0.spool(), 0, 30);
+    let r = report(&spool.0.spool(), 0, 30, &crate::fsutil::Owners::me());
     assert!(r.get("error").is_none(), "no state yet is no news: {r}");
     fs::write(spool.0.spool().join(PKI_STATE), "{\"said\": [").unwrap();
-    let r = report(&spool.0.spool(), 0, 30);
+    let r = report(&spool.0.spool(), 0, 30, &crate::fsutil::Owners::me());
     assert!(r["error"].as_str().unwrap().contains("cannot read"), "{r}");
     let lines = report_lines(&r);
     assert!(lines[0].0 == "PKI" && lines[0].1.contains(PKI_STATE), "{lines:?}");
