@@ -435,3 +435,33 @@ fn check_refuses_state_files_the_hooks_user_planted() {
     assert_eq!(code, 3, "{line}");
     assert!(!line.contains("not rewritten") && line.contains("cannot check: sessions state"), "{line}");
 }
+
+/// A CA that ends in two hours has 0 whole days left but is not expired:
+/// `status --check` warns (WARNING, hours left) and says "expired"
+/// (CRITICAL) only once its end has passed.
+#[test]
+fn under_a_day_left_warns_and_only_the_end_itself_is_expired() {
+    let site = Site::new("health-pki-hours");
+    site.config("EXPIRY_WARN_DAYS=30,7,1\n");
+    fs::write(site.spool().join("agent-state.json"), "{\"pid\":1}").unwrap();
+    let ends = NOW + 7200;
+    fs::write(
+        site.spool().join("pki.state"),
+        format!(
+            "{{\"seen\":[{{\"what\":\"ca\",\"label\":\"/p/ca.crt\",\"instance\":\"server\",\"expires\":{ends}}}]}}"
+        ),
+    )
+    .unwrap();
+    let (code, line) = check(&site);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("PKI server: CA expires in 2 h") && !line.contains("expired"), "{line}");
+    let (code, line) = check_at(&site, ends - 1);
+    assert_eq!(code, 1, "{line}");
+    let (code, line) = check_at(&site, ends);
+    assert_eq!(code, 2, "{line}");
+    assert!(line.contains("PKI server: CA expired"), "{line}");
+    let (code, line) = check_at(&site, ends - 30 * 86_400 - 1);
+    assert_eq!(code, 0, "beyond the first threshold: {line}");
+    let (code, _) = check_at(&site, ends - 30 * 86_400);
+    assert_eq!(code, 1);
+}

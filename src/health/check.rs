@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 
+const DAY: i64 = 86_400;
+
 /// Exit codes of the Monitoring Plugins guidelines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Code {
@@ -52,7 +54,7 @@ pub struct Facts {
     /// Status files not rewritten for too long: (path, seconds).
     pub stale_status: Vec<(String, i64)>,
     /// CAs, server certificates and CRLs within the first expiry
-    /// threshold (`EXPIRY_WARN_DAYS`): (what, days left; 0 or less is
+    /// threshold (`EXPIRY_WARN_DAYS`): (what, seconds left; 0 or less is
     /// expired, which locks every client out).
     pub pki: Vec<(String, i64)>,
     /// `METRICS_TEXTFILE` while the agent runs: missing (`None`) or not
@@ -109,11 +111,13 @@ pub fn evaluate(f: &Facts) -> Verdict {
         }
         None => {}
     }
-    for (what, days) in &f.pki {
-        if *days <= 0 {
+    for (what, left) in &f.pki {
+        if *left <= 0 {
             findings.push((Code::Critical, format!("{} expired", clean(what))));
+        } else if *left < DAY {
+            findings.push((Code::Warning, format!("{} expires in {} h", clean(what), left / 3600)));
         } else {
-            findings.push((Code::Warning, format!("{} expires in {days} d", clean(what))));
+            findings.push((Code::Warning, format!("{} expires in {} d", clean(what), left / DAY)));
         }
     }
     // The worst first; UNKNOWN outranks the rest only when nothing is
@@ -176,8 +180,15 @@ mod tests {
             (Facts { spool_refused: Some("gone".into()), ..healthy() }, Code::Critical, "spool refused: gone"),
             (Facts { stale_status: vec![("/s|x\n".into(), 900)], ..healthy() }, Code::Warning, "/s\\x7cx\\u{a}"),
             (Facts { cannot_tell: Some("denied".into()), ..healthy() }, Code::Unknown, "cannot check: denied"),
-            (Facts { pki: vec![("PKI server: CRL".into(), 6)], ..healthy() }, Code::Warning, "CRL expires in 6 d"),
+            (
+                Facts { pki: vec![("PKI server: CRL".into(), 6 * DAY + 5)], ..healthy() },
+                Code::Warning,
+                "CRL expires in 6 d",
+            ),
             (Facts { pki: vec![("PKI server: CA".into(), 0)], ..healthy() }, Code::Critical, "CA expired"),
+            (Facts { pki: vec![("PKI server: CA".into(), -1)], ..healthy() }, Code::Critical, "CA expired"),
+            (Facts { pki: vec![("PKI server: CA".into(), DAY - 1)], ..healthy() }, Code::Warning, "CA expires in 23 h"),
+            (Facts { pki: vec![("PKI server: CA".into(), 59)], ..healthy() }, Code::Warning, "CA expires in 0 h"),
             (
                 Facts { metrics_stale: Some(("/m.prom".into(), None)), ..healthy() },
                 Code::Warning,

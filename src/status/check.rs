@@ -148,15 +148,17 @@ fn pki_due(s: &Settings, now: i64, trusted: &Owners, cannot_tell: &mut Option<St
     let mut due = Vec::new();
     for (instance, items) in report["instances"].as_object().into_iter().flatten() {
         for what in ["ca", "server", "crl"] {
-            if let Some(days) = items[what]["days_left"].as_i64()
-                && days <= i64::from(first)
+            // From the end itself, not the rounded days: under a day
+            // left is a warning, not "expired".
+            if let Some(expires) = items[what]["expires"].as_i64()
+                && expires - now <= i64::from(first) * 86_400
             {
                 let name = match what {
                     "ca" => "CA",
                     "server" => "server certificate",
                     _ => "CRL",
                 };
-                due.push((format!("PKI {instance}: {name}"), days));
+                due.push((format!("PKI {instance}: {name}"), expires - now));
             }
         }
     }

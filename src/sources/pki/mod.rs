@@ -411,9 +411,16 @@ pub fn report(spool_dir: &Path, now: i64, within_days: u32, owners: &crate::fsut
         let name = seen.instance.clone().unwrap_or_else(|| "-".into());
         let entry = instances.entry(name).or_insert_with(|| serde_json::json!({}));
         let days = seen.expires.map(|t| days_left(t, now));
-        let earlier = entry.get(&seen.what).and_then(|v| v["days_left"].as_i64());
-        if entry.get(&seen.what).is_none() || matches!((days, earlier), (Some(d), Some(e)) if d < e) {
-            entry[&seen.what] = serde_json::json!({"days_left": days, "path": seen.label});
+        let earlier = entry.get(&seen.what).and_then(|v| v["expires"].as_i64());
+        if entry.get(&seen.what).is_none() || matches!((seen.expires, earlier), (Some(t), Some(e)) if t < e) {
+            // `expires` (unix seconds) beside the rounded days: under a
+            // day left is 0 days but not expired.
+            entry[&seen.what] = serde_json::json!({
+                "days_left": days,
+                "expires": seen.expires,
+                "expired": seen.expires.map(|t| t <= now),
+                "path": seen.label,
+            });
         }
     }
     let horizon = now + i64::from(within_days) * DAY;
@@ -438,6 +445,7 @@ pub fn report_lines(report: &serde_json::Value) -> Vec<(String, String)> {
     let days = |v: &serde_json::Value| match &v["days_left"] {
         serde_json::Value::Null if v.is_object() => "never expires".to_string(),
         serde_json::Value::Null => "-".to_string(),
+        _ if v["expired"] == true => "expired".to_string(),
         d => format!("{d} d"),
     };
     if let Some(map) = report["instances"].as_object() {

@@ -229,7 +229,10 @@ fn a_crl_without_next_update_is_never_warned_about() {
     book.seen = vec![Seen { what: "crl".into(), label: w.label.clone(), instance: None, expires: None }];
     fs::write(spool.0.spool().join(PKI_STATE), serde_json::to_vec(&book).unwrap()).unwrap();
     let r = report(&spool.0.spool(), 0, 30, &crate::fsutil::Owners::me());
-    assert_eq!(r["instances"]["-"]["crl"], serde_json::json!({"days_left": null, "path": "/pki/crl.pem"}));
+    assert_eq!(
+        r["instances"]["-"]["crl"],
+        serde_json::json!({"days_left": null, "expires": null, "expired": null, "path": "/pki/crl.pem"})
+    );
     assert_eq!(report_lines(&r)[0], ("PKI -".to_string(), "CA -, server cert -, CRL never expires".to_string()));
 }
 
