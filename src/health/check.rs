@@ -130,11 +130,14 @@ pub fn evaluate(f: &Facts) -> Verdict {
         findings.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("; ")
     };
     let mut line = format!("OPENVPN-TELEMETRY {} - {text} |", code.word());
-    let age = f.oldest_age.map_or(String::new(), |a| a.max(0).to_string());
+    // Nothing pending has no age: `U` (undetermined), which the
+    // guidelines allow in place of a number (and without a unit). The
+    // thresholds are ranges: `0` alerts above 0, as the verdict does.
+    let age = f.oldest_age.map_or("U".to_string(), |a| format!("{}s", a.max(0)));
     let _ = write!(
         line,
-        " oldest_pending_age={age}s;{};{};0 pending_chunks={};;;0 pending_bytes={}B;;;0 queue_bytes={}B;;;0 \
-         failed_files={};1;;0 dropped_unreported={};;1;0 dropped_total={}c;;;0 consecutive_failures={};;;0",
+        " oldest_pending_age={age};{};{};0 pending_chunks={};;;0 pending_bytes={}B;;;0 queue_bytes={}B;;;0 \
+         failed_files={};0;;0 dropped_unreported={};;0;0 dropped_total={}c;;;0 consecutive_failures={};;;0",
         f.warn_seconds,
         f.crit_seconds,
         f.pending_chunks,
@@ -160,6 +163,102 @@ fn rank(c: Code) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value or threshold number of the Monitoring Plugins guidelines.
+    fn number(t: &str) -> Option<f64> {
+        let ok = !t.is_empty()
+            && t.trim_start_matches('-').chars().all(|c| c.is_ascii_digit() || c == '.')
+            && t.trim_start_matches('-').starts_with(|c: char| c.is_ascii_digit());
+        ok.then(|| t.parse().ok()).flatten()
+    }
+
+    /// A threshold range `[@][start:][end]` (`~` for minus infinity): whether
+    /// `v` alerts. `None`: not a range.
+    fn alerts(range: &str, v: f64) -> Option<bool> {
+        let (inside, r) = match range.strip_prefix('@') {
+            Some(r) => (true, r),
+            None => (false, range),
+        };
+        let (start, end) = match r.split_once(':') {
+            Some((s, e)) => (s, e),
+            None => ("0", r),
+        };
+        let lo = if start == "~" { f64::NEG_INFINITY } else { number(start)? };
+        let hi = if end.is_empty() { f64::INFINITY } else { number(end)? };
+        let within = lo <= v && v <= hi;
+        Some(if inside { within } else { !within })
+    }
+
+    /// Strictly parses the performance data after `|`:
+    /// `'label'=value[UOM];[warn];[crit];[min];[max]`, space-separated;
+    /// value a number or `U` (no unit then); UOM one the guidelines name.
+    /// Returns (label, value, warn, crit) with value `None` for `U`.
+    fn perfdata(text: &str) -> Vec<(String, Option<f64>, String, String)> {
+        let mut out = Vec::new();
+        for item in text.split(' ').filter(|i| !i.is_empty()) {
+            let (label, rest) = item.split_once('=').unwrap_or_else(|| panic!("no '=' in {item:?}"));
+            assert!(!label.is_empty() && !label.contains(['\'', '=']), "label {label:?}");
+            let fields: Vec<&str> = rest.split(';').collect();
+            assert!(fields.len() <= 5, "too many fields in {item:?}");
+            let value = if fields[0] == "U" {
+                None
+            } else {
+                let unit_at =
+                    fields[0].find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).unwrap_or(fields[0].len());
+                let (num, uom) = fields[0].split_at(unit_at);
+                assert!(
+                    ["", "s", "ms", "us", "%", "B", "KB", "MB", "TB", "c"].contains(&uom),
+                    "unit {uom:?} in {item:?}"
+                );
+                Some(number(num).unwrap_or_else(|| panic!("value {num:?} in {item:?}")))
+            };
+            let field = |i: usize| fields.get(i).copied().unwrap_or("").to_string();
+            for i in [1, 2] {
+                let r = field(i);
+                assert!(r.is_empty() || alerts(&r, 0.0).is_some(), "range {r:?} in {item:?}");
+            }
+            for i in [3, 4] {
+                let n = field(i);
+                assert!(n.is_empty() || number(&n).is_some(), "min/max {n:?} in {item:?}");
+            }
+            out.push((label.to_string(), value, field(1), field(2)));
+        }
+        out
+    }
+
+    /// The performance data parses strictly, and its thresholds alert
+    /// exactly where the verdict does.
+    #[test]
+    fn performance_data_follows_the_plugin_guidelines() {
+        let cases = [
+            (healthy(), Code::Ok),
+            (Facts { failed_files: 1, ..healthy() }, Code::Warning),
+            (Facts { unreported_drops: 1, ..healthy() }, Code::Critical),
+            (Facts { oldest_age: Some(601), pending_chunks: 1, ..healthy() }, Code::Warning),
+            (Facts { oldest_age: Some(3601), pending_chunks: 1, ..healthy() }, Code::Critical),
+        ];
+        for (facts, code) in cases {
+            let v = evaluate(&facts);
+            assert_eq!(v.code, code, "{}", v.line);
+            let (_, data) = v.line.split_once('|').unwrap();
+            let items = perfdata(data.trim());
+            assert_eq!(items.len(), 8, "{data}");
+            let mut worst = Code::Ok;
+            for (label, value, warn, crit) in &items {
+                let Some(value) = value else {
+                    assert_eq!(label, "oldest_pending_age", "{data}");
+                    assert!(facts.oldest_age.is_none());
+                    continue;
+                };
+                if !crit.is_empty() && alerts(crit, *value).unwrap() {
+                    worst = worst.max(Code::Critical);
+                } else if !warn.is_empty() && alerts(warn, *value).unwrap() {
+                    worst = worst.max(Code::Warning);
+                }
+            }
+            assert_eq!(worst, code, "the thresholds in {data}");
+        }
+    }
 
     fn healthy() -> Facts {
         Facts { agent_running: true, warn_seconds: 600, crit_seconds: 3600, ..Default::default() }
