@@ -41,15 +41,10 @@ impl Pulse {
     pub(super) fn new(settings: &Settings, board: Arc<Board>, started: Instant) -> Pulse {
         let every = (settings.health.heartbeat_interval_seconds > 0)
             .then(|| Duration::from_secs(settings.health.heartbeat_interval_seconds));
-        let secrets = [settings.delivery.telemetry_url.clone(), settings.delivery.auth_header.clone()]
-            .into_iter()
-            .flatten()
-            .flat_map(|s| {
-                // The header's value alone is secret too ("Bearer xyz").
-                let value = s.split_once(':').map(|(_, v)| v.trim().to_string());
-                [Some(s), value].into_iter().flatten()
-            })
-            .collect();
+        let secrets = crate::health::secrets_of(
+            settings.delivery.telemetry_url.as_deref(),
+            settings.delivery.auth_header.as_deref(),
+        );
         Pulse {
             board,
             writer: EventWriter::new(&settings.spool),

@@ -71,32 +71,99 @@ impl Vitals {
     }
 }
 
-/// A message fit to leave the host: every secret replaced by `***`, URLs
-/// without user info and query, control characters escaped, and at most
-/// [`LAST_ERROR_CAP`] characters (a hostile server's text is capped
-/// before it gets here, but not this short).
+/// A message fit to leave the host: every secret replaced by `***`, the
+/// user info and query of every URL (and any other `?query`) masked
+/// wherever they stand in the text ([`mask_urls`]), control characters
+/// escaped, and at most [`LAST_ERROR_CAP`] characters (a hostile server's
+/// text is capped before it gets here, but not this short).
 pub fn scrub(message: &str, secrets: &[&str]) -> String {
     let mut text = message.to_string();
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         text = text.replace(s, "***");
     }
-    let masked: Vec<String> = text
-        .split(' ')
-        .map(|w| {
-            let lower = w.to_ascii_lowercase();
-            if lower.starts_with("https://") || lower.starts_with("http://") {
-                crate::url::mask_url(w)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect();
-    let text = masked.join(" ");
+    let text = mask_urls(&text);
     let printable = crate::fsutil::printable(&text);
     let mut out: String = printable.chars().take(LAST_ERROR_CAP).collect();
     if printable.chars().count() > LAST_ERROR_CAP {
         out.push('…');
     }
+    out
+}
+
+/// Where a URL or query ends in running text: white space, or what
+/// closes the brackets or quotes around it.
+fn url_end(c: char) -> bool {
+    c.is_whitespace() || matches!(c, ')' | ']' | '>' | '"' | '\'' | '`')
+}
+
+/// `scheme://user:pw@host` → `scheme://***@host` and `?a=b` → `?***`,
+/// anywhere in `text` (inside brackets, after a colon, mid-word): where
+/// tokens hide, whatever the message around them.
+pub fn mask_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest.find(|c: char| url_end(c) || matches!(c, '/' | '?' | '#')).unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            out.push_str("***@");
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    let mut masked = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find('?') {
+        masked.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let end = rest.find(|c: char| url_end(c) || c == '#').unwrap_or(rest.len());
+        if end > 0 {
+            masked.push_str("***");
+            rest = &rest[end..];
+        }
+    }
+    masked.push_str(rest);
+    masked
+}
+
+/// The values that must never leave the host in a message: the URL, its
+/// password and query values; the header, its value and the value's last
+/// word (the bare token of `Authorization: Bearer X`).
+pub fn secrets_of(url: Option<&str>, auth_header: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(url) = url {
+        out.push(url.to_string());
+        if let Some((_, after)) = url.split_once("://") {
+            let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+            if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                out.push(userinfo.to_string());
+                if let Some((_, pw)) = userinfo.split_once(':') {
+                    out.push(pw.to_string());
+                }
+            }
+        }
+        if let Some((_, query)) = url.split_once('?') {
+            let query = query.split('#').next().unwrap_or("");
+            for pair in query.split('&') {
+                out.push(pair.split_once('=').map_or(pair, |(_, v)| v).to_string());
+            }
+        }
+    }
+    if let Some(header) = auth_header {
+        out.push(header.to_string());
+        if let Some((_, value)) = header.split_once(':') {
+            out.push(value.trim().to_string());
+            if let Some(last) = value.split_whitespace().last() {
+                out.push(last.to_string());
+            }
+        }
+    }
+    // The longest first, so that a secret is not half replaced by a
+    // shorter one inside it.
+    out.retain(|s| !s.is_empty());
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
     out
 }
 
@@ -196,6 +263,37 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_masks_every_url_secret_and_query_wherever_it_stands() {
+        let secrets = secrets_of(
+            Some("https://tele:hunter2pw@t.example/api?key=SECRETKEY&sig=SIGVALUE#frag"),
+            Some("Authorization: Bearer TOKEN123"),
+        );
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        // (message, must not appear, must appear)
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("connect failed (https://u:hunter2@h.example/x?token=abcd)", &["hunter2", "abcd"], &["h.example/x?***)"]),
+            ("url=https://u:pw@h.example/x: refused", &[":pw@"], &["url=https://***@h.example/x"]),
+            ("\"http://a:b@h.example\"", &["a:b"], &["http://***@h.example\""]),
+            ("see [http://h.example/p?sig=ABCDEF]", &["ABCDEF"], &["/p?***]"]),
+            ("redirect to /x?session=S3SS10N", &["S3SS10N"], &["/x?***"]),
+            ("token TOKEN123 rejected", &["TOKEN123"], &["token *** rejected"]),
+            ("password hunter2pw", &["hunter2pw"], &["password ***"]),
+            ("query value SIGVALUE echoed", &["SIGVALUE"], &["***"]),
+            ("what? nothing", &[], &["what? nothing"]),
+            ("ssh://git@h.example:22/r", &["git@"], &["ssh://***@h.example:22/r"]),
+        ];
+        for (msg, gone, kept) in cases {
+            let s = scrub(msg, &secrets);
+            for g in *gone {
+                assert!(!s.contains(g), "{g:?} left in {s:?} (from {msg:?})");
+            }
+            for k in *kept {
+                assert!(s.contains(k), "{k:?} not in {s:?} (from {msg:?})");
+            }
+        }
+    }
 
     #[test]
     fn scrub_masks_secrets_urls_and_controls_and_caps() {
