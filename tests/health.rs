@@ -465,3 +465,25 @@ fn under_a_day_left_warns_and_only_the_end_itself_is_expired() {
     let (code, _) = check_at(&site, ends - 30 * 86_400);
     assert_eq!(code, 1);
 }
+
+/// `sessions.state` still holds a status file the settings no longer
+/// name (an agent that has not run a round since): `status --check` warns
+/// only about the configured one.
+#[test]
+fn only_configured_status_files_can_be_stale() {
+    let site = Site::new("health-removed-status");
+    let status = site.path("status.log");
+    site.config(&format!("STATUS_LOG={}\n", status.display()));
+    fs::write(site.spool().join("agent-state.json"), "{\"pid\":1}").unwrap();
+    let book = format!(
+        "{{\"last_update\":{{{:?}:{},\"/run/openvpn-server/status-removed.log\":{}}}}}",
+        status.display().to_string(),
+        NOW - 3600,
+        NOW - 7200
+    );
+    fs::write(site.spool().join("sessions.state"), book).unwrap();
+    let (code, line) = check(&site);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("status.log not rewritten for 3600 s"), "{line}");
+    assert!(!line.contains("status-removed.log"), "{line}");
+}

@@ -379,6 +379,16 @@ impl<'a> Sources<'a> {
         }
         let mut complete = true;
         let mut errors = Vec::new();
+        // A status file no longer configured is forgotten, so that
+        // `status --check` does not warn about it for ever.
+        if problems.is_empty() {
+            let configured = found.iter().map(|s| s.path.display().to_string()).collect();
+            if self.sessions.keep_only(&configured)
+                && let Err(e) = save_state(&self.settings.spool.spool_dir.join(SESSIONS_STATE), &self.sessions)
+            {
+                errors.push(e);
+            }
+        }
         for src in &found {
             let path = src.path.display();
             let key = path.to_string();
@@ -552,6 +562,14 @@ pub fn unreadable_report(spool_dir: &Path) -> serde_json::Value {
         "status_files": rows.filter(|v| v.is_object()).unwrap_or_else(|| serde_json::json!({})),
         "index_lines": lines.and_then(|v| v.as_u64()).unwrap_or(0),
     })
+}
+
+/// The status files the settings name now (as the keys of
+/// `sessions.state`), for `status --check`; `None` when a server config
+/// could not be read, so the set is not known.
+pub fn configured_status_paths(settings: &SourceSettings) -> Option<std::collections::BTreeSet<String>> {
+    let (found, problems) = conf::status_sources(settings);
+    problems.is_empty().then(|| found.iter().map(|s| s.path.display().to_string()).collect())
 }
 
 pub use pki::check::{Level as PkiLevel, findings as pki_findings};

@@ -58,6 +58,18 @@ pub struct SessionBook {
     pub unreadable: BTreeMap<String, usize>,
 }
 
+impl SessionBook {
+    /// Forgets the per-file records (timestamp, unreadable rows) of status
+    /// files not in `configured`; whether any was forgotten. Sessions'
+    /// baselines age out on their own.
+    pub fn keep_only(&mut self, configured: &std::collections::BTreeSet<String>) -> bool {
+        let before = self.last_update.len() + self.unreadable.len();
+        self.last_update.retain(|k, _| configured.contains(k));
+        self.unreadable.retain(|k, _| configured.contains(k));
+        before != self.last_update.len() + self.unreadable.len()
+    }
+}
+
 /// How an update round went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Updated {

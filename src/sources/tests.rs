@@ -314,3 +314,26 @@ fn run_loop_starts_with_a_round_and_stops() {
     assert_eq!(kinds.len(), 2, "{kinds:?}");
     assert!(kinds.contains(&"SESSION_SNAPSHOT") && kinds.contains(&"SESSION_UPDATE"));
 }
+
+/// A status file taken out of the settings is forgotten from
+/// `sessions.state` at the next round, so `status --check` does not say
+/// for ever that it is not rewritten.
+#[test]
+fn a_status_file_no_longer_configured_is_forgotten() {
+    let site = Site::new("status-removed");
+    let (old, new) = (site.path("old.log"), site.path("new.log"));
+    for p in [&old, &new] {
+        fs::write(p, status_v2(100, &[("alice", "198.51.100.7:5555", 1, 2)])).unwrap();
+    }
+    let book = || {
+        let v: Value =
+            serde_json::from_slice(&fs::read(site.root.join("spool").join(SESSIONS_STATE)).unwrap()).unwrap();
+        v["last_update"].as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+    };
+    let settings = site.settings(&format!("STATUS_LOG={}\n", old.display()));
+    assert!(Sources::new(&settings, None).status_round(false, true, 200).unwrap());
+    assert_eq!(book(), vec![old.display().to_string()]);
+    let settings = site.settings(&format!("STATUS_LOG={}\n", new.display()));
+    assert!(Sources::new(&settings, None).status_round(false, true, 200).unwrap());
+    assert_eq!(book(), vec![new.display().to_string()]);
+}

@@ -112,7 +112,11 @@ fn facts(s: &Settings) -> Facts {
     }
     if s.sources.session_update_interval_seconds > 0 {
         let slack = STATUS_INTERVAL * STALE_INTERVALS + s.sources.session_update_interval_seconds as i64;
-        f.stale_status = stale_status_files(dir, now, slack, &trusted, &mut f.cannot_tell);
+        let configured = crate::sources::configured_status_paths(&crate::sources::SourceSettings::new(s));
+        f.stale_status = stale_status_files(dir, now, slack, &trusted, &mut f.cannot_tell)
+            .into_iter()
+            .filter(|(path, _)| configured.as_ref().is_none_or(|c| c.contains(path)))
+            .collect();
     }
     f
 }
@@ -166,7 +170,8 @@ fn pki_due(s: &Settings, now: i64, trusted: &Owners, cannot_tell: &mut Option<St
 }
 
 /// Status files whose own timestamp, as the agent's last update round
-/// read it (`sessions.state`), is older than `slack` seconds.
+/// read it (`sessions.state`), is older than `slack` seconds. The caller
+/// keeps those still configured (a removed one would warn for ever).
 fn stale_status_files(
     dir: &Path,
     now: i64,
