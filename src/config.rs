@@ -275,6 +275,9 @@ pub struct HealthSection {
     pub stall_crit_seconds: u64,
     pub metrics_textfile: Option<PathBuf>,
     pub metrics_per_client: bool,
+    /// Per-client series per status file at most (a hostile status file
+    /// may list hundreds of thousands of rows).
+    pub metrics_max_clients: u64,
 }
 
 /// The Installer section: the OpenVPN configs hooked and the hooks' user.

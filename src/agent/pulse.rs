@@ -4,9 +4,9 @@
 //!
 //! Guarantees: all of it runs between delivery steps, on the worker's
 //! thread, and costs a `stat` when nothing is due; the spool is looked at
-//! at most once per [`LOOK`], and the metrics file rewritten from here
-//! only when a number changed (or every [`REFRESH`], so its mtime says the
-//! agent is alive); a heartbeat the spool refuses is logged, never retried
+//! at most once per [`LOOK`] (15 s), and the metrics file rewritten from
+//! here only then, when a number changed (or every [`REFRESH`], so its
+//! mtime says the agent is alive); a heartbeat the spool refuses is logged, never retried
 //! in a loop.
 
 use std::sync::Arc;
@@ -17,8 +17,10 @@ use crate::deliver::Delivery;
 use crate::health::{Board, SpoolView, Vitals, heartbeat};
 use crate::sources::{EventWriter, Stored};
 
-/// How often the spool is looked at for the metrics file.
-const LOOK: Duration = Duration::from_secs(2);
+/// How often the spool is looked at for the metrics file, and so the
+/// least time between two rewrites from here: each rewrites the whole file,
+/// OpenVPN's per-client text included (some 10 MB at 10,000 clients).
+const LOOK: Duration = Duration::from_secs(15);
 /// The metrics file is rewritten at least this often.
 const REFRESH: Duration = Duration::from_secs(60);
 /// The first heartbeat after a start: soon, but after the sources' first
@@ -72,8 +74,7 @@ impl Pulse {
         if self.metrics && (force || now >= self.next_look) {
             self.next_look = now + LOOK;
             let vitals = self.vitals(delivery);
-            let stale = self.published.as_ref().is_none_or(|(v, at)| *v != vitals || at.elapsed() >= REFRESH);
-            if force || stale {
+            if force || rewrite_due(self.published.as_ref().map(|(v, at)| (v == &vitals, *at)), now) {
                 self.board.publish_vitals(vitals.clone());
                 self.published = Some((vitals, now));
             }
@@ -93,9 +94,40 @@ impl Pulse {
     }
 }
 
+/// Whether delivery's numbers go to the metrics file now, given the last
+/// ones published (whether they are unchanged, and when): a change once
+/// [`LOOK`] has passed since the last rewrite, or anything every
+/// [`REFRESH`].
+fn rewrite_due(last: Option<(bool, Instant)>, now: Instant) -> bool {
+    match last {
+        None => true,
+        Some((same, at)) => {
+            let since = now.saturating_duration_since(at);
+            since >= REFRESH || (!same && since >= LOOK)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_rewrites_the_metrics_file_at_most_every_15_s() {
+        let at = Instant::now();
+        let after = |s: u64| at + Duration::from_secs(s);
+        assert!(rewrite_due(None, at));
+        for (same, secs, due) in [
+            (false, 2, false),
+            (false, 14, false),
+            (false, 15, true),
+            (true, 15, false),
+            (true, 59, false),
+            (true, 60, true),
+        ] {
+            assert_eq!(rewrite_due(Some((same, at)), after(secs)), due, "unchanged {same}, {secs} s after");
+        }
+    }
 
     #[test]
     fn the_first_heartbeat_comes_soon_and_an_interval_of_0_turns_it_off() {

@@ -633,6 +633,22 @@ pub const SETTINGS: &[Setting] = &[
         },
         get: |s| if s.health.metrics_per_client { "1".into() } else { "0".into() },
     },
+    Setting {
+        key: "METRICS_MAX_CLIENTS",
+        section: Section::Health,
+        default: "10000",
+        kind: Kind::Positive,
+        empty: "",
+        doc: "At most this many clients (and as many routes) per status file get per-client series in \
+              METRICS_TEXTFILE; the rest are counted in openvpn_telemetry_metrics_clients_left_out.",
+        secret: false,
+        hooks: false,
+        set: |s, v| {
+            s.health.metrics_max_clients = super::positive(v)?;
+            Ok(())
+        },
+        get: |s| s.health.metrics_max_clients.to_string(),
+    },
     // --- Installer ---
     Setting {
         key: "OPENVPN_SERVER_CONF",

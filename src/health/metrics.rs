@@ -93,8 +93,12 @@ pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl
 
 /// The status files' families, with kumina's names, help texts, labels and
 /// types. `per_client` off leaves out the per-client and per-route series
-/// (kumina's `--ignore.individuals` keeps one per common name instead).
-pub fn render_openvpn(instances: &[InstanceView], per_client: bool) -> String {
+/// (kumina's `--ignore.individuals` keeps one per common name instead);
+/// on, at most `max_clients` client rows and as many route rows of each
+/// status file get series (a hostile file may list 640,000 rows), and
+/// `openvpn_telemetry_metrics_clients_left_out` says how many clients
+/// were left out.
+pub fn render_openvpn(instances: &[InstanceView], per_client: bool, max_clients: usize) -> String {
     let mut out = String::with_capacity(256 + instances.iter().map(|i| i.clients.len() * 700).sum::<usize>());
     let base = |i: &InstanceView| {
         [("status_path", i.status_path.clone()), ("openvpn_instance", i.instance.clone().unwrap_or_default())]
@@ -138,6 +142,13 @@ pub fn render_openvpn(instances: &[InstanceView], per_client: bool) -> String {
         return out;
     }
     let up: Vec<&InstanceView> = instances.iter().filter(|i| i.up).collect();
+    per_path(
+        &mut out,
+        "openvpn_telemetry_metrics_clients_left_out",
+        "gauge",
+        "Clients of this status file without per-client series (over METRICS_MAX_CLIENTS).",
+        &|i| i.up.then_some(i.clients.len().saturating_sub(max_clients) as u64),
+    );
     for (name, help, bytes) in [
         (
             "openvpn_server_client_received_bytes_total",
@@ -157,7 +168,7 @@ pub fn render_openvpn(instances: &[InstanceView], per_client: bool) -> String {
         for i in &up {
             let inst = i.instance.as_deref().unwrap_or_default();
             let mut seen = HashSet::with_capacity(i.clients.len());
-            for c in &i.clients {
+            for c in i.clients.iter().take(max_clients) {
                 let [cn, real, virt, user] =
                     client_identity(&c.common_name, &c.real_address, &c.virtual_address, &c.username);
                 let since = c.connected_since.to_string();
@@ -183,7 +194,7 @@ pub fn render_openvpn(instances: &[InstanceView], per_client: bool) -> String {
         for i in &up {
             let inst = i.instance.as_deref().unwrap_or_default();
             let mut seen = HashSet::with_capacity(i.routes.len());
-            for r in &i.routes {
+            for r in i.routes.iter().take(max_clients) {
                 let RouteRow { virtual_address, common_name, real_address, last_ref } = r;
                 let [cn, real, virt, _] = client_identity(common_name, real_address, virtual_address, "");
                 if !seen.insert((cn.clone(), real.clone(), virt.clone())) {
@@ -271,7 +282,7 @@ mod tests {
             clients: vec![client("evil\"}\nopenvpn_up 0 # \\", 5)],
             routes: vec![],
         };
-        let text = render_openvpn(&[inst], true);
+        let text = render_openvpn(&[inst], true, 10_000);
         // Every line is a comment or one sample of a known family: the
         // name did not break out of its label.
         for line in text.lines() {
@@ -291,15 +302,52 @@ mod tests {
             clients: vec![client("a", 5), client("a", 5), client("b", 7)],
             routes: vec![],
         };
-        let text = render_openvpn(std::slice::from_ref(&inst), true);
+        let text = render_openvpn(std::slice::from_ref(&inst), true, 10_000);
         assert_eq!(text.lines().filter(|l| l.starts_with("openvpn_server_client_received_bytes_total{")).count(), 2);
-        let off = render_openvpn(&[inst], false);
+        let off = render_openvpn(&[inst], false, 10_000);
         assert!(!off.contains("openvpn_server_client_") && off.contains("openvpn_server_connected_clients{"), "{off}");
         let down = InstanceView { status_path: "/d".into(), ..Default::default() };
-        let text = render_openvpn(&[down], true);
+        let text = render_openvpn(&[down], true, 10_000);
         assert_eq!(
             text.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>(),
             [r#"openvpn_up{status_path="/d",openvpn_instance=""} 0"#]
+        );
+    }
+
+    #[test]
+    fn per_client_series_stop_at_the_cap_and_the_rest_is_counted() {
+        let route = |cn: &str| RouteRow {
+            virtual_address: format!("10.8.{cn}"),
+            common_name: cn.into(),
+            real_address: "198.51.100.7:5555".into(),
+            last_ref: 1,
+        };
+        let names: Vec<String> = (0..5).map(|n| n.to_string()).collect();
+        let inst = InstanceView {
+            status_path: "/s".into(),
+            instance: Some("server".into()),
+            up: true,
+            updated_at: Some(1),
+            clients: names.iter().map(|n| client(n, 1)).collect(),
+            routes: names.iter().map(|n| route(n)).collect(),
+        };
+        let text = render_openvpn(std::slice::from_ref(&inst), true, 3);
+        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("openvpn_server_client_received_bytes_total{"), 3, "{text}");
+        assert_eq!(count("openvpn_server_client_sent_bytes_total{"), 3, "{text}");
+        assert_eq!(count("openvpn_server_route_last_reference_time_seconds{"), 3, "{text}");
+        assert!(text.contains("# TYPE openvpn_telemetry_metrics_clients_left_out gauge\n"), "{text}");
+        assert!(
+            text.contains(
+                r#"openvpn_telemetry_metrics_clients_left_out{status_path="/s",openvpn_instance="server"} 2"#
+            ),
+            "{text}"
+        );
+        // Every client counted as connected all the same.
+        assert!(text.contains(r#"openvpn_server_connected_clients{status_path="/s",openvpn_instance="server"} 5"#));
+        let all = render_openvpn(&[inst], true, 5);
+        assert!(
+            all.contains(r#"openvpn_telemetry_metrics_clients_left_out{status_path="/s",openvpn_instance="server"} 0"#)
         );
     }
 

@@ -22,7 +22,7 @@ mod rows;
 mod view;
 
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -172,6 +172,7 @@ pub fn secrets_of(url: Option<&str>, auth_header: Option<&str>) -> Vec<String> {
 pub struct Board {
     textfile: Option<PathBuf>,
     per_client: bool,
+    max_clients: usize,
     /// Whether a sources thread will publish status files: until it has
     /// (or [`SOURCES_GRACE`] passed), the file is not written, so that a
     /// restart does not replace a file with clients by one without them.
@@ -185,7 +186,8 @@ const SOURCES_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Halves {
-    instances: Vec<InstanceView>,
+    /// Shared with the heartbeat, which only counts its rows.
+    instances: Arc<Vec<InstanceView>>,
     /// The sources have published at least once.
     instances_seen: bool,
     /// The OpenVPN families, rendered once per status round.
@@ -207,6 +209,7 @@ impl Board {
         Board {
             textfile: health.metrics_textfile.clone(),
             per_client: health.metrics_per_client,
+            max_clients: usize::try_from(health.metrics_max_clients).unwrap_or(usize::MAX),
             wait_for_sources: status_rounds,
             created: Instant::now(),
             inner: Mutex::new(Halves::default()),
@@ -215,10 +218,13 @@ impl Board {
 
     /// The sources' half: every status file of this round.
     pub fn publish_instances(&self, instances: Vec<InstanceView>) {
-        let text =
-            if self.textfile.is_some() { metrics::render_openvpn(&instances, self.per_client) } else { String::new() };
+        let text = if self.textfile.is_some() {
+            metrics::render_openvpn(&instances, self.per_client, self.max_clients)
+        } else {
+            String::new()
+        };
         let mut h = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        h.instances = instances;
+        h.instances = Arc::new(instances);
         h.instances_seen = true;
         h.openvpn_text = text;
         self.write(&mut h);
@@ -231,9 +237,10 @@ impl Board {
         self.write(&mut h);
     }
 
-    /// The status files as last read, for the heartbeat.
-    pub fn instances(&self) -> Vec<InstanceView> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).instances.clone()
+    /// The status files as last read, for the heartbeat: shared, not a
+    /// copy of every row (the heartbeat only counts them).
+    pub fn instances(&self) -> Arc<Vec<InstanceView>> {
+        Arc::clone(&self.inner.lock().unwrap_or_else(PoisonError::into_inner).instances)
     }
 
     fn write(&self, h: &mut Halves) {
