@@ -175,7 +175,7 @@ pub fn gather(s: &Settings) -> Value {
             "last_seq": dropped.last_seq,
             "unreported": unreported.count,
         },
-        "unreadable_rows": crate::sources::unreadable_report(&s.spool.spool_dir),
+        "unreadable_rows": crate::sources::unreadable_report(&s.spool.spool_dir, &trusted),
         "pki": crate::sources::pki_report(
             &s.spool.spool_dir,
             now.unix_timestamp(),

@@ -409,6 +409,15 @@ fn check_refuses_state_files_the_hooks_user_planted() {
     let (code, line) = check(&site);
     assert_eq!(code, 3, "a planted state must not say the agent runs: {line}");
     assert!(line.contains("cannot check: agent state") && line.contains("owned by uid 65534"), "{line}");
+    // `status` refuses it too, and says why.
+    let out = Command::new(site::BIN)
+        .args(["status", "--json"])
+        .env("OPENVPN_TELEMETRY_CONFIG", site.config_path())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["agent"]["running"], false, "{report}");
+    assert!(report["agent"]["state_error"].as_str().unwrap().contains("owned by uid 65534"), "{report}");
     plant("agent-state.json", "{\"pid\":1}", 0);
 
     let expired = format!(

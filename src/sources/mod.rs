@@ -550,12 +550,13 @@ impl<'a> Sources<'a> {
 /// Rows and lines the sources left out as unreadable in the files they
 /// last read, from their state files, for `status`: `{"status_files":
 /// {path: rows}, "index_lines": n}`. Read like anything in the spool:
-/// regular files only, never through a link, never blocking, bounded.
-pub fn unreadable_report(spool_dir: &Path) -> serde_json::Value {
-    fn read(path: &Path) -> Option<serde_json::Value> {
-        let bytes = crate::fsutil::read_capped(path, READ_CAP, &crate::fsutil::Owners::anyone()).ok()?;
+/// regular files only, never through a link, never blocking, bounded,
+/// and only when `owners` (root or the agent) owns them.
+pub fn unreadable_report(spool_dir: &Path, owners: &crate::fsutil::Owners) -> serde_json::Value {
+    let read = |path: &Path| -> Option<serde_json::Value> {
+        let bytes = crate::fsutil::read_capped(path, READ_CAP, owners).ok()?;
         serde_json::from_slice(&bytes).ok()
-    }
+    };
     let rows = read(&spool_dir.join(SESSIONS_STATE)).map(|v| v["unreadable"].clone());
     let lines = read(&spool_dir.join(CERTS_STATE)).map(|v| v["unreadable_lines"].clone());
     serde_json::json!({

@@ -145,13 +145,16 @@ fn an_unreadable_row_costs_that_row_only() {
         let msg = sources.noise.0.get(&format!("rows {key}")).cloned().unwrap();
         assert!(msg.contains("1 unreadable row(s) left out (line 5: client row that reads more than one way"), "{msg}");
     }
-    let report = unreadable_report(&site.path("spool"));
+    let report = unreadable_report(&site.path("spool"), &crate::fsutil::Owners::me());
     assert_eq!(report["status_files"][&key], 1);
     assert_eq!(unreadable_text(&report), "1 in status files, 0 in index.txt (left out; see the agent's log)");
     fs::write(&status, status_v2(220, &[rows[0], rows[2]])).unwrap();
     assert!(sources.status_round(true, true, 230).unwrap());
     assert!(!sources.noise.0.contains_key(&format!("rows {key}")));
-    assert_eq!(unreadable_report(&site.path("spool"))["status_files"], serde_json::json!({}));
+    assert_eq!(
+        unreadable_report(&site.path("spool"), &crate::fsutil::Owners::me())["status_files"],
+        serde_json::json!({})
+    );
 }
 
 /// While a row is unreadable its session may still be connected: its
@@ -198,7 +201,7 @@ fn unreadable_index_lines_are_counted() {
     sources.certs_round(1_000).unwrap();
     let names: Vec<String> = site.take().iter().map(|e| e["common_name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["a", "b"]);
-    assert_eq!(unreadable_report(&site.path("spool"))["index_lines"], 1);
+    assert_eq!(unreadable_report(&site.path("spool"), &crate::fsutil::Owners::me())["index_lines"], 1);
 }
 
 /// Runs Debian's easyrsa in `pki`'s parent with `env`.
