@@ -200,6 +200,23 @@ mod tests {
     use super::*;
     use crate::health::check::Code;
 
+    /// `status`'s PKI line says "expired" only once the end has passed:
+    /// an hour left is 0 whole days, not expired.
+    #[test]
+    fn the_pki_report_says_expired_only_after_the_end() {
+        let site = crate::testkit::Scratch::new("status-check", "pki-hours");
+        let now = 1_796_159_242;
+        let book = serde_json::json!({"seen": [
+            {"what": "ca", "label": "/p/ca.crt", "instance": "server", "expires": now + 3600},
+            {"what": "crl", "label": "/p/crl.pem", "instance": "server", "expires": now - 1},
+        ]});
+        std::fs::write(site.root.join("pki.state"), book.to_string()).unwrap();
+        let report = crate::sources::pki_report(&site.root, now, 30, &Owners::me());
+        assert_eq!(report["instances"]["server"]["ca"]["expires"], now + 3600);
+        let lines = crate::sources::pki_report_lines(&report);
+        assert_eq!(lines[0].1, "CA 0 d, server cert -, CRL expired", "{lines:?}");
+    }
+
     #[test]
     fn settings_that_do_not_load_are_unknown() {
         let v = verdict(Err("agent.env:3: bad".into()));
