@@ -101,7 +101,7 @@ fn json_text(report: &Value) -> String {
 
 /// Everything `status` reports, as JSON (the text form is made from it).
 pub fn gather(s: &Settings) -> Value {
-    let trusted = agent_owners(&s.spool.spool_dir);
+    let trusted = agent_owners(s);
     let (agent_state, state_error) = match AgentState::load(&s.spool.spool_dir, &trusted) {
         Ok(st) => (st, None),
         Err(e) => (AgentState::default(), Some(e.to_string())),
@@ -188,15 +188,21 @@ pub fn gather(s: &Settings) -> Value {
 }
 
 /// Who may own the state files the agent writes into its spool (its
-/// state, `pki.state`, `sessions.state`): root and the spool directory's
-/// owner, the agent's user. Not anyone: the spool is writable by the
+/// state, `pki.state`, `sessions.state`, `certs.state`): root, the spool
+/// directory's owner and the shipped unit's user (the agent runs as one of
+/// them), never the hooks' user. Not anyone: the spool is writable by the
 /// hooks' group, whose user could plant a state that says all is well (or
 /// that all is lost). Not the caller either: a check run as the hooks'
 /// user would believe its own files.
-pub(crate) fn agent_owners(spool_dir: &std::path::Path) -> Owners {
+pub(crate) fn agent_owners(s: &Settings) -> Owners {
     use std::os::unix::fs::MetadataExt;
-    let owner = std::fs::symlink_metadata(spool_dir).map_or(0, |m| m.uid());
-    Owners::Only(vec![0, owner])
+    let mut uids = vec![0];
+    uids.extend(std::fs::symlink_metadata(&s.spool.spool_dir).map(|m| m.uid()));
+    uids.extend(crate::accounts::Accounts::for_root(std::path::Path::new("/")).uid(crate::accounts::AGENT_USER));
+    // A legacy spool may belong to the hooks' user: never its files.
+    let hooks = s.hooks_uid();
+    uids.retain(|&u| u == 0 || Some(u) != hooks);
+    Owners::Only(uids)
 }
 
 /// Whether the agent whose pid the state names is alive (a process we may

@@ -443,6 +443,22 @@ fn check_refuses_state_files_the_hooks_user_planted() {
     let (code, line) = check(&site);
     assert_eq!(code, 3, "{line}");
     assert!(!line.contains("not rewritten") && line.contains("cannot check: sessions state"), "{line}");
+    fs::remove_file(site.spool().join("sessions.state")).unwrap();
+
+    // A legacy spool that the hooks' user (nobody, 65534) owns: its owner
+    // is not the agent, and its files are still refused.
+    site.config(&format!(
+        "STATUS_LOG={}
+OPENVPN_SCRIPT_USER=nobody
+",
+        status.display()
+    ));
+    chown(site.spool(), Some(65534), None).unwrap();
+    plant("agent-state.json", "{\"pid\":1}", 65534);
+    let (code, line) = check(&site);
+    chown(site.spool(), Some(0), None).unwrap();
+    assert_eq!(code, 3, "a spool the hooks' user owns: {line}");
+    assert!(line.contains("owned by uid 65534"), "{line}");
 }
 
 /// A CA that ends in two hours has 0 whole days left but is not expired:

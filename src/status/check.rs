@@ -50,7 +50,7 @@ fn facts(s: &Settings) -> Facts {
     };
     // The agent's own files only (root's or the agent's): the hooks'
     // group may create names in the spool. `dropped` is the hooks' to write.
-    let trusted = super::agent_owners(dir);
+    let trusted = super::agent_owners(s);
     let state = match AgentState::load(dir, &trusted) {
         Ok(st) => {
             f.agent_running = super::agent_running(st.pid);
