@@ -48,6 +48,9 @@ mod sink;
 #[path = "../../src/event.rs"]
 mod event;
 #[allow(dead_code, unused_imports)]
+#[path = "../../src/real_address.rs"]
+mod real_address;
+#[allow(dead_code, unused_imports)]
 #[path = "../../src/sources/status_file/mod.rs"]
 mod status_file;
 // The metrics file's rendering and writing, for section 6, with the rows
