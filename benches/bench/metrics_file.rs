@@ -10,7 +10,7 @@
 //! defaults (SESSION_UPDATE_INTERVAL_SECONDS 60, snapshot rounds falling on
 //! the same minute) is one render and write a minute, plus, in the worst
 //! case, a write of the cached text every 15 s of the minute: 1 render + 5
-//! writes. Every render must hold every client, or the section fails.
+//! writes. Every render must hold every client and route, or the section fails.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -71,7 +71,10 @@ defaults: 1 render + 5 writes a minute (the status round's, and delivery's at mo
     for (what, per_client) in [("per client (default)", true), ("METRICS_PER_CLIENT=0", false)] {
         let text = metrics::render_openvpn(&instances, per_client, 10_000);
         let series = text.lines().filter(|l| l.starts_with("openvpn_server_client_received_bytes_total{")).count();
+        let routes =
+            text.lines().filter(|l| l.starts_with("openvpn_server_route_last_reference_time_seconds{")).count();
         let sane = series == if per_client { clients } else { 0 }
+            && routes == if per_client { instances[0].routes.len() } else { 0 }
             && text.contains(&format!("openvpn_server_connected_clients{{status_path=\"/run/openvpn-server/status-server.log\",openvpn_instance=\"server\"}} {clients}\n"));
         ok &= sane;
         let render = median_ms(runs, || {

@@ -639,7 +639,7 @@ pub const SETTINGS: &[Setting] = &[
         default: "10000",
         kind: Kind::Positive,
         empty: "",
-        doc: "At most this many clients (and as many routes) per status file get per-client series in \
+        doc: "At most this many clients (and 4 routes each) per status file get per-client series in \
               METRICS_TEXTFILE; the rest are counted in openvpn_telemetry_metrics_clients_left_out.",
         secret: false,
         hooks: false,

@@ -29,6 +29,10 @@ use super::{ClientRow, InstanceView, RouteRow};
 /// Bytes per `write`: a 10,000-client file is some 7 MB.
 const WRITE_PIECE: usize = 256 * 1024;
 
+/// Route series per client kept under the cap: a client has a route for
+/// its IPv4 and its IPv6 address, and a few `iroute`s at most as a rule.
+pub const ROUTES_PER_CLIENT: usize = 4;
+
 /// The metrics file's mode: node_exporter runs as its own user.
 pub const FILE_MODE: u32 = 0o644;
 
@@ -94,8 +98,8 @@ pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl
 /// The status files' families, with kumina's names, help texts, labels and
 /// types. `per_client` off leaves out the per-client and per-route series
 /// (kumina's `--ignore.individuals` keeps one per common name instead);
-/// on, at most `max_clients` client rows and as many route rows of each
-/// status file get series (a hostile file may list 640,000 rows), and
+/// on, at most `max_clients` client rows and [`ROUTES_PER_CLIENT`] times as
+/// many route rows of each status file get series (a hostile file may list 640,000 rows), and
 /// `openvpn_telemetry_metrics_clients_left_out` says how many clients
 /// were left out.
 pub fn render_openvpn(instances: &[InstanceView], per_client: bool, max_clients: usize) -> String {
@@ -194,7 +198,7 @@ pub fn render_openvpn(instances: &[InstanceView], per_client: bool, max_clients:
         for i in &up {
             let inst = i.instance.as_deref().unwrap_or_default();
             let mut seen = HashSet::with_capacity(i.routes.len());
-            for r in i.routes.iter().take(max_clients) {
+            for r in i.routes.iter().take(max_clients.saturating_mul(ROUTES_PER_CLIENT)) {
                 let RouteRow { virtual_address, common_name, real_address, last_ref } = r;
                 let [cn, real, virt, _] = client_identity(common_name, real_address, virtual_address, "");
                 if !seen.insert((cn.clone(), real.clone(), virt.clone())) {
@@ -329,13 +333,13 @@ mod tests {
             up: true,
             updated_at: Some(1),
             clients: names.iter().map(|n| client(n, 1)).collect(),
-            routes: names.iter().map(|n| route(n)).collect(),
+            routes: (0..20).map(|n| route(&n.to_string())).collect(),
         };
         let text = render_openvpn(std::slice::from_ref(&inst), true, 3);
         let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
         assert_eq!(count("openvpn_server_client_received_bytes_total{"), 3, "{text}");
         assert_eq!(count("openvpn_server_client_sent_bytes_total{"), 3, "{text}");
-        assert_eq!(count("openvpn_server_route_last_reference_time_seconds{"), 3, "{text}");
+        assert_eq!(count("openvpn_server_route_last_reference_time_seconds{"), 3 * ROUTES_PER_CLIENT, "{text}");
         assert!(text.contains("# TYPE openvpn_telemetry_metrics_clients_left_out gauge\n"), "{text}");
         assert!(
             text.contains(
