@@ -202,6 +202,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
 
     // Start-up state is read before the stop signals are blocked: if that
     // ever hangs, SIGTERM still ends the process.
+    let label_privacy = privacy.twin();
     let delivery = Delivery::new(
         DeliverySettings::new(&settings.spool, &settings.delivery, settings.hooks_uid()),
         Box::new(Private::new(sink, privacy)),
@@ -224,7 +225,7 @@ pub fn main(args: &AgentArgs) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let status_rounds =
         settings.sources.snapshot_interval_seconds > 0 || settings.sources.session_update_interval_seconds > 0;
-    let board = Arc::new(crate::health::Board::new(&settings.health, status_rounds));
+    let board = Arc::new(crate::health::Board::new(&settings.health, status_rounds, label_privacy));
 
     log::info!(
         "openvpn-telemetry {} agent{}: spool {}, delivering to {}",

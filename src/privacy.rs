@@ -366,6 +366,7 @@ impl std::error::Error for KeyError {
 /// The pseudonym key: the bytes of its file, whatever they are (32 random
 /// bytes as `install` makes it, or hex text an operator made), at least
 /// [`KEY_BYTES`].
+#[derive(Clone)]
 pub struct Key(hmac::Key);
 
 impl Key {
@@ -547,14 +548,38 @@ impl Privacy {
         self.active
     }
 
+    /// The same settings and key with a memory of its own: for a second
+    /// thread that sends personal fields (the metrics file's labels), so
+    /// the two never wait on each other's lock.
+    pub fn twin(&self) -> Privacy {
+        Privacy::new(&self.section, self.key.clone())
+    }
+
+    /// OpenVPN's `Real Address` (`1.2.3.4:5555`, or 2.7's `udp4:…`) as it
+    /// may leave the host: unchanged when `real_ip` and `real_port` are
+    /// sent in clear; else rebuilt from the ip as `real_ip` is treated
+    /// and the port as `real_port` is (left out when dropped), so a label
+    /// shows the same pseudonym or network as the events. Not an address:
+    /// treated as a `real_ip`.
+    pub fn real_address<'a>(&self, addr: &'a str) -> Cow<'a, str> {
+        if self.treatment("real_ip") == Treatment::Clear && self.treatment("real_port") == Treatment::Clear {
+            return Cow::Borrowed(addr);
+        }
+        let Some((ip, port)) = crate::real_address::split(addr) else {
+            return self.field("real_ip", addr).map_or(Cow::Borrowed(""), |v| Cow::Owned(v.into_owned()));
+        };
+        let ip = self.field("real_ip", ip).unwrap_or_default();
+        match self.field("real_port", port) {
+            Some(p) if !port.is_empty() && !ip.is_empty() => Cow::Owned(format!("{ip}:{p}")),
+            _ => Cow::Owned(ip.into_owned()),
+        }
+    }
+
     /// One field's value as it may leave the host: `None` when the field
     /// is dropped, else the value in clear, cut to its network or replaced
     /// by its pseudonym. For anything that sends a field outside an event
     /// line (a metric's label): use the event's field name (`real_ip` for
     /// a client's address) so the pseudonyms join.
-    // Event lines go through `line`; this is the door for values sent
-    // outside them (metric labels).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn field<'a>(&self, field: &str, value: &'a str) -> Option<Cow<'a, str>> {
         match self.treatment(field) {
             Treatment::Clear => Some(Cow::Borrowed(value)),

@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn the_first_heartbeat_comes_soon_and_an_interval_of_0_turns_it_off() {
         let mut s = Settings::defaults(std::path::Path::new("/x/agent.env"));
-        let board = Arc::new(Board::new(&s.health, true));
+        let board = Arc::new(Board::new(&s.health, true, crate::privacy::Privacy::off()));
         let started = Instant::now();
         assert_eq!(Pulse::new(&s, Arc::clone(&board), started).next_heartbeat, Some(started + FIRST_HEARTBEAT));
         s.health.heartbeat_interval_seconds = 1;

@@ -21,6 +21,7 @@ mod own;
 mod rows;
 mod view;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ pub use rows::{ClientRow, InstanceView, RouteRow};
 pub use view::{SpoolView, first_event_time, list_chunks, read_dir_here};
 
 use crate::config::HealthSection;
+use crate::privacy::Privacy;
 use crate::state::{AgentState, Posts};
 
 /// Longest `last_error` the heartbeat carries, in characters.
@@ -173,6 +175,8 @@ pub struct Board {
     textfile: Option<PathBuf>,
     per_client: bool,
     max_clients: usize,
+    /// Applied to the per-client labels before they are written.
+    privacy: Privacy,
     /// Whether a sources thread will publish status files: until it has
     /// (or [`SOURCES_GRACE`] passed), the file is not written, so that a
     /// restart does not replace a file with clients by one without them.
@@ -197,10 +201,41 @@ struct Halves {
     write_error: Option<String>,
 }
 
+/// The status files with every per-client label as `privacy` lets it
+/// leave the host: the metrics file is read by whoever scrapes
+/// node_exporter, so it shows names and addresses exactly as the events
+/// do (pseudonymized, cut to a network, or empty when dropped). OpenVPN's
+/// `UNDEF` (no username) stays: it names no one.
+fn labelled<'a>(privacy: &Privacy, instances: &'a [InstanceView]) -> Cow<'a, [InstanceView]> {
+    if !privacy.active() {
+        return Cow::Borrowed(instances);
+    }
+    let field = |name: &str, value: &str| privacy.field(name, value).map(Cow::into_owned).unwrap_or_default();
+    let mut shown = instances.to_vec();
+    for i in &mut shown {
+        for c in &mut i.clients {
+            c.common_name = field("common_name", &c.common_name);
+            c.real_address = privacy.real_address(&c.real_address).into_owned();
+            c.virtual_address = field("virtual_ip", &c.virtual_address);
+            if c.username != "UNDEF" {
+                c.username = field("username", &c.username);
+            }
+        }
+        for r in &mut i.routes {
+            r.common_name = field("common_name", &r.common_name);
+            r.real_address = privacy.real_address(&r.real_address).into_owned();
+            r.virtual_address = field("virtual_ip", &r.virtual_address);
+        }
+    }
+    Cow::Owned(shown)
+}
+
 impl Board {
     /// `status_rounds`: whether the sources will read status files (an
     /// update or snapshot interval is set).
-    pub fn new(health: &HealthSection, status_rounds: bool) -> Board {
+    /// `privacy`: what the metrics file's per-client labels may show (the
+    /// same treatment as the events').
+    pub fn new(health: &HealthSection, status_rounds: bool, privacy: Privacy) -> Board {
         if let Some(p) = &health.metrics_textfile
             && p.extension().is_none_or(|e| e != "prom")
         {
@@ -211,6 +246,7 @@ impl Board {
             per_client: health.metrics_per_client,
             max_clients: usize::try_from(health.metrics_max_clients).unwrap_or(usize::MAX),
             wait_for_sources: status_rounds,
+            privacy,
             created: Instant::now(),
             inner: Mutex::new(Halves::default()),
         }
@@ -219,7 +255,7 @@ impl Board {
     /// The sources' half: every status file of this round.
     pub fn publish_instances(&self, instances: Vec<InstanceView>) {
         let text = if self.textfile.is_some() {
-            metrics::render_openvpn(&instances, self.per_client, self.max_clients)
+            metrics::render_openvpn(&labelled(&self.privacy, &instances), self.per_client, self.max_clients)
         } else {
             String::new()
         };
@@ -270,6 +306,60 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::privacy::{FieldSet, Key, Prefix, PrivacySection};
+
+    fn one_client() -> Vec<InstanceView> {
+        vec![InstanceView {
+            status_path: "/run/openvpn-server/status-server.log".into(),
+            instance: Some("server".into()),
+            up: true,
+            updated_at: Some(1),
+            clients: vec![ClientRow {
+                common_name: "alice".into(),
+                real_address: "udp4:203.0.113.5:52137".into(),
+                virtual_address: "10.8.0.6".into(),
+                username: "al-user".into(),
+                connected_since: 1,
+                bytes_received: 2,
+                bytes_sent: 3,
+            }],
+            routes: vec![RouteRow {
+                virtual_address: "10.8.0.6".into(),
+                common_name: "alice".into(),
+                real_address: "udp4:203.0.113.5:52137".into(),
+                last_ref: 1,
+            }],
+        }]
+    }
+
+    /// The labels show what the events show: with nothing set, OpenVPN's
+    /// text; else pseudonyms (the events' own), a network, or nothing.
+    #[test]
+    fn metric_labels_leave_the_host_as_the_events_do() {
+        let rows = one_client();
+        let clear = metrics::render_openvpn(&labelled(&Privacy::off(), &rows), true, 100);
+        assert!(clear.contains(r#"common_name="alice""#) && clear.contains("udp4:203.0.113.5:52137"), "{clear}");
+
+        let section = PrivacySection {
+            pseudonymize: FieldSet::parse("common_name,username,real_ip,virtual_ip").unwrap(),
+            drop_fields: FieldSet::parse("real_port").unwrap(),
+            ..PrivacySection::default()
+        };
+        let key = Key::new(&[7; 32]);
+        let text = metrics::render_openvpn(&labelled(&Privacy::with_key(&section, key.clone()), &rows), true, 100);
+        for raw in ["alice", "203.0.113", "52137", "10.8.0.6", "al-user"] {
+            assert!(!text.contains(raw), "{raw} in\n{text}");
+        }
+        for (field, raw) in [("common_name", "alice"), ("real_ip", "203.0.113.5"), ("username", "al-user")] {
+            assert!(text.contains(&format!("\"{}\"", key.pseudonym(field, raw))), "{field} in\n{text}");
+        }
+        assert!(text.contains(&format!("real_address=\"{}\"", key.pseudonym("real_ip", "203.0.113.5"))), "{text}");
+
+        let cut = PrivacySection { real_ip_prefix: Prefix::parse("24,48").unwrap(), ..PrivacySection::default() };
+        let text = metrics::render_openvpn(&labelled(&Privacy::with_key(&cut, key), &rows), true, 100);
+        assert!(text.contains(r#"real_address="203.0.113.0:52137""#), "{text}");
+        assert!(text.contains(r#"common_name="alice""#), "{text}");
+    }
 
     #[test]
     fn scrub_masks_every_url_secret_and_query_wherever_it_stands() {

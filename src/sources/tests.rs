@@ -301,7 +301,15 @@ fn run_loop_starts_with_a_round_and_stops() {
     let mut seen = Vec::new();
     std::thread::scope(|s| {
         let runner = s.spawn(|| {
-            run(&settings, &stop, &crate::health::Board::new(&crate::config::HealthSection::default(), true))
+            run(
+                &settings,
+                &stop,
+                &crate::health::Board::new(
+                    &crate::config::HealthSection::default(),
+                    true,
+                    crate::privacy::Privacy::off(),
+                ),
+            )
         });
         let give_up = Instant::now() + Duration::from_secs(60);
         // Read without draining: the runner may be appending right now.
