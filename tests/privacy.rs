@@ -188,6 +188,7 @@ fn by_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 #[test]
+#[ignore = "needs the PyPI packages tests/setup.sh installs (the OTLP receiver): make test runs it"]
 fn personal_fields_never_leave_in_clear_in_either_format() {
     let work = std::env::temp_dir().join(format!("ovt-privacy-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
