@@ -17,26 +17,27 @@
 
 mod certs;
 mod conf;
+mod files;
 mod pki;
 mod sessions;
 mod status_file;
+mod status_round;
 mod views;
 mod x509;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Read as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use crate::config::{Settings, SourcesSection, SpoolSection};
 use crate::event::{self, Event};
-use crate::health::{Board, InstanceView};
+use crate::health::Board;
 use crate::spool::{Spool, SpoolError, Written};
+pub use files::probe;
+use files::{Got, load_state, read_stable, read_stable_capped, read_stable_head, save_state};
 
 /// Largest status file or index read; beyond it the round is skipped so a
 /// runaway file cannot exhaust the agent's memory.
@@ -345,150 +346,6 @@ impl<'a> Sources<'a> {
         }
     }
 
-    /// Reads every status file once and writes the updates and/or the
-    /// snapshot. `Ok(false)`: some file was skipped (logged).
-    fn status_round(&mut self, snapshot: bool, update: bool, now: i64) -> Result<bool, Vec<Error>> {
-        let mut views = Vec::new();
-        let result = self.status_files(snapshot, update, now, &mut views);
-        if let Some(board) = self.board {
-            board.publish_instances(views);
-        }
-        result
-    }
-
-    /// [`Self::status_round`]'s work; `views` gets every status file as read.
-    fn status_files(
-        &mut self,
-        snapshot: bool,
-        update: bool,
-        now: i64,
-        views: &mut Vec<InstanceView>,
-    ) -> Result<bool, Vec<Error>> {
-        let (found, problems) = conf::status_sources(self.settings);
-        if found.is_empty() && !problems.is_empty() {
-            self.noise.warn("config", format!("sessions off: {}", problems.join("; ")));
-        } else {
-            for p in &problems {
-                log::debug!("sessions: {p}");
-            }
-            self.noise.over("config");
-        }
-        if found.is_empty() {
-            // Not configured (or no `status` directive): nothing to retry soon.
-            return Ok(true);
-        }
-        let mut complete = true;
-        let mut errors = Vec::new();
-        // A status file no longer configured is forgotten, so that
-        // `status --check` does not warn about it for ever.
-        if problems.is_empty() {
-            let configured = found.iter().map(|s| s.path.display().to_string()).collect();
-            if self.sessions.keep_only(&configured)
-                && let Err(e) = save_state(&self.settings.spool.spool_dir.join(SESSIONS_STATE), &self.sessions)
-            {
-                errors.push(e);
-            }
-        }
-        for src in &found {
-            let path = src.path.display();
-            let key = path.to_string();
-            let parsed = match read_stable(&src.path, &self.source_owners) {
-                Ok(Got::Data(bytes, mtime)) => status_file::parse(&bytes, Some(mtime)).map_err(|e| e.to_string()),
-                Ok(Got::Skip(why)) => Err(why),
-                Err(e) => {
-                    errors.push(e);
-                    views.push(views::instance_view(src, None));
-                    continue;
-                }
-            };
-            views.push(views::instance_view(src, parsed.as_ref().ok()));
-            let status = match parsed {
-                Ok(s) => {
-                    self.noise.over(&key);
-                    self.rows_left_out(&key, &s);
-                    s
-                }
-                Err(why) => {
-                    self.noise.warn(&key, format!("{path}: {why}; session round skipped"));
-                    complete = false;
-                    continue;
-                }
-            };
-            if update {
-                let result = self.sessions.update(&status, src, &self.sink, now);
-                let saved = save_state(&self.settings.spool.spool_dir.join(SESSIONS_STATE), &self.sessions);
-                match result {
-                    Ok(sessions::Updated::Written(n)) => log::debug!("{path}: {n} SESSION_UPDATE written"),
-                    Ok(sessions::Updated::Unchanged) => log::debug!("{path}: not rewritten since the last update"),
-                    Ok(sessions::Updated::SpoolFull(n)) => {
-                        log::warn!("{path}: spool full after {n} SESSION_UPDATE; the rest carry over");
-                        complete = false;
-                    }
-                    Err(source) => errors.push(Error::Spool { file: src.path.clone(), source }),
-                }
-                if let Err(e) = saved {
-                    errors.push(e);
-                }
-            }
-            let age = status.written_at.map_or(0, |t| now - t);
-            if snapshot && age > STALE_STATUS_SECONDS {
-                let msg = format!("{path}: not rewritten for {age} s (is OpenVPN running?); no SESSION_SNAPSHOT");
-                self.noise.warn(&format!("stale {key}"), msg);
-                complete = false;
-            } else if snapshot {
-                self.noise.over(&format!("stale {key}"));
-                for ev in sessions::snapshot_events(&status, src) {
-                    match self.sink.append(&ev) {
-                        Ok(Stored::Yes) => {}
-                        Ok(Stored::Dropped) => {
-                            log::warn!("{path}: spool full; SESSION_SNAPSHOT left incomplete");
-                            complete = false;
-                            break;
-                        }
-                        Err(source) => {
-                            errors.push(Error::Spool { file: src.path.clone(), source });
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        if errors.is_empty() { Ok(complete) } else { Err(errors) }
-    }
-
-    /// Reports rows of a status file that were left out as unreadable: a
-    /// warning when that starts or changes (so at most once per version of
-    /// the file, and a crafted name cannot flood the journal), debug while
-    /// it lasts; the count goes into `sessions.state` for `status`.
-    fn rows_left_out(&mut self, key: &str, status: &status_file::Status) {
-        let bad = &status.unreadable;
-        let noise_key = format!("rows {key}");
-        if bad.is_empty() {
-            self.noise.over(&noise_key);
-        } else {
-            let lines: Vec<String> = bad.iter().take(5).map(|e| e.line.to_string()).collect();
-            let more = if bad.len() > 5 { ", ..." } else { "" };
-            let msg = format!(
-                "{key}: {} unreadable row(s) left out (line {}{more}: {}); the other clients are read",
-                bad.len(),
-                lines.join(", "),
-                bad[0].what
-            );
-            self.noise.warn(&noise_key, msg);
-        }
-        let before = self.sessions.unreadable.get(key).copied().unwrap_or(0);
-        if before != bad.len() {
-            if bad.is_empty() {
-                self.sessions.unreadable.remove(key);
-            } else {
-                self.sessions.unreadable.insert(key.to_string(), bad.len());
-            }
-            if let Err(e) = save_state(&self.settings.spool.spool_dir.join(SESSIONS_STATE), &self.sessions) {
-                log::warn!("{e}");
-            }
-        }
-    }
-
     /// Looks at `index.txt` and writes what changed; a cheap `stat` when
     /// the file is as last read and no known certificate has expired.
     fn certs_round(&mut self, now: i64) -> Result<(), Error> {
@@ -586,97 +443,6 @@ pub fn unreadable_text(report: &serde_json::Value) -> String {
 /// on its command line (for `check`, which reads the conf itself).
 pub fn conf_status_file(conf: &Path, text: &str) -> Option<PathBuf> {
     conf::status_directive(conf, text).or_else(|| conf::unit_default(conf))
-}
-
-/// Opens `path` and reads a byte the way the sources do (the same walk,
-/// the same checks, the capability raised the same way): `check`'s probe,
-/// run as the agent's user with the unit's capability.
-pub fn probe(path: &Path, owners: &crate::fsutil::Owners) -> io::Result<()> {
-    crate::privilege::for_sources(|| {
-        let opened = crate::fsutil::open_beneath(path, owners)?;
-        io::Read::by_ref(&mut &opened.file).take(1).read_to_end(&mut Vec::new()).map(|_| ())
-    })
-}
-
-/// What [`read_stable`] got.
-enum Got {
-    /// The bytes and the mtime (unix seconds).
-    Data(Vec<u8>, i64),
-    /// Nothing this round, and why.
-    Skip(String),
-}
-
-/// Reads a file OpenVPN or Easy-RSA may be rewriting: [`Got::Skip`] when
-/// it is missing, over [`READ_CAP`] or changed while being read (after one
-/// retry); `Err` when it cannot be read at all (permissions, or refused).
-///
-/// The agent may hold `CAP_DAC_READ_SEARCH` for these files, and needs it
-/// for every step through a 0710 `/run/openvpn-server` or a 0700 `pki/`:
-/// the walk, the open, the read and the second look all run inside one
-/// [`crate::privilege::for_sources`], on this thread, through
-/// [`crate::fsutil::open_beneath`] (no link anywhere on the path, only
-/// directories only root can change, never a FIFO, a second name or a file
-/// the hooks' user owns). Nothing else happens while it is raised.
-fn read_stable(path: &Path, owners: &crate::fsutil::Owners) -> Result<Got, Error> {
-    read_stable_capped(path, owners, READ_CAP)
-}
-
-/// [`read_stable`] with a cap of its own (certificates are small).
-fn read_stable_capped(path: &Path, owners: &crate::fsutil::Owners, cap: u64) -> Result<Got, Error> {
-    read_stable_upto(path, owners, cap, false)
-}
-
-/// [`read_stable`] of the start of a file of any size: at most `head` + 1
-/// bytes, so more than `head` says the file goes on (a CRL, whose expiry
-/// is at its start).
-fn read_stable_head(path: &Path, owners: &crate::fsutil::Owners, head: u64) -> Result<Got, Error> {
-    read_stable_upto(path, owners, head, true)
-}
-
-fn read_stable_upto(path: &Path, owners: &crate::fsutil::Owners, cap: u64, head: bool) -> Result<Got, Error> {
-    let err = |source: io::Error| Error::Read { path: path.to_path_buf(), source };
-    for attempt in 0..2 {
-        let read = || -> io::Result<Option<(Vec<u8>, crate::fsutil::Stamp, crate::fsutil::Stamp)>> {
-            let opened = crate::fsutil::open_beneath(path, owners)?;
-            let before = crate::fsutil::Stamp::of(&opened.file.metadata()?);
-            if before.size > cap && !head {
-                return Ok(None);
-            }
-            let mut bytes = Vec::with_capacity(before.size.min(cap + 1) as usize);
-            io::Read::by_ref(&mut &opened.file).take(cap + 1).read_to_end(&mut bytes)?;
-            let after = opened.restat()?;
-            Ok(Some((bytes, before, after)))
-        };
-        let (bytes, before, after) = match crate::privilege::for_sources(read) {
-            Ok(Some(got)) => got,
-            Ok(None) => return Ok(Got::Skip(format!("over the {cap}-byte cap"))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Got::Skip("not found".into())),
-            Err(e) => return Err(err(e)),
-        };
-        if before == after && bytes.len() as u64 == after.size.min(if head { cap + 1 } else { u64::MAX }) {
-            return Ok(Got::Data(bytes, after.mtime));
-        }
-        if attempt == 0 {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    Ok(Got::Skip("changed while being read".into()))
-}
-
-/// Reads a state file; `None` when there is none (first run). A damaged
-/// one, or one the agent did not write itself, is logged and treated as
-/// absent: at worst events are repeated, which the server's dedup absorbs.
-fn load_state<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    crate::fsutil::load_json(path, READ_CAP, &crate::fsutil::Owners::me())
-        .map_err(|e| log::warn!("{}; starting afresh", crate::fsutil::printable(&e.to_string())))
-        .ok()
-        .flatten()
-}
-
-/// Writes a state file atomically and durably, 0600 for the agent alone
-/// ([`crate::fsutil::replace_file`]).
-fn save_state<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
-    crate::fsutil::save_json(path, value).map_err(|source| Error::State { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
