@@ -4,12 +4,15 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
 use super::*;
 use crate::testkit::Scratch;
+
+/// The one Easy-RSA runner of the test kit (tests/support/easyrsa.rs).
+#[path = "../../tests/support/easyrsa.rs"]
+mod easyrsa;
 
 struct Site {
     root: PathBuf,
@@ -204,35 +207,20 @@ fn unreadable_index_lines_are_counted() {
     assert_eq!(unreadable_report(&site.path("spool"), &crate::fsutil::Owners::me())["index_lines"], 1);
 }
 
-/// Runs Debian's easyrsa in `pki`'s parent with `env`.
-fn easyrsa(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> bool {
-    let out = Command::new("/usr/share/easy-rsa/easyrsa")
-        .args(args)
-        .current_dir(dir)
-        .env("EASYRSA_BATCH", "1")
-        .env("EASYRSA_PKI", dir.join("pki"))
-        .env("EASYRSA_ALGO", "ec")
-        .env("EASYRSA_CURVE", "prime256v1")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "easyrsa {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    true
-}
-
 #[test]
 fn easyrsa_issue_revoke_expire_and_restart() {
     // A test that cannot run fails; `make test` installs what it needs.
     assert!(
-        Path::new("/usr/share/easy-rsa/easyrsa").exists(),
-        "cannot run this test: /usr/share/easy-rsa/easyrsa is missing (apt-get install easy-rsa)"
+        Path::new(easyrsa::EASYRSA).exists(),
+        "cannot run this test: {} is missing (apt-get install easy-rsa)",
+        easyrsa::EASYRSA
     );
     let site = Site::new("certs");
     let dir = &site.root;
-    easyrsa(dir, &["init-pki"], &[]);
-    easyrsa(dir, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "test-ca")]);
-    easyrsa(dir, &["build-client-full", "alice", "nopass"], &[]);
-    easyrsa(dir, &["build-client-full", "bob", "nopass"], &[("EASYRSA_CERT_EXPIRE", "1")]);
+    easyrsa::run(dir, &["init-pki"], &[]);
+    easyrsa::run(dir, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "test-ca")]);
+    easyrsa::run(dir, &["build-client-full", "alice", "nopass"], &[]);
+    easyrsa::run(dir, &["build-client-full", "bob", "nopass"], &[("EASYRSA_CERT_EXPIRE", "1")]);
     let index = dir.join("pki/index.txt");
     let settings = site.settings(&format!("EASYRSA_INDEX={}\n", index.display()));
     let now = unix_now();
@@ -254,8 +242,8 @@ fn easyrsa_issue_revoke_expire_and_restart() {
     let mut sources = Sources::new(&settings, None);
     sources.certs_round(now).unwrap();
     assert!(site.take().is_empty());
-    easyrsa(dir, &["revoke", "alice", "keyCompromise"], &[]);
-    easyrsa(dir, &["build-client-full", "carol", "nopass"], &[]);
+    easyrsa::run(dir, &["revoke", "alice", "keyCompromise"], &[]);
+    easyrsa::run(dir, &["build-client-full", "carol", "nopass"], &[]);
     let mut sources = Sources::new(&settings, None);
     sources.certs_round(now).unwrap();
     let evs = site.take();
