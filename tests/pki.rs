@@ -25,56 +25,16 @@ use site::BIN;
 
 const DAY: i64 = 86_400;
 
-struct Site {
-    site: site::Site,
-    seen: usize,
-}
+/// The shared test site with a `file://` sink (support/agent_site.rs).
+type Site = site::FileSite;
 
-impl std::ops::Deref for Site {
-    type Target = site::Site;
-    fn deref(&self) -> &site::Site {
-        &self.site
-    }
-}
-
-impl Site {
-    fn new(name: &str) -> Site {
-        Site { site: site::Site::new(&format!("pki-{name}")), seen: 0 }
-    }
-    /// agent.env: this site's spool, a `file://` sink, then `extra`.
-    fn configure(&self, extra: &str) {
-        self.site.settings(&format!(
-            "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\n{extra}",
-            self.spool().display(),
-            self.path("out.ndjson").display()
-        ));
-    }
-    /// `agent --once` at unix time `now`: the events it delivered and its
-    /// stderr.
-    fn agent(&mut self, now: i64) -> (Vec<Value>, String) {
-        let out = Command::new(BIN)
-            .args(["agent", "--once"])
-            .env("OPENVPN_TELEMETRY_CONFIG", self.config_path())
-            .env("OPENVPN_TELEMETRY_NOW", now.to_string())
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "agent --once: {stderr}");
-        let text = fs::read_to_string(self.path("out.ndjson")).unwrap_or_default();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let new = lines[self.seen..].to_vec();
-        self.seen = lines.len();
-        (new, stderr)
-    }
-    /// The PKI health events of a run, as (type, role or "crl", path's
-    /// file name, threshold), sorted.
-    fn warnings(&mut self, now: i64) -> Vec<(String, String, String, i64)> {
-        let (evs, _) = self.agent(now);
-        let mut out: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
-        out.sort();
-        out
-    }
+/// The PKI health events of a run at `now`, as (type, role or "crl",
+/// path's file name, threshold), sorted.
+fn warnings(site: &mut Site, now: i64) -> Vec<(String, String, String, i64)> {
+    let evs = site.agent(Some(now));
+    let mut out: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
+    out.sort();
+    out
 }
 
 fn is_pki(e: &Value) -> bool {
@@ -157,7 +117,7 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     require::file(easyrsa::EASYRSA, "easy-rsa");
     require::program("openssl", "version", "openssl");
     // Everything below the site's directory, removed with it.
-    let mut site = Site::new("thresholds");
+    let mut site = Site::new("pki-thresholds", "");
     let root = site.path("easyrsa");
     fs::create_dir_all(&root).unwrap();
     let (pki, etc) = build(&root);
@@ -173,7 +133,7 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     let mut all = Vec::new();
 
     // At once: each file at the smallest threshold it is within.
-    let (evs, log) = site.agent(t0);
+    let (evs, log) = site.agent_logged(Some(t0));
     let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
     got.sort();
     assert_eq!(
@@ -209,17 +169,20 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     all.extend(evs.into_iter().filter(is_pki));
 
     // Nothing is said twice: the same moment, and a restart a little later.
-    assert_eq!(site.warnings(t0), []);
-    assert_eq!(site.warnings(t0 + 3600), []);
+    assert_eq!(warnings(&mut site, t0), []);
+    assert_eq!(warnings(&mut site, t0 + 3600), []);
 
     // A day later both CRLs have less than a day left.
     let d1 = t0 + DAY + 60;
-    assert_eq!(site.warnings(d1), [w("CRL_EXPIRING", "crl", "crl.der", 1), w("CRL_EXPIRING", "crl", "crl.pem", 1)]);
-    assert_eq!(site.warnings(d1 + 60), []);
+    assert_eq!(
+        warnings(&mut site, d1),
+        [w("CRL_EXPIRING", "crl", "crl.der", 1), w("CRL_EXPIRING", "crl", "crl.pem", 1)]
+    );
+    assert_eq!(warnings(&mut site, d1 + 60), []);
 
     // Past nextUpdate: CRL_EXPIRED once each; c3 is within its last day.
     let d2 = t0 + 2 * DAY + 120;
-    let (evs, _) = site.agent(d2);
+    let (evs, _) = site.agent_logged(Some(d2));
     let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
     got.sort();
     assert_eq!(
@@ -231,31 +194,31 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
         ]
     );
     all.extend(evs.into_iter().filter(is_pki));
-    assert_eq!(site.warnings(d2 + 600), []);
+    assert_eq!(warnings(&mut site, d2 + 600), []);
 
     // `easyrsa gen-crl` (10 days, made now, so 8 days left by the test
     // clock): the new nextUpdate is warned about afresh, at 30 again; the
     // DER copy, not renewed, stays expired without a word.
     easyrsa::run(&root, &["gen-crl"], &[("EASYRSA_CRL_DAYS", "10")]);
-    assert_eq!(site.warnings(d2 + 900), [w("CRL_EXPIRING", "crl", "crl.pem", 30)]);
-    assert_eq!(site.warnings(d2 + 1200), []);
+    assert_eq!(warnings(&mut site, d2 + 900), [w("CRL_EXPIRING", "crl", "crl.pem", 30)]);
+    assert_eq!(warnings(&mut site, d2 + 1200), []);
     // Three days on: the renewed CRL and the chain's 10-day CA at 7.
     assert_eq!(
-        site.warnings(t0 + 3 * DAY + 120),
+        warnings(&mut site, t0 + 3 * DAY + 120),
         [w("CERT_EXPIRING", "ca", "chain.crt", 7), w("CRL_EXPIRING", "crl", "crl.pem", 7)]
     );
 
     // The server certificate's last day, then its end: CERT_EXPIRED with
     // its role (and index.txt's own CERT_EXPIRED, without one).
-    assert_eq!(site.warnings(t0 + 4 * DAY + 120), [w("CERT_EXPIRING", "server", "server.crt", 1)]);
-    let (evs, _) = site.agent(t0 + 5 * DAY + 120);
+    assert_eq!(warnings(&mut site, t0 + 4 * DAY + 120), [w("CERT_EXPIRING", "server", "server.crt", 1)]);
+    let (evs, _) = site.agent_logged(Some(t0 + 5 * DAY + 120));
     let server_end = evs.iter().find(|e| e["type"] == "CERT_EXPIRED" && e["cert_role"] == "server").unwrap();
     assert_eq!((server_end["status"].as_str(), server_end["instance"].as_str()), (Some("expired"), Some("office")));
     assert!(
         evs.iter().any(|e| e["type"] == "CERT_EXPIRED" && e["common_name"] == "server" && e.get("cert_role").is_none())
     );
     all.extend(evs.into_iter().filter(is_pki));
-    assert_eq!(site.warnings(t0 + 5 * DAY + 600).iter().filter(|k| k.1 == "server").count(), 0);
+    assert_eq!(warnings(&mut site, t0 + 5 * DAY + 600).iter().filter(|k| k.1 == "server").count(), 0);
 
     // The certificate past 2049 was read (GeneralizedTime) and is far off.
     let state: Value = serde_json::from_slice(&fs::read(site.spool().join("pki.state")).unwrap()).unwrap();
@@ -337,7 +300,7 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
 #[test]
 fn a_bad_file_costs_only_itself() {
     require::program("openssl", "version", "openssl");
-    let mut site = Site::new("bad");
+    let mut site = Site::new("pki-bad", "");
     let dir = site.path("etc");
     fs::create_dir_all(&dir).unwrap();
     self_signed(&dir, "ca", "bad-test-ca", 3);
@@ -371,7 +334,7 @@ fn a_bad_file_costs_only_itself() {
         dir.join("a.conf").display(),
         dir.join("b.conf").display()
     ));
-    let (evs, log) = site.agent(now());
+    let (evs, log) = site.agent_logged(Some(now()));
     let got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
     assert_eq!(got, [w("CRL_EXPIRING", "crl", "crl.pem", 7)], "{log}");
     for (file, why) in [
@@ -423,7 +386,7 @@ fn openssl_ca(dir: &Path, args: &[&str]) {
 #[test]
 fn an_old_ca_left_in_a_rollover_bundle_is_a_warning_not_an_outage() {
     require::program("openssl", "version", "openssl");
-    let mut site = Site::new("rollover");
+    let mut site = Site::new("pki-rollover", "");
     let dir = site.path("etc");
     fs::create_dir_all(&dir).unwrap();
     let (old_key, csr) = (dir.join("old.key"), dir.join("old.csr"));
@@ -458,14 +421,14 @@ fn an_old_ca_left_in_a_rollover_bundle_is_a_warning_not_an_outage() {
         dir.join("office.conf").display()
     ));
     let t0 = now();
-    let (evs, log) = site.agent(t0);
+    let (evs, log) = site.agent_logged(Some(t0));
     let pki: Vec<&Value> = evs.iter().filter(|e| is_pki(e)).collect();
     assert_eq!(pki.len(), 1, "only the old CA's end: {pki:?} {log}");
     let e = pki[0];
     assert_eq!(key(e), w("CERT_EXPIRED", "ca", "ca.crt", -1), "{e}");
     assert_eq!((e["cert_serial_hex"].as_str(), e["subject"].as_str()), (Some("1000"), Some("/CN=rollover-ca")), "{e}");
     assert!(e["expires_at"].as_str().unwrap().starts_with("2021-01-01"), "{e}");
-    assert!(site.warnings(t0 + 60).is_empty(), "once");
+    assert!(warnings(&mut site, t0 + 60).is_empty(), "once");
 
     let out = Command::new(BIN)
         .args(["status", "--json"])
@@ -505,7 +468,7 @@ fn an_old_ca_left_in_a_rollover_bundle_is_a_warning_not_an_outage() {
     assert_eq!(said(&site).len(), 1, "{:?}", said(&site));
     assert!(said(&site)[0].ends_with("ca.crt\t1000"), "{:?}", said(&site));
     fs::write(dir.join("office.conf"), "port 1194\n").unwrap();
-    assert!(site.warnings(t0 + 120).is_empty());
+    assert!(warnings(&mut site, t0 + 120).is_empty());
     assert!(said(&site).is_empty(), "{:?}", said(&site));
 }
 
@@ -516,7 +479,7 @@ fn an_old_ca_left_in_a_rollover_bundle_is_a_warning_not_an_outage() {
 #[test]
 fn a_crl_with_many_revocations_is_watched() {
     require::program("openssl", "version", "openssl");
-    let mut site = Site::new("bigcrl");
+    let mut site = Site::new("pki-bigcrl", "");
     let dir = site.path("etc");
     fs::create_dir_all(&dir).unwrap();
     self_signed(&dir, "ca", "big-crl-ca", 30);
@@ -544,7 +507,7 @@ fn a_crl_with_many_revocations_is_watched() {
         dir.join("b.conf").display()
     ));
     let t0 = now();
-    let (evs, log) = site.agent(t0);
+    let (evs, log) = site.agent_logged(Some(t0));
     let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
     got.sort();
     assert_eq!(got, [w("CRL_EXPIRING", "crl", "crl.der", 7), w("CRL_EXPIRING", "crl", "crl.pem", 7)], "{log}");

@@ -22,47 +22,11 @@ use site::BIN;
 use site::roles::{connect, disconnect};
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-/// The shared test site (support/agent_site.rs) with a `file://` sink, and
-/// how much of the sink a test has seen.
-struct Site {
-    site: site::Site,
-    /// Lines of `out.ndjson` already handed out by [`Site::agent`].
-    seen: usize,
-}
+/// The shared test site with a `file://` sink (support/agent_site.rs).
+type Site = site::FileSite;
 
-impl std::ops::Deref for Site {
-    type Target = site::Site;
-    fn deref(&self) -> &site::Site {
-        &self.site
-    }
-}
-
-impl Site {
-    fn new(name: &str, extra: &str) -> Site {
-        let site = site::Site::new(&format!("sources-{name}"));
-        site.settings(&format!(
-            "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\n{extra}",
-            site.spool().display(),
-            site.path("out.ndjson").display()
-        ));
-        Site { site, seen: 0 }
-    }
-    /// Runs `agent --once` (at unix time `now`, if given) and returns the
-    /// events it delivered.
-    fn agent(&mut self, now: Option<i64>) -> Vec<Value> {
-        let mut c = Command::new(BIN);
-        c.args(["agent", "--once"]).env("OPENVPN_TELEMETRY_CONFIG", self.config_path());
-        if let Some(t) = now {
-            c.env("OPENVPN_TELEMETRY_NOW", t.to_string());
-        }
-        let out = c.output().unwrap();
-        assert!(out.status.success(), "agent --once: {}", String::from_utf8_lossy(&out.stderr));
-        let text = fs::read_to_string(self.path("out.ndjson")).unwrap_or_default();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let new = lines[self.seen..].to_vec();
-        self.seen = lines.len();
-        new
-    }
+fn new_site(name: &str, extra: &str) -> Site {
+    Site::new(&format!("sources-{name}"), extra)
 }
 
 fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -90,7 +54,7 @@ fn easyrsa_issue_revoke_expire_without_duplicates() {
     easyrsa::run(&root, &["build-client-full", "alice", "nopass"], &[]);
     easyrsa::run(&root, &["build-client-full", "bob", "nopass"], &[("EASYRSA_CERT_EXPIRE", "1")]);
     let index = root.join("pki/index.txt");
-    let mut site = Site::new("certs", &format!("EASYRSA_INDEX={}\n", index.display()));
+    let mut site = new_site("certs", &format!("EASYRSA_INDEX={}\n", index.display()));
     let mut all = Vec::new();
 
     let evs = index_events(&mut site, None);
@@ -151,7 +115,7 @@ fn bump(text: &str, time: u64, extra: u64) -> String {
 
 #[test]
 fn status_file_updates_snapshots_and_the_hooks_session_id() {
-    let mut site = Site::new("status", "");
+    let mut site = new_site("status", "");
     let conf = site.path("server.conf");
     fs::write(&conf, "port 1194\nstatus openvpn-status.log 10\nstatus-version 2\n").unwrap();
     let config = fs::read_to_string(site.path("agent.env")).unwrap();
@@ -276,7 +240,7 @@ fn live_openvpn_session_updates_follow_traffic() {
         assert!(sh(&["ip", "-n", ns, "link", "set", "lo", "up"]));
     }
 
-    let mut site = Site::new("live", "");
+    let mut site = new_site("live", "");
     let dir = site.root.clone();
     easyrsa::run(&dir, &["init-pki"], &[]);
     easyrsa::run(&dir, &["build-ca", "nopass"], &[("EASYRSA_REQ_CN", "live-ca")]);
@@ -454,7 +418,7 @@ fn every_client_row_has_its_connect_hooks_session_id() {
     ];
     let mut compared = 0;
     for (run, file) in runs {
-        let mut site = Site::new(&format!("ids-{run}"), "");
+        let mut site = new_site(&format!("ids-{run}"), "");
         let status = site.path(file);
         let text = fs::read_to_string(Path::new(FIXTURES).join("real").join(run).join(file)).unwrap();
         fs::write(&status, &text).unwrap();
@@ -518,7 +482,7 @@ fn bump_from_the_end(text: &str, time: u64, extra: u64) -> String {
 /// row), and `status` shows the count.
 #[test]
 fn an_unreadable_row_is_counted_logged_once_and_costs_only_itself() {
-    let mut site = Site::new("unreadable", "");
+    let mut site = new_site("unreadable", "");
     let status = site.path("status.log");
     let config = fs::read_to_string(site.path("agent.env")).unwrap();
     fs::write(site.path("agent.env"), format!("{config}STATUS_LOG={}\n", status.display())).unwrap();
@@ -532,19 +496,13 @@ fn an_unreadable_row_is_counted_logged_once_and_costs_only_itself() {
         .map(|l| format!("{l}\n"))
         .collect();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let mut logs = Vec::new();
+    let (mut logs, mut evs) = (Vec::new(), Vec::new());
     for (i, t) in [now, now + 60].into_iter().enumerate() {
         fs::write(&status, bump_from_the_end(&text, t, i as u64 * 100)).unwrap();
-        let out = Command::new(BIN)
-            .args(["agent", "--once"])
-            .env("OPENVPN_TELEMETRY_CONFIG", site.path("agent.env"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        logs.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        let (delivered, log) = site.agent_logged(None);
+        evs.extend(delivered);
+        logs.push(log);
     }
-    let text_evs = fs::read_to_string(site.path("out.ndjson")).unwrap();
-    let evs: Vec<Value> = text_evs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let ups = of_type(&evs, "SESSION_UPDATE");
     assert_eq!(ups.len(), 12, "6 of 7 clients, twice: {ups:#?}");
     assert!(ups.iter().all(|u| !u["username"].as_str().is_some_and(|n| n.contains("192.0.2.2"))), "{ups:#?}");
@@ -570,7 +528,6 @@ fn an_unreadable_row_is_counted_logged_once_and_costs_only_itself() {
     assert!(shown.contains("unreadable rows") && shown.contains("1 in status files"), "{shown}");
     // The row read again (its routes are back): the count goes to 0.
     fs::write(&status, bump_from_the_end(&real, now + 120, 300)).unwrap();
-    site.seen = text_evs.lines().count();
     assert_eq!(of_type(&site.agent(None), "SESSION_UPDATE").len(), 7);
     let out = Command::new(BIN)
         .args(["status", "--json"])

@@ -242,6 +242,58 @@ impl Site {
     }
 }
 
+/// A [`Site`] that delivers to a `file://` sink (`out.ndjson`) and runs
+/// `agent --once`, remembering how much of the sink a test has seen.
+pub struct FileSite {
+    site: Site,
+    seen: usize,
+}
+
+impl std::ops::Deref for FileSite {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl FileSite {
+    /// A new site whose agent.env names its spool and the sink, then `extra`.
+    pub fn new(name: &str, extra: &str) -> FileSite {
+        let site = FileSite { site: Site::new(name), seen: 0 };
+        site.configure(extra);
+        site
+    }
+    /// Writes agent.env again: the spool, the `file://` sink, then `extra`.
+    pub fn configure(&self, extra: &str) {
+        self.site.settings(&format!(
+            "SPOOL_DIR={}\nTELEMETRY_URL=file://{}\n{extra}",
+            self.spool().display(),
+            self.path("out.ndjson").display()
+        ));
+    }
+    /// `agent --once` (at unix time `now`, if given): the events it
+    /// delivered that the test has not seen yet.
+    pub fn agent(&mut self, now: Option<i64>) -> Vec<Value> {
+        self.agent_logged(now).0
+    }
+    /// [`FileSite::agent`] and the agent's log (at `info`).
+    pub fn agent_logged(&mut self, now: Option<i64>) -> (Vec<Value>, String) {
+        let mut c = Command::new(BIN);
+        c.args(["agent", "--once"]).env("OPENVPN_TELEMETRY_CONFIG", self.config_path()).env("RUST_LOG", "info");
+        if let Some(t) = now {
+            c.env("OPENVPN_TELEMETRY_NOW", t.to_string());
+        }
+        let out = c.output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "agent --once: {log}");
+        let text = fs::read_to_string(self.path("out.ndjson")).unwrap_or_default();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let new = lines[self.seen..].to_vec();
+        self.seen = lines.len();
+        (new, log)
+    }
+}
+
 /// A running `agent` daemon; a test that fails before stopping it must
 /// not leave it running (it never ends by itself).
 pub struct Daemon(Child);
