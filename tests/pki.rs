@@ -28,13 +28,17 @@ const DAY: i64 = 86_400;
 /// The shared test site with a `file://` sink (support/agent_site.rs).
 type Site = site::FileSite;
 
-/// The PKI health events of a run at `now`, as (type, role or "crl",
-/// path's file name, threshold), sorted.
-fn warnings(site: &mut Site, now: i64) -> Vec<(String, String, String, i64)> {
-    let evs = site.agent(Some(now));
+/// The PKI health events among `evs`, as (type, role or "crl", path's
+/// file name, threshold), sorted.
+fn pki_keys(evs: &[Value]) -> Vec<(String, String, String, i64)> {
     let mut out: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
     out.sort();
     out
+}
+
+/// [`pki_keys`] of a run at `now`.
+fn warnings(site: &mut Site, now: i64) -> Vec<(String, String, String, i64)> {
+    pki_keys(&site.agent(Some(now)))
 }
 
 fn is_pki(e: &Value) -> bool {
@@ -134,8 +138,7 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
 
     // At once: each file at the smallest threshold it is within.
     let (evs, log) = site.agent_logged(Some(t0));
-    let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
-    got.sort();
+    let got = pki_keys(&evs);
     assert_eq!(
         got,
         [
@@ -183,8 +186,7 @@ fn each_warning_once_across_thresholds_and_again_after_gen_crl() {
     // Past nextUpdate: CRL_EXPIRED once each; c3 is within its last day.
     let d2 = t0 + 2 * DAY + 120;
     let (evs, _) = site.agent_logged(Some(d2));
-    let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
-    got.sort();
+    let got = pki_keys(&evs);
     assert_eq!(
         got,
         [
@@ -508,8 +510,7 @@ fn a_crl_with_many_revocations_is_watched() {
     ));
     let t0 = now();
     let (evs, log) = site.agent_logged(Some(t0));
-    let mut got: Vec<_> = evs.iter().filter(|e| is_pki(e)).map(key).collect();
-    got.sort();
+    let got = pki_keys(&evs);
     assert_eq!(got, [w("CRL_EXPIRING", "crl", "crl.der", 7), w("CRL_EXPIRING", "crl", "crl.pem", 7)], "{log}");
     assert!(evs.iter().filter(|e| is_pki(e)).all(|e| e["issuer"] == "/CN=big-crl-ca"), "{evs:?}");
     assert!(!log.contains("cap"), "{log}");
